@@ -1,0 +1,142 @@
+/**
+ * peak_ewma: Finagle's / Linkerd's latency-aware balancer. Each endpoint carries an estimate of its round-trip
+ * time; an RPC goes to the cheaper of two random endpoints, cost = estimate * (activeRequests + 1).
+ *
+ * "Peak": a response slower than the estimate replaces it at once, so an endpoint that turns slow loses its
+ * traffic after its first slow response, not after an average catches up. A faster response only pulls the
+ * estimate down gradually (time-weighted EWMA), so one lucky fast response cannot bring a slow endpoint back.
+ */
+
+import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyEnvironment } from './policy.ts';
+import { systemEnvironment } from './policy.ts';
+import { WeightTable } from './random.ts';
+
+export interface PeakEwmaOptions {
+  /** Time constant of the average, ms: after this long, older samples weigh 1/e. Default 10 000 (Linkerd's). */
+  readonly decayMs?: number | undefined;
+}
+
+export const DEFAULT_EWMA_DECAY_MS = 10_000;
+
+/**
+ * What an endpoint we know nothing current about is assumed to cost, as a fraction of the typical RTT.
+ * Below 1 so that it is actually tried: an idle peer costs exactly its RTT, and an assumption of "typical"
+ * would lose such comparisons to noise or ties. Not far below 1 so that the (activeRequests + 1) factor still
+ * stops it after about twice a fair share of in-flight RPCs while its first response is awaited.
+ */
+const PROBE_FRACTION = 0.5;
+/** Any positive prior gives the same choices (all endpoints share it); it only has to be positive, see MIN_SAMPLE_MS. */
+const PRIOR_RTT_MS = 30;
+/** Floor for samples: an estimate of 0 would make cost 0 whatever activeRequests, turning P2C into random. */
+const MIN_SAMPLE_MS = 0.001;
+
+interface RttEstimate {
+  rttMs: number;
+  updatedAt: number;
+  /** False until the endpoint's first response, which then replaces the assumption outright (rttMs is unused until then). */
+  observed: boolean;
+}
+
+/**
+ * Peak EWMA with power of two choices. Candidates are drawn with probability proportional to weight; the cost
+ * itself ignores weight, so weight says how often an endpoint is considered and latency decides.
+ *
+ * Estimates are kept per endpoint key and survive setEndpoints for endpoints that stay. Besides them the policy
+ * keeps a cluster-wide time-weighted average of all latencies, the typical RTT, and treats what it does not
+ * know currently as PROBE_FRACTION (half) of typical: a deliberate answer to two problems.
+ *
+ * - Staleness. An endpoint that was slow stops getting traffic, so its estimate stops being updated and would
+ *   stay slow forever: P2C alone only probes it when its rival has estimate * (active + 1) above it, which for
+ *   a 50x slower endpoint means 50 RPCs in flight on a healthy one, i.e. never at moderate load. So an estimate
+ *   decays, from its last response on and with the same time constant, toward half of typical. A 50 ms endpoint
+ *   among 1 ms ones therefore drops below an idle peer after about decayMs * ln(99) (~45 s by default) and gets
+ *   a probe: if it is still slow, that one response puts it straight back (peak); if it recovered, it rejoins.
+ *   Finagle and Linkerd decay toward zero instead, which after a long idle makes the endpoint cost ~0 whatever
+ *   its activeRequests, so it wins every comparison until its first response returns: a burst onto an endpoint
+ *   last seen slow. Decaying toward typical itself would never probe at low load: an idle peer costs exactly
+ *   typical, and the stale estimate only approaches it from above.
+ * - Newcomers (and every endpoint before its first response) are assumed half of typical, so a new endpoint
+ *   is tried at once, in a fleet of any speed, with a bounded number of RPCs before its first answer. A fixed
+ *   prior such as Linkerd's 30 ms would starve it for ~35 s in a 1 ms fleet, and 0 would send it everything
+ *   until it answers. Its first response then replaces the assumption.
+ */
+export class PeakEwmaPolicy<E extends BalancedEndpoint = BalancedEndpoint> implements LoadBalancingPolicy<E> {
+  readonly #env: PolicyEnvironment;
+  readonly #decayMs: number;
+  #endpoints: readonly E[] = [];
+  /** #estimates[i] belongs to #endpoints[i], for the hot path; #byKey finds them for onRpcEnd. */
+  #estimates: RttEstimate[] = [];
+  #byKey = new Map<string, RttEstimate>();
+  readonly #table = new WeightTable();
+  readonly #typical: RttEstimate;
+
+  constructor(env: PolicyEnvironment = systemEnvironment, options: PeakEwmaOptions = {}) {
+    this.#env = env;
+    const decay = options.decayMs;
+    this.#decayMs = decay !== undefined && decay > 0 && decay < Infinity ? decay : DEFAULT_EWMA_DECAY_MS;
+    this.#typical = { rttMs: PRIOR_RTT_MS, updatedAt: env.now(), observed: false };
+  }
+
+  setEndpoints(endpoints: readonly E[]): void {
+    const now = this.#env.now();
+    const byKey = new Map<string, RttEstimate>();
+    const estimates: RttEstimate[] = [];
+    for (const endpoint of endpoints) {
+      const estimate = byKey.get(endpoint.key) ??
+        this.#byKey.get(endpoint.key) ?? { rttMs: 0, updatedAt: now, observed: false };
+      byKey.set(endpoint.key, estimate);
+      estimates.push(estimate);
+    }
+    this.#endpoints = endpoints.slice();
+    this.#estimates = estimates;
+    this.#byKey = byKey;
+    this.#table.rebuild(this.#endpoints);
+  }
+
+  pick(_context: PickContext): E | undefined {
+    const endpoints = this.#endpoints;
+    if (endpoints.length <= 1) return endpoints[0];
+    const now = this.#env.now();
+    const i = this.#table.draw(this.#env.random());
+    const j = this.#table.drawOther(this.#env.random(), i);
+    const first = endpoints[i]!;
+    const second = endpoints[j]!;
+    const firstCost = this.#current(this.#estimates[i]!, now) * (first.activeRequests + 1);
+    const secondCost = this.#current(this.#estimates[j]!, now) * (second.activeRequests + 1);
+    return secondCost < firstCost ? second : first;
+  }
+
+  onRpcEnd(endpoint: E, latencyMs: number): void {
+    if (!(latencyMs >= 0 && latencyMs < Infinity)) return;
+    const sample = latencyMs > MIN_SAMPLE_MS ? latencyMs : MIN_SAMPLE_MS;
+    const now = this.#env.now();
+    const estimate = this.#byKey.get(endpoint.key);
+    // An RPC that outlived its endpoint's membership has no estimate left to update; it still informs typical.
+    if (estimate !== undefined) {
+      const current = this.#current(estimate, now);
+      estimate.rttMs = !estimate.observed || sample > current ? sample : this.#blend(current, sample, now - estimate.updatedAt);
+      estimate.updatedAt = now;
+      estimate.observed = true;
+    }
+    const typical = this.#typical;
+    typical.rttMs = typical.observed ? this.#blend(typical.rttMs, sample, now - typical.updatedAt) : sample;
+    typical.updatedAt = now;
+    typical.observed = true;
+  }
+
+  /** The estimate as of `now`: unknown is PROBE_FRACTION of typical, and above that it decays toward it. */
+  #current(estimate: RttEstimate, now: number): number {
+    const floor = this.#typical.rttMs * PROBE_FRACTION;
+    if (!estimate.observed) return floor;
+    const age = now - estimate.updatedAt;
+    if (estimate.rttMs <= floor || age <= 0) return estimate.rttMs;
+    return floor + (estimate.rttMs - floor) * Math.exp(-age / this.#decayMs);
+  }
+
+  /** Time-weighted EWMA: the old value keeps weight e^(-elapsed/decay), so the average forgets per ms, not per sample. */
+  #blend(old: number, sample: number, elapsedMs: number): number {
+    if (elapsedMs <= 0) return old;
+    const w = Math.exp(-elapsedMs / this.#decayMs);
+    return old * w + sample * (1 - w);
+  }
+}

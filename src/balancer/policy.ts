@@ -1,0 +1,44 @@
+/**
+ * The contract every load-balancing policy meets. A policy is a plain object:
+ * no sockets, no timers. It is fed the set of endpoints that may take traffic
+ * (already filtered by health) and picks one per RPC, synchronously.
+ * Time and randomness are injected so tests are exact.
+ */
+
+/** What a policy sees of an endpoint. The cluster owns these objects and keeps `activeRequests` current. */
+export interface BalancedEndpoint {
+  /** Stable identity, `host:port`. */
+  readonly key: string;
+  /** Relative share of traffic, a positive integer (default 1). */
+  readonly weight: number;
+  /** RPCs currently in flight on this endpoint, maintained by the cluster. */
+  readonly activeRequests: number;
+}
+
+/** Per-RPC facts a policy may use to pick. */
+export interface PickContext {
+  /** Value of the cluster's hash header for this RPC, when the policy hashes (ring_hash). */
+  readonly hashKey?: string | undefined;
+}
+
+export interface LoadBalancingPolicy<E extends BalancedEndpoint = BalancedEndpoint> {
+  /** Replace the endpoint set. Called on every discovery or health change; may be called with an empty list. */
+  setEndpoints(endpoints: readonly E[]): void;
+  /** Pick an endpoint for one RPC, or undefined when the set is empty. Never throws. */
+  pick(context: PickContext): E | undefined;
+  /** Called when an RPC picked on `endpoint` has finished, with its latency. Optional. */
+  onRpcEnd?(endpoint: E, latencyMs: number): void;
+}
+
+/** Injected clock and random source. */
+export interface PolicyEnvironment {
+  /** Monotonic milliseconds. */
+  now(): number;
+  /** Uniform in [0, 1). */
+  random(): number;
+}
+
+export const systemEnvironment: PolicyEnvironment = {
+  now: () => performance.now(),
+  random: Math.random,
+};

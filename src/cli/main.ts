@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+/**
+ * The `switchyard` command.
+ *   switchyard run --config FILE     run the proxy (the default command)
+ *   switchyard check --config FILE   validate a config and exit
+ *   switchyard demo                  the proxy in front of three demo backends, L4 vs L7 side by side
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { Switchyard } from '../switchyard.ts';
+import { runDemo } from '../demo/demo.ts';
+import { parseDuration } from '../config/duration.ts';
+import { readFileSync } from 'node:fs';
+
+// Two levels up from both src/cli and dist/cli.
+const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const USAGE = `usage: switchyard [run] --config FILE
+       switchyard check --config FILE
+       switchyard demo [--duration 30s]
+       switchyard --version
+
+options:
+  -c, --config FILE    the YAML config (docs/configuration.md)
+      --duration D     demo only: stop after D (e.g. 30s); default: run until Ctrl-C
+      --drain-timeout D   how long in-flight RPCs may take to finish on SIGTERM (default 10s)
+`;
+
+/** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. */
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      duration: { type: 'string' },
+      'drain-timeout': { type: 'string', default: '10s' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`switchyard ${packageJson.version} (node ${process.versions.node}, nghttp2 ${process.versions.nghttp2})\n`);
+    return 0;
+  }
+  const command = positionals[0] ?? 'run';
+  switch (command) {
+    case 'demo': {
+      const durationMs = values.duration === undefined ? undefined : parseDuration(values.duration);
+      if (values.duration !== undefined && durationMs === undefined) return usageError(`--duration: expected a duration such as 30s, got "${values.duration}"`);
+      await runDemo({ durationMs });
+      return 0;
+    }
+    case 'check':
+    case 'run': {
+      if (!values.config) return usageError(`${command} needs --config FILE`);
+      const loaded = await loadConfig(values.config);
+      if (command === 'check') {
+        process.stdout.write(`${values.config}: ok (${loaded.config.listeners.length} listener(s), ${loaded.config.routes.length} route(s), ${loaded.config.clusters.length} cluster(s))\n`);
+        return 0;
+      }
+      const drainMs = parseDuration(values['drain-timeout']);
+      if (drainMs === undefined) return usageError(`--drain-timeout: expected a duration, got "${values['drain-timeout']}"`);
+      const proxy = await Switchyard.start({ config: loaded.config, secrets: loaded.secrets });
+      await waitForSignal();
+      proxy.logger.info({ drain_timeout_ms: drainMs }, 'shutting down: closing listeners, letting in-flight RPCs finish');
+      await proxy.stop(drainMs);
+      return 0;
+    }
+    default:
+      return usageError(`unknown command "${command}"`);
+  }
+}
+
+function usageError(message: string): number {
+  process.stderr.write(`switchyard: ${message}\n\n${USAGE}`);
+  return 2;
+}
+
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(2);
+    }
+    const err = error as NodeJS.ErrnoException;
+    process.stderr.write(`switchyard: ${err.code ? `${err.code}: ` : ''}${err.message ?? String(error)}\n`);
+    process.exit(1);
+  },
+);

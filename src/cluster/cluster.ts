@@ -1,0 +1,175 @@
+/**
+ * A cluster joins the parts that decide where an RPC goes:
+ * discovery (which endpoints exist) → availability filter (which may take
+ * traffic now) → balancer policy (which one takes this RPC) → the endpoint's
+ * connection pool. Later filters (active health, outlier ejection) plug in at
+ * the availability step; policies never see unavailable endpoints.
+ */
+import type { ClusterConfig } from '../config/schema.ts';
+import type { BalancedEndpoint, LoadBalancingPolicy, PolicyEnvironment } from '../balancer/policy.ts';
+import { createPolicy } from '../balancer/registry.ts';
+import { endpointKey, type DiscoverySource, type DiscoveryUpdate, type EndpointAddress } from '../discovery/source.ts';
+import { EndpointPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
+
+/** One backend endpoint as the cluster tracks it. */
+export class ClusterEndpoint implements BalancedEndpoint {
+  readonly key: string;
+  readonly address: EndpointAddress;
+  readonly pool: EndpointPool;
+  weight: number;
+  activeRequests = 0;
+  /** RPCs sent to this endpoint since it joined. */
+  totalRequests = 0;
+
+  constructor(address: EndpointAddress, pool: EndpointPool) {
+    this.key = endpointKey(address);
+    this.address = address;
+    this.weight = address.weight;
+    this.pool = pool;
+  }
+}
+
+export interface ClusterLogger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+export interface ClusterOptions {
+  readonly config: ClusterConfig;
+  readonly source: DiscoverySource;
+  readonly tls?: UpstreamTls | undefined;
+  readonly logger?: ClusterLogger | undefined;
+  readonly environment?: PolicyEnvironment | undefined;
+}
+
+export class Cluster {
+  readonly name: string;
+  readonly #config: ClusterConfig;
+  readonly #source: DiscoverySource;
+  readonly #tls: UpstreamTls | undefined;
+  readonly #logger: ClusterLogger | undefined;
+  readonly #policy: LoadBalancingPolicy<ClusterEndpoint>;
+  readonly #endpoints = new Map<string, ClusterEndpoint>();
+  #available: readonly ClusterEndpoint[] = [];
+  #resolved = false;
+  #lastError: Error | undefined;
+
+  constructor(options: ClusterOptions) {
+    this.name = options.config.name;
+    this.#config = options.config;
+    this.#source = options.source;
+    this.#tls = options.tls;
+    this.#logger = options.logger;
+    this.#policy = createPolicy<ClusterEndpoint>(
+      options.config.lb_policy,
+      {
+        ringSize: options.config.ring_size,
+        activeRequestBias: options.config.active_request_bias,
+        ewmaDecayMs: options.config.ewma_decay,
+      },
+      options.environment,
+    );
+  }
+
+  /** Starts discovery. Endpoints appear as the source reports them. */
+  start(): void {
+    this.#source.start((update) => this.#onDiscovery(update));
+  }
+
+  /** The request header whose value ring_hash hashes, if any. */
+  get hashHeader(): string | undefined {
+    return this.#config.hash_header;
+  }
+
+  get endpoints(): ReadonlyMap<string, ClusterEndpoint> {
+    return this.#endpoints;
+  }
+
+  /** Picks an endpoint for one RPC and counts it as active; undefined when none is available. */
+  pick(hashKey: string | undefined): ClusterEndpoint | undefined {
+    const endpoint = this.#policy.pick({ hashKey });
+    if (endpoint) {
+      endpoint.activeRequests++;
+      endpoint.totalRequests++;
+    }
+    return endpoint;
+  }
+
+  /** Reports the end of an RPC started by pick(). */
+  release(endpoint: ClusterEndpoint, latencyMs: number): void {
+    endpoint.activeRequests--;
+    this.#policy.onRpcEnd?.(endpoint, latencyMs);
+  }
+
+  /** Why pick() found nothing, for the UNAVAILABLE message. */
+  describeUnavailable(): string {
+    if (!this.#resolved) {
+      return `cluster "${this.name}" has no endpoints yet${this.#lastError ? ` (discovery: ${this.#lastError.message})` : ''}`;
+    }
+    if (this.#endpoints.size === 0) return `cluster "${this.name}" has no endpoints`;
+    return `cluster "${this.name}" has no available endpoint (${this.#endpoints.size} known, all failing to connect)`;
+  }
+
+  /** Stops discovery and closes connections gracefully: in-flight RPCs finish. */
+  close(): void {
+    this.#source.close();
+    for (const endpoint of this.#endpoints.values()) endpoint.pool.close();
+    this.#endpoints.clear();
+    this.#recomputeAvailable();
+  }
+
+  #onDiscovery(update: DiscoveryUpdate): void {
+    if (update.type === 'error') {
+      this.#lastError = update.error;
+      this.#logger?.warn({ cluster: this.name, err: update.error.message }, 'discovery failed; keeping the last good endpoints');
+      return;
+    }
+    this.#resolved = true;
+    this.#lastError = undefined;
+    const seen = new Set<string>();
+    for (const address of update.endpoints) {
+      const key = endpointKey(address);
+      seen.add(key);
+      const existing = this.#endpoints.get(key);
+      if (existing) {
+        existing.weight = address.weight;
+        continue;
+      }
+      this.#endpoints.set(key, new ClusterEndpoint(address, this.#createPool(address)));
+      this.#logger?.info({ cluster: this.name, endpoint: key }, 'endpoint added');
+    }
+    for (const [key, endpoint] of this.#endpoints) {
+      if (seen.has(key)) continue;
+      // In-flight RPCs on a removed endpoint finish; it just gets no new ones.
+      endpoint.pool.close();
+      this.#endpoints.delete(key);
+      this.#logger?.info({ cluster: this.name, endpoint: key }, 'endpoint removed');
+    }
+    this.#recomputeAvailable();
+  }
+
+  #createPool(address: EndpointAddress): EndpointPool {
+    return new EndpointPool({
+      host: address.host,
+      port: address.port,
+      tls: this.#tls,
+      connectTimeoutMs: this.#config.connect_timeout,
+      onStateChange: () => this.#recomputeAvailable(),
+      onConnectFailure: (error) => {
+        this.#logger?.warn({ cluster: this.name, endpoint: endpointKey(address), err: error.message }, 'connect failed');
+        this.#source.refresh();
+      },
+    });
+  }
+
+  /**
+   * Endpoints in connect backoff take no traffic while others can; if all are
+   * failing, all stay eligible, since refusing every RPC helps no one.
+   */
+  #recomputeAvailable(): void {
+    const all = [...this.#endpoints.values()];
+    const connectable = all.filter((endpoint) => !endpoint.pool.inBackoff);
+    this.#available = connectable.length > 0 ? connectable : all;
+    this.#policy.setEndpoints(this.#available);
+  }
+}

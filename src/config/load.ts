@@ -1,0 +1,263 @@
+/**
+ * Loading a config: YAML text → validated SwitchyardConfig → the PEM files it
+ * names, read and checked. Every step reports all of its problems at once, each
+ * with the path of the offending field, in one ConfigError.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { PemError, keyMatchesCertificate, parseCertificates, parsePrivateKey } from './pem.ts';
+import { formatPath, validate, type ConfigProblem, type RawProblem } from './problems.ts';
+import { configSchema, type SwitchyardConfig } from './schema.ts';
+
+export type { ConfigProblem } from './problems.ts';
+
+/** A config that cannot be used, with every problem found in it. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'SWITCHYARD_BAD_CONFIG';
+  /** The config file as the caller named it (or the label given to parseConfigObject). */
+  readonly file: string;
+  /** Never empty. Sorted by line when the problems come from a YAML file. */
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(file: string, problems: readonly ConfigProblem[]) {
+    // A YAML syntax error's path already is its position.
+    const where = (p: ConfigProblem) => (p.line === undefined || p.path.startsWith('line ') ? '' : ` (line ${p.line})`);
+    const lines = problems.map((p) => `  ${p.path}: ${p.message}${where(p)}`);
+    super([`${file}: invalid config`, ...lines].join('\n'));
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+/** The TLS files of one listener, as passed to tls.createSecureContext. */
+export interface ListenerTlsFiles {
+  /** PEM certificate chain, leaf first; checked to parse and to match `key`. */
+  readonly cert: Buffer;
+  /** PEM private key, unencrypted. */
+  readonly key: Buffer;
+}
+
+/** The TLS files of one cluster: the CA to verify backends, and an optional client identity for mTLS. */
+export type ClusterTlsFiles = { readonly ca: Buffer } & (
+  | { readonly cert: Buffer; readonly key: Buffer }
+  | { readonly cert?: undefined; readonly key?: undefined }
+);
+
+/** PEM contents, keyed by listener and cluster name, so the proxy never reads a file itself. */
+export interface ConfigSecrets {
+  /** One entry per listener that has `tls`. */
+  readonly listeners: ReadonlyMap<string, ListenerTlsFiles>;
+  /** One entry per cluster that has `tls`. */
+  readonly clusters: ReadonlyMap<string, ClusterTlsFiles>;
+}
+
+export interface LoadedConfig {
+  /** Absolute path of the config file; for resolveConfig, its label. */
+  readonly file: string;
+  /** The validated config, with defaults applied and every file path (TLS files, access log) made absolute. */
+  readonly config: SwitchyardConfig;
+  readonly secrets: ConfigSecrets;
+  /** Absolute paths of every file read: the config (from loadConfig), then the PEM files. What a reload-on-change would watch. */
+  readonly files: readonly string[];
+}
+
+/**
+ * Parses and validates YAML config text. `file` only labels errors. Throws
+ * ConfigError for YAML syntax errors (duplicate keys included), an empty
+ * document, and every schema problem, each located by path and line.
+ */
+export function parseConfig(text: string, file: string): SwitchyardConfig {
+  const lines = new LineCounter();
+  // merge: true so `<<: *anchor` can share a block, e.g. one upstream tls section between clusters.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(file, doc.errors.map((error) => {
+      const { line, col } = lines.linePos(error.pos[0]);
+      const message = error.code === 'DUPLICATE_KEY' ? duplicateKeyMessage(text, error.pos[0]) : error.message.split('\n')[0]!;
+      return { path: `line ${line}, column ${col}`, message, line, column: col };
+    }));
+  }
+  const value: unknown = doc.toJS();
+  if (value === null || value === undefined) {
+    throw new ConfigError(file, [{ path: '(file)', message: 'the file is empty (or only comments); a config needs at least one listener' }]);
+  }
+  const result = validate(configSchema, value);
+  if ('data' in result) return result.data;
+  const located = result.problems.map((problem) => ({ ...problem, ...position(doc, lines, problem) }));
+  // Stable: problems on one line keep zod's order.
+  located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+  throw new ConfigError(file, located.map(({ path: keys, message, line, column }) => ({ path: formatPath(keys), message, line, column })));
+}
+
+/**
+ * Validates a config built in code (the demo, tests) exactly as parseConfig
+ * validates a file. `file` only labels errors, e.g. "(embedded demo config)".
+ */
+export function parseConfigObject(value: unknown, file: string): SwitchyardConfig {
+  const result = validate(configSchema, value);
+  if ('data' in result) return result.data;
+  throw new ConfigError(file, result.problems.map((p) => ({ path: formatPath(p.path), message: p.message })));
+}
+
+/**
+ * Reads, parses and validates a config file, then reads and checks every file
+ * it names (see resolveConfig). Throws ConfigError for all of it, the file's
+ * own unreadability included.
+ */
+export async function loadConfig(file: string): Promise<LoadedConfig> {
+  const absolute = path.resolve(file);
+  let text: string;
+  try {
+    text = await readFile(absolute, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '(file)', message: `cannot read "${absolute}": ${osMessage(error)}` }]);
+  }
+  const loaded = await readReferencedFiles(parseConfig(text, file), path.dirname(absolute), file);
+  return { ...loaded, file: absolute, files: [absolute, ...loaded.files] };
+}
+
+/**
+ * The file half of loadConfig, for a config that did not come from a file
+ * (built in code, then checked with parseConfigObject): resolves relative
+ * paths against `baseDir`, reads every listener and cluster TLS file, and
+ * checks that certificates and CA bundles parse, keys parse and are
+ * unencrypted, and each key matches its certificate. `config` is not modified.
+ * Throws ConfigError, labelled `label`, listing every bad file.
+ */
+export function resolveConfig(config: SwitchyardConfig, options: { readonly baseDir: string; readonly label?: string }): Promise<LoadedConfig> {
+  return readReferencedFiles(config, path.resolve(options.baseDir), options.label ?? '(config)');
+}
+
+async function readReferencedFiles(config: SwitchyardConfig, baseDir: string, file: string): Promise<LoadedConfig> {
+  const out = structuredClone(config);
+  const reader = new PemFiles(baseDir);
+  const listeners = new Map<string, ListenerTlsFiles>();
+  const clusters = new Map<string, ClusterTlsFiles>();
+
+  for (const [i, listener] of out.listeners.entries()) {
+    if (!listener.tls) continue;
+    const at = `listeners[${i}].tls`;
+    listener.tls.cert_file = reader.resolve(listener.tls.cert_file);
+    listener.tls.key_file = reader.resolve(listener.tls.key_file);
+    const pair = await reader.keyPair(at, listener.tls.cert_file, listener.tls.key_file);
+    if (pair) listeners.set(listener.name, pair);
+  }
+
+  for (const [i, cluster] of out.clusters.entries()) {
+    if (!cluster.tls) continue;
+    const at = `clusters[${i}].tls`;
+    const tls = cluster.tls;
+    tls.ca_file = reader.resolve(tls.ca_file);
+    const ca = await reader.read(`${at}.ca_file`, tls.ca_file, parseCertificates);
+    let pair: ListenerTlsFiles | undefined;
+    if (tls.cert_file !== undefined && tls.key_file !== undefined) {
+      tls.cert_file = reader.resolve(tls.cert_file);
+      tls.key_file = reader.resolve(tls.key_file);
+      pair = await reader.keyPair(at, tls.cert_file, tls.key_file);
+      if (!pair) continue;
+    }
+    if (ca) clusters.set(cluster.name, pair ? { ca, cert: pair.cert, key: pair.key } : { ca });
+  }
+
+  const output = out.access_log.output;
+  // The two values that are not paths.
+  if (output !== 'off' && output !== 'stdout') out.access_log.output = reader.resolve(output);
+
+  if (reader.problems.length > 0) throw new ConfigError(file, reader.problems);
+  return { file, config: out, secrets: { listeners, clusters }, files: reader.files };
+}
+
+/** Reads each file once (a CA bundle is often shared) and collects problems instead of throwing. */
+class PemFiles {
+  readonly problems: ConfigProblem[] = [];
+  readonly files: string[] = [];
+  readonly #baseDir: string;
+  readonly #cache = new Map<string, Promise<Buffer | NodeJS.ErrnoException>>();
+
+  constructor(baseDir: string) {
+    this.#baseDir = baseDir;
+  }
+
+  resolve(file: string): string {
+    return path.resolve(this.#baseDir, file);
+  }
+
+  /** The file's bytes if it can be read and `check` does not throw a PemError; otherwise undefined, with a problem recorded at `at`. */
+  async read(at: string, file: string, check: (pem: Buffer) => unknown): Promise<Buffer | undefined> {
+    let pending = this.#cache.get(file);
+    if (!pending) {
+      pending = readFile(file).catch((error: NodeJS.ErrnoException) => error);
+      this.#cache.set(file, pending);
+      this.files.push(file);
+    }
+    const contents = await pending;
+    if (!Buffer.isBuffer(contents)) {
+      this.problems.push({ path: at, message: `cannot read "${file}": ${osMessage(contents)}` });
+      return undefined;
+    }
+    try {
+      check(contents);
+      return contents;
+    } catch (error) {
+      if (!(error instanceof PemError)) throw error;
+      this.problems.push({ path: at, message: `"${file}" ${error.message}` });
+      return undefined;
+    }
+  }
+
+  /** A certificate chain and its key, both valid and matching; undefined (with problems recorded) otherwise. */
+  async keyPair(at: string, certFile: string, keyFile: string): Promise<ListenerTlsFiles | undefined> {
+    const cert = await this.read(`${at}.cert_file`, certFile, parseCertificates);
+    const key = await this.read(`${at}.key_file`, keyFile, parsePrivateKey);
+    if (!cert || !key) return undefined;
+    if (!keyMatchesCertificate(parseCertificates(cert)[0]!, parsePrivateKey(key))) {
+      this.problems.push({ path: `${at}.key_file`, message: `"${keyFile}" is not the private key of the certificate in "${certFile}"` });
+      return undefined;
+    }
+    return { cert, key };
+  }
+}
+
+/** yaml's own message does not say which key; the error points at its first character. */
+function duplicateKeyMessage(text: string, offset: number): string {
+  const key = /^("[^"\n]*"|'[^'\n]*'|[^:#\n]+?)\s*:/.exec(text.slice(offset))?.[1];
+  return key === undefined ? 'duplicate key' : `duplicate key ${key.startsWith('"') ? key : JSON.stringify(key.replace(/^'|'$/g, ''))}`;
+}
+
+/** "ENOENT: no such file or directory", without Node's trailing ", open '<path>'": the caller names the file. */
+function osMessage(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/, \w+(?: '.*')?$/, '');
+}
+
+/** Where a problem is in the YAML: the node at its path, or the deepest existing parent of a missing one. */
+function position(doc: Document, lines: LineCounter, problem: RawProblem): { line?: number; column?: number } {
+  let node: unknown = doc.contents;
+  let offset: number | undefined = rangeStart(node);
+  const keys = problem.key === undefined ? problem.path : [...problem.path, problem.key];
+  for (const [depth, key] of keys.entries()) {
+    if (isAlias(node)) node = node.resolve(doc);
+    let next: unknown;
+    if (isMap(node)) {
+      const pair = node.items.find((item) => (isScalar(item.key) ? String(item.key.value) : item.key) === key);
+      // Point at the key for an unknown key or an empty value, at the value otherwise.
+      const unknownKey = problem.key !== undefined && depth === keys.length - 1;
+      if (pair) next = unknownKey || rangeStart(pair.value) === undefined ? pair.key : pair.value;
+    } else if (isSeq(node) && typeof key === 'number') {
+      next = node.items[key];
+    }
+    const start = rangeStart(next);
+    if (start === undefined) break;
+    node = next;
+    offset = start;
+  }
+  if (offset === undefined) return {};
+  const { line, col } = lines.linePos(offset);
+  return { line, column: col };
+}
+
+function rangeStart(node: unknown): number | undefined {
+  return (node as YamlNode | null | undefined)?.range?.[0];
+}

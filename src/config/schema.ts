@@ -1,0 +1,301 @@
+/**
+ * The shape of a Switchyard config file. Every object is strict: an unknown
+ * key is an error, never silently ignored. Defaults are chosen to be safe for
+ * a proxy in front of production gRPC services.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+import { GRPC_STATUS_BY_NAME } from '../proxy/grpc-status.ts';
+
+/** setTimeout fires at once (with only a warning) for anything longer, so no duration may exceed it. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** `number 30`, `boolean true`, `null`, `array`, `object`: enough to see what was written instead. */
+function describeInput(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${value}`;
+  return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+}
+
+const duration = z
+  .string({ error: (issue) => `expected a duration with a unit such as "250ms", "5s", "1m" or "2h", got ${describeInput(issue.input)}` })
+  .transform((text, ctx) => {
+    const ms = parseDuration(text);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration such as "250ms", "5s", "1m" or "2h", got "${text}"` });
+      return z.NEVER;
+    }
+    // Zero would mean a busy loop for refresh_interval and an instant failure for timeouts.
+    if (ms < 1 || ms > MAX_DURATION_MS) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration from 1ms to 24.8 days (2^31-1 ms), got "${text}"` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+/** Listener ports may be 0 (the OS picks one: useful in tests); an upstream port never is. */
+const port = z.number().int().min(0).max(65535);
+const upstreamPort = z.number().int().min(1).max(65535);
+const host = z.string().min(1);
+
+const serverTls = z.strictObject({
+  /** PEM certificate chain presented to clients. */
+  cert_file: z.string().min(1),
+  /** PEM private key for cert_file. */
+  key_file: z.string().min(1),
+});
+
+const http2Limits = z.strictObject({
+  /** SETTINGS_MAX_CONCURRENT_STREAMS advertised to each client connection. */
+  max_concurrent_streams: z.number().int().min(1).max(2 ** 31 - 1).default(1000),
+  /** Per-stream flow-control window (SETTINGS_INITIAL_WINDOW_SIZE), bytes. */
+  initial_stream_window: z.number().int().min(65_535).max(2 ** 31 - 1).default(1 << 20),
+  /** Connection-level flow-control window, bytes. */
+  connection_window: z.number().int().min(65_535).max(2 ** 31 - 1).default(16 << 20),
+  /** Largest header block accepted (SETTINGS_MAX_HEADER_LIST_SIZE), bytes. */
+  max_header_list_size: z.number().int().min(1024).max(2 ** 32 - 1).default(16 << 10),
+});
+
+const listener = z
+  .strictObject({
+    name: z.string().min(1),
+    address: host.default('127.0.0.1'),
+    port,
+    /** TLS 1.3 with ALPN h2. Required unless `plaintext: true`. */
+    tls: serverTls.optional(),
+    /** Cleartext HTTP/2 with prior knowledge (h2c). For local use only; must be asked for. */
+    plaintext: z.boolean().default(false),
+    http2: http2Limits.prefault({}),
+  })
+  .superRefine((value, ctx) => {
+    if (value.tls && value.plaintext) {
+      ctx.addIssue({ code: 'custom', path: ['plaintext'], message: 'a listener is either tls or plaintext, not both' });
+    }
+    if (!value.tls && !value.plaintext) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'set tls (cert_file, key_file), or plaintext: true for a cleartext h2c listener' });
+    }
+  });
+
+const headerMatch = z
+  .strictObject({
+    name: z.string().min(1).transform((name) => name.toLowerCase()),
+    exact: z.string().optional(),
+    prefix: z.string().optional(),
+    regex: z.string().optional(),
+    /** Matches when the header is present (true) or absent (false). */
+    present: z.boolean().optional(),
+    /** Inverts the result of the match. */
+    invert: z.boolean().default(false),
+  })
+  .superRefine((value, ctx) => {
+    const kinds = ['exact', 'prefix', 'regex', 'present'].filter((k) => value[k as keyof typeof value] !== undefined);
+    if (kinds.length !== 1) {
+      ctx.addIssue({ code: 'custom', message: `a header match needs exactly one of exact, prefix, regex, present (got ${kinds.length ? kinds.join(', ') : 'none'})` });
+    }
+    if (value.regex !== undefined) {
+      try {
+        new RegExp(value.regex);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', path: ['regex'], message: `invalid regular expression: ${(error as Error).message}` });
+      }
+    }
+  });
+
+const GRPC_METHOD = /^\/[^/\s]+\/[^/\s]+$/;
+const GRPC_SERVICE = /^[^/\s]+$/;
+
+const routeMatch = z
+  .strictObject({
+    /** Exact method, `/pkg.Service/Method`. */
+    method: z.string().regex(GRPC_METHOD, 'expected "/package.Service/Method"').optional(),
+    /** Every method of one service, `pkg.Service`. */
+    service: z.string().regex(GRPC_SERVICE, 'expected "package.Service" (no slashes)').optional(),
+    /** Any path starting with this, e.g. `/pkg.` or `/` for everything. */
+    prefix: z.string().startsWith('/', 'expected a path prefix starting with "/"').optional(),
+    headers: z.array(headerMatch).default([]),
+  })
+  .superRefine((value, ctx) => {
+    const kinds = ['method', 'service', 'prefix'].filter((k) => value[k as 'method'] !== undefined);
+    if (kinds.length !== 1) {
+      ctx.addIssue({ code: 'custom', message: `a route match needs exactly one of method, service, prefix (got ${kinds.length ? kinds.join(', ') : 'none'})` });
+    }
+  });
+
+const statusCode = z.union([
+  z.number().int().min(0).max(16),
+  z.string().transform((name, ctx) => {
+    const code = GRPC_STATUS_BY_NAME.get(name.toUpperCase());
+    if (code === undefined) {
+      ctx.addIssue({ code: 'custom', message: `unknown gRPC status "${name}"; expected a name such as PERMISSION_DENIED or a number 0-16` });
+      return z.NEVER;
+    }
+    return code;
+  }),
+]);
+
+const route = z
+  .strictObject({
+    name: z.string().min(1).optional(),
+    match: routeMatch,
+    /** Forward to this cluster. */
+    cluster: z.string().min(1).optional(),
+    /** Upper bound on each RPC's deadline; forwarded upstream in grpc-timeout. Unset: the client's deadline alone. */
+    timeout: duration.optional(),
+    /** Hard cap on a stream's lifetime, whatever its deadline. Unset: no cap. */
+    max_stream_duration: duration.optional(),
+    /** Answer directly, without a backend. */
+    direct_response: z
+      .strictObject({ code: statusCode, message: z.string().default('') })
+      .optional(),
+  })
+  .superRefine((value, ctx) => {
+    if ((value.cluster === undefined) === (value.direct_response === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'a route needs exactly one action: cluster or direct_response' });
+    }
+  });
+
+const staticEndpoint = z.strictObject({
+  address: host,
+  port: upstreamPort,
+  weight: z.number().int().min(1).max(1_000_000).default(1),
+});
+
+const dnsDiscovery = z.strictObject({
+  /** Name to resolve, typically a headless Service: `echo.default.svc.cluster.local`. */
+  name: host,
+  port: upstreamPort,
+  /** Address families to resolve. */
+  families: z.array(z.enum(['ipv4', 'ipv6'])).min(1).default(['ipv4', 'ipv6']),
+  refresh_interval: duration.default(5_000),
+  /** DNS servers as `ip` or `ip:port`; default: the system resolver's. */
+  servers: z
+    .array(z.string().refine(isDnsServer, { error: (issue) => `expected "ip" or "ip:port" ("[ipv6]:port" for IPv6), got "${String(issue.input)}"` }))
+    .min(1)
+    .optional(),
+});
+
+/** The forms dns.Resolver#setServers accepts; checked here so a typo fails at load, not at the first refresh. */
+function isDnsServer(text: string): boolean {
+  if (isIP(text) !== 0) return true;
+  const match = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(text);
+  if (!match) return false;
+  const ip = match[1] ?? match[2]!;
+  const portNumber = Number(match[3]);
+  return isIP(ip) === (match[1] !== undefined ? 6 : 4) && portNumber >= 1 && portNumber <= 65535;
+}
+
+const upstreamTls = z.strictObject({
+  /** CA bundle that must have signed the backend's certificate. */
+  ca_file: z.string().min(1),
+  /** Name checked against the backend certificate (and sent as SNI); default: the endpoint address. */
+  server_name: z.string().min(1).optional(),
+  /** Client certificate for mTLS to the backend. */
+  cert_file: z.string().min(1).optional(),
+  key_file: z.string().min(1).optional(),
+}).superRefine((value, ctx) => {
+  if ((value.cert_file === undefined) !== (value.key_file === undefined)) {
+    ctx.addIssue({ code: 'custom', message: 'cert_file and key_file go together' });
+  }
+});
+
+export const LB_POLICIES = ['round_robin', 'least_request', 'random', 'ring_hash', 'peak_ewma'] as const;
+
+const cluster = z
+  .strictObject({
+    name: z.string().min(1),
+    lb_policy: z.enum(LB_POLICIES).default('round_robin'),
+    /** ring_hash: request header whose value is hashed; without it a random endpoint is picked. */
+    hash_header: z.string().min(1).transform((name) => name.toLowerCase()).optional(),
+    /** ring_hash: virtual nodes on the ring. */
+    ring_size: z.number().int().min(1).max(8_388_608).default(1024),
+    /** least_request: how strongly active requests count against an endpoint. */
+    active_request_bias: z.number().min(0).max(10).default(1),
+    /** peak_ewma: decay time of the latency average. */
+    ewma_decay: duration.default(10_000),
+    endpoints: z.array(staticEndpoint).min(1).optional(),
+    dns: dnsDiscovery.optional(),
+    /** TLS to the backends; without it, h2c. */
+    tls: upstreamTls.optional(),
+    connect_timeout: duration.default(5_000),
+  })
+  .superRefine((value, ctx) => {
+    if ((value.endpoints === undefined) === (value.dns === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'a cluster needs exactly one endpoint source: endpoints or dns' });
+    }
+    if (value.lb_policy === 'ring_hash' && value.hash_header === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['hash_header'], message: 'ring_hash needs hash_header: the request header to hash' });
+    }
+    // Otherwise a forgotten `lb_policy: ring_hash` would silently lose session affinity.
+    if (value.lb_policy !== 'ring_hash' && value.hash_header !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['hash_header'], message: `hash_header only applies to lb_policy ring_hash (this cluster uses ${value.lb_policy})` });
+    }
+  });
+
+const accessLog = z.strictObject({
+  /** off, stdout, or a file path. */
+  output: z.string().min(1).default('off'),
+});
+
+/** The name of each entry of `list`; undefined for an entry whose name is missing or not a string. */
+function namesOf(list: unknown): (string | undefined)[] {
+  return Array.isArray(list) ? list.map((item: unknown) => (isRecord(item) && typeof item.name === 'string' ? item.name : undefined)) : [];
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Cross-references between sections. Runs even when some entries failed to
+ * parse (so one run reports everything), hence it reads the value defensively.
+ */
+function checkReferences(value: unknown, ctx: z.RefinementCtx): void {
+  if (!isRecord(value)) return;
+  const duplicates = (section: string, what: string) => {
+    const seen = new Set<string>();
+    namesOf(value[section]).forEach((name, i) => {
+      if (name === undefined) return;
+      if (seen.has(name)) ctx.addIssue({ code: 'custom', path: [section, i, 'name'], message: `duplicate ${what} name "${name}"` });
+      seen.add(name);
+    });
+  };
+  duplicates('clusters', 'cluster');
+  duplicates('listeners', 'listener');
+  duplicates('routes', 'route');
+
+  const bound = new Map<string, number>();
+  (Array.isArray(value.listeners) ? value.listeners : []).forEach((l: unknown, i) => {
+    if (!isRecord(l) || typeof l.address !== 'string' || typeof l.port !== 'number' || l.port === 0) return;
+    const key = `${l.address}:${l.port}`;
+    const first = bound.get(key);
+    if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'port'], message: `listeners[${first}] already listens on ${key}` });
+    else bound.set(key, i);
+  });
+
+  const clusterNames = namesOf(value.clusters);
+  // A cluster whose name failed to parse may be the one a route means: say nothing rather than something wrong.
+  if (clusterNames.includes(undefined)) return;
+  const known = new Set(clusterNames);
+  (Array.isArray(value.routes) ? value.routes : []).forEach((r: unknown, i) => {
+    if (isRecord(r) && typeof r.cluster === 'string' && !known.has(r.cluster)) {
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'cluster'], message: `no cluster named "${r.cluster}" (clusters: ${[...known].join(', ') || 'none'})` });
+    }
+  });
+}
+
+export const configSchema = z
+  .strictObject({
+    listeners: z.array(listener).min(1),
+    routes: z.array(route).default([]),
+    clusters: z.array(cluster).default([]),
+    access_log: accessLog.prefault({}),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .superRefine(checkReferences, { when: () => true });
+
+export type SwitchyardConfig = z.output<typeof configSchema>;
+export type ListenerConfig = SwitchyardConfig['listeners'][number];
+export type RouteConfig = SwitchyardConfig['routes'][number];
+export type ClusterConfig = SwitchyardConfig['clusters'][number];
+export type HeaderMatchConfig = RouteConfig['match']['headers'][number];
+export type LbPolicyName = (typeof LB_POLICIES)[number];

@@ -1,0 +1,50 @@
+/** One JSON line per RPC: off, to stdout, or to a file. */
+import pino from 'pino';
+import type { RpcRecord } from '../proxy/rpc-record.ts';
+
+export interface AccessLog {
+  write(record: RpcRecord): void;
+  /** Flushes and closes the destination. */
+  close(): Promise<void>;
+}
+
+const OFF: AccessLog = { write: () => {}, close: async () => {} };
+
+export function createAccessLog(output: string): AccessLog {
+  if (output === 'off') return OFF;
+  const destination = pino.destination({ dest: output === 'stdout' ? 1 : output, sync: false, mkdir: true });
+  const logger = pino({ base: null, timestamp: false, messageKey: 'msg' }, destination);
+  return {
+    write(record) {
+      const [service, method] = splitPath(record.path);
+      logger.info({
+        time: new Date(record.time).toISOString(),
+        route: record.route,
+        service,
+        method,
+        cluster: record.cluster,
+        endpoint: record.endpoint,
+        grpc_status: record.status,
+        error: record.error,
+        duration_ms: Math.round((performance.now() - record.startedAt) * 1000) / 1000,
+        bytes_in: record.bytesIn,
+        bytes_out: record.bytesOut,
+        peer: record.peer,
+        listener: record.listener,
+      });
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        destination.flush?.(() => {
+          destination.end();
+          resolve();
+        });
+      }),
+  };
+}
+
+function splitPath(path: string): [string | undefined, string | undefined] {
+  const slash = path.indexOf('/', 1);
+  if (!path.startsWith('/') || slash < 0) return [undefined, undefined];
+  return [path.slice(1, slash), path.slice(slash + 1)];
+}

@@ -1,0 +1,77 @@
+/**
+ * The entry point of every downstream stream: check that it is gRPC, route
+ * it, and answer directly or forward it to a cluster.
+ */
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Cluster } from '../cluster/cluster.ts';
+import type { RouteTable } from '../router/route-table.ts';
+import { Status } from './grpc-status.ts';
+import { forwardRpc } from './forward-rpc.ts';
+import { respondWithStatus } from './respond.ts';
+import type { RpcRecord } from './rpc-record.ts';
+
+export interface RpcHandlerDependencies {
+  /** Read on every RPC, so a reload can swap it. */
+  routes(): RouteTable;
+  cluster(name: string): Cluster | undefined;
+  /** Called once per RPC when its downstream stream has closed. */
+  onRpcEnd(record: RpcRecord): void;
+}
+
+export function createRpcHandler(deps: RpcHandlerDependencies) {
+  return function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, listener: string): void {
+    const path = headers[':path'] ?? '';
+    const session = stream.session;
+    const socket = session?.socket;
+    const record: RpcRecord = {
+      startedAt: performance.now(),
+      time: Date.now(),
+      path,
+      peer: socket ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown',
+      listener,
+      route: undefined,
+      cluster: undefined,
+      endpoint: undefined,
+      status: undefined,
+      error: undefined,
+      bytesIn: 0,
+      bytesOut: 0,
+      finish: () => deps.onRpcEnd(record),
+    };
+    stream.on('error', () => {});
+
+    const contentType = headers['content-type'];
+    if (headers[':method'] !== 'POST' || typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
+      // Not gRPC: the spec's answer is HTTP 415, so browsers and curl see a plain error.
+      record.status = Status.UNKNOWN;
+      record.error = 'not a gRPC request';
+      stream.once('close', record.finish);
+      if (!stream.destroyed) stream.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: false });
+      stream.end('switchyard: expected a gRPC request (POST, content-type application/grpc)\n');
+      return;
+    }
+
+    const route = deps.routes().match(path, headers);
+    if (!route) {
+      return answer(stream, record, Status.UNIMPLEMENTED, `no route for ${path}`);
+    }
+    record.route = route.name;
+    if (route.action.kind === 'direct') {
+      return answer(stream, record, route.action.code, route.action.message);
+    }
+    const cluster = deps.cluster(route.action.cluster);
+    record.cluster = route.action.cluster;
+    if (!cluster) {
+      return answer(stream, record, Status.UNAVAILABLE, `cluster "${route.action.cluster}" does not exist`);
+    }
+    forwardRpc(stream, headers, route, cluster, record);
+  };
+}
+
+function answer(stream: ServerHttp2Stream, record: RpcRecord, code: number, message: string): void {
+  record.status = code;
+  stream.once('close', record.finish);
+  // The request body is not needed; reading it lets the stream close cleanly.
+  stream.resume();
+  respondWithStatus(stream, code, message);
+}

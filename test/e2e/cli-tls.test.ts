@@ -1,0 +1,141 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { startEchoServer, type EchoServerHandle } from '../../src/demo/echo-service.ts';
+import { makeTestPki, type TestPki } from '../helpers/certs.ts';
+import { echoClient, expectStatus, unary } from '../helpers/harness.ts';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+function runCli(args: string[]): ChildProcess {
+  return spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Resolves with the port of the listener once the proxy logs that it listens. */
+function listeningPort(child: ChildProcess, listener: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (const line of buffered.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        const entry = JSON.parse(line) as { msg?: string; listener?: string; address?: string };
+        if (entry.msg === 'listening' && entry.listener === listener) resolve(Number(entry.address!.split(':').at(-1)));
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`switchyard exited with ${code} before listening`)));
+  });
+}
+
+async function exitOf(child: ChildProcess): Promise<{ code: number | null; stderr: string }> {
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stderr };
+}
+
+describe('the switchyard command, with TLS to clients and to backends', () => {
+  let pki: TestPki;
+  let backend: EchoServerHandle;
+
+  before(async () => {
+    pki = await makeTestPki();
+    backend = await startEchoServer({
+      name: 'tls-backend',
+      credentials: grpc.ServerCredentials.createSsl(pki.caCertPem, [{ cert_chain: pki.server.certPem, private_key: pki.server.keyPem }]),
+    });
+  });
+
+  after(async () => {
+    await backend.close();
+    await pki.cleanup();
+  });
+
+  it('serves TLS 1.3 clients, verifies the backend against its CA, and drains on SIGTERM', async () => {
+    const config = path.join(pki.dir, 'switchyard.yaml');
+    await writeFile(config, `
+listeners:
+  - name: secure
+    port: 0
+    tls: { cert_file: ${pki.server.cert}, key_file: ${pki.server.key} }
+clusters:
+  - name: echo
+    endpoints: [{ address: 127.0.0.1, port: ${backend.port} }]
+    tls: { ca_file: ${pki.caCert}, server_name: localhost }
+routes:
+  - match: { service: switchyard.demo.v1.Echo }
+    cluster: echo
+`);
+    const child = runCli(['run', '--config', config]);
+    const exited = exitOf(child);
+    const port = await listeningPort(child, 'secure');
+    const client = echoClient(`localhost:${port}`, grpc.credentials.createSsl(pki.caCertPem));
+    try {
+      const { response } = await unary(client, { payload: Buffer.from('over tls') });
+      assert.equal(response.backend, 'tls-backend');
+      assert.equal(response.payload.toString(), 'over tls');
+    } finally {
+      client.close();
+    }
+    child.kill('SIGTERM');
+    const { code } = await exited;
+    assert.equal(code, 0);
+  });
+
+  it('refuses a backend whose certificate does not carry the expected name', async () => {
+    const config = path.join(pki.dir, 'wrong-name.yaml');
+    await writeFile(config, `
+listeners: [{ name: local, port: 0, plaintext: true }]
+clusters:
+  - name: echo
+    endpoints: [{ address: 127.0.0.1, port: ${backend.port} }]
+    tls: { ca_file: ${pki.caCert}, server_name: payments.internal }
+routes: [{ match: { prefix: / }, cluster: echo }]
+`);
+    const child = runCli(['run', '--config', config]);
+    const exited = exitOf(child);
+    const port = await listeningPort(child, 'local');
+    const client = echoClient(`127.0.0.1:${port}`);
+    try {
+      const error = await expectStatus(unary(client, {}));
+      assert.equal(error.code, grpc.status.UNAVAILABLE);
+    } finally {
+      client.close();
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+
+  it('a bad config exits with status 2 and names the file and the path', async () => {
+    const config = path.join(pki.dir, 'bad.yaml');
+    await writeFile(config, `
+listeners: [{ name: local, port: 0, plaintext: true }]
+clusters: [{ name: echo, endpoints: [{ address: 127.0.0.1, port: 1 }] }]
+routes:
+  - match: { method: Echo }
+    cluster: echo
+`);
+    const { code, stderr } = await exitOf(runCli(['run', '--config', config]));
+    assert.equal(code, 2);
+    assert.match(stderr, /bad\.yaml: invalid config/);
+    assert.match(stderr, /routes\[0\]\.match\.method: expected "\/package\.Service\/Method"/);
+  });
+
+  it('an unreadable certificate exits with status 2 and names the path', async () => {
+    const config = path.join(pki.dir, 'missing-cert.yaml');
+    await writeFile(config, `
+listeners:
+  - name: secure
+    port: 0
+    tls: { cert_file: ${path.join(pki.dir, 'nope.pem')}, key_file: ${pki.server.key} }
+`);
+    const { code, stderr } = await exitOf(runCli(['check', '--config', config]));
+    assert.equal(code, 2);
+    assert.match(stderr, /listeners\[0\]\.tls\.cert_file: cannot read/);
+  });
+});

@@ -1,0 +1,88 @@
+/** Real processes on loopback for end-to-end tests: Echo backends, a proxy, and grpc-js clients. */
+import * as grpc from '@grpc/grpc-js';
+import { configSchema } from '../../src/config/schema.ts';
+import { loadEchoPackage, startEchoServer, type EchoClient, type EchoServerHandle, type EchoRequest, type EchoResponse } from '../../src/demo/echo-service.ts';
+export type { EchoClient };
+import { Switchyard } from '../../src/switchyard.ts';
+import type { ConfigSecrets } from '../../src/config/load.ts';
+import type { RpcRecord } from '../../src/proxy/rpc-record.ts';
+import pino from 'pino';
+
+export async function startBackends(count: number, options: { credentials?: grpc.ServerCredentials; host?: string } = {}): Promise<EchoServerHandle[]> {
+  return Promise.all(Array.from({ length: count }, (_, i) => startEchoServer({ name: `backend-${i}`, ...options })));
+}
+
+export function staticCluster(name: string, backends: readonly EchoServerHandle[], extra: Record<string, unknown> = {}) {
+  return { name, endpoints: backends.map((b) => ({ address: '127.0.0.1', port: b.port })), ...extra };
+}
+
+export interface RunningProxy {
+  readonly proxy: Switchyard;
+  readonly port: number;
+  readonly records: RpcRecord[];
+  close(): Promise<void>;
+}
+
+/** Starts a proxy with one h2c listener on port 0 unless the config names listeners itself. */
+export async function startProxy(config: Record<string, unknown>, secrets?: ConfigSecrets): Promise<RunningProxy> {
+  const parsed = configSchema.parse({
+    listeners: [{ name: 'main', port: 0, plaintext: true }],
+    ...config,
+  });
+  const records: RpcRecord[] = [];
+  const proxy = await Switchyard.start({
+    config: parsed,
+    ...(secrets && { secrets }),
+    logger: pino({ level: 'silent' }),
+    onRpcEnd: (record) => records.push(record),
+  });
+  return { proxy, port: proxy.listeners[0]!.address.port, records, close: () => proxy.stop(1_000) };
+}
+
+
+export function echoClient(target: string, credentials = grpc.credentials.createInsecure(), options: grpc.ClientOptions = {}): EchoClient {
+  const { Echo } = loadEchoPackage();
+  return new Echo(target, credentials, {
+    'grpc.max_receive_message_length': -1,
+    'grpc.max_send_message_length': -1,
+    ...options,
+  });
+}
+
+export interface UnaryResult {
+  response: EchoResponse;
+  headers: grpc.Metadata;
+  trailers: grpc.Metadata;
+}
+
+export function unary(client: EchoClient, request: EchoRequest, metadata = new grpc.Metadata(), options: grpc.CallOptions = {}): Promise<UnaryResult> {
+  return new Promise((resolve, reject) => {
+    let headers = new grpc.Metadata();
+    let trailers = new grpc.Metadata();
+    const call = client.Unary(request, metadata, options, (error, response) => {
+      if (error) reject(error);
+      else setImmediate(() => resolve({ response: response!, headers, trailers }));
+    });
+    call.on('metadata', (m: grpc.Metadata) => { headers = m; });
+    call.on('status', (s: grpc.StatusObject) => { trailers = s.metadata; });
+  });
+}
+
+/** Rejects with the ServiceError of a call that should fail; fails the test if it succeeds. */
+export async function expectStatus(promise: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as grpc.ServiceError;
+  }
+  throw new Error('expected the call to fail, but it succeeded');
+}
+
+/** Polls `check` until it returns true or the deadline passes. */
+export async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

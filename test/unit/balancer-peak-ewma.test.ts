@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { PeakEwmaPolicy } from '../../src/balancer/peak-ewma.ts';
+import { endpoint, tally, testEnvironment, type TestEndpoint } from '../helpers/seeded-random.ts';
+
+/**
+ * Closed-form traffic against a policy on a fake clock: every simulated millisecond, RPCs that are due finish
+ * (activeRequests--, onRpcEnd with their latency), then `perMs` new RPCs are picked and started with the
+ * latency `latencyOf` gives their endpoint at that moment.
+ */
+class Simulation {
+  readonly env = testEnvironment(5);
+  readonly policy: PeakEwmaPolicy<TestEndpoint>;
+  readonly endpoints: TestEndpoint[];
+  readonly latencyMs = new Map<string, number>();
+  readonly #inFlight: { endsAt: number; endpoint: TestEndpoint; latencyMs: number }[] = [];
+
+  constructor(keys: string[], options: { decayMs?: number } = {}) {
+    this.policy = new PeakEwmaPolicy<TestEndpoint>(this.env.env, options);
+    this.endpoints = keys.map((key) => endpoint(key));
+    for (const key of keys) this.latencyMs.set(key, 1);
+    this.policy.setEndpoints(this.endpoints);
+  }
+
+  get now(): number {
+    return this.env.clock.now;
+  }
+
+  /** Runs `durationMs` of traffic and returns the picks per key. */
+  run(durationMs: number, perMs = 2): Map<string, number> {
+    const counts = new Map(this.endpoints.map((e) => [e.key, 0]));
+    const end = this.now + durationMs;
+    while (this.now < end) {
+      this.env.clock.now++;
+      for (let i = this.#inFlight.length - 1; i >= 0; i--) {
+        const rpc = this.#inFlight[i]!;
+        if (rpc.endsAt > this.now) continue;
+        this.#inFlight.splice(i, 1);
+        rpc.endpoint.activeRequests--;
+        this.policy.onRpcEnd(rpc.endpoint, rpc.latencyMs);
+      }
+      for (let k = 0; k < perMs; k++) {
+        const picked = this.policy.pick({})!;
+        picked.activeRequests++;
+        counts.set(picked.key, counts.get(picked.key)! + 1);
+        const latencyMs = this.latencyMs.get(picked.key)!;
+        this.#inFlight.push({ endsAt: this.now + latencyMs, endpoint: picked, latencyMs });
+      }
+    }
+    return counts;
+  }
+}
+
+function share(counts: Map<string, number>, key: string): number {
+  let total = 0;
+  for (const count of counts.values()) total += count;
+  return counts.get(key)! / total;
+}
+
+describe('peak_ewma', () => {
+  it('returns undefined for an empty set and the only endpoint of a single set', () => {
+    const p = new PeakEwmaPolicy<TestEndpoint>(testEnvironment().env);
+    assert.equal(p.pick({}), undefined);
+    const only = endpoint('a:1');
+    p.onRpcEnd(only, 500);
+    p.setEndpoints([only]);
+    assert.equal(p.pick({}), only);
+  });
+
+  it('spreads evenly over equally fast endpoints', () => {
+    const sim = new Simulation(['a', 'b', 'c']);
+    const counts = sim.run(5_000);
+    for (const key of ['a', 'b', 'c']) assert.ok(Math.abs(share(counts, key) - 1 / 3) < 0.03, JSON.stringify([...counts]));
+  });
+
+  it('shifts load away from an endpoint that turns slow within a second, and keeps it away', () => {
+    const sim = new Simulation(['a', 'b', 'c']);
+    sim.run(5_000);
+    sim.latencyMs.set('b', 50);
+    const next1000 = sim.run(500); // 2 picks per ms: the next 1000 picks
+    assert.ok(share(next1000, 'b') < 0.1, JSON.stringify([...next1000]));
+    const following = sim.run(10_000);
+    assert.ok(share(following, 'b') < 0.01, JSON.stringify([...following]));
+  });
+
+  it('reacts to a single slow response (peak), and forgets it only gradually', () => {
+    const { env, clock } = testEnvironment(9);
+    const p = new PeakEwmaPolicy<TestEndpoint>(env);
+    const [a, b] = [endpoint('a'), endpoint('b')];
+    p.setEndpoints([a, b]);
+    for (let t = 1; t <= 100; t++) {
+      clock.now = t;
+      p.onRpcEnd(a, 1);
+      p.onRpcEnd(b, 1);
+    }
+    p.onRpcEnd(b, 100);
+    assert.equal(tally(() => p.pick({}), 500).get('a'), 500);
+    // One fast response a moment later barely moves a time-weighted average: b stays avoided.
+    clock.now += 1;
+    p.onRpcEnd(b, 1);
+    assert.equal(tally(() => p.pick({}), 500).get('a'), 500);
+  });
+
+  it('probes a slow endpoint that gets no traffic again, rarely, while it stays slow', () => {
+    const sim = new Simulation(['a', 'b', 'c']);
+    sim.run(2_000);
+    sim.latencyMs.set('b', 50);
+    sim.run(1_000);
+    const probes: number[] = [];
+    for (let window = 0; window < 20; window++) probes.push(sim.run(10_000).get('b')!);
+    const total = probes.reduce((x, y) => x + y, 0);
+    // Probed a few times in 200 s (about every decay * ln(99) ~ 45 s), each time a handful of RPCs.
+    assert.ok(probes.filter((n) => n > 0).length >= 3, probes.join(','));
+    assert.ok(total < 40, probes.join(','));
+  });
+
+  it('gives a recovered endpoint its share back within a bounded time', () => {
+    const sim = new Simulation(['a', 'b', 'c']);
+    sim.run(2_000);
+    sim.latencyMs.set('b', 50);
+    sim.run(30_000);
+    sim.latencyMs.set('b', 1);
+    // Worst case: just probed before it recovered, so ~45 s until the next probe; then it rejoins at once.
+    const recoveredAt = sim.now;
+    let window = sim.run(1_000);
+    while (share(window, 'b') < 0.25 && sim.now - recoveredAt < 60_000) window = sim.run(1_000);
+    assert.ok(share(window, 'b') >= 0.25, `after ${sim.now - recoveredAt} ms: ${JSON.stringify([...window])}`);
+    assert.ok(share(sim.run(5_000), 'b') > 0.3);
+  });
+
+  it('recovers faster with a shorter decay', () => {
+    const sim = new Simulation(['a', 'b', 'c'], { decayMs: 1_000 });
+    sim.run(2_000);
+    sim.latencyMs.set('b', 50);
+    sim.run(10_000);
+    sim.latencyMs.set('b', 1);
+    sim.run(6_000);
+    assert.ok(share(sim.run(2_000), 'b') > 0.3);
+  });
+
+  it('does not send a burst to a long-idle slow endpoint: its probe share is bounded by in-flight requests', () => {
+    const { env, clock } = testEnvironment(3);
+    const p = new PeakEwmaPolicy<TestEndpoint>(env);
+    const set = ['a', 'b', 'c'].map((k) => endpoint(k));
+    const [a, b, c] = set as [TestEndpoint, TestEndpoint, TestEndpoint];
+    p.setEndpoints(set);
+    for (let t = 1; t <= 1000; t++) {
+      clock.now = t;
+      p.onRpcEnd(a, 1);
+      p.onRpcEnd(c, 1);
+    }
+    p.onRpcEnd(b, 50);
+    clock.now += 3_600_000; // an hour without a word from b, while a and c are current
+    p.onRpcEnd(a, 1);
+    p.onRpcEnd(c, 1);
+    // 300 RPCs arrive at once: none finishes before the next is picked.
+    const counts = tally(() => {
+      const picked = p.pick({})!;
+      picked.activeRequests++;
+      return picked;
+    }, 300);
+    // Decaying toward zero would give b every pair it is in (~2/3); here it is capped near twice a fair share.
+    assert.ok(counts.get('b')! > 0 && share(counts, 'b') < 0.55, JSON.stringify([...counts]));
+  });
+
+  it('tries a newly added endpoint at once, in a fleet much faster than any fixed prior', () => {
+    const sim = new Simulation(['a', 'b']);
+    sim.run(3_000);
+    const grown = [...sim.endpoints, endpoint('c')];
+    sim.endpoints.push(grown[2]!);
+    sim.latencyMs.set('c', 1);
+    sim.policy.setEndpoints(grown);
+    assert.ok(share(sim.run(1_000), 'c') > 0.25);
+  });
+
+  it('keeps estimates across setEndpoints for endpoints that stay', () => {
+    const sim = new Simulation(['a', 'b', 'c']);
+    sim.run(2_000);
+    sim.latencyMs.set('b', 50);
+    sim.run(1_000);
+    sim.policy.setEndpoints([...sim.endpoints].reverse());
+    assert.ok(share(sim.run(2_000), 'b') < 0.01);
+  });
+
+  it('ignores nonsense latencies and endpoints it does not know, without throwing', () => {
+    const { env } = testEnvironment();
+    const p = new PeakEwmaPolicy<TestEndpoint>(env, { decayMs: -5 });
+    const [a, b] = [endpoint('a'), endpoint('b')];
+    p.setEndpoints([a, b]);
+    for (const latency of [Number.NaN, -1, Infinity]) p.onRpcEnd(a, latency);
+    p.onRpcEnd(endpoint('gone'), 10);
+    const counts = tally(() => p.pick({}), 1000);
+    assert.ok(counts.get('a')! > 400 && counts.get('b')! > 400, JSON.stringify([...counts]));
+  });
+
+  it('still balances in-flight requests when every latency measures 0', () => {
+    const { env } = testEnvironment(4);
+    const p = new PeakEwmaPolicy<TestEndpoint>(env);
+    const set = ['a', 'b', 'c', 'd'].map((k) => endpoint(k));
+    p.setEndpoints(set);
+    for (const e of set) p.onRpcEnd(e, 0);
+    for (let i = 0; i < 400; i++) p.pick({})!.activeRequests++;
+    const active = set.map((e) => e.activeRequests);
+    assert.ok(Math.max(...active) - Math.min(...active) <= 3, active.join(','));
+  });
+});
