@@ -138,8 +138,11 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
       const headers = new grpc.Metadata();
       headers.set('x-backend', options.name);
       call.sendMetadata(headers);
-      void sleep((request.delay_ms ?? 0) + behaviour.extraDelayMs).then(() => {
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      void sleep((request.delay_ms ?? 0) + behaviour.extraDelayMs, abort.signal).then(() => {
         handle.active--;
+        if (abort.signal.aborted) return;
         const failed = failure(request);
         if (failed) return callback(failed as grpc.ServiceError);
         callback(null, { payload: payloadFor(request), backend: options.name, sequence: 0, received_bytes: 0, metadata: describeMetadata(call.metadata, call.getDeadline()) }, trailer());

@@ -112,9 +112,14 @@ class RpcBridge {
     });
     downstream.once('close', () => {
       clearTimeout(this.#timer);
+      if (record.status === undefined) {
+        record.status = Status.CANCELLED;
+        record.error = 'the client reset the stream';
+      }
+      // Nothing more can reach the client; closing the upstream below must not pick a status.
+      this.#statusSent = true;
       // The client went away first: cancel the backend's work too.
       if (!upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
-      if (record.status === undefined) record.status = Status.CANCELLED;
       cluster.release(endpoint, performance.now() - record.startedAt);
       record.finish();
     });
