@@ -212,7 +212,7 @@ const cluster = z
     active_request_bias: z.number().min(0).max(10).default(1),
     /** peak_ewma: decay time of the latency average. */
     ewma_decay: duration.default(10_000),
-    endpoints: z.array(staticEndpoint).min(1).optional(),
+    endpoints: z.array(staticEndpoint).optional(),
     dns: dnsDiscovery.optional(),
     /** TLS to the backends; without it, h2c. */
     tls: upstreamTls.optional(),

@@ -14,11 +14,12 @@ import { startL4Balancer } from './l4-balancer.ts';
 const BACKENDS = 3;
 const CONCURRENCY = 8;
 const REFRESH_MS = 500;
+const LOG_REFRESH_MS = 5_000;
 
 export interface DemoOptions {
   /** Stop after this long; undefined: run until SIGINT/SIGTERM. */
   readonly durationMs?: number | undefined;
-  readonly output?: NodeJS.WriteStream;
+  readonly output?: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
 /** The embedded default config: one h2c listener on loopback, one round_robin cluster. */
@@ -67,8 +68,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
   };
   const drivers = lanes.flatMap((lane) => Array.from({ length: CONCURRENCY }, () => drive(lane.client, lane.counts)));
 
-  const render = () => renderTable(lanes, backends.map((b) => b.name), out);
-  const timer = setInterval(render, REFRESH_MS);
+  const render = tableRenderer(lanes, backends.map((b) => b.name), out);
+  // A log file gets a table every few seconds, not a redraw twice a second.
+  const timer = setInterval(render, out.isTTY ? REFRESH_MS : LOG_REFRESH_MS);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -91,21 +93,28 @@ interface Lane {
   readonly counts: Map<string, number>;
 }
 
-let drawnLines = 0;
-
-function renderTable(lanes: readonly Lane[], backendNames: readonly string[], out: NodeJS.WriteStream): void {
+/** Returns a function that draws the share table, in place on a terminal, appended otherwise. */
+function tableRenderer(lanes: readonly Lane[], backendNames: readonly string[], out: NodeJS.WritableStream & { isTTY?: boolean }): () => void {
   const BAR = 20;
-  const lines: string[] = [];
-  for (const lane of lanes) {
-    const total = [...lane.counts.values()].reduce((a, b) => a + b, 0);
-    lines.push(`${lane.label.padEnd(22)} ${String(total).padStart(8)} RPCs`);
-    for (const name of backendNames) {
-      const share = total === 0 ? 0 : (lane.counts.get(name) ?? 0) / total;
-      const filled = Math.round(share * BAR);
-      lines.push(`    ${name.padEnd(12)} ${'█'.repeat(filled)}${'·'.repeat(BAR - filled)} ${(share * 100).toFixed(1).padStart(5)}%`);
+  let drawnLines = 0;
+  return () => {
+    const lines: string[] = [];
+    for (const lane of lanes) {
+      const total = [...lane.counts.values()].reduce((a, b) => a + b, 0);
+      lines.push(`${lane.label.padEnd(22)} ${String(total).padStart(8)} RPCs`);
+      for (const name of backendNames) {
+        const share = total === 0 ? 0 : (lane.counts.get(name) ?? 0) / total;
+        const filled = Math.round(share * BAR);
+        lines.push(`    ${name.padEnd(12)} ${'█'.repeat(filled)}${'·'.repeat(BAR - filled)} ${(share * 100).toFixed(1).padStart(5)}%`);
+      }
     }
-  }
-  if (out.isTTY && drawnLines > 0) out.write(`\x1b[${drawnLines}A`);
-  out.write(lines.map((line) => `${line}\x1b[K`).join('\n') + '\n');
-  drawnLines = out.isTTY ? lines.length : 0;
+    if (!out.isTTY) {
+      out.write(`${lines.join('\n')}\n\n`);
+      return;
+    }
+    // Redraw in place: move up over the last table, clearing each line's tail.
+    if (drawnLines > 0) out.write(`\x1b[${drawnLines}A`);
+    out.write(lines.map((line) => `${line}\x1b[K`).join('\n') + '\n');
+    drawnLines = lines.length;
+  };
 }

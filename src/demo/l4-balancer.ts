@@ -17,6 +17,8 @@ export async function startL4Balancer(backendPorts: readonly number[], host = '1
     const port = backendPorts[next++ % backendPorts.length]!;
     const upstream = net.connect(port, host);
     for (const socket of [client, upstream]) {
+      // Without this, Nagle's algorithm and delayed ACKs stall small gRPC frames for tens of ms.
+      socket.setNoDelay(true);
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => {
