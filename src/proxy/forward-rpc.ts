@@ -5,7 +5,7 @@
  * stream is ever buffered whole), deadlines enforced, and every way a stream
  * can end turned into a gRPC status for the client. Nothing here throws.
  */
-import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream, type ClientHttp2Stream } from 'node:http2';
+import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Cluster, ClusterEndpoint } from '../cluster/cluster.ts';
 import type { Route } from '../router/route-table.ts';
 import { Status } from './grpc-status.ts';
@@ -58,24 +58,23 @@ export function forwardRpc(
   const headers = upstreamRequestHeaders(requestHeaders);
   if (deadlineMs !== undefined) headers['grpc-timeout'] = formatGrpcTimeout(deadlineMs - (performance.now() - startedAt));
 
-  let upstream: ClientHttp2Stream;
-  try {
-    upstream = endpoint.pool.request(headers);
-  } catch (error) {
-    cluster.release(endpoint, performance.now() - startedAt);
-    record.status = Status.UNAVAILABLE;
-    return respondWithStatus(downstream, Status.UNAVAILABLE, `cannot open a stream to ${endpoint.key}: ${(error as Error).message}`);
-  }
-  new RpcBridge(downstream, upstream, cluster, endpoint, record, limitMs, limitMessage);
+  const bridge = new RpcBridge(downstream, cluster, endpoint, record, limitMs, limitMessage);
+  endpoint.pool.open(headers, (error, upstream) => {
+    if (upstream) bridge.attach(upstream);
+    else bridge.failToOpen(error!);
+  });
 }
 
 /** The two streams of one forwarded RPC and the state that ties them. */
 class RpcBridge {
   readonly #downstream: ServerHttp2Stream;
-  readonly #upstream: ClientHttp2Stream;
+  readonly #endpoint: ClusterEndpoint;
   readonly #record: RpcRecord;
+  /** Undefined while the pool is still opening the upstream stream. */
+  #upstream: ClientHttp2Stream | undefined;
   #responded = false;
   #statusSent = false;
+  #downstreamClosed = false;
   #upstreamEnded = false;
   #upstreamError: Error | undefined;
   #trailers: OutgoingHttpHeaders | undefined;
@@ -83,7 +82,6 @@ class RpcBridge {
 
   constructor(
     downstream: ServerHttp2Stream,
-    upstream: ClientHttp2Stream,
     cluster: Cluster,
     endpoint: ClusterEndpoint,
     record: RpcRecord,
@@ -91,26 +89,18 @@ class RpcBridge {
     limitMessage: string,
   ) {
     this.#downstream = downstream;
-    this.#upstream = upstream;
+    this.#endpoint = endpoint;
     this.#record = record;
 
     if (limitMs !== undefined) {
       this.#timer = setTimeout(() => this.#fail(Status.DEADLINE_EXCEEDED, limitMessage), Math.max(0, limitMs - (performance.now() - record.startedAt)));
     }
-
-    downstream.on('data', (chunk: Buffer) => {
-      record.bytesIn += chunk.length;
-      if (!upstream.write(chunk)) {
-        downstream.pause();
-        upstream.once('drain', () => downstream.resume());
-      }
-    });
-    downstream.once('end', () => upstream.end());
     downstream.on('error', () => {});
     downstream.on('wantTrailers', () => {
       downstream.sendTrailers(this.#trailers ?? statusTrailers(Status.INTERNAL, 'upstream ended the stream without trailers'));
     });
     downstream.once('close', () => {
+      this.#downstreamClosed = true;
       clearTimeout(this.#timer);
       if (record.status === undefined) {
         record.status = Status.CANCELLED;
@@ -119,10 +109,39 @@ class RpcBridge {
       // Nothing more can reach the client; closing the upstream below must not pick a status.
       this.#statusSent = true;
       // The client went away first: cancel the backend's work too.
-      if (!upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
+      const upstream = this.#upstream;
+      if (upstream && !upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
       cluster.release(endpoint, performance.now() - record.startedAt);
       record.finish();
     });
+  }
+
+  /** The pool could not open a stream: the client gets UNAVAILABLE with the reason. */
+  failToOpen(error: Error): void {
+    this.#fail(Status.UNAVAILABLE, `upstream ${this.#endpoint.key}: ${error.message}`);
+  }
+
+  /** Joins the opened upstream stream to the downstream one, in both directions. */
+  attach(upstream: ClientHttp2Stream): void {
+    this.#upstream = upstream;
+    upstream.on('error', (error: Error) => {
+      this.#upstreamError = error;
+    });
+    if (this.#statusSent) {
+      // The client left, or the deadline passed, while the stream was being opened.
+      upstream.close(constants.NGHTTP2_CANCEL);
+      return;
+    }
+    const downstream = this.#downstream;
+    const record = this.#record;
+    downstream.on('data', (chunk: Buffer) => {
+      record.bytesIn += chunk.length;
+      if (!upstream.write(chunk)) {
+        downstream.pause();
+        upstream.once('drain', () => downstream.resume());
+      }
+    });
+    downstream.once('end', () => upstream.end());
 
     upstream.once('response', (responseHeaders) => this.#onResponse(responseHeaders));
     upstream.on('data', (chunk: Buffer) => {
@@ -142,12 +161,9 @@ class RpcBridge {
       record.status = Number(this.#trailers?.['grpc-status'] ?? Status.INTERNAL);
       downstream.end();
     });
-    upstream.on('error', (error: Error) => {
-      this.#upstreamError = error;
-    });
     upstream.once('close', () => {
       if (this.#upstreamEnded && this.#statusSent) return;
-      this.#fail(statusFromReset(upstream.rstCode ?? 0, this.#upstreamError), `upstream ${endpoint.key}: ${describeReset(upstream.rstCode ?? 0, this.#upstreamError)}`);
+      this.#fail(statusFromReset(upstream.rstCode ?? 0, this.#upstreamError), `upstream ${this.#endpoint.key}: ${describeReset(upstream.rstCode ?? 0, this.#upstreamError)}`);
     });
   }
 
@@ -157,7 +173,6 @@ class RpcBridge {
     const httpStatus = Number(headers[':status']);
     if (httpStatus !== 200) {
       this.#fail(statusFromHttp(httpStatus), `upstream answered HTTP ${httpStatus}`);
-      this.#upstream.close(constants.NGHTTP2_CANCEL);
       return;
     }
     if (headers['grpc-status'] !== undefined) {
@@ -179,9 +194,10 @@ class RpcBridge {
     clearTimeout(this.#timer);
     this.#record.status = code;
     this.#record.error = message;
-    if (!this.#upstream.closed) this.#upstream.close(constants.NGHTTP2_CANCEL);
+    const upstream = this.#upstream;
+    if (upstream && !upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
     const downstream = this.#downstream;
-    if (downstream.destroyed) return;
+    if (this.#downstreamClosed || downstream.destroyed) return;
     if (!this.#responded) {
       this.#responded = true;
       respondWithStatus(downstream, code, message);

@@ -1,8 +1,13 @@
 /**
  * HTTP/2 connections to one backend endpoint, shared by every RPC sent to it.
- * A new connection is opened only when every open one is at the peer's
- * SETTINGS_MAX_CONCURRENT_STREAMS. Failed connects put the endpoint in an
- * exponential backoff, which the cluster reads to stop picking it.
+ *
+ * A stream goes on a connection whose peer SETTINGS have arrived and that is
+ * below the peer's SETTINGS_MAX_CONCURRENT_STREAMS. Until a new connection's
+ * SETTINGS arrive (one round trip) its limit is unknown, and a burst sent
+ * blind would be refused by the peer (REFUSED_STREAM), so RPCs wait for it.
+ * When every ready connection is full, one more is opened. Failed connects put
+ * the endpoint in a jittered exponential backoff, which the cluster reads to
+ * stop picking it.
  */
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
@@ -28,8 +33,9 @@ export interface EndpointPoolOptions {
   readonly now?: () => number;
 }
 
-/** Streams assumed allowed before the peer's SETTINGS arrive (RFC 9113 recommends at least 100). */
-const DEFAULT_PEER_MAX_STREAMS = 100;
+/** Receives the opened stream, or the reason none could be opened. Called once, possibly synchronously. */
+export type StreamCallback = (error: Error | undefined, stream: http2.ClientHttp2Stream | undefined) => void;
+
 const INITIAL_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
 const UPSTREAM_STREAM_WINDOW = 1 << 20;
@@ -38,18 +44,27 @@ const UPSTREAM_CONNECTION_WINDOW = 16 << 20;
 interface PooledSession {
   readonly session: http2.ClientHttp2Session;
   active: number;
+  /** The peer's SETTINGS have arrived, so its stream limit is known. */
+  ready: boolean;
   usable: boolean;
+}
+
+interface WaitingRequest {
+  readonly headers: OutgoingHttpHeaders;
+  readonly callback: StreamCallback;
 }
 
 export class EndpointPool {
   readonly #options: EndpointPoolOptions;
   readonly #authority: string;
   readonly #sessions: PooledSession[] = [];
+  readonly #waiting: WaitingRequest[] = [];
   readonly #now: () => number;
   #consecutiveFailures = 0;
   #backoffUntil = 0;
-  #closed = false;
   #backoffTimer: NodeJS.Timeout | undefined;
+  #lastConnectError: Error | undefined;
+  #closed = false;
 
   constructor(options: EndpointPoolOptions) {
     this.#options = options;
@@ -68,48 +83,67 @@ export class EndpointPool {
   }
 
   /**
-   * Opens a stream to the endpoint. Synchronous: on a connection still being
-   * established the request is queued by Node and fails with a stream error if
-   * the connect fails. Throws only if the pool is closed or Node refuses the headers.
+   * Opens a stream to the endpoint and hands it to `callback`: at once when a
+   * connection has room, else once one has. Fails (through the callback) when
+   * the pool is closed, the connect fails or times out, or Node refuses the headers.
    */
-  request(headers: OutgoingHttpHeaders): http2.ClientHttp2Stream {
-    if (this.#closed) throw new Error(`connection pool for ${this.#authority} is closed`);
-    const pooled = this.#sessionWithCapacity() ?? this.#connect();
-    const stream = pooled.session.request(headers, { endStream: false });
-    pooled.active++;
-    stream.once('close', () => {
-      pooled.active--;
-    });
-    return stream;
+  open(headers: OutgoingHttpHeaders, callback: StreamCallback): void {
+    if (this.#closed) return callback(new Error(`connection pool for ${this.#authority} is closed`), undefined);
+    const pooled = this.#sessionWithRoom();
+    if (pooled) return this.#start(pooled, headers, callback);
+    this.#waiting.push({ headers, callback });
+    if (!this.#sessions.some((s) => s.usable && !s.ready)) this.#connect();
   }
 
   /** Stops new streams; open streams finish, then the connections close. */
   close(): void {
     this.#closed = true;
     clearTimeout(this.#backoffTimer);
+    this.#failWaiting(new Error(`connection pool for ${this.#authority} is closed`));
     for (const pooled of this.#sessions.splice(0)) {
       pooled.usable = false;
       pooled.session.close();
     }
   }
 
-  /** Closes every connection at once, resetting open streams. */
-  destroy(): void {
-    this.#closed = true;
-    clearTimeout(this.#backoffTimer);
-    for (const pooled of this.#sessions.splice(0)) pooled.session.destroy();
+  #start(pooled: PooledSession, headers: OutgoingHttpHeaders, callback: StreamCallback): void {
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = pooled.session.request(headers, { endStream: false });
+    } catch (error) {
+      return callback(error as Error, undefined);
+    }
+    pooled.active++;
+    stream.once('close', () => {
+      pooled.active--;
+      this.#dispatch();
+    });
+    callback(undefined, stream);
   }
 
-  #sessionWithCapacity(): PooledSession | undefined {
+  #sessionWithRoom(): PooledSession | undefined {
     for (const pooled of this.#sessions) {
-      if (!pooled.usable) continue;
-      const limit = pooled.session.remoteSettings?.maxConcurrentStreams ?? DEFAULT_PEER_MAX_STREAMS;
-      if (pooled.active < limit) return pooled;
+      if (pooled.usable && pooled.ready && pooled.active < pooled.session.remoteSettings.maxConcurrentStreams!) return pooled;
     }
     return undefined;
   }
 
-  #connect(): PooledSession {
+  /** Hands waiting RPCs to connections with room; opens one more if some are left waiting. */
+  #dispatch(): void {
+    while (this.#waiting.length > 0) {
+      const pooled = this.#sessionWithRoom();
+      if (!pooled) break;
+      const { headers, callback } = this.#waiting.shift()!;
+      this.#start(pooled, headers, callback);
+    }
+    if (this.#waiting.length > 0 && !this.#closed && !this.#sessions.some((s) => s.usable && !s.ready)) this.#connect();
+  }
+
+  #failWaiting(error: Error): void {
+    for (const { callback } of this.#waiting.splice(0)) callback(error, undefined);
+  }
+
+  #connect(): void {
     const upstreamTls = this.#options.tls;
     const session = http2.connect(this.#authority, {
       settings: { enablePush: false, initialWindowSize: UPSTREAM_STREAM_WINDOW },
@@ -123,35 +157,45 @@ export class EndpointPool {
         ...(upstreamTls.serverName !== undefined && { checkServerIdentity: serverIdentityChecker(upstreamTls.serverName) }),
       }),
     });
-    const pooled: PooledSession = { session, active: 0, usable: true };
+    const pooled: PooledSession = { session, active: 0, ready: false, usable: true };
     this.#sessions.push(pooled);
 
     const connectTimer = setTimeout(() => {
       session.destroy(new Error(`connect to ${this.#authority} timed out after ${this.#options.connectTimeoutMs} ms`));
     }, this.#options.connectTimeoutMs);
-    let connected = false;
 
     session.once('connect', () => {
-      connected = true;
-      clearTimeout(connectTimer);
       session.setLocalWindowSize(UPSTREAM_CONNECTION_WINDOW);
+    });
+    session.once('remoteSettings', () => {
+      clearTimeout(connectTimer);
+      pooled.ready = true;
       if (this.#consecutiveFailures > 0) {
         this.#consecutiveFailures = 0;
         this.#backoffUntil = 0;
         this.#options.onStateChange?.();
       }
+      this.#dispatch();
     });
     session.on('error', (error: Error) => {
-      if (!connected) this.#recordConnectFailure(error);
+      if (!pooled.ready) this.#recordConnectFailure(error);
     });
-    session.once('goaway', () => this.#retire(pooled));
+    session.once('goaway', () => {
+      this.#retire(pooled);
+      this.#dispatch();
+    });
     session.once('close', () => {
       clearTimeout(connectTimer);
+      const failedBeforeReady = !pooled.ready;
       this.#retire(pooled);
+      if (failedBeforeReady && !this.#sessions.some((s) => s.usable)) {
+        this.#failWaiting(new Error(`cannot connect to ${this.#authority}: ${this.#lastConnectError?.message ?? 'connection closed before SETTINGS'}`));
+      } else {
+        this.#dispatch();
+      }
     });
     // An idle pooled connection must not keep the process alive on shutdown.
     session.unref();
-    return pooled;
   }
 
   #retire(pooled: PooledSession): void {
@@ -161,6 +205,7 @@ export class EndpointPool {
   }
 
   #recordConnectFailure(error: Error): void {
+    this.#lastConnectError = error;
     this.#consecutiveFailures++;
     const exponential = Math.min(MAX_BACKOFF_MS, INITIAL_BACKOFF_MS * 2 ** (this.#consecutiveFailures - 1));
     // Jitter spreads reconnects of many proxies so they don't arrive together.

@@ -1,0 +1,77 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { startEchoServer } from '../../src/demo/echo-service.ts';
+import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor } from '../helpers/harness.ts';
+
+/** A port that nothing listens on: bound once by the OS, then released. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('upstream connection pools', () => {
+  it("opens another connection when the backend's max concurrent streams is reached", async () => {
+    const backend = await startEchoServer({ name: 'narrow', serverOptions: { 'grpc.max_concurrent_streams': 4 } });
+    const proxy = await startProxy({ clusters: [staticCluster('echo', [backend])], routes: [{ match: { prefix: '/' }, cluster: 'echo' }] });
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    try {
+      const calls = Array.from({ length: 16 }, () => unary(client, { delay_ms: 300 }));
+      const endpoint = [...proxy.proxy.clusters.get('echo')!.endpoints.values()][0]!;
+      await waitFor(() => backend.active >= 16, '16 calls in flight on the backend at once');
+      assert.ok(endpoint.pool.connectionCount >= 4, `${endpoint.pool.connectionCount} connection(s) for 16 streams at 4 per connection`);
+      const results = await Promise.all(calls);
+      assert.equal(results.length, 16);
+    } finally {
+      client.close();
+      await proxy.close();
+      await backend.close();
+    }
+  });
+
+  it('an endpoint that refuses connections is backed off while another can serve', async () => {
+    const [live] = await startBackends(1);
+    const dead = await closedPort();
+    const proxy = await startProxy({
+      clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: live!.port }, { address: '127.0.0.1', port: dead }] }],
+      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+    });
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    try {
+      const outcomes: (string | number)[] = [];
+      for (let i = 0; i < 40; i++) {
+        outcomes.push(await unary(client, {}).then((r) => r.response.backend, (e: grpc.ServiceError) => e.code));
+      }
+      const failed = outcomes.filter((o) => o === grpc.status.UNAVAILABLE).length;
+      // Only the RPC that discovered the refused connect fails; retries come with a later issue.
+      assert.ok(failed <= 1, `${failed} RPCs failed: ${outcomes.join(',')}`);
+      assert.equal(outcomes.filter((o) => o === live!.name).length, 40 - failed);
+      const error = proxy.records.find((r) => r.status === grpc.status.UNAVAILABLE)?.error ?? '';
+      if (failed) assert.match(error, /ECONNREFUSED/);
+    } finally {
+      client.close();
+      await proxy.close();
+      await live!.close();
+    }
+  });
+
+  it('every endpoint down: the client gets UNAVAILABLE saying why, quickly', async () => {
+    const proxy = await startProxy({
+      clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: await closedPort() }] }],
+      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+    });
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    try {
+      const error = await unary(client, {}).then(() => undefined, (e: grpc.ServiceError) => e);
+      assert.equal(error?.code, grpc.status.UNAVAILABLE);
+      assert.match(error?.details ?? '', /ECONNREFUSED/);
+    } finally {
+      client.close();
+      await proxy.close();
+    }
+  });
+});
