@@ -56,13 +56,16 @@ describe('the switchyard command, with TLS to clients and to backends', () => {
     await pki.cleanup();
   });
 
-  it('serves TLS 1.3 clients, verifies the backend against its CA, and drains on SIGTERM', async () => {
+  it('serves TLS 1.3 and h2c listeners at once, verifies the backend against its CA, and drains on SIGTERM', async () => {
     const config = path.join(pki.dir, 'switchyard.yaml');
     await writeFile(config, `
 listeners:
   - name: secure
     port: 0
     tls: { cert_file: ${pki.server.cert}, key_file: ${pki.server.key} }
+  - name: local
+    port: 0
+    plaintext: true
 clusters:
   - name: echo
     endpoints: [{ address: 127.0.0.1, port: ${backend.port} }]
@@ -73,14 +76,17 @@ routes:
 `);
     const child = runCli(['run', '--config', config]);
     const exited = exitOf(child);
-    const port = await listeningPort(child, 'secure');
-    const client = echoClient(`localhost:${port}`, grpc.credentials.createSsl(pki.caCertPem));
+    const [securePort, localPort] = await Promise.all([listeningPort(child, 'secure'), listeningPort(child, 'local')]);
+    const secure = echoClient(`localhost:${securePort}`, grpc.credentials.createSsl(pki.caCertPem));
+    const local = echoClient(`127.0.0.1:${localPort}`);
     try {
-      const { response } = await unary(client, { payload: Buffer.from('over tls') });
+      const { response } = await unary(secure, { payload: Buffer.from('over tls') });
       assert.equal(response.backend, 'tls-backend');
       assert.equal(response.payload.toString(), 'over tls');
+      assert.equal((await unary(local, {})).response.backend, 'tls-backend');
     } finally {
-      client.close();
+      secure.close();
+      local.close();
     }
     child.kill('SIGTERM');
     const { code } = await exited;
@@ -104,6 +110,7 @@ routes: [{ match: { prefix: / }, cluster: echo }]
     try {
       const error = await expectStatus(unary(client, {}));
       assert.equal(error.code, grpc.status.UNAVAILABLE);
+      assert.match(error.details, /payments\.internal/);
     } finally {
       client.close();
       child.kill('SIGTERM');
@@ -137,5 +144,34 @@ listeners:
     const { code, stderr } = await exitOf(runCli(['check', '--config', config]));
     assert.equal(code, 2);
     assert.match(stderr, /listeners\[0\]\.tls\.cert_file: cannot read/);
+  });
+});
+
+describe('the TLS listener refuses what it should', () => {
+  it('refuses a client that offers only TLS 1.2', async () => {
+    const tls = await import('node:tls');
+    const pki = await makeTestPki();
+    const config = path.join(pki.dir, 'tls12.yaml');
+    await writeFile(config, `
+listeners:
+  - name: secure
+    port: 0
+    tls: { cert_file: ${pki.server.cert}, key_file: ${pki.server.key} }
+`);
+    const child = runCli(['run', '--config', config]);
+    const exited = exitOf(child);
+    try {
+      const port = await listeningPort(child, 'secure');
+      const outcome = await new Promise<string>((resolve) => {
+        const socket = tls.connect({ host: '127.0.0.1', port, ca: pki.caCertPem, servername: 'localhost', maxVersion: 'TLSv1.2', ALPNProtocols: ['h2'] });
+        socket.once('secureConnect', () => { resolve(`connected with ${socket.getProtocol()}`); socket.destroy(); });
+        socket.once('error', (error) => resolve(`refused: ${error.message}`));
+      });
+      assert.match(outcome, /^refused/);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+      await pki.cleanup();
+    }
   });
 });
