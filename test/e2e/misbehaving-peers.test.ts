@@ -109,7 +109,7 @@ describe('peers that reset or vanish at any moment', () => {
 
   it('a backend that resets a stream mid-response gives the client a status', async () => {
     const resetting = http2.createServer();
-    resetting.on('stream', (stream) => {
+    resetting.on('stream', (stream: http2.ServerHttp2Stream) => {
       stream.on('error', () => {});
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
       stream.write(grpcFrame(Buffer.alloc(3)).subarray(0, 6));
