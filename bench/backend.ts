@@ -32,7 +32,7 @@ let delayMs = 0;
 
 const server = http2.createServer({ settings: { maxConcurrentStreams: 10_000, initialWindowSize: 1 << 20 } });
 server.on('session', (session) => session.setLocalWindowSize(16 << 20));
-server.on('stream', (stream, headers) => {
+server.on('stream', (stream: http2.ServerHttp2Stream, headers) => {
   stream.on('error', () => {});
   const path = headers[':path'] ?? '';
   if (headers[':method'] === 'GET') return control(stream, path);

@@ -10,6 +10,7 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import { Switchyard } from '../switchyard.ts';
 import { runDemo } from '../demo/demo.ts';
 import { parseDuration } from '../config/duration.ts';
+import { isWorkerProcess, runWorkers } from './workers.ts';
 import { readFileSync } from 'node:fs';
 
 // Two levels up from both src/cli and dist/cli.
@@ -24,6 +25,7 @@ options:
   -c, --config FILE    the YAML config (docs/configuration.md)
       --duration D     demo only: stop after D (e.g. 30s); default: run until Ctrl-C
       --drain-timeout D   how long in-flight RPCs may take to finish on SIGTERM (default 10s)
+      --workers N      run N proxy processes sharing the listeners (default 1; use up to one per core)
 `;
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. */
@@ -35,6 +37,7 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       duration: { type: 'string' },
       'drain-timeout': { type: 'string', default: '10s' },
+      workers: { type: 'string', default: '1' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -58,13 +61,17 @@ async function main(argv: string[]): Promise<number> {
     case 'check':
     case 'run': {
       if (!values.config) return usageError(`${command} needs --config FILE`);
+      const drainMs = parseDuration(values['drain-timeout']);
+      if (drainMs === undefined) return usageError(`--drain-timeout: expected a duration, got "${values['drain-timeout']}"`);
+      const workers = Number(values.workers);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 256) return usageError(`--workers: expected a whole number from 1 to 256, got "${values.workers}"`);
       const loaded = await loadConfig(values.config);
       if (command === 'check') {
         process.stdout.write(`${values.config}: ok (${loaded.config.listeners.length} listener(s), ${loaded.config.routes.length} route(s), ${loaded.config.clusters.length} cluster(s))\n`);
         return 0;
       }
-      const drainMs = parseDuration(values['drain-timeout']);
-      if (drainMs === undefined) return usageError(`--drain-timeout: expected a duration, got "${values['drain-timeout']}"`);
+      // The config was loaded and checked above, so a bad one fails once, here, not in every worker.
+      if (workers > 1 && !isWorkerProcess()) return runWorkers(workers);
       const proxy = await Switchyard.start({ config: loaded.config, secrets: loaded.secrets });
       await waitForSignal();
       proxy.logger.info({ drain_timeout_ms: drainMs }, 'shutting down: closing listeners, letting in-flight RPCs finish');

@@ -55,159 +55,203 @@ export function forwardRpc(
   }
   record.endpoint = endpoint.key;
 
+  // The incoming header object is ours to reuse: copying it per RPC costs more than it protects.
   const headers = upstreamRequestHeaders(requestHeaders);
   if (deadlineMs !== undefined) headers['grpc-timeout'] = formatGrpcTimeout(deadlineMs - (performance.now() - startedAt));
 
   const bridge = new RpcBridge(downstream, cluster, endpoint, record, limitMs, limitMessage);
-  endpoint.pool.open(headers, (error, upstream) => {
-    if (upstream) bridge.attach(upstream);
-    else bridge.failToOpen(error!);
-  });
+  endpoint.pool.open(headers, bridge);
 }
 
-/** The two streams of one forwarded RPC and the state that ties them. */
+/**
+ * The two streams of one forwarded RPC and the state that ties them.
+ * Event handlers are shared functions that find their bridge on the stream,
+ * rather than closures made per RPC: this path runs for every call.
+ */
 class RpcBridge {
-  readonly #downstream: ServerHttp2Stream;
-  readonly #endpoint: ClusterEndpoint;
-  readonly #record: RpcRecord;
+  readonly downstream: ServerHttp2Stream;
+  readonly cluster: Cluster;
+  readonly endpoint: ClusterEndpoint;
+  readonly record: RpcRecord;
   /** Undefined while the pool is still opening the upstream stream. */
-  #upstream: ClientHttp2Stream | undefined;
-  #responded = false;
-  #statusSent = false;
-  #downstreamClosed = false;
-  #upstreamEnded = false;
-  #upstreamError: Error | undefined;
-  #trailers: OutgoingHttpHeaders | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  upstream: ClientHttp2Stream | undefined;
+  responded = false;
+  statusSent = false;
+  downstreamClosed = false;
+  upstreamEnded = false;
+  upstreamError: Error | undefined;
+  trailers: OutgoingHttpHeaders | undefined;
+  timer: NodeJS.Timeout | undefined;
+  limitMessage: string;
 
-  constructor(
-    downstream: ServerHttp2Stream,
-    cluster: Cluster,
-    endpoint: ClusterEndpoint,
-    record: RpcRecord,
-    limitMs: number | undefined,
-    limitMessage: string,
-  ) {
-    this.#downstream = downstream;
-    this.#endpoint = endpoint;
-    this.#record = record;
-
+  constructor(downstream: ServerHttp2Stream, cluster: Cluster, endpoint: ClusterEndpoint, record: RpcRecord, limitMs: number | undefined, limitMessage: string) {
+    this.downstream = downstream;
+    this.cluster = cluster;
+    this.endpoint = endpoint;
+    this.record = record;
+    this.limitMessage = limitMessage;
     if (limitMs !== undefined) {
-      this.#timer = setTimeout(() => this.#fail(Status.DEADLINE_EXCEEDED, limitMessage), Math.max(0, limitMs - (performance.now() - record.startedAt)));
+      this.timer = setTimeout(onDeadline, Math.max(0, limitMs - (performance.now() - record.startedAt)), this);
     }
-    downstream.on('error', () => {});
-    downstream.on('wantTrailers', () => {
-      downstream.sendTrailers(this.#trailers ?? statusTrailers(Status.INTERNAL, 'upstream ended the stream without trailers'));
-    });
-    downstream.once('close', () => {
-      this.#downstreamClosed = true;
-      clearTimeout(this.#timer);
-      if (record.status === undefined) {
-        record.status = Status.CANCELLED;
-        record.error = 'the client reset the stream';
-      }
-      // Nothing more can reach the client; closing the upstream below must not pick a status.
-      this.#statusSent = true;
-      // The client went away first: cancel the backend's work too.
-      const upstream = this.#upstream;
-      if (upstream && !upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
-      cluster.release(endpoint, performance.now() - record.startedAt);
-      record.finish();
-    });
+    (downstream as BridgedStream)[BRIDGE] = this;
+    downstream.on('wantTrailers', onDownstreamWantTrailers);
+    downstream.on('close', onDownstreamClose);
   }
 
-  /** The pool could not open a stream: the client gets UNAVAILABLE with the reason. */
-  failToOpen(error: Error): void {
-    this.#fail(Status.UNAVAILABLE, `upstream ${this.#endpoint.key}: ${error.message}`);
-  }
-
-  /** Joins the opened upstream stream to the downstream one, in both directions. */
-  attach(upstream: ClientHttp2Stream): void {
-    this.#upstream = upstream;
-    upstream.on('error', (error: Error) => {
-      this.#upstreamError = error;
-    });
-    if (this.#statusSent) {
+  /** Called by the pool with the opened upstream stream, or the reason it could not open one. */
+  onStream(error: Error | undefined, upstream: ClientHttp2Stream | undefined): void {
+    if (!upstream) {
+      this.fail(Status.UNAVAILABLE, `upstream ${this.endpoint.key}: ${error?.message ?? 'no stream'}`);
+      return;
+    }
+    this.upstream = upstream;
+    (upstream as BridgedStream)[BRIDGE] = this;
+    upstream.on('error', onUpstreamError);
+    if (this.statusSent) {
       // The client left, or the deadline passed, while the stream was being opened.
       upstream.close(constants.NGHTTP2_CANCEL);
       return;
     }
-    const downstream = this.#downstream;
-    const record = this.#record;
-    downstream.on('data', (chunk: Buffer) => {
-      record.bytesIn += chunk.length;
-      if (!upstream.write(chunk)) {
-        downstream.pause();
-        upstream.once('drain', () => downstream.resume());
-      }
-    });
-    downstream.once('end', () => upstream.end());
-
-    upstream.once('response', (responseHeaders) => this.#onResponse(responseHeaders));
-    upstream.on('data', (chunk: Buffer) => {
-      record.bytesOut += chunk.length;
-      if (!downstream.write(chunk)) {
-        upstream.pause();
-        downstream.once('drain', () => upstream.resume());
-      }
-    });
-    upstream.once('trailers', (trailers) => {
-      this.#trailers = downstreamResponseHeaders(trailers);
-    });
-    upstream.once('end', () => {
-      this.#upstreamEnded = true;
-      if (!this.#responded || this.#statusSent) return;
-      this.#statusSent = true;
-      record.status = Number(this.#trailers?.['grpc-status'] ?? Status.INTERNAL);
-      downstream.end();
-    });
-    upstream.once('close', () => {
-      if (this.#upstreamEnded && this.#statusSent) return;
-      this.#fail(statusFromReset(upstream.rstCode ?? 0, this.#upstreamError), `upstream ${this.#endpoint.key}: ${describeReset(upstream.rstCode ?? 0, this.#upstreamError)}`);
-    });
-  }
-
-  #onResponse(headers: IncomingHttpHeaders): void {
-    const downstream = this.#downstream;
-    if (downstream.destroyed) return;
-    const httpStatus = Number(headers[':status']);
-    if (httpStatus !== 200) {
-      this.#fail(statusFromHttp(httpStatus), `upstream answered HTTP ${httpStatus}`);
-      return;
-    }
-    if (headers['grpc-status'] !== undefined) {
-      // Trailers-only: status and message arrive in the one HEADERS frame.
-      this.#responded = true;
-      this.#statusSent = true;
-      this.#record.status = Number(headers['grpc-status']);
-      downstream.respond(downstreamResponseHeaders(headers), { endStream: true });
-      return;
-    }
-    this.#responded = true;
-    downstream.respond(downstreamResponseHeaders(headers), { waitForTrailers: true });
+    const downstream = this.downstream;
+    downstream.on('data', onDownstreamData);
+    downstream.on('end', onDownstreamEnd);
+    upstream.on('response', onUpstreamResponse);
+    upstream.on('data', onUpstreamData);
+    upstream.on('trailers', onUpstreamTrailers);
+    upstream.on('end', onUpstreamEnd);
+    upstream.on('close', onUpstreamClose);
   }
 
   /** Ends the RPC with a status of the proxy's own, however far it had got. */
-  #fail(code: number, message: string): void {
-    if (this.#statusSent) return;
-    this.#statusSent = true;
-    clearTimeout(this.#timer);
-    this.#record.status = code;
-    this.#record.error = message;
-    const upstream = this.#upstream;
+  fail(code: number, message: string): void {
+    if (this.statusSent) return;
+    this.statusSent = true;
+    clearTimeout(this.timer);
+    this.record.status = code;
+    this.record.error = message;
+    const upstream = this.upstream;
     if (upstream && !upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
-    const downstream = this.#downstream;
-    if (this.#downstreamClosed || downstream.destroyed) return;
-    if (!this.#responded) {
-      this.#responded = true;
+    const downstream = this.downstream;
+    if (this.downstreamClosed || downstream.destroyed) return;
+    if (!this.responded) {
+      this.responded = true;
       respondWithStatus(downstream, code, message);
       return;
     }
-    this.#trailers = statusTrailers(code, message);
+    this.trailers = statusTrailers(code, message);
     downstream.end();
     // Trailers wait behind unread data; a client that stopped reading is reset instead.
-    setTimeout(() => {
-      if (!downstream.closed) downstream.close(constants.NGHTTP2_CANCEL);
-    }, ERROR_FLUSH_GRACE_MS).unref();
+    setTimeout(resetIfOpen, ERROR_FLUSH_GRACE_MS, downstream).unref();
   }
+}
+
+const BRIDGE = Symbol('switchyard.rpcBridge');
+type BridgedStream = (ServerHttp2Stream | ClientHttp2Stream) & { [BRIDGE]: RpcBridge };
+const bridgeOf = (stream: unknown): RpcBridge => (stream as BridgedStream)[BRIDGE];
+
+function onDeadline(bridge: RpcBridge): void {
+  bridge.fail(Status.DEADLINE_EXCEEDED, bridge.limitMessage);
+}
+
+function resetIfOpen(stream: ServerHttp2Stream): void {
+  if (!stream.closed) stream.close(constants.NGHTTP2_CANCEL);
+}
+
+function onDownstreamData(this: ServerHttp2Stream, chunk: Buffer): void {
+  const bridge = bridgeOf(this);
+  bridge.record.bytesIn += chunk.length;
+  const upstream = bridge.upstream!;
+  if (!upstream.write(chunk)) {
+    this.pause();
+    upstream.once('drain', resumeOther);
+  }
+}
+
+/** Resumes the stream on the other side of the bridge once this one has drained. */
+function resumeOther(this: ServerHttp2Stream | ClientHttp2Stream): void {
+  const bridge = bridgeOf(this);
+  if (this === bridge.upstream) bridge.downstream.resume();
+  else bridge.upstream?.resume();
+}
+
+function onDownstreamEnd(this: ServerHttp2Stream): void {
+  bridgeOf(this).upstream!.end();
+}
+
+function onDownstreamWantTrailers(this: ServerHttp2Stream): void {
+  this.sendTrailers(bridgeOf(this).trailers ?? statusTrailers(Status.INTERNAL, 'upstream ended the stream without trailers'));
+}
+
+function onDownstreamClose(this: ServerHttp2Stream): void {
+  const bridge = bridgeOf(this);
+  const record = bridge.record;
+  bridge.downstreamClosed = true;
+  clearTimeout(bridge.timer);
+  if (record.status === undefined) {
+    record.status = Status.CANCELLED;
+    record.error = 'the client reset the stream';
+  }
+  // Nothing more can reach the client; closing the upstream below must not pick a status.
+  bridge.statusSent = true;
+  // The client went away first: cancel the backend's work too.
+  const upstream = bridge.upstream;
+  if (upstream && !upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
+  bridge.cluster.release(bridge.endpoint, performance.now() - record.startedAt);
+  record.finish();
+}
+
+function onUpstreamError(this: ClientHttp2Stream, error: Error): void {
+  bridgeOf(this).upstreamError = error;
+}
+
+function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeaders): void {
+  const bridge = bridgeOf(this);
+  const downstream = bridge.downstream;
+  if (bridge.downstreamClosed || downstream.destroyed) return;
+  // Node gives ':status' as a number, whatever the type declarations say.
+  const httpStatus = headers[':status'] as unknown as number;
+  if (httpStatus !== 200) {
+    bridge.fail(statusFromHttp(Number(httpStatus)), `upstream answered HTTP ${httpStatus}`);
+    return;
+  }
+  const grpcStatus = headers['grpc-status'];
+  bridge.responded = true;
+  if (grpcStatus !== undefined) {
+    // Trailers-only: status and message arrive in the one HEADERS frame.
+    bridge.statusSent = true;
+    bridge.record.status = Number(grpcStatus);
+    downstream.respond(downstreamResponseHeaders(headers), { endStream: true });
+    return;
+  }
+  downstream.respond(downstreamResponseHeaders(headers), { waitForTrailers: true });
+}
+
+function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
+  const bridge = bridgeOf(this);
+  bridge.record.bytesOut += chunk.length;
+  const downstream = bridge.downstream;
+  if (!downstream.write(chunk)) {
+    this.pause();
+    downstream.once('drain', resumeOther);
+  }
+}
+
+function onUpstreamTrailers(this: ClientHttp2Stream, trailers: IncomingHttpHeaders): void {
+  bridgeOf(this).trailers = downstreamResponseHeaders(trailers);
+}
+
+function onUpstreamEnd(this: ClientHttp2Stream): void {
+  const bridge = bridgeOf(this);
+  bridge.upstreamEnded = true;
+  if (!bridge.responded || bridge.statusSent) return;
+  bridge.statusSent = true;
+  bridge.record.status = Number(bridge.trailers?.['grpc-status'] ?? Status.INTERNAL);
+  bridge.downstream.end();
+}
+
+function onUpstreamClose(this: ClientHttp2Stream): void {
+  const bridge = bridgeOf(this);
+  if (bridge.upstreamEnded && bridge.statusSent) return;
+  const rstCode = this.rstCode ?? 0;
+  bridge.fail(statusFromReset(rstCode, bridge.upstreamError), `upstream ${bridge.endpoint.key}: ${describeReset(rstCode, bridge.upstreamError)}`);
 }

@@ -34,7 +34,9 @@ export interface EndpointPoolOptions {
 }
 
 /** Receives the opened stream, or the reason none could be opened. Called once, possibly synchronously. */
-export type StreamCallback = (error: Error | undefined, stream: http2.ClientHttp2Stream | undefined) => void;
+export interface StreamReceiver {
+  onStream(error: Error | undefined, stream: http2.ClientHttp2Stream | undefined): void;
+}
 
 const INITIAL_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
@@ -43,6 +45,8 @@ const UPSTREAM_CONNECTION_WINDOW = 16 << 20;
 
 interface PooledSession {
   readonly session: http2.ClientHttp2Session;
+  /** Lets waiting RPCs have the slot a closed stream freed. */
+  readonly onSlotFreed: () => void;
   active: number;
   /** The peer's SETTINGS have arrived, so its stream limit is known. */
   ready: boolean;
@@ -51,7 +55,7 @@ interface PooledSession {
 
 interface WaitingRequest {
   readonly headers: OutgoingHttpHeaders;
-  readonly callback: StreamCallback;
+  readonly receiver: StreamReceiver;
 }
 
 export class EndpointPool {
@@ -87,11 +91,11 @@ export class EndpointPool {
    * connection has room, else once one has. Fails (through the callback) when
    * the pool is closed, the connect fails or times out, or Node refuses the headers.
    */
-  open(headers: OutgoingHttpHeaders, callback: StreamCallback): void {
-    if (this.#closed) return callback(new Error(`connection pool for ${this.#authority} is closed`), undefined);
+  open(headers: OutgoingHttpHeaders, receiver: StreamReceiver): void {
+    if (this.#closed) return receiver.onStream(new Error(`connection pool for ${this.#authority} is closed`), undefined);
     const pooled = this.#sessionWithRoom();
-    if (pooled) return this.#start(pooled, headers, callback);
-    this.#waiting.push({ headers, callback });
+    if (pooled) return this.#start(pooled, headers, receiver);
+    this.#waiting.push({ headers, receiver });
     if (!this.#sessions.some((s) => s.usable && !s.ready)) this.#connect();
   }
 
@@ -106,19 +110,17 @@ export class EndpointPool {
     }
   }
 
-  #start(pooled: PooledSession, headers: OutgoingHttpHeaders, callback: StreamCallback): void {
+  #start(pooled: PooledSession, headers: OutgoingHttpHeaders, receiver: StreamReceiver): void {
     let stream: http2.ClientHttp2Stream;
     try {
-      stream = pooled.session.request(headers, { endStream: false });
+      stream = pooled.session.request(headers, REQUEST_OPTIONS);
     } catch (error) {
-      return callback(error as Error, undefined);
+      return receiver.onStream(error as Error, undefined);
     }
     pooled.active++;
-    stream.once('close', () => {
-      pooled.active--;
-      this.#dispatch();
-    });
-    callback(undefined, stream);
+    (stream as PooledStream)[POOLED] = pooled;
+    stream.on('close', onPooledStreamClose);
+    receiver.onStream(undefined, stream);
   }
 
   #sessionWithRoom(): PooledSession | undefined {
@@ -133,14 +135,14 @@ export class EndpointPool {
     while (this.#waiting.length > 0) {
       const pooled = this.#sessionWithRoom();
       if (!pooled) break;
-      const { headers, callback } = this.#waiting.shift()!;
-      this.#start(pooled, headers, callback);
+      const { headers, receiver } = this.#waiting.shift()!;
+      this.#start(pooled, headers, receiver);
     }
     if (this.#waiting.length > 0 && !this.#closed && !this.#sessions.some((s) => s.usable && !s.ready)) this.#connect();
   }
 
   #failWaiting(error: Error): void {
-    for (const { callback } of this.#waiting.splice(0)) callback(error, undefined);
+    for (const { receiver } of this.#waiting.splice(0)) receiver.onStream(error, undefined);
   }
 
   #connect(): void {
@@ -157,7 +159,7 @@ export class EndpointPool {
         ...(upstreamTls.serverName !== undefined && { checkServerIdentity: serverIdentityChecker(upstreamTls.serverName) }),
       }),
     });
-    const pooled: PooledSession = { session, active: 0, ready: false, usable: true };
+    const pooled: PooledSession = { session, onSlotFreed: () => this.#waiting.length > 0 && this.#dispatch(), active: 0, ready: false, usable: true };
     this.#sessions.push(pooled);
 
     const connectTimer = setTimeout(() => {
@@ -217,6 +219,17 @@ export class EndpointPool {
     this.#options.onConnectFailure?.(error);
     this.#options.onStateChange?.();
   }
+}
+
+const REQUEST_OPTIONS: http2.ClientSessionRequestOptions = { endStream: false };
+const POOLED = Symbol('switchyard.pooledSession');
+type PooledStream = http2.ClientHttp2Stream & { [POOLED]: PooledSession };
+
+/** Shared by every stream, so no closure is made per RPC. */
+function onPooledStreamClose(this: http2.ClientHttp2Stream): void {
+  const pooled = (this as PooledStream)[POOLED];
+  pooled.active--;
+  pooled.onSlotFreed();
 }
 
 function isIp(host: string): boolean {

@@ -1,43 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { startEchoServer, type EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
 import { echoClient, expectStatus, unary } from '../helpers/harness.ts';
-
-const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-function runCli(args: string[]): ChildProcess {
-  return spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-/** Resolves with the port of the listener once the proxy logs that it listens. */
-function listeningPort(child: ChildProcess, listener: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let buffered = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (const line of buffered.split('\n')) {
-        if (!line.startsWith('{')) continue;
-        const entry = JSON.parse(line) as { msg?: string; listener?: string; address?: string };
-        if (entry.msg === 'listening' && entry.listener === listener) resolve(Number(entry.address!.split(':').at(-1)));
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`switchyard exited with ${code} before listening`)));
-  });
-}
-
-async function exitOf(child: ChildProcess): Promise<{ code: number | null; stderr: string }> {
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stderr };
-}
+import { exitOf, listeningPort, runCli } from '../helpers/cli.ts';
 
 describe('the switchyard command, with TLS to clients and to backends', () => {
   let pki: TestPki;

@@ -1,0 +1,166 @@
+/**
+ * The things the bench sends load to, each in front of the same backends:
+ * one backend directly, Switchyard (src/cli/main.ts run), HAProxy and nginx.
+ * Each start function returns a Target: where to send load (port) and which
+ * process tree to measure (pid); stop() kills that tree.
+ *
+ * Config files go into the run's temp dir; every listener binds a port that
+ * the OS just handed out (haproxy and nginx need concrete ports).
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Backend } from './backends.ts';
+import { runToEnd, spawnChild, startWithRetry } from './proc.ts';
+
+export interface Target {
+  /** direct, switchyard, haproxy, nginx, or e.g. switchyard/peak_ewma. */
+  readonly name: string;
+  readonly port: number;
+  /** Root of the process tree whose CPU and memory are measured. */
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+const CLI = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+
+/** The first backend itself: the baseline every proxy adds to. Its pid is the backend's, so "CPU" is the backend's own. */
+export function directTarget(backend: Backend): Target {
+  return { name: 'direct', port: backend.port, pid: backend.child.pid, stop: async () => {} };
+}
+
+export interface SwitchyardOptions {
+  readonly name?: string;
+  readonly policy?: string;
+  readonly workers?: number;
+  /** Clusters, each over all backends, routed by prefix (the idle-memory run uses 3). */
+  readonly clusters?: number;
+}
+
+/** One `switchyard run` process (or a primary and workers with options.workers). */
+export function startSwitchyard(backends: readonly Backend[], dir: string, options: SwitchyardOptions = {}): Promise<Target> {
+  const name = options.name ?? 'switchyard';
+  const policy = options.policy ?? 'round_robin';
+  const clusterCount = options.clusters ?? 1;
+  const workDir = path.join(dir, name.replace(/\W/g, '_'));
+  mkdirSync(workDir, { recursive: true });
+  const endpoints = backends.map((b) => `{ address: 127.0.0.1, port: ${b.port} }`).join(', ');
+  return startWithRetry(name, async (port) => {
+    const clusters = Array.from({ length: clusterCount }, (_, i) => `  - { name: c${i}, lb_policy: ${policy}, endpoints: [${endpoints}] }`);
+    // Extra clusters get their own prefix; the last route takes everything else to c0.
+    const routes = Array.from({ length: clusterCount - 1 }, (_, i) => `  - { match: { prefix: /c${i + 1}. }, cluster: c${i + 1} }`);
+    const config = [
+      `listeners: [{ name: bench, address: 127.0.0.1, port: ${port}, plaintext: true }]`,
+      'clusters:', ...clusters,
+      'routes:', ...routes, '  - { match: { prefix: / }, cluster: c0 }',
+      // warn: the 'listening' line is not needed (we poll the port), and nothing per-RPC is logged.
+      'log_level: warn', '',
+    ].join('\n');
+    const file = path.join(workDir, 'switchyard.yaml');
+    writeFileSync(file, config);
+    const args = [CLI, 'run', '--config', file, '--drain-timeout', '1s', ...(options.workers ? ['--workers', String(options.workers)] : [])];
+    const child = spawnChild(name, process.execPath, args, { raiseNofile: true });
+    return { child, value: { name, port, pid: child.pid, stop: () => child.stop() } };
+  });
+}
+
+/** Whether `switchyard run` knows --workers (it is being added concurrently): its --help mentions it. */
+export async function switchyardHasWorkers(): Promise<boolean> {
+  const result = await runToEnd('switchyard --help', process.execPath, [CLI, 'run', '--help']);
+  return result.code === 0 && /--workers\b/.test(result.stdout + result.stderr);
+}
+
+/**
+ * HAProxy, one thread, h2 to the backends, round robin. The per-connection
+ * stream limit is raised from its default of 100 so that the streaming test
+ * (100 streams per connection) is not capped by it.
+ */
+export function startHaproxy(haproxy: string, backends: readonly Backend[], dir: string): Promise<Target> {
+  const workDir = path.join(dir, 'haproxy');
+  mkdirSync(workDir, { recursive: true });
+  return startWithRetry('haproxy', async (port) => {
+    const config = [
+      'global',
+      '  nbthread 1',
+      '  maxconn 8000', // the FD limit is 20000 on the reference machine; haproxy needs ~2 FDs per connection
+      '  tune.h2.max-concurrent-streams 1000',
+      'defaults',
+      '  mode http',
+      '  timeout connect 5s',
+      '  timeout client 60s',
+      '  timeout server 60s',
+      'frontend fe',
+      `  bind 127.0.0.1:${port} proto h2`,
+      '  default_backend be',
+      'backend be',
+      '  balance roundrobin',
+      ...backends.map((b, i) => `  server s${i} 127.0.0.1:${b.port} proto h2`),
+      '',
+    ].join('\n');
+    const file = path.join(workDir, 'haproxy.cfg');
+    writeFileSync(file, config);
+    // -db: stay in the foreground, so the process we started is haproxy itself.
+    const child = spawnChild('haproxy', haproxy, ['-db', '-f', file], { raiseNofile: true });
+    return { child, value: { name: 'haproxy', port, pid: child.pid, stop: () => child.stop() } };
+  });
+}
+
+/** The hard open-file limit we run under (children cannot go above it). */
+function nofileHard(): number {
+  const match = /^Max open files\s+\S+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return match ? Number(match[1]) : 4096;
+}
+
+/**
+ * nginx, one worker, grpc_pass to an upstream with keepalive. Everything it
+ * writes (pid, logs, temp files) stays in its own temp dir. Raised from the
+ * defaults, and why: keepalive_requests (clients and upstream; the default
+ * 1000 would make nginx send GOAWAY to h2load's connections every 1000
+ * RPCs, which h2load reports as failures); http2_max_concurrent_streams
+ * (default 128; the streaming test uses 100 per connection, so 1000 leaves
+ * headroom); worker_connections (default 512; grpc_pass opens one upstream
+ * connection per in-flight RPC, so 1000 streams need 1000+ of them).
+ */
+export function startNginx(nginx: string, backends: readonly Backend[], dir: string): Promise<Target> {
+  const workDir = path.join(dir, 'nginx');
+  mkdirSync(workDir, { recursive: true });
+  const limit = Math.min(65536, nofileHard());
+  return startWithRetry('nginx', async (port) => {
+    const p = (name: string) => path.join(workDir, name);
+    const config = [
+      'daemon off;',
+      'master_process on;',
+      'worker_processes 1;',
+      // As root, nginx would switch workers to "nobody", who cannot write into our 0700 temp dir.
+      ...(process.getuid?.() === 0 ? ['user root;'] : []),
+      `worker_rlimit_nofile ${limit};`,
+      `error_log ${p('error.log')} warn;`,
+      `pid ${p('nginx.pid')};`,
+      `events { worker_connections ${Math.floor(limit / 2) - 100}; }`,
+      'http {',
+      '  access_log off;',
+      `  client_body_temp_path ${p('client_body')};`,
+      `  proxy_temp_path ${p('proxy')};`,
+      `  fastcgi_temp_path ${p('fastcgi')};`,
+      `  uwsgi_temp_path ${p('uwsgi')};`,
+      `  scgi_temp_path ${p('scgi')};`,
+      '  keepalive_requests 1000000;',
+      '  http2_max_concurrent_streams 1000;',
+      '  upstream be {',
+      ...backends.map((b) => `    server 127.0.0.1:${b.port};`),
+      '    keepalive 64;',
+      '    keepalive_requests 1000000;',
+      '  }',
+      '  server {',
+      `    listen 127.0.0.1:${port} http2;`,
+      '    location / { grpc_pass grpc://be; }',
+      '  }',
+      '}',
+      '',
+    ].join('\n');
+    writeFileSync(p('nginx.conf'), config);
+    // -e: the error log to use before the config is read (else /var/log/nginx, which may not be writable).
+    const child = spawnChild('nginx', nginx, ['-c', p('nginx.conf'), '-p', workDir, '-e', p('error.log')], { raiseNofile: true });
+    return { child, value: { name: 'nginx', port, pid: child.pid, stop: () => child.stop() } };
+  });
+}
