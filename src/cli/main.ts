@@ -8,7 +8,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { Switchyard } from '../switchyard.ts';
-import { runDemo } from '../demo/demo.ts';
 import { parseDuration } from '../config/duration.ts';
 import { isWorkerProcess, runWorkers } from './workers.ts';
 import { readFileSync } from 'node:fs';
@@ -55,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const durationMs = values.duration === undefined ? undefined : parseDuration(values.duration);
       if (values.duration !== undefined && durationMs === undefined) return usageError(`--duration: expected a duration such as 30s, got "${values.duration}"`);
+      // Loaded only for the demo: the proxy itself needs no gRPC library, and it costs memory.
+      const { runDemo } = await import('../demo/demo.ts');
       await runDemo({ durationMs });
       return 0;
     }
