@@ -5,33 +5,8 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { parseDuration } from './duration.ts';
-import { GRPC_STATUS_BY_NAME } from '../proxy/grpc-status.ts';
-
-/** setTimeout fires at once (with only a warning) for anything longer, so no duration may exceed it. */
-const MAX_DURATION_MS = 2 ** 31 - 1;
-
-/** `number 30`, `boolean true`, `null`, `array`, `object`: enough to see what was written instead. */
-function describeInput(value: unknown): string {
-  if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${value}`;
-  return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
-}
-
-const duration = z
-  .string({ error: (issue) => `expected a duration with a unit such as "250ms", "5s", "1m" or "2h", got ${describeInput(issue.input)}` })
-  .transform((text, ctx) => {
-    const ms = parseDuration(text);
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration such as "250ms", "5s", "1m" or "2h", got "${text}"` });
-      return z.NEVER;
-    }
-    // Zero would mean a busy loop for refresh_interval and an instant failure for timeouts.
-    if (ms < 1 || ms > MAX_DURATION_MS) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration from 1ms to 24.8 days (2^31-1 ms), got "${text}"` });
-      return z.NEVER;
-    }
-    return ms;
-  });
+import { duration, statusCode } from './schema-primitives.ts';
+import { clusterResilience, drainSettings, healthListener, retryPolicy } from './resilience-schema.ts';
 
 /** Listener ports may be 0 (the OS picks one: useful in tests); an upstream port never is. */
 const port = z.number().int().min(0).max(65535);
@@ -66,6 +41,10 @@ const listener = z
     /** Cleartext HTTP/2 with prior knowledge (h2c). For local use only; must be asked for. */
     plaintext: z.boolean().default(false),
     http2: http2Limits.prefault({}),
+    /** Send GOAWAY to a client connection this old (±10% jitter), so clients re-resolve and spread over replicas. Unset: never. */
+    max_connection_age: duration.optional(),
+    /** After that GOAWAY, in-flight RPCs get this long before the connection is closed. */
+    max_connection_age_grace: duration.default(30_000),
   })
   .superRefine((value, ctx) => {
     if (value.tls && value.plaintext) {
@@ -121,18 +100,6 @@ const routeMatch = z
     }
   });
 
-const statusCode = z.union([
-  z.number().int().min(0).max(16),
-  z.string().transform((name, ctx) => {
-    const code = GRPC_STATUS_BY_NAME.get(name.toUpperCase());
-    if (code === undefined) {
-      ctx.addIssue({ code: 'custom', message: `unknown gRPC status "${name}"; expected a name such as PERMISSION_DENIED or a number 0-16` });
-      return z.NEVER;
-    }
-    return code;
-  }),
-]);
-
 const route = z
   .strictObject({
     name: z.string().min(1).optional(),
@@ -143,6 +110,8 @@ const route = z
     timeout: duration.optional(),
     /** Hard cap on a stream's lifetime, whatever its deadline. Unset: no cap. */
     max_stream_duration: duration.optional(),
+    /** Retries for RPCs on this route; unset: only transparent retries of streams the backend never saw. */
+    retry_policy: retryPolicy.optional(),
     /** Answer directly, without a backend. */
     direct_response: z
       .strictObject({ code: statusCode, message: z.string().default('') })
@@ -217,6 +186,7 @@ const cluster = z
     /** TLS to the backends; without it, h2c. */
     tls: upstreamTls.optional(),
     connect_timeout: duration.default(5_000),
+    ...clusterResilience,
   })
   .superRefine((value, ctx) => {
     if ((value.endpoints === undefined) === (value.dns === undefined)) {
@@ -289,6 +259,11 @@ export const configSchema = z
     routes: z.array(route).default([]),
     clusters: z.array(cluster).default([]),
     access_log: accessLog.prefault({}),
+    drain: drainSettings.prefault({}),
+    /** Switchyard's own /ready and /live, on a listener of their own. Unset: none. */
+    health: healthListener.optional(),
+    /** Reload the config when the file changes, as on SIGHUP. */
+    watch_config: z.boolean().default(false),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine(checkReferences, { when: () => true });

@@ -27,10 +27,13 @@ describe('parseConfig: defaults', () => {
         port: 8080,
         plaintext: true,
         http2: { max_concurrent_streams: 1000, initial_stream_window: 1 << 20, connection_window: 16 << 20, max_header_list_size: 16 << 10 },
+        max_connection_age_grace: 30_000,
       }],
       routes: [],
       clusters: [],
       access_log: { output: 'off' },
+      drain: { delay: 5_000, timeout: 30_000 },
+      watch_config: false,
       log_level: 'info',
     });
   });
