@@ -10,6 +10,7 @@ import type { BalancedEndpoint, LoadBalancingPolicy, PolicyEnvironment } from '.
 import { createPolicy } from '../balancer/registry.ts';
 import { endpointKey, type DiscoverySource, type DiscoveryUpdate, type EndpointAddress } from '../discovery/source.ts';
 import { EndpointPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
+import type { RpcOutcome } from './rpc-outcome.ts';
 
 /** One backend endpoint as the cluster tracks it. */
 export class ClusterEndpoint implements BalancedEndpoint {
@@ -95,10 +96,11 @@ export class Cluster {
     return endpoint;
   }
 
-  /** Reports the end of an RPC started by pick(). */
-  release(endpoint: ClusterEndpoint, latencyMs: number): void {
+  /** Reports the end of an RPC attempt started by pick(), and how it ended. */
+  release(endpoint: ClusterEndpoint, latencyMs: number, outcome: RpcOutcome): void {
     endpoint.activeRequests--;
     this.#policy.onRpcEnd?.(endpoint, latencyMs);
+    void outcome;
   }
 
   /** Why pick() found nothing, for the UNAVAILABLE message. */

@@ -7,6 +7,7 @@
  */
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Cluster, ClusterEndpoint } from '../cluster/cluster.ts';
+import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
 import type { Route } from '../router/route-table.ts';
 import { Status } from './grpc-status.ts';
 import { formatGrpcTimeout, parseGrpcTimeout } from './grpc-timeout.ts';
@@ -83,6 +84,8 @@ class RpcBridge {
   trailers: OutgoingHttpHeaders | undefined;
   timer: NodeJS.Timeout | undefined;
   limitMessage: string;
+  /** What the endpoint did, for outlier detection; 'abandoned' until it says something. */
+  outcome: RpcOutcome = ABANDONED;
 
   constructor(downstream: ServerHttp2Stream, cluster: Cluster, endpoint: ClusterEndpoint, record: RpcRecord, limitMs: number | undefined, limitMessage: string) {
     this.downstream = downstream;
@@ -101,6 +104,7 @@ class RpcBridge {
   /** Called by the pool with the opened upstream stream, or the reason it could not open one. */
   onStream(error: Error | undefined, upstream: ClientHttp2Stream | undefined): void {
     if (!upstream) {
+      this.outcome = CONNECT_FAILURE;
       this.fail(Status.UNAVAILABLE, `upstream ${this.endpoint.key}: ${error?.message ?? 'no stream'}`);
       return;
     }
@@ -144,6 +148,10 @@ class RpcBridge {
     setTimeout(resetIfOpen, ERROR_FLUSH_GRACE_MS, downstream).unref();
   }
 }
+
+const ABANDONED: RpcOutcome = { kind: 'abandoned' };
+const CONNECT_FAILURE: RpcOutcome = { kind: 'connect_failure' };
+const RESET: RpcOutcome = { kind: 'reset' };
 
 const BRIDGE = Symbol('switchyard.rpcBridge');
 type BridgedStream = (ServerHttp2Stream | ClientHttp2Stream) & { [BRIDGE]: RpcBridge };
@@ -196,7 +204,7 @@ function onDownstreamClose(this: ServerHttp2Stream): void {
   // The client went away first: cancel the backend's work too.
   const upstream = bridge.upstream;
   if (upstream && !upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
-  bridge.cluster.release(bridge.endpoint, performance.now() - record.startedAt);
+  bridge.cluster.release(bridge.endpoint, performance.now() - record.startedAt, bridge.outcome);
   record.finish();
 }
 
@@ -211,6 +219,7 @@ function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeader
   // Node gives ':status' as a number, whatever the type declarations say.
   const httpStatus = headers[':status'] as unknown as number;
   if (httpStatus !== 200) {
+    bridge.outcome = { kind: 'status', code: statusFromHttp(Number(httpStatus)) };
     bridge.fail(statusFromHttp(Number(httpStatus)), `upstream answered HTTP ${httpStatus}`);
     return;
   }
@@ -220,6 +229,7 @@ function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeader
     // Trailers-only: status and message arrive in the one HEADERS frame.
     bridge.statusSent = true;
     bridge.record.status = Number(grpcStatus);
+    bridge.outcome = { kind: 'status', code: bridge.record.status };
     downstream.respond(downstreamResponseHeaders(headers), { endStream: true });
     return;
   }
@@ -246,6 +256,7 @@ function onUpstreamEnd(this: ClientHttp2Stream): void {
   if (!bridge.responded || bridge.statusSent) return;
   bridge.statusSent = true;
   bridge.record.status = Number(bridge.trailers?.['grpc-status'] ?? Status.INTERNAL);
+  bridge.outcome = { kind: 'status', code: bridge.record.status };
   bridge.downstream.end();
 }
 
@@ -253,5 +264,6 @@ function onUpstreamClose(this: ClientHttp2Stream): void {
   const bridge = bridgeOf(this);
   if (bridge.upstreamEnded && bridge.statusSent) return;
   const rstCode = this.rstCode ?? 0;
+  if (!bridge.statusSent) bridge.outcome = RESET;
   bridge.fail(statusFromReset(rstCode, bridge.upstreamError), `upstream ${bridge.endpoint.key}: ${describeReset(rstCode, bridge.upstreamError)}`);
 }
