@@ -11,6 +11,10 @@ import { createPolicy } from '../balancer/registry.ts';
 import { endpointKey, type DiscoverySource, type DiscoveryUpdate, type EndpointAddress } from '../discovery/source.ts';
 import { EndpointPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
 import type { RpcOutcome } from './rpc-outcome.ts';
+import { ClusterLimits } from '../resilience/cluster-limits.ts';
+
+/** Picks a retry may spend looking for an endpoint it has not tried. */
+const AVOID_TRIES = 4;
 
 /** One backend endpoint as the cluster tracks it. */
 export class ClusterEndpoint implements BalancedEndpoint {
@@ -50,12 +54,15 @@ export class Cluster {
   readonly #tls: UpstreamTls | undefined;
   readonly #logger: ClusterLogger | undefined;
   readonly #policy: LoadBalancingPolicy<ClusterEndpoint>;
+  /** Circuit breakers and retry budget. */
+  readonly limits: ClusterLimits;
   readonly #endpoints = new Map<string, ClusterEndpoint>();
   #available: readonly ClusterEndpoint[] = [];
   #resolved = false;
   #lastError: Error | undefined;
 
   constructor(options: ClusterOptions) {
+    this.limits = new ClusterLimits(options.config);
     this.name = options.config.name;
     this.#config = options.config;
     this.#source = options.source;
@@ -87,8 +94,12 @@ export class Cluster {
   }
 
   /** Picks an endpoint for one RPC and counts it as active; undefined when none is available. */
-  pick(hashKey: string | undefined): ClusterEndpoint | undefined {
-    const endpoint = this.#policy.pick({ hashKey });
+  pick(hashKey: string | undefined, avoid?: ReadonlySet<ClusterEndpoint>): ClusterEndpoint | undefined {
+    let endpoint = this.#policy.pick({ hashKey });
+    // A retry goes elsewhere when it can: a few more picks, then take what comes.
+    for (let tries = 0; avoid && endpoint && avoid.has(endpoint) && tries < AVOID_TRIES; tries++) {
+      endpoint = this.#policy.pick({ hashKey: hashKey === undefined ? undefined : `${hashKey}#${tries}` });
+    }
     if (endpoint) {
       endpoint.activeRequests++;
       endpoint.totalRequests++;
@@ -156,6 +167,7 @@ export class Cluster {
       port: address.port,
       tls: this.#tls,
       connectTimeoutMs: this.#config.connect_timeout,
+      limits: this.limits,
       onStateChange: () => this.#recomputeAvailable(),
       onConnectFailure: (error) => {
         this.#logger?.warn({ cluster: this.name, endpoint: endpointKey(address), err: error.message }, 'connect failed');

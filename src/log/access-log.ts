@@ -27,6 +27,7 @@ export function createAccessLog(output: string): AccessLog {
         grpc_status: record.status,
         error: record.error,
         duration_ms: Math.round((performance.now() - record.startedAt) * 1000) / 1000,
+        retries: record.retries,
         bytes_in: record.bytesIn,
         bytes_out: record.bytesOut,
         peer: record.peer,

@@ -34,6 +34,7 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       endpoint: undefined,
       status: undefined,
       error: undefined,
+      retries: 0,
       bytesIn: 0,
       bytesOut: 0,
       finish: () => deps.onRpcEnd(record),

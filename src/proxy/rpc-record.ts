@@ -13,6 +13,8 @@ export interface RpcRecord {
   status: number | undefined;
   /** The proxy's own reason when it ended the RPC itself. */
   error: string | undefined;
+  /** Attempts after the first. */
+  retries: number;
   bytesIn: number;
   bytesOut: number;
   /** Called exactly once, when the downstream stream has closed. */

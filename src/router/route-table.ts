@@ -4,6 +4,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http2';
 import type { HeaderMatchConfig, RouteConfig } from '../config/schema.ts';
+import { compileRetryRules, type RetryRules } from '../resilience/retry-rules.ts';
 
 /** What to do with an RPC that matched a route. */
 export type RouteAction =
@@ -18,6 +19,8 @@ export interface Route {
   readonly timeoutMs: number | undefined;
   /** Hard cap on stream lifetime, ms; undefined: none. */
   readonly maxStreamDurationMs: number | undefined;
+  /** When failed attempts are retried. */
+  readonly retry: RetryRules;
 }
 
 type PathPredicate = (path: string) => boolean;
@@ -75,6 +78,7 @@ function toRoute(config: RouteConfig, index: number): Route {
     action,
     timeoutMs: config.timeout,
     maxStreamDurationMs: config.max_stream_duration,
+    retry: compileRetryRules(config.retry_policy),
   };
 }
 

@@ -30,7 +30,17 @@ export interface EndpointPoolOptions {
   readonly onStateChange?: () => void;
   /** Called after a connection attempt fails (e.g. to ask discovery for a refresh). */
   readonly onConnectFailure?: (error: Error) => void;
+  /** The cluster's circuit breakers for waiting RPCs and connections. */
+  readonly limits?: PoolLimits | undefined;
   readonly now?: () => number;
+}
+
+/** Shared by every pool of a cluster; each start* returns the error to fail with when its limit is reached. */
+export interface PoolLimits {
+  startPending(): Error | undefined;
+  endPending(): void;
+  startConnection(): Error | undefined;
+  endConnection(): void;
 }
 
 /** Receives the opened stream, or the reason none could be opened. Called once, possibly synchronously. */
@@ -95,6 +105,8 @@ export class EndpointPool {
     if (this.#closed) return receiver.onStream(new Error(`connection pool for ${this.#authority} is closed`), undefined);
     const pooled = this.#sessionWithRoom();
     if (pooled) return this.#start(pooled, headers, receiver);
+    const overflow = this.#options.limits?.startPending();
+    if (overflow) return receiver.onStream(overflow, undefined);
     this.#waiting.push({ headers, receiver });
     if (!this.#sessions.some((s) => s.usable && !s.ready)) this.#connect();
   }
@@ -136,16 +148,26 @@ export class EndpointPool {
       const pooled = this.#sessionWithRoom();
       if (!pooled) break;
       const { headers, receiver } = this.#waiting.shift()!;
+      this.#options.limits?.endPending();
       this.#start(pooled, headers, receiver);
     }
     if (this.#waiting.length > 0 && !this.#closed && !this.#sessions.some((s) => s.usable && !s.ready)) this.#connect();
   }
 
   #failWaiting(error: Error): void {
-    for (const { receiver } of this.#waiting.splice(0)) receiver.onStream(error, undefined);
+    for (const { receiver } of this.#waiting.splice(0)) {
+      this.#options.limits?.endPending();
+      receiver.onStream(error, undefined);
+    }
   }
 
   #connect(): void {
+    const overflow = this.#options.limits?.startConnection();
+    if (overflow) {
+      // Without a connection of its own this endpoint cannot serve the waiting RPCs.
+      if (!this.#sessions.some((s) => s.usable)) this.#failWaiting(overflow);
+      return;
+    }
     const upstreamTls = this.#options.tls;
     const session = http2.connect(this.#authority, {
       settings: { enablePush: false, initialWindowSize: UPSTREAM_STREAM_WINDOW },
@@ -188,6 +210,7 @@ export class EndpointPool {
     });
     session.once('close', () => {
       clearTimeout(connectTimer);
+      this.#options.limits?.endConnection();
       const failedBeforeReady = !pooled.ready;
       this.#retire(pooled);
       if (failedBeforeReady && !this.#sessions.some((s) => s.usable)) {
