@@ -79,8 +79,11 @@ export const circuitBreakers = z.strictObject({
 export const retryBudget = z.strictObject({
   /** Retries in flight may be at most this percentage of the RPCs in flight... */
   budget_percent: z.number().min(0).max(100).default(20),
-  /** ...but this many are always allowed, so a quiet cluster can still retry. */
-  min_retry_concurrency: z.number().int().min(0).default(3),
+  /**
+   * ...but this many are always allowed, so a quiet cluster can still retry. Higher than Envoy's 3:
+   * a retry holds its slot through its backoff, and with fast RPCs a few clients keep several in backoff at once.
+   */
+  min_retry_concurrency: z.number().int().min(0).default(10),
 });
 
 /** The resilience fields of a cluster, merged into the cluster schema. */

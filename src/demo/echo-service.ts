@@ -53,6 +53,8 @@ export function loadEchoPackage(): { Echo: EchoClientConstructor & { service: gr
 export interface EchoBehaviour {
   /** Extra delay added to every response, ms (to make a backend "slow"). */
   extraDelayMs: number;
+  /** Every n-th unary call fails with UNAVAILABLE (after sending headers, so the status is in trailers); 0: never. */
+  unavailableEvery: number;
 }
 
 export interface EchoServerHandle {
@@ -112,7 +114,7 @@ function failure(request: EchoRequest): Partial<grpc.StatusObject> | undefined {
 export async function startEchoServer(options: EchoServerOptions): Promise<EchoServerHandle> {
   const { Echo } = loadEchoPackage();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1, ...options.serverOptions });
-  const behaviour: EchoBehaviour = { extraDelayMs: 0 };
+  const behaviour: EchoBehaviour = { extraDelayMs: 0, unavailableEvery: 0 };
   const calls = new Map<string, number>();
   const count = (method: string) => calls.set(method, (calls.get(method) ?? 0) + 1);
   const trailer = () => {
@@ -143,6 +145,9 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
       void sleep((request.delay_ms ?? 0) + behaviour.extraDelayMs, abort.signal).then(() => {
         handle.active--;
         if (abort.signal.aborted) return;
+        if (behaviour.unavailableEvery > 0 && (calls.get('Unary') ?? 0) % behaviour.unavailableEvery === 0) {
+          return callback({ code: grpc.status.UNAVAILABLE, details: `${options.name} is shedding load` } as grpc.ServiceError);
+        }
         const failed = failure(request);
         if (failed) return callback(failed as grpc.ServiceError);
         callback(null, { payload: payloadFor(request), backend: options.name, sequence: 0, received_bytes: 0, metadata: describeMetadata(call.metadata, call.getDeadline()) }, trailer());
