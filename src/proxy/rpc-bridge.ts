@@ -407,7 +407,11 @@ function onUpstreamEnd(this: ClientHttp2Stream): void {
   attempt.upstreamEnded = true;
   const bridge = attempt.bridge;
   const trailers = attempt.trailers;
-  const code = Number(trailers?.['grpc-status'] ?? Status.INTERNAL);
+  if (trailers?.['grpc-status'] === undefined) {
+    // A stream that ends without a status broke (a backend dying can look like this): a reset, not an answer.
+    return bridge.attemptFailed(attempt, { kind: 'reset' }, RESET, `upstream ${attempt.endpoint.key} ended the stream without a gRPC status`, Status.INTERNAL);
+  }
+  const code = Number(trailers['grpc-status']);
   attempt.outcome = { kind: 'status', code };
   if (attempt.heldHeaders) {
     if (code !== Status.OK && bridge.mayStillRetry()) {

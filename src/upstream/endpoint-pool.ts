@@ -238,7 +238,11 @@ export class EndpointPool {
     this.#backoffUntil = this.#now() + delay;
     clearTimeout(this.#backoffTimer);
     // The endpoint becomes eligible again when the backoff ends; the next RPC tries a fresh connect.
-    this.#backoffTimer = setTimeout(() => this.#options.onStateChange?.(), delay + 1).unref();
+    this.#backoffTimer = setTimeout(() => {
+      // Said outright rather than re-read from the clock: timers and Date.now() can disagree by a millisecond.
+      this.#backoffUntil = 0;
+      this.#options.onStateChange?.();
+    }, delay).unref();
     this.#options.onConnectFailure?.(error);
     this.#options.onStateChange?.();
   }

@@ -19,7 +19,7 @@ it('max_requests overflow fails fast with UNAVAILABLE naming the limit, and memo
     );
     const rejected = outcomes.filter((o): o is grpc.ServiceError => o !== 'ok');
     assert.equal(outcomes.length - rejected.length, 20, 'exactly max_requests calls were admitted');
-    assert.ok(rejected.every((e) => e.code === grpc.status.UNAVAILABLE && /circuit breaker max_requests \(20\) reached/.test(e.details)), rejected[0]?.details);
+    assert.ok(rejected.every((e) => e.code === grpc.status.UNAVAILABLE && /circuit breaker max_requests \(20\) reached/.test(e.details)), rejected[0]?.details ?? "");
     assert.ok(Date.now() - started < 5_000);
     assert.equal(proxy.proxy.clusters.get('echo')!.limits.overflows.max_requests, 1_980);
     assert.ok(process.memoryUsage().rss - rssBefore < 200 << 20, 'memory grew by more than 200 MiB');
