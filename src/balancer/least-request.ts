@@ -28,11 +28,18 @@ export interface LeastRequestOptions {
  * under load the comparison drives activeRequests^bias toward proportional to weight, as Envoy's does.
  * Bias 0 means pure weighted random.
  */
+/** One failure counts as this many requests in flight... */
+const FAILURE_PENALTY = 5;
+/** ...and the penalty halves every second, so a recovered endpoint soon competes again. */
+const PENALTY_HALF_LIFE_MS = 1_000;
+
 export class LeastRequestPolicy<E extends BalancedEndpoint = BalancedEndpoint> implements LoadBalancingPolicy<E> {
   readonly #env: PolicyEnvironment;
   readonly #bias: number;
   #endpoints: readonly E[] = [];
   readonly #table = new WeightTable();
+  /** Recent failures per endpoint key, counted as extra active requests that fade away. */
+  readonly #penalties = new Map<string, { value: number; at: number }>();
 
   constructor(env: PolicyEnvironment = systemEnvironment, options: LeastRequestOptions = {}) {
     this.#env = env;
@@ -43,6 +50,30 @@ export class LeastRequestPolicy<E extends BalancedEndpoint = BalancedEndpoint> i
   setEndpoints(endpoints: readonly E[]): void {
     this.#endpoints = endpoints.slice();
     this.#table.rebuild(this.#endpoints);
+    const keys = new Set(endpoints.map((e) => e.key));
+    for (const key of this.#penalties.keys()) if (!keys.has(key)) this.#penalties.delete(key);
+  }
+
+  /** A failure weighs like FAILURE_PENALTY more active requests, halving every PENALTY_HALF_LIFE_MS. */
+  onRpcEnd(endpoint: E, _latencyMs: number, failed = false): void {
+    if (!failed) return;
+    const now = this.#env.now();
+    const penalty = this.#penalties.get(endpoint.key);
+    this.#penalties.set(endpoint.key, { value: this.#penaltyOf(penalty, now) + FAILURE_PENALTY, at: now });
+  }
+
+  #penaltyOf(penalty: { value: number; at: number } | undefined, now: number): number {
+    if (penalty === undefined) return 0;
+    const value = penalty.value * 2 ** (-(now - penalty.at) / PENALTY_HALF_LIFE_MS);
+    // A remnant below half a request would still lose every tie against an idle peer: let it go.
+    return value < 0.5 ? 0 : value;
+  }
+
+  /** Active requests plus the fading failure penalty; the plain count when nothing has failed. */
+  #load(endpoint: E): number {
+    const active = endpoint.activeRequests;
+    if (this.#penalties.size === 0) return active;
+    return active + this.#penaltyOf(this.#penalties.get(endpoint.key), this.#env.now());
   }
 
   pick(_context: PickContext): E | undefined {
@@ -56,12 +87,12 @@ export class LeastRequestPolicy<E extends BalancedEndpoint = BalancedEndpoint> i
     const j = table.drawOther(this.#env.random(), i);
     const second = endpoints[j]!;
 
-    if (table.uniform) return second.activeRequests < first.activeRequests ? second : first;
+    if (table.uniform) return this.#load(second) < this.#load(first) ? second : first;
     return this.#cost(second, table.weight(j)) < this.#cost(first, table.weight(i)) ? second : first;
   }
 
   #cost(endpoint: E, weight: number): number {
-    const active = endpoint.activeRequests;
+    const active = this.#load(endpoint);
     return (this.#bias === 1 ? active : active ** this.#bias) / weight;
   }
 }

@@ -29,6 +29,8 @@ const PROBE_FRACTION = 0.5;
 const PRIOR_RTT_MS = 30;
 /** Floor for samples: an estimate of 0 would make cost 0 whatever activeRequests, turning P2C into random. */
 const MIN_SAMPLE_MS = 0.001;
+/** A failed RPC counts as this many times the typical latency, however fast it failed. */
+const FAILURE_PENALTY_FACTOR = 10;
 
 interface RttEstimate {
   rttMs: number;
@@ -106,9 +108,11 @@ export class PeakEwmaPolicy<E extends BalancedEndpoint = BalancedEndpoint> imple
     return secondCost < firstCost ? second : first;
   }
 
-  onRpcEnd(endpoint: E, latencyMs: number): void {
+  onRpcEnd(endpoint: E, latencyMs: number, failed = false): void {
     if (!(latencyMs >= 0 && latencyMs < Infinity)) return;
-    const sample = latencyMs > MIN_SAMPLE_MS ? latencyMs : MIN_SAMPLE_MS;
+    const observed = latencyMs > MIN_SAMPLE_MS ? latencyMs : MIN_SAMPLE_MS;
+    // A fast failure must not look like a fast endpoint; typical still learns only real latencies.
+    const sample = failed ? Math.max(observed, this.#typical.rttMs * FAILURE_PENALTY_FACTOR) : observed;
     const now = this.#env.now();
     const estimate = this.#byKey.get(endpoint.key);
     // An RPC that outlived its endpoint's membership has no estimate left to update; it still informs typical.
@@ -119,6 +123,7 @@ export class PeakEwmaPolicy<E extends BalancedEndpoint = BalancedEndpoint> imple
       estimate.observed = true;
     }
     const typical = this.#typical;
+    if (failed) return;
     typical.rttMs = typical.observed ? this.#blend(typical.rttMs, sample, now - typical.updatedAt) : sample;
     typical.updatedAt = now;
     typical.observed = true;

@@ -26,8 +26,13 @@ export interface LoadBalancingPolicy<E extends BalancedEndpoint = BalancedEndpoi
   setEndpoints(endpoints: readonly E[]): void;
   /** Pick an endpoint for one RPC, or undefined when the set is empty. Never throws. */
   pick(context: PickContext): E | undefined;
-  /** Called when an RPC picked on `endpoint` has finished, with its latency. Optional. */
-  onRpcEnd?(endpoint: E, latencyMs: number): void;
+  /**
+   * Called when an RPC attempt picked on `endpoint` has finished, with its latency and whether the
+   * endpoint failed it (a broken stream, a refused connect, or a server-side status such as
+   * UNAVAILABLE). Failures must make an endpoint less attractive, never more: one that fails in
+   * a millisecond is not fast. Optional.
+   */
+  onRpcEnd?(endpoint: E, latencyMs: number, failed?: boolean): void;
 }
 
 /** Injected clock and random source. */

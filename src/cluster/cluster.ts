@@ -10,7 +10,7 @@ import type { BalancedEndpoint, LoadBalancingPolicy, PolicyEnvironment } from '.
 import { createPolicy } from '../balancer/registry.ts';
 import { endpointKey, type DiscoverySource, type DiscoveryUpdate, type EndpointAddress } from '../discovery/source.ts';
 import { EndpointPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
-import type { RpcOutcome } from './rpc-outcome.ts';
+import { isEndpointFailure, type RpcOutcome } from './rpc-outcome.ts';
 import { ClusterLimits } from '../resilience/cluster-limits.ts';
 
 /** Picks a retry may spend looking for an endpoint it has not tried. */
@@ -110,8 +110,7 @@ export class Cluster {
   /** Reports the end of an RPC attempt started by pick(), and how it ended. */
   release(endpoint: ClusterEndpoint, latencyMs: number, outcome: RpcOutcome): void {
     endpoint.activeRequests--;
-    this.#policy.onRpcEnd?.(endpoint, latencyMs);
-    void outcome;
+    this.#policy.onRpcEnd?.(endpoint, latencyMs, isEndpointFailure(outcome));
   }
 
   /** Why pick() found nothing, for the UNAVAILABLE message. */
