@@ -166,6 +166,7 @@ export class Cluster {
       port: address.port,
       tls: this.#tls,
       connectTimeoutMs: this.#config.connect_timeout,
+      keepalive: { intervalMs: this.#config.keepalive_interval, timeoutMs: this.#config.keepalive_timeout },
       limits: this.limits,
       onStateChange: () => this.#recomputeAvailable(),
       onConnectFailure: (error) => {

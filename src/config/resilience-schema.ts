@@ -94,6 +94,9 @@ export const clusterResilience = {
   outlier_detection: outlierDetection.prefault({}),
   circuit_breakers: circuitBreakers.prefault({}),
   retry_budget: retryBudget.prefault({}),
+  /** PING each upstream connection this often; one that does not answer within keepalive_timeout is closed. */
+  keepalive_interval: duration.default(30_000),
+  keepalive_timeout: duration.default(10_000),
   /** A new endpoint's weight ramps from 10% to full over this window. Unset: full weight at once. */
   slow_start_window: duration.optional(),
 };

@@ -311,7 +311,8 @@ function onLimit(bridge: RpcBridge): void {
 
 function onPerTryTimeout(attempt: Attempt): void {
   if (attempt.bridge.attempt !== attempt) return;
-  attempt.bridge.attemptFailed(attempt, { kind: 'per_try_timeout' }, ABANDONED, `upstream ${attempt.endpoint.key}: per-try timeout`);
+  // A backend that does not answer in time is failing, as far as outlier detection is concerned.
+  attempt.bridge.attemptFailed(attempt, { kind: 'per_try_timeout' }, RESET, `upstream ${attempt.endpoint.key}: per-try timeout`);
 }
 
 function startRetry(bridge: RpcBridge): void {

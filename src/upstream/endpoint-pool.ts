@@ -26,6 +26,8 @@ export interface EndpointPoolOptions {
   readonly port: number;
   readonly tls?: UpstreamTls | undefined;
   readonly connectTimeoutMs: number;
+  /** PING interval and ack timeout that detect a connection gone silent (a blackholed backend); undefined: no pings. */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number } | undefined;
   /** Called when the endpoint enters or leaves connect backoff. */
   readonly onStateChange?: () => void;
   /** Called after a connection attempt fails (e.g. to ask discovery for a refresh). */
@@ -194,6 +196,7 @@ export class EndpointPool {
     session.once('remoteSettings', () => {
       clearTimeout(connectTimer);
       pooled.ready = true;
+      this.#startKeepalive(session);
       if (this.#consecutiveFailures > 0) {
         this.#consecutiveFailures = 0;
         this.#backoffUntil = 0;
@@ -221,6 +224,29 @@ export class EndpointPool {
     });
     // An idle pooled connection must not keep the process alive on shutdown.
     session.unref();
+  }
+
+  /**
+   * A connection whose peer vanished without a FIN or RST (a blackhole, a dead node) would hold
+   * its streams until their deadlines; an unanswered PING closes it, and its streams fail as resets.
+   */
+  #startKeepalive(session: http2.ClientHttp2Session): void {
+    const keepalive = this.#options.keepalive;
+    if (!keepalive) return;
+    const timer = setInterval(() => {
+      if (session.destroyed) return clearInterval(timer);
+      const deadline = setTimeout(() => {
+        session.destroy(new Error(`no PING ack from ${this.#authority} within ${keepalive.timeoutMs} ms`));
+      }, keepalive.timeoutMs);
+      deadline.unref();
+      const sent = session.ping((error) => {
+        clearTimeout(deadline);
+        if (error && !session.destroyed) session.destroy(error);
+      });
+      if (!sent) clearTimeout(deadline);
+    }, keepalive.intervalMs);
+    timer.unref();
+    session.once('close', () => clearInterval(timer));
   }
 
   #retire(pooled: PooledSession): void {

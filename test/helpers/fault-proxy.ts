@@ -1,0 +1,63 @@
+/**
+ * A TCP proxy that sits between Switchyard and one backend and misbehaves on
+ * request: adds latency, blackholes (keeps connections open but forwards
+ * nothing, as a dead node or a dropped route does), or resets every connection.
+ * Nothing like toxiproxy installs here, and tc netem on loopback would disturb
+ * the whole machine.
+ */
+import * as net from 'node:net';
+
+export interface FaultProxy {
+  readonly port: number;
+  /** Delay added to every chunk in both directions, ms. */
+  latencyMs: number;
+  /** While true, bytes are swallowed in both directions. */
+  blackhole: boolean;
+  /** Destroys every open connection at once (the peers see a reset). */
+  resetAll(): void;
+  close(): Promise<void>;
+}
+
+export async function startFaultProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<FaultProxy> {
+  const sockets = new Set<net.Socket>();
+  const state = { latencyMs: 0, blackhole: false };
+  const relay = (from: net.Socket, to: net.Socket) => {
+    from.on('data', (chunk: Buffer) => {
+      if (state.blackhole) return;
+      if (state.latencyMs > 0) setTimeout(() => to.destroyed || to.write(chunk), state.latencyMs);
+      else to.write(chunk);
+    });
+  };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, targetHost);
+    for (const socket of [client, upstream]) {
+      socket.setNoDelay(true);
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    relay(client, upstream);
+    relay(upstream, client);
+    client.on('end', () => upstream.end());
+    upstream.on('end', () => client.end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    get latencyMs() { return state.latencyMs; },
+    set latencyMs(value: number) { state.latencyMs = value; },
+    get blackhole() { return state.blackhole; },
+    set blackhole(value: boolean) { state.blackhole = value; },
+    resetAll() {
+      for (const socket of sockets) socket.resetAndDestroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
