@@ -2,26 +2,35 @@
  * A cluster joins the parts that decide where an RPC goes:
  * discovery (which endpoints exist) → availability filter (which may take
  * traffic now) → balancer policy (which one takes this RPC) → the endpoint's
- * connection pool. Later filters (active health, outlier ejection) plug in at
- * the availability step; policies never see unavailable endpoints.
+ * connection pool. Availability (connect backoff, active health checks,
+ * outlier ejection, slow-start weights, all_unhealthy) is decided by
+ * src/health/cluster-health.ts; policies never see unavailable endpoints.
  */
 import type { ClusterConfig } from '../config/schema.ts';
-import type { BalancedEndpoint, LoadBalancingPolicy, PolicyEnvironment } from '../balancer/policy.ts';
+import { systemEnvironment, type BalancedEndpoint, type LoadBalancingPolicy, type PolicyEnvironment } from '../balancer/policy.ts';
 import { createPolicy } from '../balancer/registry.ts';
 import { endpointKey, type DiscoverySource, type DiscoveryUpdate, type EndpointAddress } from '../discovery/source.ts';
 import { EndpointPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
 import { isEndpointFailure, type RpcOutcome } from './rpc-outcome.ts';
 import { ClusterLimits } from '../resilience/cluster-limits.ts';
+import { ClusterHealth, type EndpointHealth, type EndpointHealthView, type TrackedEndpoint } from '../health/cluster-health.ts';
 
 /** Picks a retry may spend looking for an endpoint it has not tried. */
 const AVOID_TRIES = 4;
 
 /** One backend endpoint as the cluster tracks it. */
-export class ClusterEndpoint implements BalancedEndpoint {
+export class ClusterEndpoint implements BalancedEndpoint, TrackedEndpoint {
   readonly key: string;
   readonly address: EndpointAddress;
   readonly pool: EndpointPool;
+  /** The weight policies use: configuredWeight, reduced while slow start ramps the endpoint up. */
   weight: number;
+  /** The weight discovery last gave. */
+  configuredWeight: number;
+  /** Active health check state; `unchecked` when the cluster has no health_check. */
+  health: EndpointHealth = 'unchecked';
+  /** Ejected by outlier detection. */
+  ejected = false;
   activeRequests = 0;
   /** RPCs sent to this endpoint since it joined. */
   totalRequests = 0;
@@ -30,6 +39,7 @@ export class ClusterEndpoint implements BalancedEndpoint {
     this.key = endpointKey(address);
     this.address = address;
     this.weight = address.weight;
+    this.configuredWeight = address.weight;
     this.pool = pool;
   }
 }
@@ -57,6 +67,7 @@ export class Cluster {
   /** Circuit breakers and retry budget. */
   readonly limits: ClusterLimits;
   readonly #endpoints = new Map<string, ClusterEndpoint>();
+  readonly #health: ClusterHealth;
   #available: readonly ClusterEndpoint[] = [];
   #resolved = false;
   #lastError: Error | undefined;
@@ -77,6 +88,16 @@ export class Cluster {
       },
       options.environment,
     );
+    const environment = options.environment ?? systemEnvironment;
+    this.#health = new ClusterHealth({
+      cluster: this.name,
+      config: options.config,
+      tls: options.tls,
+      logger: options.logger,
+      now: () => environment.now(),
+      random: () => environment.random(),
+      onChange: () => this.#recomputeAvailable(),
+    });
   }
 
   /** Starts discovery. Endpoints appear as the source reports them. */
@@ -111,6 +132,7 @@ export class Cluster {
   release(endpoint: ClusterEndpoint, latencyMs: number, outcome: RpcOutcome): void {
     endpoint.activeRequests--;
     this.#policy.onRpcEnd?.(endpoint, latencyMs, isEndpointFailure(outcome));
+    this.#health.record(endpoint, outcome);
   }
 
   /** Why pick() found nothing, for the UNAVAILABLE message. */
@@ -119,12 +141,19 @@ export class Cluster {
       return `cluster "${this.name}" has no endpoints yet${this.#lastError ? ` (discovery: ${this.#lastError.message})` : ''}`;
     }
     if (this.#endpoints.size === 0) return `cluster "${this.name}" has no endpoints`;
-    return `cluster "${this.name}" has no available endpoint (${this.#endpoints.size} known, all failing to connect)`;
+    return `cluster "${this.name}" has no available endpoint: ${this.#health.describeUnavailable([...this.#endpoints.values()])}`;
+  }
+
+  /** Each endpoint's availability, health check and outlier state, for the admin API. */
+  healthSnapshot(): EndpointHealthView[] {
+    const available = new Set(this.#available);
+    return [...this.#endpoints.values()].map((endpoint) => this.#health.view(endpoint, available.has(endpoint)));
   }
 
   /** Stops discovery and closes connections gracefully: in-flight RPCs finish. */
   close(): void {
     this.#source.close();
+    this.#health.close();
     for (const endpoint of this.#endpoints.values()) endpoint.pool.close();
     this.#endpoints.clear();
     this.#recomputeAvailable();
@@ -144,7 +173,7 @@ export class Cluster {
       seen.add(key);
       const existing = this.#endpoints.get(key);
       if (existing) {
-        existing.weight = address.weight;
+        existing.configuredWeight = address.weight;
         continue;
       }
       this.#endpoints.set(key, new ClusterEndpoint(address, this.#createPool(address)));
@@ -157,6 +186,7 @@ export class Cluster {
       this.#endpoints.delete(key);
       this.#logger?.info({ cluster: this.name, endpoint: key }, 'endpoint removed');
     }
+    this.#health.setEndpoints([...this.#endpoints.values()]);
     this.#recomputeAvailable();
   }
 
@@ -177,13 +207,12 @@ export class Cluster {
   }
 
   /**
-   * Endpoints in connect backoff take no traffic while others can; if all are
-   * failing, all stay eligible, since refusing every RPC helps no one.
+   * Endpoints in connect backoff, failing health checks or ejected take no
+   * traffic while others can; when none is left, all_unhealthy decides
+   * (fail_open: all of them, since refusing every RPC helps no one).
    */
   #recomputeAvailable(): void {
-    const all = [...this.#endpoints.values()];
-    const connectable = all.filter((endpoint) => !endpoint.pool.inBackoff);
-    this.#available = connectable.length > 0 ? connectable : all;
+    this.#available = this.#health.select([...this.#endpoints.values()]);
     this.#policy.setEndpoints(this.#available);
   }
 }

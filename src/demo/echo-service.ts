@@ -4,6 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { HealthImplementation } from 'grpc-health-check';
 import { fileURLToPath } from 'node:url';
 
 export const ECHO_PROTO = fileURLToPath(new URL('./echo.proto', import.meta.url));
@@ -68,6 +69,8 @@ export interface EchoServerHandle {
   active: number;
   /** Server-stream messages written so far (a writer that respects flow control stalls when readers do). */
   streamedMessages: number;
+  /** Sets the grpc.health.v1 status of "" and of the Echo service. Throws unless started with `health: true`. */
+  setServing(serving: boolean): void;
   close(): Promise<void>;
 }
 
@@ -77,6 +80,8 @@ export interface EchoServerOptions {
   port?: number;
   credentials?: grpc.ServerCredentials;
   serverOptions?: grpc.ServerOptions;
+  /** Also serve the standard health service (grpc.health.v1.Health), SERVING until setServing(false). */
+  health?: boolean;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -122,7 +127,13 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
     metadata.set('x-backend', options.name);
     return metadata;
   };
-  const handle: EchoServerHandle = { name: options.name, port: 0, server, behaviour, calls, active: 0, streamedMessages: 0, close: async () => {} };
+  const health = options.health ? new HealthImplementation({ '': 'SERVING', [ECHO_SERVICE]: 'SERVING' }) : undefined;
+  health?.addToServer(server);
+  const setServing = (serving: boolean) => {
+    if (!health) throw new Error(`echo server ${options.name} was started without health: true`);
+    for (const service of ['', ECHO_SERVICE]) health.setStatus(service, serving ? 'SERVING' : 'NOT_SERVING');
+  };
+  const handle: EchoServerHandle = { name: options.name, port: 0, server, behaviour, calls, active: 0, streamedMessages: 0, setServing, close: async () => {} };
   const track = (call: { on(event: 'close' | 'finish' | 'cancelled', cb: () => void): unknown }) => {
     handle.active++;
     let done = false;
