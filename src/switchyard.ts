@@ -1,100 +1,395 @@
 /**
  * The composition root: builds listeners, the route table and clusters from
  * a validated config and wires them together. Everything a running proxy
- * owns is reachable from here, and stop() releases all of it.
+ * owns is reachable from here, and drain() or stop() releases all of it.
+ *
+ * Its lifecycle: starting (readiness 503) → serving → draining (readiness
+ * 503, then GOAWAY) → stopped. While serving, reload() swaps in a new config
+ * without dropping an RPC: the RPC handler reads routes and clusters through
+ * functions on every RPC, so in-flight RPCs finish on the objects they started on.
  */
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino, { type Logger } from 'pino';
-import type { SwitchyardConfig } from './config/schema.ts';
+import { startHealthEndpoint, type HealthEndpoint, type Readiness } from './admin/health-endpoint.ts';
+import type { ClusterConfig, SwitchyardConfig } from './config/schema.ts';
 import { Cluster } from './cluster/cluster.ts';
 import { createDiscoverySource } from './discovery/create.ts';
 import type { ConfigSecrets } from './config/load.ts';
-import { startListener, type Listener } from './listener/listener.ts';
+import { planReload, type ReloadSummary } from './lifecycle/reload-plan.ts';
+import { startListener, type Listener, type StreamHandler } from './listener/listener.ts';
 import { createAccessLog, type AccessLog } from './log/access-log.ts';
 import { createRpcHandler } from './proxy/rpc-handler.ts';
 import type { RpcRecord } from './proxy/rpc-record.ts';
 import { RouteTable } from './router/route-table.ts';
 
+export type { ReloadSummary } from './lifecycle/reload-plan.ts';
+
 const NO_SECRETS: ConfigSecrets = { listeners: new Map(), clusters: new Map() };
+
+/** How often a cluster that a reload removed is checked for RPCs still using it. */
+const RETIRE_POLL_MS = 100;
+/** A listener a reload replaced on the same port gives it up at once; the OS may take a moment to release it. */
+const REBIND_ATTEMPTS = 20;
+const REBIND_WAIT_MS = 50;
 
 export interface SwitchyardOptions {
   readonly config: SwitchyardConfig;
   /** Certificates and keys the config names, read and checked by loadConfig. */
   readonly secrets?: ConfigSecrets;
+  /** Default: a pino logger at the config's log_level, which reloads then follow. */
   readonly logger?: Logger;
   /** Observes every finished RPC (tests, the demo's live view). */
   readonly onRpcEnd?: (record: RpcRecord) => void;
 }
 
+/** A config to reload: what loadConfig returns, or a config built in code (without TLS files). */
+export interface ReloadInput {
+  readonly config: SwitchyardConfig;
+  readonly secrets?: ConfigSecrets;
+}
+
+export interface DrainOptions {
+  /** Keep serving, while /ready answers 503, this long before GOAWAY. Default: the config's drain.delay. */
+  readonly delayMs?: number;
+  /** After GOAWAY, in-flight RPCs get this long; then their connections are destroyed. Default: drain.timeout. */
+  readonly timeoutMs?: number;
+}
+
+export interface DrainResult {
+  /** Client connections still open at the timeout, destroyed with their RPCs. 0 for a clean drain. */
+  readonly destroyed: number;
+}
+
 export class Switchyard {
-  readonly listeners: readonly Listener[];
-  readonly clusters: ReadonlyMap<string, Cluster>;
   readonly logger: Logger;
-  readonly #accessLog: AccessLog;
+  readonly #ownLogger: boolean;
+  readonly #observe: ((record: RpcRecord) => void) | undefined;
+  readonly #handler: StreamHandler;
+  #config: SwitchyardConfig;
+  #secrets: ConfigSecrets;
+  #state: Readiness | 'stopped' = 'starting';
+  #routes: RouteTable;
+  #clusters = new Map<string, Cluster>();
+  #listeners: Listener[] = [];
+  #accessLog: AccessLog;
+  #health: HealthEndpoint | undefined;
+  /** Listeners and clusters a reload replaced, still finishing their RPCs. */
+  readonly #retiringListeners = new Set<Listener>();
+  readonly #retiringClusters = new Set<Cluster>();
+  /** Reloads run one at a time, in order. */
+  #reloads: Promise<unknown> = Promise.resolve();
+  #drained: Promise<DrainResult> | undefined;
 
-  private constructor(listeners: Listener[], clusters: Map<string, Cluster>, logger: Logger, accessLog: AccessLog) {
-    this.listeners = listeners;
-    this.clusters = clusters;
-    this.logger = logger;
-    this.#accessLog = accessLog;
-  }
-
-  /** Starts every cluster's discovery, then every listener. If a listener cannot bind, everything started is stopped again. */
-  static async start(options: SwitchyardOptions): Promise<Switchyard> {
-    const { config } = options;
-    const secrets = options.secrets ?? NO_SECRETS;
-    const logger = options.logger ?? pino({ level: config.log_level });
-    const clusters = new Map<string, Cluster>();
-    for (const clusterConfig of config.clusters) {
-      const cluster = new Cluster({
-        config: clusterConfig,
-        source: createDiscoverySource(clusterConfig),
-        tls: clusterConfig.tls && secrets.clusters.has(clusterConfig.name)
-          ? { ...secrets.clusters.get(clusterConfig.name)!, serverName: clusterConfig.tls.server_name }
-          : undefined,
-        logger,
-      });
-      clusters.set(clusterConfig.name, cluster);
-      cluster.start();
-    }
-    const routes = new RouteTable(config.routes);
-    const accessLog = createAccessLog(config.access_log.output);
-    const observe = options.onRpcEnd;
-    const handler = createRpcHandler({
-      routes: () => routes,
-      cluster: (name) => clusters.get(name),
+  private constructor(options: SwitchyardOptions) {
+    this.#config = options.config;
+    this.#secrets = options.secrets ?? NO_SECRETS;
+    this.#ownLogger = options.logger === undefined;
+    this.logger = options.logger ?? pino({ level: options.config.log_level });
+    this.#observe = options.onRpcEnd;
+    this.#routes = new RouteTable(options.config.routes);
+    this.#accessLog = createAccessLog(options.config.access_log.output);
+    this.#handler = createRpcHandler({
+      routes: () => this.#routes,
+      cluster: (name) => this.#clusters.get(name),
       onRpcEnd: (record) => {
-        accessLog.write(record);
-        observe?.(record);
+        this.#accessLog.write(record);
+        this.#observe?.(record);
       },
     });
+  }
 
-    const listeners: Listener[] = [];
+  /**
+   * Starts the readiness endpoint (answering 503 until serving), every
+   * cluster's discovery, then every listener. If anything cannot bind,
+   * everything started is stopped again and the error is thrown.
+   */
+  static async start(options: SwitchyardOptions): Promise<Switchyard> {
+    const proxy = new Switchyard(options);
+    const { config } = options;
     try {
+      if (config.health) proxy.#health = await proxy.#startHealth(config.health);
+      for (const clusterConfig of config.clusters) {
+        const cluster = proxy.#createCluster(clusterConfig, proxy.#secrets);
+        proxy.#clusters.set(clusterConfig.name, cluster);
+        cluster.start();
+      }
       for (const listenerConfig of config.listeners) {
-        const listener = await startListener(listenerConfig, secrets.listeners.get(listenerConfig.name), handler);
-        listeners.push(listener);
-        logger.info({ listener: listener.name, address: `${listener.address.address}:${listener.address.port}`, tls: !listenerConfig.plaintext }, 'listening');
+        proxy.#listeners.push(await proxy.#startListener(listenerConfig, proxy.#secrets));
       }
     } catch (error) {
-      await Promise.all(listeners.map((listener) => listener.close(0)));
-      for (const cluster of clusters.values()) cluster.close();
-      await accessLog.close();
+      await Promise.all(proxy.#listeners.map((listener) => listener.close(0)));
+      for (const cluster of proxy.#clusters.values()) cluster.close();
+      await proxy.#health?.close();
+      await proxy.#accessLog.close();
       throw error;
     }
-    return new Switchyard(listeners, clusters, logger, accessLog);
+    proxy.#state = 'ready';
+    return proxy;
+  }
+
+  /** The config in force: the one started with, or the last one reload() applied. */
+  get config(): SwitchyardConfig {
+    return this.#config;
+  }
+
+  get listeners(): readonly Listener[] {
+    return this.#listeners;
+  }
+
+  get clusters(): ReadonlyMap<string, Cluster> {
+    return this.#clusters;
+  }
+
+  /** What /ready reports; 'stopped' once drain() has finished. */
+  get state(): Readiness | 'stopped' {
+    return this.#state;
+  }
+
+  /** Where the readiness endpoint listens, if the config has one. */
+  get healthAddress(): AddressInfo | undefined {
+    return this.#health?.address;
   }
 
   /** The listener named `name`; throws if there is none (a programming error). */
   listener(name: string): Listener {
-    const listener = this.listeners.find((candidate) => candidate.name === name);
+    const listener = this.#listeners.find((candidate) => candidate.name === name);
     if (!listener) throw new Error(`no listener named "${name}"`);
     return listener;
   }
 
-  /** Closes listeners (GOAWAY, in-flight RPCs finish within `graceMs`), then clusters and the access log. */
-  async stop(graceMs = 5_000): Promise<void> {
-    await Promise.all(this.listeners.map((listener) => listener.close(graceMs)));
-    for (const cluster of this.clusters.values()) cluster.close();
-    await this.#accessLog.close();
+  /**
+   * Applies a new config, validated already (loadConfig). New RPCs see the
+   * new routes and clusters at once; in-flight ones finish where they are.
+   * Unchanged clusters keep their connections and state; changed and removed
+   * ones are closed once no RPC uses them. Listeners that keep their address
+   * and kind are updated in place (certificates, HTTP/2 settings); others are
+   * drained and bound anew. Resolves with what changed; rejects, leaving the
+   * running config as it was, when a new listener cannot bind or the proxy
+   * is draining. Calls are serialized.
+   */
+  reload(input: ReloadInput): Promise<ReloadSummary> {
+    const run = this.#reloads.then(() => this.#reload(input));
+    this.#reloads = run.catch(() => {});
+    return run;
   }
+
+  /**
+   * Drains and stops: /ready answers 503 at once; RPCs keep being served for
+   * `delayMs` so outer balancers notice; then listeners stop accepting and
+   * every client connection gets the two-phase GOAWAY; in-flight RPCs get
+   * `timeoutMs` to finish before the connections left are destroyed. Then
+   * clusters, the access log and the readiness endpoint close. Each step is
+   * logged. Calling it again returns the same promise.
+   */
+  drain(options: DrainOptions = {}): Promise<DrainResult> {
+    this.#drained ??= this.#drain(options.delayMs ?? this.#config.drain.delay, options.timeoutMs ?? this.#config.drain.timeout);
+    return this.#drained;
+  }
+
+  /** drain() without the delay: GOAWAY at once, in-flight RPCs finish within `graceMs`. */
+  async stop(graceMs = 5_000): Promise<void> {
+    await this.drain({ delayMs: 0, timeoutMs: graceMs });
+  }
+
+  async #drain(delayMs: number, timeoutMs: number): Promise<DrainResult> {
+    this.#state = 'draining';
+    this.logger.info({ delay_ms: delayMs, timeout_ms: timeoutMs }, delayMs > 0 ? 'draining: /ready answers 503; still serving during the drain delay' : 'draining: /ready answers 503');
+    if (delayMs > 0) await sleep(delayMs);
+    // A reload under way finishes first, so the set of listeners is final.
+    await this.#reloads;
+    const listeners = [...this.#listeners, ...this.#retiringListeners];
+    const connections = listeners.reduce((sum, listener) => sum + listener.connectionCount, 0);
+    this.logger.info({ connections, timeout_ms: timeoutMs }, 'draining: stopped accepting connections; GOAWAY sent to every client connection');
+    const allClosed = Promise.all(listeners.map((listener) => listener.drain())).then(() => true);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
+    const clean = await Promise.race([allClosed, timedOut]);
+    clearTimeout(timer);
+    let destroyed = 0;
+    if (clean) {
+      this.logger.info('drained: every client connection has closed');
+    } else {
+      destroyed = listeners.reduce((sum, listener) => sum + listener.destroy(), 0);
+      this.logger.warn({ connections: destroyed, timeout_ms: timeoutMs }, 'drain timeout: destroyed the connections still open, with their in-flight RPCs');
+    }
+    for (const cluster of [...this.#clusters.values(), ...this.#retiringClusters]) cluster.close();
+    this.#retiringClusters.clear();
+    await this.#accessLog.close();
+    await this.#health?.close();
+    this.#state = 'stopped';
+    this.logger.info('stopped');
+    return { destroyed };
+  }
+
+  async #reload(input: ReloadInput): Promise<ReloadSummary> {
+    if (this.#state !== 'ready') throw new Error(`cannot reload while ${this.#state}`);
+    const next = { config: input.config, secrets: input.secrets ?? NO_SECRETS };
+    // Compared with what actually runs: a listener or endpoint that failed to bind last time is tried again.
+    const running = { ...this.#config, listeners: this.#listeners.map((listener) => listener.config), health: this.#health && this.#config.health };
+    const plan = planReload({ config: running, secrets: this.#secrets }, next);
+
+    // Everything that can fail happens before anything running is touched.
+    const created = new Map<string, Cluster>(plan.clusters.create.map((c) => [c.name, this.#createCluster(c, next.secrets)]));
+    const retiring = this.#listeners.filter((listener) => plan.listeners.retire.includes(listener.name));
+    const bound = new Map<string, Listener>();
+    /** Listeners whose port an old listener holds until it is retired below. */
+    const deferred: typeof plan.listeners.bind[number][] = [];
+    let health = this.#health;
+    let deferHealth = false;
+    try {
+      for (const listenerConfig of plan.listeners.bind) {
+        try {
+          bound.set(listenerConfig.name, await this.#startListener(listenerConfig, next.secrets));
+        } catch (error) {
+          const heldByRetiring = listenerConfig.port !== 0 && retiring.some((listener) => listener.address.port === listenerConfig.port);
+          if (!isAddressInUse(error) || !heldByRetiring) throw new Error(`listener "${listenerConfig.name}": ${errorMessage(error)}`, { cause: error });
+          deferred.push(listenerConfig);
+        }
+      }
+      if ((plan.summary.health === 'added' || plan.summary.health === 'changed') && next.config.health) {
+        try {
+          health = await this.#startHealth(next.config.health);
+        } catch (error) {
+          if (!isAddressInUse(error) || this.#health?.address.port !== next.config.health.port) throw new Error(`health: ${errorMessage(error)}`, { cause: error });
+          deferHealth = true;
+        }
+      }
+    } catch (error) {
+      await Promise.all([...bound.values()].map((listener) => listener.close(0)));
+      if (health !== this.#health) await health?.close();
+      for (const cluster of created.values()) cluster.close();
+      throw error;
+    }
+
+    // Commit: from here on, new RPCs see the new config.
+    const oldClusters = this.#clusters;
+    const clusters = new Map<string, Cluster>();
+    for (const clusterConfig of next.config.clusters) {
+      clusters.set(clusterConfig.name, created.get(clusterConfig.name) ?? oldClusters.get(clusterConfig.name)!);
+    }
+    for (const cluster of created.values()) cluster.start();
+    this.#clusters = clusters;
+    this.#routes = new RouteTable(next.config.routes);
+    for (const listenerConfig of plan.listeners.update) {
+      this.listener(listenerConfig.name).update(listenerConfig, next.secrets.listeners.get(listenerConfig.name));
+    }
+    if (next.config.access_log.output !== this.#config.access_log.output) {
+      const old = this.#accessLog;
+      this.#accessLog = createAccessLog(next.config.access_log.output);
+      void old.close();
+    }
+    if (this.#ownLogger) this.logger.level = next.config.log_level;
+    const previousHealth = this.#health;
+    this.#config = next.config;
+    this.#secrets = next.secrets;
+
+    for (const name of plan.clusters.retire) this.#retireCluster(oldClusters.get(name)!);
+    for (const listener of retiring) this.#retireListener(listener);
+    if (plan.summary.health === 'removed' || deferHealth) health = undefined;
+    if (previousHealth && previousHealth !== health) await previousHealth.close();
+    if (deferHealth && next.config.health) health = await this.#startHealth(next.config.health).catch((error: unknown) => {
+      this.logger.error({ err: errorMessage(error) }, 'readiness endpoint could not be bound again; it is off until the next reload');
+      return undefined;
+    });
+    this.#health = health;
+    for (const listenerConfig of deferred) {
+      const listener = await this.#bindWhenFree(listenerConfig, next.secrets);
+      if (listener) bound.set(listenerConfig.name, listener);
+      else plan.summary.listeners.failed.push(listenerConfig.name);
+    }
+    const kept = new Map(this.#listeners.map((listener) => [listener.name, listener]));
+    this.#listeners = next.config.listeners
+      .map((listenerConfig) => bound.get(listenerConfig.name) ?? (plan.listeners.retire.includes(listenerConfig.name) ? undefined : kept.get(listenerConfig.name)))
+      .filter((listener) => listener !== undefined);
+
+    const { summary } = plan;
+    const fields = {
+      routes: summary.routes,
+      clusters: compact(summary.clusters),
+      listeners: compact(summary.listeners),
+      ...(summary.health !== 'unchanged' && { health: summary.health }),
+    };
+    if (summary.listeners.failed.length > 0) this.logger.error(fields, 'config reloaded, but some listeners could not be bound again');
+    else this.logger.info(fields, 'config reloaded');
+    return summary;
+  }
+
+  #createCluster(config: ClusterConfig, secrets: ConfigSecrets): Cluster {
+    const tls = config.tls && secrets.clusters.get(config.name);
+    return new Cluster({
+      config,
+      source: createDiscoverySource(config),
+      tls: tls && config.tls ? { ...tls, serverName: config.tls.server_name } : undefined,
+      logger: this.logger,
+    });
+  }
+
+  async #startListener(config: SwitchyardConfig['listeners'][number], secrets: ConfigSecrets): Promise<Listener> {
+    const listener = await startListener(config, secrets.listeners.get(config.name), this.#handler);
+    this.logger.info({ listener: listener.name, address: `${listener.address.address}:${listener.address.port}`, tls: !config.plaintext }, 'listening');
+    return listener;
+  }
+
+  async #startHealth(config: NonNullable<SwitchyardConfig['health']>): Promise<HealthEndpoint> {
+    const health = await startHealthEndpoint(config, () => (this.#state === 'stopped' ? 'draining' : this.#state));
+    this.logger.info({ address: `${health.address.address}:${health.address.port}` }, 'readiness endpoint listening (GET /ready, /live)');
+    return health;
+  }
+
+  /** Binds a listener whose port a retired listener has just given up, retrying briefly. */
+  async #bindWhenFree(config: SwitchyardConfig['listeners'][number], secrets: ConfigSecrets): Promise<Listener | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#startListener(config, secrets);
+      } catch (error) {
+        if (!isAddressInUse(error) || attempt >= REBIND_ATTEMPTS) {
+          this.logger.error({ listener: config.name, err: errorMessage(error) }, 'listener could not be bound again; it is off until the next reload');
+          return undefined;
+        }
+        await sleep(REBIND_WAIT_MS);
+      }
+    }
+  }
+
+  /** Drains a listener a reload removed; its connections get drain.timeout, as on shutdown. */
+  #retireListener(listener: Listener): void {
+    this.#retiringListeners.add(listener);
+    const timeoutMs = this.#config.drain.timeout;
+    this.logger.info({ listener: listener.name, connections: listener.connectionCount }, 'listener removed: draining its connections');
+    void listener.close(timeoutMs).then(() => this.#retiringListeners.delete(listener));
+  }
+
+  /**
+   * Closes a cluster a reload removed or replaced once no RPC is using it.
+   * Closing earlier would fail RPCs waiting for a connection or between retries.
+   */
+  #retireCluster(cluster: Cluster): void {
+    this.#retiringClusters.add(cluster);
+    const closeWhenIdle = () => {
+      if (!this.#retiringClusters.has(cluster)) return true;
+      if (cluster.limits.activeRequests > 0) return false;
+      this.#retiringClusters.delete(cluster);
+      cluster.close();
+      this.logger.info({ cluster: cluster.name }, 'replaced or removed cluster closed: its last RPC has finished');
+      return true;
+    };
+    if (closeWhenIdle()) return;
+    const timer = setInterval(() => closeWhenIdle() && clearInterval(timer), RETIRE_POLL_MS);
+    timer.unref();
+  }
+}
+
+function isAddressInUse(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Only the non-empty lists, for a short log line. */
+function compact(summary: object): Record<string, string[]> | undefined {
+  const changes = Object.entries(summary).filter(([key, names]) => key !== 'unchanged' && Array.isArray(names) && names.length > 0);
+  return changes.length > 0 ? Object.fromEntries(changes) : undefined;
 }

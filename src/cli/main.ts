@@ -7,8 +7,8 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.ts';
-import { Switchyard } from '../switchyard.ts';
 import { parseDuration } from '../config/duration.ts';
+import { runProxy } from './run.ts';
 import { isWorkerProcess, runWorkers } from './workers.ts';
 import { readFileSync } from 'node:fs';
 
@@ -23,19 +23,25 @@ const USAGE = `usage: switchyard [run] --config FILE
 options:
   -c, --config FILE    the YAML config (docs/configuration.md)
       --duration D     demo only: stop after D (e.g. 30s); default: run until Ctrl-C
-      --drain-timeout D   how long in-flight RPCs may take to finish on SIGTERM (default 10s)
       --workers N      run N proxy processes sharing the listeners (default 1; use up to one per core)
+
+signals (run):
+  SIGTERM, SIGINT      drain: /ready answers 503, serve on for drain.delay, GOAWAY every
+                       connection, let in-flight RPCs finish within drain.timeout, exit 0
+  SIGHUP               reload the config file; a bad one is logged and the running one stays
 `;
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. */
 async function main(argv: string[]): Promise<number> {
+  if (argv.some((arg) => arg === '--drain-timeout' || arg.startsWith('--drain-timeout='))) {
+    return usageError('--drain-timeout is gone: set drain.timeout (and drain.delay) in the config instead');
+  }
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
       config: { type: 'string', short: 'c' },
       duration: { type: 'string' },
-      'drain-timeout': { type: 'string', default: '10s' },
       workers: { type: 'string', default: '1' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
@@ -62,8 +68,6 @@ async function main(argv: string[]): Promise<number> {
     case 'check':
     case 'run': {
       if (!values.config) return usageError(`${command} needs --config FILE`);
-      const drainMs = parseDuration(values['drain-timeout']);
-      if (drainMs === undefined) return usageError(`--drain-timeout: expected a duration, got "${values['drain-timeout']}"`);
       const workers = Number(values.workers);
       if (!Number.isInteger(workers) || workers < 1 || workers > 256) return usageError(`--workers: expected a whole number from 1 to 256, got "${values.workers}"`);
       const loaded = await loadConfig(values.config);
@@ -72,12 +76,8 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       // The config was loaded and checked above, so a bad one fails once, here, not in every worker.
-      if (workers > 1 && !isWorkerProcess()) return runWorkers(workers);
-      const proxy = await Switchyard.start({ config: loaded.config, secrets: loaded.secrets });
-      await waitForSignal();
-      proxy.logger.info({ drain_timeout_ms: drainMs }, 'shutting down: closing listeners, letting in-flight RPCs finish');
-      await proxy.stop(drainMs);
-      return 0;
+      if (workers > 1 && !isWorkerProcess()) return runWorkers(workers, loaded.config.drain);
+      return runProxy(values.config, loaded);
     }
     default:
       return usageError(`unknown command "${command}"`);
@@ -87,13 +87,6 @@ async function main(argv: string[]): Promise<number> {
 function usageError(message: string): number {
   process.stderr.write(`switchyard: ${message}\n\n${USAGE}`);
   return 2;
-}
-
-function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-  });
 }
 
 main(process.argv.slice(2)).then(

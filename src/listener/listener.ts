@@ -3,10 +3,15 @@
  * prior knowledge for local use. It knows nothing of routing: every stream
  * goes to the handler it was given. Admin and health traffic get listeners of
  * their own (see docs/architecture.md); the serving listener never answers them.
+ *
+ * Every way a connection ends on our initiative (draining, max connection
+ * age, a reload that removes the listener) goes through the two-phase GOAWAY
+ * of goaway.ts, so no RPC is lost to it.
  */
 import * as http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { Server as NetServer, type AddressInfo } from 'node:net';
 import type { ListenerConfig } from '../config/schema.ts';
+import { goAwayGracefully, type ConnectionState } from './goaway.ts';
 
 export type StreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, listener: string) => void;
 
@@ -17,25 +22,48 @@ export interface ListenerTls {
 
 export interface Listener {
   readonly name: string;
+  /** The config in force: the one it started with, or the last one update() applied. */
+  readonly config: ListenerConfig;
   /** The bound address; the port is the real one when the config asked for port 0. */
   readonly address: AddressInfo;
   /** Open client connections. */
   readonly connectionCount: number;
+  /** Client connections accepted since the listener started. */
+  readonly connectionsAccepted: number;
   /**
-   * Stops accepting connections, sends GOAWAY on every open one and resolves
-   * when they have closed, or after `graceMs`, when the rest are destroyed.
+   * Applies `config` without closing the socket when it can: same address,
+   * port and kind (TLS or h2c). New TLS material is used for new handshakes;
+   * HTTP/2 settings are sent to open connections too; max connection age
+   * applies to new connections. Returns false, changing nothing, when the
+   * listener would have to be bound again.
    */
+  update(config: ListenerConfig, tls: ListenerTls | undefined): boolean;
+  /**
+   * Stops accepting connections and sends the two-phase GOAWAY to every open
+   * one (and to any that completes its handshake later). Never cuts a stream.
+   * Resolves when every connection has closed. Idempotent.
+   */
+  drain(): Promise<void>;
+  /** Destroys every connection still open (their streams are reset). Returns how many there were. */
+  destroy(): number;
+  /** drain(), then destroy() what is left after `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }
 
+/** Per-connection state, kept on the session object so the stream path needs no lookup. */
+interface Connection extends ConnectionState {
+  ageTimer: NodeJS.Timeout | undefined;
+  graceTimer: NodeJS.Timeout | undefined;
+}
+
+const CONNECTION = Symbol('switchyard.connection');
+type TrackedSession = http2.ServerHttp2Session & { [CONNECTION]?: Connection };
+
+/** Max connection age is spread ±10% so connections opened together do not all go away together. */
+const AGE_JITTER = 0.1;
+
 export async function startListener(config: ListenerConfig, tls: ListenerTls | undefined, handler: StreamHandler): Promise<Listener> {
-  const settings: http2.Settings = {
-    maxConcurrentStreams: config.http2.max_concurrent_streams,
-    initialWindowSize: config.http2.initial_stream_window,
-    maxHeaderListSize: config.http2.max_header_list_size,
-    enablePush: false,
-  };
-  const options = { settings, maxSessionMemory: 64 };
+  const options = { settings: http2Settings(config), maxSessionMemory: 64 };
   const server: http2.Http2Server | http2.Http2SecureServer = tls
     ? http2.createSecureServer({
         ...options,
@@ -47,15 +75,44 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
       })
     : http2.createServer(options);
 
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (session: http2.ServerHttp2Session) => {
+  let current = config;
+  let currentTls = tls;
+  let draining: Promise<void> | undefined;
+  let accepted = 0;
+  const sessions = new Set<TrackedSession>();
+
+  server.on('session', (session: TrackedSession) => {
+    accepted++;
+    const connection: Connection = { lastStreamId: 0, goingAway: false, ageTimer: undefined, graceTimer: undefined };
+    session[CONNECTION] = connection;
     sessions.add(session);
-    session.once('close', () => sessions.delete(session));
-    session.setLocalWindowSize(config.http2.connection_window);
+    session.once('close', () => {
+      sessions.delete(session);
+      clearTimeout(connection.ageTimer);
+      clearTimeout(connection.graceTimer);
+    });
+    session.setLocalWindowSize(current.http2.connection_window);
     // A misbehaving client is an ordinary event, never a crash.
     session.on('error', () => {});
+    // A handshake that was under way when draining began still gets a connection, and is sent away at once.
+    if (draining) return goAwayGracefully(session, connection);
+    const maxAge = current.max_connection_age;
+    if (maxAge !== undefined) {
+      const grace = current.max_connection_age_grace;
+      connection.ageTimer = setTimeout(() => {
+        goAwayGracefully(session, connection);
+        connection.graceTimer = setTimeout(() => session.destroy(), grace);
+        connection.graceTimer.unref();
+      }, maxAge * (1 - AGE_JITTER + 2 * AGE_JITTER * Math.random()));
+      connection.ageTimer.unref();
+    }
   });
-  server.on('stream', (stream, headers) => handler(stream as http2.ServerHttp2Stream, headers, config.name));
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+    const connection = (stream.session as TrackedSession | undefined)?.[CONNECTION];
+    const id = stream.id ?? 0;
+    if (connection && id > connection.lastStreamId) connection.lastStreamId = id;
+    handler(stream, headers, config.name);
+  });
   server.on('sessionError', () => {});
   server.on('tlsClientError', () => {});
 
@@ -68,23 +125,71 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
   });
   server.on('error', () => {});
 
+  const destroy = () => {
+    const count = sessions.size;
+    for (const session of sessions) session.destroy();
+    return count;
+  };
+
+  const drain = () => {
+    draining ??= new Promise<void>((resolve) => {
+      // net.Server's close, not Http2Server's: that one also close()s every session at once, a one-phase GOAWAY.
+      NetServer.prototype.close.call(server, () => resolve());
+      for (const session of sessions) goAwayGracefully(session, session[CONNECTION]!);
+    });
+    return draining;
+  };
+
   return {
     name: config.name,
+    get config() {
+      return current;
+    },
     address: server.address() as AddressInfo,
     get connectionCount() {
       return sessions.size;
     },
-    close: (graceMs = 5_000) =>
-      new Promise<void>((resolve) => {
-        const forceTimer = setTimeout(() => {
-          for (const session of sessions) session.destroy();
-        }, graceMs);
-        forceTimer.unref();
-        server.close(() => {
-          clearTimeout(forceTimer);
-          resolve();
-        });
-        for (const session of sessions) session.close();
-      }),
+    get connectionsAccepted() {
+      return accepted;
+    },
+    update(next, nextTls) {
+      if (next.address !== current.address || next.port !== current.port || (nextTls === undefined) !== (currentTls === undefined)) return false;
+      if (nextTls && currentTls && !(nextTls.cert.equals(currentTls.cert) && nextTls.key.equals(currentTls.key))) {
+        (server as http2.Http2SecureServer).setSecureContext({ cert: nextTls.cert, key: nextTls.key, minVersion: 'TLSv1.3' });
+      }
+      if (JSON.stringify(next.http2) !== JSON.stringify(current.http2)) {
+        const settings = http2Settings(next);
+        server.updateSettings(settings);
+        for (const session of sessions) {
+          if (session.closed || session.destroyed) continue;
+          try {
+            session.settings(settings);
+            session.setLocalWindowSize(next.http2.connection_window);
+          } catch {
+            // Too many unacknowledged SETTINGS: this connection keeps the old ones.
+          }
+        }
+      }
+      current = next;
+      currentTls = nextTls;
+      return true;
+    },
+    drain,
+    destroy,
+    close: async (graceMs = 5_000) => {
+      const forceTimer = setTimeout(destroy, graceMs);
+      forceTimer.unref();
+      await drain();
+      clearTimeout(forceTimer);
+    },
+  };
+}
+
+function http2Settings(config: ListenerConfig): http2.Settings {
+  return {
+    maxConcurrentStreams: config.http2.max_concurrent_streams,
+    initialWindowSize: config.http2.initial_stream_window,
+    maxHeaderListSize: config.http2.max_header_list_size,
+    enablePush: false,
   };
 }

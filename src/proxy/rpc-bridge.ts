@@ -251,6 +251,9 @@ export class RpcBridge {
     if (this.downstreamClosed || downstream.destroyed) return;
     if (!this.#committed) {
       this.#committed = true;
+      // The rest of the request is not needed, but must be read: a paused stream never closes, and holds its connection open.
+      downstream.off('data', onDownstreamData);
+      downstream.resume();
       respondWithStatus(downstream, code, message);
       return;
     }

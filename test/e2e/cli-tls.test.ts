@@ -28,6 +28,7 @@ describe('the switchyard command, with TLS to clients and to backends', () => {
   it('serves TLS 1.3 and h2c listeners at once, verifies the backend against its CA, and drains on SIGTERM', async () => {
     const config = path.join(pki.dir, 'switchyard.yaml');
     await writeFile(config, `
+drain: { delay: 1ms, timeout: 2s }
 listeners:
   - name: secure
     port: 0
@@ -65,6 +66,7 @@ routes:
   it('refuses a backend whose certificate does not carry the expected name', async () => {
     const config = path.join(pki.dir, 'wrong-name.yaml');
     await writeFile(config, `
+drain: { delay: 1ms, timeout: 2s }
 listeners: [{ name: local, port: 0, plaintext: true }]
 clusters:
   - name: echo
@@ -122,6 +124,7 @@ describe('the TLS listener refuses what it should', () => {
     const pki = await makeTestPki();
     const config = path.join(pki.dir, 'tls12.yaml');
     await writeFile(config, `
+drain: { delay: 1ms, timeout: 2s }
 listeners:
   - name: secure
     port: 0

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startBackends, echoClient, unary } from '../helpers/harness.ts';
-import { exitOf, logEntries, runCli } from '../helpers/cli.ts';
+import * as grpc from '@grpc/grpc-js';
+import { startBackends, echoClient, unary, waitFor } from '../helpers/harness.ts';
+import { collectLogs, exitOf, logEntries, runCli } from '../helpers/cli.ts';
 
 it('--workers 2 runs two proxy processes on one port, and both drain on SIGTERM', async () => {
   const backends = await startBackends(2);
@@ -12,6 +13,7 @@ it('--workers 2 runs two proxy processes on one port, and both drain on SIGTERM'
   const config = path.join(dir, 'switchyard.yaml');
   await writeFile(config, `
 listeners: [{ name: local, port: 0, plaintext: true }]
+drain: { delay: 1ms, timeout: 2s }
 clusters:
   - name: echo
     endpoints: [${backends.map((b) => `{ address: 127.0.0.1, port: ${b.port} }`).join(', ')}]
@@ -43,4 +45,50 @@ it('--workers rejects a value that is not a whole number', async () => {
   const { code, stderr } = await exitOf(runCli(['run', '--config', 'x.yaml', '--workers', 'two']));
   assert.equal(code, 2);
   assert.match(stderr, /--workers: expected a whole number/);
+});
+
+it('--workers 2: SIGHUP reloads every worker; SIGTERM drains them all and the process exits within delay + timeout', async () => {
+  const backends = await startBackends(1);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'switchyard-workers-'));
+  const config = path.join(dir, 'switchyard.yaml');
+  await writeFile(config, `
+listeners: [{ name: local, port: 0, plaintext: true }]
+drain: { delay: 200ms, timeout: 500ms }
+clusters: [{ name: echo, endpoints: [{ address: 127.0.0.1, port: ${backends[0]!.port} }] }]
+routes: [{ match: { prefix: / }, cluster: echo }]
+`);
+  const child = runCli(['run', '--config', config, '--workers', '2']);
+  const exited = exitOf(child);
+  const logs = collectLogs(child);
+  const count = (msg: string) => logs.filter((entry) => entry.msg === msg).length;
+  let stream: grpc.ClientReadableStream<unknown> | undefined;
+  try {
+    await waitFor(() => count('listening') === 2, 'both workers to listen');
+    const port = Number(logs.find((entry) => entry.msg === 'listening')!.address!.split(':').at(-1));
+
+    child.kill('SIGHUP');
+    await waitFor(() => count('config reloaded') === 2, 'both workers to reload');
+
+    // A ten-second stream: the drain timeout cuts it.
+    const streaming = echoClient(`127.0.0.1:${port}`);
+    stream = streaming.ServerStream({ count: 100, delay_ms: 100 });
+    const status = new Promise<grpc.StatusObject>((resolve) => stream!.on('status', resolve));
+    stream.on('data', () => {});
+    stream.on('error', () => {});
+    await waitFor(() => backends[0]!.active > 0, 'the stream to be in flight');
+    const signalledAt = Date.now();
+    child.kill('SIGTERM');
+    const { code } = await exited;
+    const elapsed = Date.now() - signalledAt;
+    assert.equal(code, 0);
+    assert.ok(elapsed < 200 + 500 + 1_000, `exited within delay + timeout + slack (${elapsed} ms)`);
+    assert.notEqual((await status).code, grpc.status.OK);
+    assert.equal(count('draining workers'), 1);
+    assert.equal(count('stopped'), 2, 'both workers drained and stopped on their own');
+    assert.equal(count('every worker has exited'), 1);
+    streaming.close();
+  } finally {
+    child.kill('SIGKILL');
+    await Promise.all(backends.map((b) => b.close()));
+  }
 });

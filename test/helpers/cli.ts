@@ -14,6 +14,8 @@ export interface LogEntry {
   readonly pid?: number;
   readonly listener?: string;
   readonly address?: string;
+  readonly error?: string;
+  readonly reason?: string;
 }
 
 /** Resolves with the first `count` JSON log lines (complete lines only) that `accept` takes. */
@@ -32,6 +34,18 @@ export function logEntries(child: ChildProcess, accept: (entry: LogEntry) => boo
     });
     child.once('exit', (code) => reject(new Error(`switchyard exited with ${code} before logging what was awaited`)));
   });
+}
+
+/** Every JSON log line the process writes from now on, appended as it writes them. */
+export function collectLogs(child: ChildProcess): LogEntry[] {
+  const logs: LogEntry[] = [];
+  let pending = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    const lines = (pending + chunk.toString()).split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) if (line.startsWith('{')) logs.push(JSON.parse(line) as LogEntry);
+  });
+  return logs;
 }
 
 /** Resolves with the port of the listener once the proxy logs that it listens. */

@@ -1,0 +1,110 @@
+/**
+ * Switchyard's own readiness and liveness endpoint, for kubelet probes and
+ * outer load balancers: HTTP/1.1 (what kubelet's httpGet probe speaks) on a
+ * listener of its own, never on a serving port.
+ *
+ *   GET /ready  200 "ready" while serving; 503 "starting" before the first
+ *               listener is up, 503 "draining" once a drain has begun
+ *   GET /live   200 "live" while the event loop runs
+ *   anything else 404
+ *
+ * It is reachable by whoever can reach its port, so it says nothing but the
+ * status word and holds almost nothing per request: small header limits,
+ * short timeouts, no request bodies.
+ */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Readiness = 'starting' | 'ready' | 'draining';
+
+export interface HealthEndpointConfig {
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface HealthEndpoint {
+  /** The bound address; the real port when the config asked for port 0. */
+  readonly address: AddressInfo;
+  /** Stops listening and closes every connection at once; probes need no grace. */
+  close(): Promise<void>;
+}
+
+/** Probes send a request line and a few headers; 4 KiB leaves room and bounds what a stranger can make us hold. */
+const MAX_HEADER_BYTES = 4 * 1024;
+const MAX_HEADERS = 32;
+/** kubelet's default probe timeout is 1 s; a client slower than these is not a probe. */
+const HEADERS_TIMEOUT_MS = 2_000;
+const REQUEST_TIMEOUT_MS = 5_000;
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** Probes reuse a connection for a while; after this many requests they open a fresh one. */
+const MAX_REQUESTS_PER_SOCKET = 100;
+
+/**
+ * Binds the endpoint and resolves once it listens. `readiness` is asked on
+ * every /ready request, so the answer changes the moment the proxy's state does.
+ */
+export async function startHealthEndpoint(config: HealthEndpointConfig, readiness: () => Readiness): Promise<HealthEndpoint> {
+  const server = http.createServer(
+    {
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      joinDuplicateHeaders: false,
+    },
+    (request, response) => {
+      response.sendDate = false;
+      const [status, word] = answer(request, readiness);
+      const body = request.method === 'HEAD' ? undefined : word;
+      response.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(word),
+        'cache-control': 'no-store',
+        // A request that came with a body is not read; the connection cannot be reused after it.
+        ...(hasBody(request) && { connection: 'close' }),
+      });
+      response.end(body);
+    },
+  );
+  server.maxHeadersCount = MAX_HEADERS;
+  server.maxRequestsPerSocket = MAX_REQUESTS_PER_SOCKET;
+  // Malformed or oversized requests: Node's default answer (400, 408 or 431, then close) is the right one.
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.address, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', () => {});
+
+  return {
+    address: server.address() as AddressInfo,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function answer(request: http.IncomingMessage, readiness: () => Readiness): [number, string] {
+  if (hasBody(request)) return [413, 'no body'];
+  if (request.method !== 'GET' && request.method !== 'HEAD') return [404, 'not found'];
+  switch (request.url) {
+    case '/ready': {
+      const state = readiness();
+      return state === 'ready' ? [200, 'ready'] : [503, state];
+    }
+    case '/live':
+      return [200, 'live'];
+    default:
+      return [404, 'not found'];
+  }
+}
+
+function hasBody(request: http.IncomingMessage): boolean {
+  const length = request.headers['content-length'];
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}

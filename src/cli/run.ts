@@ -1,0 +1,106 @@
+/**
+ * `switchyard run`: one proxy process from start to exit.
+ *
+ *   SIGTERM, SIGINT  drain (see Switchyard.drain) and exit 0
+ *   SIGHUP           reload the config file; a bad one is logged and ignored
+ *   file change      the same, with `watch_config: true` (the config and every
+ *                    TLS file it names)
+ *
+ * In a worker of `--workers N` the primary forwards these signals, and hears
+ * the drain settings in force so it knows how long to wait.
+ */
+import { loadConfig, type LoadedConfig } from '../config/load.ts';
+import { watchConfigFiles, type ConfigWatcher } from '../lifecycle/config-watcher.ts';
+import { Switchyard } from '../switchyard.ts';
+import { DRAIN_MESSAGE, isWorkerProcess, type DrainMessage } from './workers.ts';
+
+type ReloadReason = 'SIGHUP' | 'file change';
+
+/** Runs the proxy until SIGTERM or SIGINT, then drains it. Resolves with the exit code. */
+export async function runProxy(configFile: string, loaded: LoadedConfig): Promise<number> {
+  // Installed before anything starts: without a handler SIGTERM and SIGHUP kill the process outright.
+  let proxy: Switchyard | undefined;
+  let terminate!: (signal: NodeJS.Signals) => void;
+  const terminated = new Promise<NodeJS.Signals>((resolve) => { terminate = resolve; });
+  let stopping: NodeJS.Signals | undefined;
+  const onTerminate = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      proxy?.logger.info({ signal }, 'already draining; signal ignored');
+      return;
+    }
+    stopping = signal;
+    terminate(signal);
+  };
+  let hangup: (() => void) | undefined;
+  let hangupBeforeStart = false;
+  process.on('SIGTERM', onTerminate);
+  process.on('SIGINT', onTerminate);
+  process.on('SIGHUP', () => (hangup ? hangup() : (hangupBeforeStart = true)));
+
+  const running = await Switchyard.start({ config: loaded.config, secrets: loaded.secrets });
+  proxy = running;
+  reportDrainSettings(running);
+
+  let watcher: ConfigWatcher | undefined;
+  const syncWatcher = async (files: readonly string[]) => {
+    if (stopping) return;
+    if (!running.config.watch_config) {
+      watcher?.close();
+      watcher = undefined;
+    } else if (watcher) {
+      await watcher.setFiles(files);
+    } else {
+      watcher = await watchConfigFiles(files, () => reload('file change'));
+      running.logger.info({ files }, 'watching the config and the files it names for changes');
+    }
+  };
+
+  let reloads: Promise<void> = Promise.resolve();
+  const reload = (reason: ReloadReason) => {
+    reloads = reloads
+      .then(() => reloadOnce(running, configFile, reason, syncWatcher))
+      .catch((error: unknown) => running.logger.error({ reason, error: (error as Error).message }, 'config reload failed'));
+    return reloads;
+  };
+  hangup = () => {
+    if (!stopping) void reload('SIGHUP');
+  };
+  await syncWatcher(loaded.files);
+  if (hangupBeforeStart) hangup();
+
+  const signal = await terminated;
+  running.logger.info({ signal }, 'shutting down');
+  watcher?.close();
+  await running.drain();
+  return 0;
+}
+
+async function reloadOnce(proxy: Switchyard, configFile: string, reason: ReloadReason, syncWatcher: (files: readonly string[]) => Promise<void>): Promise<void> {
+  proxy.logger.info({ reason, file: configFile }, 'reloading the config');
+  let loaded: LoadedConfig;
+  try {
+    loaded = await loadConfig(configFile);
+  } catch (error) {
+    // The ConfigError message lists every problem with its path and line.
+    proxy.logger.error({ reason, error: (error as Error).message }, 'config reload rejected; the running config stays in force');
+    return;
+  }
+  try {
+    await proxy.reload(loaded);
+  } catch (error) {
+    proxy.logger.error({ reason, error: (error as Error).message }, 'config reload rejected; the running config stays in force');
+    // The files may have changed even so: keep watching what the file now names.
+    await syncWatcher(loaded.files);
+    return;
+  }
+  reportDrainSettings(proxy);
+  await syncWatcher(loaded.files);
+}
+
+/** Tells the primary of --workers how long this worker may take to drain. */
+function reportDrainSettings(proxy: Switchyard): void {
+  if (!isWorkerProcess() || !process.send || !process.connected) return;
+  const message: DrainMessage = { type: DRAIN_MESSAGE, delayMs: proxy.config.drain.delay, timeoutMs: proxy.config.drain.timeout };
+  // Best effort: a primary that is gone needs no report.
+  process.send(message, undefined, {}, () => {});
+}

@@ -1,0 +1,181 @@
+// SIGTERM to a real `switchyard run` process under load, as in a rolling update:
+// two proxy processes behind one grpc-js client, one of them drained.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import * as grpc from '@grpc/grpc-js';
+import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
+import { echoClient, startBackends, unary, waitFor, type EchoClient } from '../helpers/harness.ts';
+import { collectLogs, exitOf, logEntries, runCli, type LogEntry } from '../helpers/cli.ts';
+import { probe } from '../helpers/http-probe.ts';
+
+const DRAIN_DELAY_MS = 500;
+const DRAIN_TIMEOUT_MS = 3_000;
+
+interface ProxyProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly healthPort: number;
+  readonly logs: LogEntry[];
+  readonly exited: Promise<{ code: number | null; stderr: string }>;
+}
+
+async function startProxyProcess(config: string, args: string[] = []): Promise<ProxyProcess> {
+  const child = runCli(['run', '--config', config, ...args]);
+  const exited = exitOf(child);
+  const logs = collectLogs(child);
+  const [[health], [listening]] = await Promise.all([
+    logEntries(child, (e) => e.msg?.startsWith('readiness endpoint listening') === true),
+    logEntries(child, (e) => e.msg === 'listening'),
+  ]);
+  return { child, exited, logs, port: portOf(listening!), healthPort: portOf(health!) };
+}
+
+function portOf(entry: LogEntry): number {
+  return Number(entry.address!.split(':').at(-1));
+}
+
+/** Unary RPCs back to back on `loops` concurrent loops until stop(); counts outcomes. */
+function steadyLoad(client: EchoClient, loops: number) {
+  let running = true;
+  const outcome = { ok: 0, failed: [] as string[] };
+  const loop = async () => {
+    while (running) {
+      try {
+        await unary(client, {}, new grpc.Metadata(), { deadline: Date.now() + 5_000 });
+        outcome.ok++;
+      } catch (error) {
+        const e = error as grpc.ServiceError;
+        outcome.failed.push(`${e.code}: ${e.details}`);
+      }
+    }
+  };
+  const done = Promise.all(Array.from({ length: loops }, loop));
+  return { outcome, stop: async () => { running = false; await done; } };
+}
+
+/** A server stream of `count` messages, `delayMs` apart; resolves with how many arrived and the status. */
+function serverStream(client: EchoClient, count: number, delayMs: number): Promise<{ messages: number; code: number }> {
+  return new Promise((resolve) => {
+    let messages = 0;
+    const call = client.ServerStream({ count, delay_ms: delayMs });
+    call.on('data', () => { messages++; });
+    call.on('error', () => {});
+    call.on('status', (status: grpc.StatusObject) => resolve({ messages, code: status.code }));
+  });
+}
+
+describe('draining on SIGTERM', () => {
+  let dir: string;
+  let backends: EchoServerHandle[];
+  let config: string;
+
+  before(async () => {
+    backends = await startBackends(2);
+    dir = await mkdtemp(path.join(os.tmpdir(), 'switchyard-drain-'));
+    config = path.join(dir, 'switchyard.yaml');
+    await writeFile(config, `
+listeners: [{ name: local, port: 0, plaintext: true }]
+health: { port: 0 }
+drain: { delay: ${DRAIN_DELAY_MS}ms, timeout: ${DRAIN_TIMEOUT_MS}ms }
+clusters:
+  - name: echo
+    endpoints: [${backends.map((b) => `{ address: 127.0.0.1, port: ${b.port} }`).join(', ')}]
+routes: [{ match: { prefix: / }, cluster: echo }]
+`);
+  });
+
+  after(async () => {
+    await Promise.all(backends.map((b) => b.close()));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reports not ready at once, serves through the delay, lets streams finish, fails no RPC and exits 0 in time', async () => {
+    const [a, b] = await Promise.all([startProxyProcess(config), startProxyProcess(config)]);
+    // One client over both proxies, as a client of a Service with two proxy pods is.
+    const client = echoClient(`ipv4:127.0.0.1:${a.port},127.0.0.1:${b.port}`, undefined, {
+      'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
+    });
+    // Long streams on the proxy that is drained: they must finish with OK.
+    const streamClient = echoClient(`127.0.0.1:${a.port}`);
+    try {
+      assert.deepEqual(await probe(a.healthPort, '/ready').then((r) => [r.status, r.body]), [200, 'ready']);
+      const load = steadyLoad(client, 4);
+      await waitFor(() => load.outcome.ok > 50, 'traffic through both proxies');
+      const streams = [serverStream(streamClient, 12, 100), serverStream(streamClient, 12, 100)];
+      await waitFor(() => backends.reduce((n, backend) => n + backend.active, 0) >= 2, 'the streams to be in flight');
+
+      const signalledAt = Date.now();
+      a.child.kill('SIGTERM');
+      await waitFor(async () => (await probe(a.healthPort, '/ready')).status === 503, '/ready to answer 503', DRAIN_DELAY_MS);
+      assert.ok(Date.now() - signalledAt < DRAIN_DELAY_MS, '/ready flipped before the drain delay ended');
+      assert.equal((await probe(a.healthPort, '/ready')).body, 'draining');
+      assert.equal((await probe(a.healthPort, '/live')).status, 200);
+
+      const okBefore = load.outcome.ok;
+      const { code } = await a.exited;
+      const elapsed = Date.now() - signalledAt;
+      assert.equal(code, 0);
+      assert.ok(elapsed >= DRAIN_DELAY_MS, `served for the drain delay (exited after ${elapsed} ms)`);
+      assert.ok(elapsed < DRAIN_DELAY_MS + DRAIN_TIMEOUT_MS, `exited before delay + timeout (${elapsed} ms)`);
+      for (const result of await Promise.all(streams)) assert.deepEqual(result, { messages: 12, code: grpc.status.OK });
+
+      // Traffic carries on through the other proxy.
+      await waitFor(() => load.outcome.ok > okBefore + 200, 'RPCs through the remaining proxy');
+      await load.stop();
+      assert.deepEqual(load.outcome.failed, [], `no RPC failed (${load.outcome.ok} succeeded)`);
+
+      const messages = a.logs.map((entry) => entry.msg);
+      for (const step of [
+        'draining: /ready answers 503; still serving during the drain delay',
+        'draining: stopped accepting connections; GOAWAY sent to every client connection',
+        'drained: every client connection has closed',
+        'stopped',
+      ]) assert.ok(messages.includes(step), `logged "${step}"`);
+    } finally {
+      client.close();
+      streamClient.close();
+      a.child.kill('SIGKILL');
+      b.child.kill('SIGTERM');
+      await b.exited;
+    }
+  });
+
+  it('cuts what is left at the drain timeout, and exits 0 even so', async () => {
+    const short = path.join(dir, 'short.yaml');
+    await writeFile(short, `
+listeners: [{ name: local, port: 0, plaintext: true }]
+health: { port: 0 }
+drain: { delay: 1ms, timeout: 300ms }
+clusters: [{ name: echo, endpoints: [{ address: 127.0.0.1, port: ${backends[0]!.port} }] }]
+routes: [{ match: { prefix: / }, cluster: echo }]
+`);
+    const proxy = await startProxyProcess(short);
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    try {
+      // Ten seconds of stream: far longer than the timeout.
+      const stream = serverStream(client, 100, 100);
+      await waitFor(() => backends[0]!.active > 0, 'the stream to be in flight');
+      const signalledAt = Date.now();
+      proxy.child.kill('SIGTERM');
+      const { code } = await proxy.exited;
+      assert.equal(code, 0);
+      assert.ok(Date.now() - signalledAt < 2_000, 'exited soon after the timeout');
+      const result = await stream;
+      assert.notEqual(result.code, grpc.status.OK);
+      assert.ok(proxy.logs.some((e) => e.msg === 'drain timeout: destroyed the connections still open, with their in-flight RPCs'));
+    } finally {
+      client.close();
+      proxy.child.kill('SIGKILL');
+    }
+  });
+});
+
+it('the old --drain-timeout flag is refused with a pointer to drain.timeout in the config', async () => {
+  const { code, stderr } = await exitOf(runCli(['run', '--config', 'x.yaml', '--drain-timeout', '10s']));
+  assert.equal(code, 2);
+  assert.match(stderr, /--drain-timeout is gone: set drain\.timeout/);
+});

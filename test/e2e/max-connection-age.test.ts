@@ -1,0 +1,112 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as http2 from 'node:http2';
+import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
+import { MAX_STREAM_ID } from '../../src/listener/goaway.ts';
+import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor } from '../helpers/harness.ts';
+
+/** A gRPC frame holding an EchoRequest with only delay_ms (field 2, varint) set. */
+function echoRequestFrame(delayMs: number): Buffer {
+  const varint: number[] = [];
+  for (let value = delayMs; ; value >>>= 7) {
+    if (value < 0x80) { varint.push(value); break; }
+    varint.push((value & 0x7f) | 0x80);
+  }
+  const message = Buffer.from([0x10, ...varint]);
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(message.length, 1);
+  return Buffer.concat([header, message]);
+}
+
+describe('max_connection_age', () => {
+  let backends: EchoServerHandle[];
+
+  before(async () => {
+    backends = await startBackends(2);
+  });
+
+  after(async () => {
+    await Promise.all(backends.map((b) => b.close()));
+  });
+
+  it('sends the two-phase GOAWAY after the age, and an RPC in flight still completes within the grace', async () => {
+    const proxy = await startProxy({
+      listeners: [{ name: 'main', port: 0, plaintext: true, max_connection_age: '300ms', max_connection_age_grace: '2s' }],
+      clusters: [staticCluster('echo', backends)],
+      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+    });
+    const session = http2.connect(`http://127.0.0.1:${proxy.port}`);
+    try {
+      const connectedAt = Date.now();
+      const goaways: { lastStreamId: number; at: number }[] = [];
+      session.on('goaway', (_code, lastStreamId) => goaways.push({ lastStreamId, at: Date.now() - connectedAt }));
+      // An RPC that lasts past the age: 800 ms of backend delay.
+      const stream = session.request({ ':method': 'POST', ':path': '/switchyard.demo.v1.Echo/Unary', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.end(echoRequestFrame(800));
+      stream.resume();
+      const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('trailers', resolve));
+      assert.equal(trailers['grpc-status'], '0', 'the RPC in flight completed normally');
+      await new Promise((resolve) => session.once('close', resolve));
+
+      assert.ok(goaways.length >= 2, `two GOAWAY frames (got ${JSON.stringify(goaways)})`);
+      assert.equal(goaways[0]!.lastStreamId, MAX_STREAM_ID, 'first: "stop opening streams", nothing refused yet');
+      assert.equal(goaways[1]!.lastStreamId, 1, 'then the real last stream id: the one RPC, which may finish');
+      // ±10% jitter on 300 ms.
+      assert.ok(goaways[0]!.at >= 260 && goaways[0]!.at < 700, `GOAWAY after the age (${goaways[0]!.at} ms)`);
+    } finally {
+      session.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('destroys a connection whose RPCs outlast the grace', async () => {
+    const proxy = await startProxy({
+      listeners: [{ name: 'main', port: 0, plaintext: true, max_connection_age: '100ms', max_connection_age_grace: '200ms' }],
+      clusters: [staticCluster('echo', backends)],
+      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+    });
+    const session = http2.connect(`http://127.0.0.1:${proxy.port}`);
+    session.on('error', () => {});
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/switchyard.demo.v1.Echo/Unary', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.on('error', () => {});
+      stream.end(echoRequestFrame(5_000));
+      stream.resume();
+      const startedAt = Date.now();
+      await new Promise((resolve) => session.once('close', resolve));
+      const elapsed = Date.now() - startedAt;
+      assert.ok(elapsed < 1_500, `closed after age + grace, not after the RPC's 5 s (${elapsed} ms)`);
+    } finally {
+      session.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('a grpc-js client moves to new connections as old ones age out, and no RPC fails', async () => {
+    const proxy = await startProxy({
+      listeners: [{ name: 'main', port: 0, plaintext: true, max_connection_age: '200ms', max_connection_age_grace: '5s' }],
+      clusters: [staticCluster('echo', backends)],
+      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+    });
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    const listener = proxy.proxy.listener('main');
+    try {
+      const failures: string[] = [];
+      let ok = 0;
+      const loop = async () => {
+        while (listener.connectionsAccepted < 4) {
+          await unary(client, { delay_ms: 5 }).then(() => { ok++; }, (error: Error) => { failures.push(error.message); });
+        }
+      };
+      await Promise.all([loop(), loop(), loop()]);
+      await waitFor(() => ok > 0, 'RPCs');
+      assert.deepEqual(failures, [], `no RPC failed (${ok} succeeded over ${listener.connectionsAccepted} connections)`);
+      // The RPCs really came from several client connections.
+      const peers = new Set(proxy.records.map((record) => record.peer));
+      assert.ok(peers.size >= 3, `RPCs arrived on ${peers.size} connections`);
+    } finally {
+      client.close();
+      await proxy.close();
+    }
+  });
+});
