@@ -22,6 +22,10 @@ import { respondWithStatus, statusTrailers } from './respond.ts';
 import type { RpcRecord } from './rpc-record.ts';
 import { describeReset, statusFromHttp, statusFromReset } from './status-mapping.ts';
 
+/** Response bytes held back, with the headers, while a retry is still possible. */
+const RESPONSE_HOLD_BYTES = 64 << 10;
+const RESPONSE_HOLD_MS = 5;
+
 /** After the proxy ends a stream with an error, a client that does not read is reset after this long. */
 const ERROR_FLUSH_GRACE_MS = 1_000;
 
@@ -58,6 +62,10 @@ class Attempt implements StreamReceiver {
   error: Error | undefined;
   /** Response headers kept back while the attempt might still be retried. */
   heldHeaders: IncomingHttpHeaders | undefined;
+  /** The first response bytes, kept back with the headers until the trailers show the attempt succeeded. */
+  heldData: Buffer[] = [];
+  heldBytes = 0;
+  holdTimer: NodeJS.Timeout | undefined;
   trailers: IncomingHttpHeaders | undefined;
   timer: NodeJS.Timeout | undefined;
 
@@ -286,6 +294,7 @@ export class RpcBridge {
     if (attempt.ended) return;
     attempt.ended = true;
     clearTimeout(attempt.timer);
+    clearTimeout(attempt.holdTimer);
     const upstream = attempt.upstream;
     if (upstream && !upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
     this.#cluster.release(attempt.endpoint, performance.now() - attempt.startedAt, attempt.outcome);
@@ -387,16 +396,40 @@ function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeader
 function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
   const attempt = currentAttempt(this);
   if (!attempt) return;
-  const bridge = attempt.bridge;
   if (attempt.heldHeaders) {
-    bridge.commit(attempt, attempt.heldHeaders, false);
-    attempt.heldHeaders = undefined;
+    // A unary answer is one message then trailers: holding it briefly lets a backend that dies
+    // before its trailers be retried. A stream's first message is delayed by RESPONSE_HOLD_MS at most.
+    if (attempt.heldBytes + chunk.length <= RESPONSE_HOLD_BYTES) {
+      attempt.heldData.push(chunk);
+      attempt.heldBytes += chunk.length;
+      attempt.holdTimer ??= setTimeout(releaseHeld, RESPONSE_HOLD_MS, attempt);
+      return;
+    }
+    releaseHeld(attempt);
   }
+  forwardResponseData(attempt, this, chunk);
+}
+
+/** Sends the held headers and data on: from here the RPC is bound to this attempt. */
+function releaseHeld(attempt: Attempt): void {
+  clearTimeout(attempt.holdTimer);
+  const headers = attempt.heldHeaders;
+  if (!headers || attempt.bridge.attempt !== attempt) return;
+  attempt.heldHeaders = undefined;
+  attempt.bridge.commit(attempt, headers, false);
+  const held = attempt.heldData;
+  attempt.heldData = [];
+  attempt.heldBytes = 0;
+  for (const chunk of held) forwardResponseData(attempt, attempt.upstream!, chunk);
+}
+
+function forwardResponseData(attempt: Attempt, upstream: ClientHttp2Stream, chunk: Buffer): void {
+  const bridge = attempt.bridge;
   bridge.record.bytesOut += chunk.length;
   const downstream = bridge.downstream;
   if (bridge.downstreamClosed || downstream.destroyed) return;
-  if (!downstream.write(chunk)) {
-    this.pause();
+  if (!downstream.write(chunk) && !upstream.isPaused()) {
+    upstream.pause();
     downstream.once('drain', resumeUpstream);
   }
 }
@@ -421,8 +454,7 @@ function onUpstreamEnd(this: ClientHttp2Stream): void {
     if (code !== Status.OK && bridge.mayStillRetry()) {
       return bridge.attemptFailed(attempt, { kind: 'status', code }, attempt.outcome, String(trailers?.['grpc-message'] ?? ''), code, pushback(trailers?.['grpc-retry-pushback-ms']));
     }
-    bridge.commit(attempt, attempt.heldHeaders, false);
-    attempt.heldHeaders = undefined;
+    releaseHeld(attempt);
   }
   if (bridge.statusSent) return;
   bridge.statusSent = true;

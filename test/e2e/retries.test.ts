@@ -177,3 +177,43 @@ describe('retry pushback (grpc-retry-pushback-ms)', () => {
     }
   });
 });
+
+describe('a backend that dies between its answer and its trailers', () => {
+  it('is retried: the client gets one clean answer, not a broken one', async () => {
+    let calls = 0;
+    const server = http2.createServer();
+    server.on('stream', (stream: http2.ServerHttp2Stream) => {
+      stream.on('error', () => {});
+      stream.resume();
+      const call = ++calls;
+      stream.on('end', () => {
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        // EchoResponse { backend = "call-N" }, in a gRPC frame.
+        const name = Buffer.from(`call-${call}`);
+        const message = Buffer.concat([Buffer.from([0, 0, 0, 0, name.length + 2, 0x12, name.length]), name]);
+        if (call === 1) {
+          stream.write(message, () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+          return;
+        }
+        stream.end(message);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    const proxy = await startProxy({
+      clusters: [{ name: 'flaky', endpoints: [{ address: '127.0.0.1', port }] }],
+      routes: [{ match: { prefix: '/' }, cluster: 'flaky', retry_policy: RETRY_UNAVAILABLE }],
+    });
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    try {
+      const { response } = await unary(client, {});
+      assert.equal(response.backend, 'call-2');
+      assert.equal(calls, 2);
+    } finally {
+      client.close();
+      await proxy.close();
+      server.close();
+    }
+  });
+});
