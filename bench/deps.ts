@@ -33,9 +33,13 @@ export function which(name: string): string | undefined {
   return undefined;
 }
 
+/** BENCH_PRETEND_MISSING=h2load,nginx hides installed tools, to try the paths a fresh machine takes. */
+const pretendMissing = new Set((process.env.BENCH_PRETEND_MISSING ?? '').split(',').map((s) => s.trim()));
+
 function find(): Partial<Record<Tool, string>> {
   const found: Partial<Record<Tool, string>> = {};
   for (const tool of Object.keys(PACKAGES) as Tool[]) {
+    if (pretendMissing.has(tool)) continue;
     const at = which(tool);
     if (at) found[tool] = at;
   }
@@ -67,7 +71,7 @@ export async function ensureTools(options: { smoke: boolean; log: (line: string)
       const still = missing.filter((tool) => !found[tool]);
       if (still.length > 0) throw new MissingToolsError(`still missing after apt-get install: ${still.join(', ')}`);
     } else {
-      throw new MissingToolsError(`the benchmark needs ${missing.join(', ')}. Install them with:\n  sudo apt-get update && sudo apt-get install -y ${packages.join(' ')}\nor run it as root to install them automatically.`);
+      throw new MissingToolsError(`the benchmark needs ${missing.join(', ')}. Install with:\n  sudo apt-get update && sudo apt-get install -y ${packages.join(' ')}\nor run it as root to install them automatically.`);
     }
   }
   return { ...found, notes };

@@ -51,17 +51,17 @@ export function writeRequestFile(dir: string): string {
 }
 
 /**
- * h2load, many streams over few connections, for `seconds`. Counts are
+ * h2load, many streams over few connections, for `durationMs`. Counts are
  * HTTP-level: h2load does not look at grpc-status, which is why the caller
  * cross-checks them against the backends' own counters.
  */
-export async function h2load(binary: string, port: number, options: { connections: number; streams: number; seconds: number; requestFile: string }): Promise<ClosedLoopResult> {
+export async function h2load(binary: string, port: number, options: { connections: number; streams: number; durationMs: number; requestFile: string }): Promise<ClosedLoopResult> {
   const args = [
-    '-c', String(options.connections), '-m', String(options.streams), '-D', String(options.seconds),
+    '-c', String(options.connections), '-m', String(options.streams), '-D', `${options.durationMs}ms`,
     '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-d', options.requestFile,
     `http://127.0.0.1:${port}/switchyard.demo.v1.Echo/Unary`,
   ];
-  const output = (await collect(spawnChild('h2load', binary, args), options.seconds * 1000 + 30_000)).join('\n');
+  const output = (await collect(spawnChild('h2load', binary, args), options.durationMs + 30_000)).join('\n');
   const finished = /finished in [\d.]+\w*, ([\d.]+) req\/s/.exec(output);
   const requests = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(output);
   if (!finished || !requests) throw new Error(`cannot parse h2load output:\n${output.slice(-800)}`);
@@ -96,10 +96,10 @@ export async function openLoop(
 }
 
 /** The closed-loop fallback when h2load is missing (smoke runs only): bench/open-loop.ts --closed. */
-export async function closedLoopNode(port: number, options: { connections: number; streams: number; seconds: number }): Promise<ClosedLoopResult> {
+export async function closedLoopNode(port: number, options: { connections: number; streams: number; durationMs: number }): Promise<ClosedLoopResult> {
   const args = [here('./open-loop.ts'), '--port', String(port), '--closed', '--concurrency', String(options.streams),
-    '--duration', String(options.seconds * 1000), '--connections', String(options.connections)];
-  const result = lastJson<{ rps: number; ok: number; errors: number }>(await collect(spawnChild('closed-loop', process.execPath, args), options.seconds * 1000 + 30_000), 'result');
+    '--duration', String(options.durationMs), '--connections', String(options.connections)];
+  const result = lastJson<{ rps: number; ok: number; errors: number }>(await collect(spawnChild('closed-loop', process.execPath, args), options.durationMs + 30_000), 'result');
   return { rps: result.rps, succeeded: result.ok, failed: result.errors, errored: 0, driver: 'node' };
 }
 

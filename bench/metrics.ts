@@ -94,3 +94,9 @@ export function nofileLimit(pid: number): number | undefined {
     return undefined;
   }
 }
+
+/** Our own hard open-file limit: what a child can raise its soft limit to (more needs CAP_SYS_RESOURCE). */
+export function nofileHardLimit(): number {
+  const match = /^Max open files\s+\S+\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return match?.[1] === 'unlimited' ? 1 << 20 : match ? Number(match[1]) : 1024;
+}

@@ -100,7 +100,19 @@ export function installCleanup(): void {
       void stopAll().finally(() => process.exit(code));
     });
   }
-  process.on('exit', () => { for (const child of live) signalGroup(child, 'SIGKILL'); });
+  process.on('exit', () => {
+    for (const child of live) signalGroup(child, 'SIGKILL');
+    for (const hook of exitHooks) {
+      try { hook(); } catch { /* best effort while exiting */ }
+    }
+  });
+}
+
+const exitHooks: (() => void)[] = [];
+
+/** Synchronous clean-up that must happen however the process exits (e.g. removing the temp dir after Ctrl-C). */
+export function onExit(hook: () => void): void {
+  exitHooks.push(hook);
 }
 
 /** Runs a command to completion and returns its output (the process is tracked like any other). */

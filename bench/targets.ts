@@ -7,10 +7,11 @@
  * Config files go into the run's temp dir; every listener binds a port that
  * the OS just handed out (haproxy and nginx need concrete ports).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from './backends.ts';
+import { nofileHardLimit } from './metrics.ts';
 import { runToEnd, spawnChild, startWithRetry } from './proc.ts';
 
 export interface Target {
@@ -54,11 +55,13 @@ export function startSwitchyard(backends: readonly Backend[], dir: string, optio
       'clusters:', ...clusters,
       'routes:', ...routes, '  - { match: { prefix: / }, cluster: c0 }',
       // warn: the 'listening' line is not needed (we poll the port), and nothing per-RPC is logged.
-      'log_level: warn', '',
+      'log_level: warn',
+      // Stop at once on SIGTERM: no drain delay, and in-flight RPCs get 1 s.
+      'drain: { delay: 1ms, timeout: 1s }', '',
     ].join('\n');
     const file = path.join(workDir, 'switchyard.yaml');
     writeFileSync(file, config);
-    const args = [CLI, 'run', '--config', file, '--drain-timeout', '1s', ...(options.workers ? ['--workers', String(options.workers)] : [])];
+    const args = [CLI, 'run', '--config', file, ...(options.workers ? ['--workers', String(options.workers)] : [])];
     const child = spawnChild(name, process.execPath, args, { raiseNofile: true });
     return { child, value: { name, port, pid: child.pid, stop: () => child.stop() } };
   });
@@ -105,12 +108,6 @@ export function startHaproxy(haproxy: string, backends: readonly Backend[], dir:
   });
 }
 
-/** The hard open-file limit we run under (children cannot go above it). */
-function nofileHard(): number {
-  const match = /^Max open files\s+\S+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-  return match ? Number(match[1]) : 4096;
-}
-
 /**
  * nginx, one worker, grpc_pass to an upstream with keepalive. Everything it
  * writes (pid, logs, temp files) stays in its own temp dir. Raised from the
@@ -124,7 +121,7 @@ function nofileHard(): number {
 export function startNginx(nginx: string, backends: readonly Backend[], dir: string): Promise<Target> {
   const workDir = path.join(dir, 'nginx');
   mkdirSync(workDir, { recursive: true });
-  const limit = Math.min(65536, nofileHard());
+  const limit = Math.min(65536, nofileHardLimit());
   return startWithRetry('nginx', async (port) => {
     const p = (name: string) => path.join(workDir, name);
     const config = [
