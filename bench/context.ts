@@ -123,6 +123,8 @@ export interface SlowResult {
   after?: WindowStats;
   /** p99 after / p99 before. */
   ratio?: number;
+  /** Percent of the RPCs after the adaptation window that went to the slow backend (the backends' own counters). */
+  slowShareAfter?: number;
   foreignCores?: number;
 }
 
@@ -139,6 +141,8 @@ export interface MultiCoreResult {
   note: string;
   oneWorker: number[];
   twoWorkers: number[];
+  /** Per round, the higher "other load" of its two runs. */
+  foreignCores: number[];
   factor?: number;
 }
 

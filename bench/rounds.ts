@@ -31,7 +31,7 @@ export async function closedLoop(target: Target, ctx: Context): Promise<ClosedSa
   return { ...result, cpuSeconds: cpu, foreignCores, cpuPer100k: result.succeeded > 0 ? (cpu / result.succeeded) * 1e5 : Number.NaN, backendRpcs, split: split(before, after) };
 }
 
-/** A backend that died would make every later figure meaningless: stop the run. */
+/** A backend that died makes the figures meaningless: fail the measurement with its stderr (the run exits 1). */
 export function checkBackends(ctx: Context): void {
   const dead = ctx.backends.filter((b) => b.child.hasExited());
   if (dead.length > 0) throw new Error(`backend ${dead.map((b) => b.name).join(', ')} exited: ${dead[0]!.child.stderrTail()}`);

@@ -4,7 +4,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { setSlow } from './backends.ts';
+import { rpcCounts, setSlow, split } from './backends.ts';
 import type { Context, IdleMemoryResult, MultiCoreResult, SlowResult, StreamRow, WindowStats } from './context.ts';
 import { idleConnections, openLoop, streamLoad } from './load.ts';
 import { cpuSeconds, nofileHardLimit, nofileLimit, rssMiB, treePids } from './metrics.ts';
@@ -73,17 +73,22 @@ async function slowRun(target: Target, policy: string, ctx: Context): Promise<Sl
   const samplesFile = path.join(ctx.dir, `slow-${target.name.replace(/\W/g, '_')}.bin`);
   let startedEpoch = 0;
   let switchEpoch = 0;
-  let switched: Promise<void> = Promise.resolve();
+  // The backends' counters once adaptation is over, for the slow one's share of what came after.
+  let adapted: Promise<number[]> = Promise.resolve([]);
   try {
     await openLoop(target.port, { rate: params.rate, durationMs: params.slowMs, connections: params.openConnections, samplesFile }, (epochMs) => {
       startedEpoch = epochMs;
       const wait = params.slowMs / 2 - (performance.timeOrigin + performance.now() - epochMs);
-      switched = sleep(Math.max(0, wait)).then(() => {
+      adapted = sleep(Math.max(0, wait)).then(async () => {
         switchEpoch = performance.timeOrigin + performance.now();
-        return setSlow(slow, params.slowDelayMs);
+        await setSlow(slow, params.slowDelayMs);
+        await sleep(params.adaptMs);
+        return rpcCounts(backends);
       });
     });
-    await switched;
+    const afterAdapt = await adapted;
+    const atEnd = await rpcCounts(backends);
+    result.slowShareAfter = split(afterAdapt, atEnd).at(-1);
   } finally {
     await setSlow(slow, 0);
   }
@@ -112,7 +117,7 @@ export async function slowBackend(proxies: readonly Target[], ctx: Context): Pro
       target = await run.target();
       const result = await slowRun(target, run.policy, ctx);
       results.push(result);
-      ctx.log(`slow backend ${target.name} (${run.policy}): p99 before ${fmt(result.before?.latencyMs.p99, 2)} ms, first ${adaptLabel(ctx)} after ${fmt(result.adapt?.latencyMs.p99, 2)} ms, then ${fmt(result.after?.latencyMs.p99, 2)} ms (${fmt(result.ratio, 2)}x)${disturbed(result.foreignCores ?? 0)}`);
+      ctx.log(`slow backend ${target.name} (${run.policy}): p99 before ${fmt(result.before?.latencyMs.p99, 2)} ms, first ${adaptLabel(ctx)} after ${fmt(result.adapt?.latencyMs.p99, 2)} ms, then ${fmt(result.after?.latencyMs.p99, 2)} ms (${fmt(result.ratio, 2)}x), slow backend's share after ${fmt(result.slowShareAfter, 1)}%${disturbed(result.foreignCores ?? 0)}`);
       checkBackends(ctx);
     } catch (error) {
       ctx.fail(`slow backend ${run.policy}`, error);
@@ -139,7 +144,7 @@ async function waitForProcesses(pid: number, count: number, timeoutMs = 15_000):
 
 /** Closed-loop RPC/s of Switchyard with --workers 2 against one worker, interleaved over the rounds. */
 export async function multiCore(single: Target, ctx: Context): Promise<MultiCoreResult> {
-  const result: MultiCoreResult = { available: false, note: '', oneWorker: [], twoWorkers: [] };
+  const result: MultiCoreResult = { available: false, note: '', oneWorker: [], twoWorkers: [], foreignCores: [] };
   if (!(await switchyardHasWorkers())) {
     result.note = 'not available: `switchyard run --help` does not mention --workers';
     return result;
@@ -158,9 +163,12 @@ export async function multiCore(single: Target, ctx: Context): Promise<MultiCore
     await closedLoop(two, ctx);
     for (let round = 1; round <= ctx.params.rounds; round++) {
       await ctx.quiet();
-      result.oneWorker.push((await closedLoop(single, ctx)).rps);
-      result.twoWorkers.push((await closedLoop(two, ctx)).rps);
-      ctx.log(`multi-core round ${round}: 1 worker ${fmt(result.oneWorker.at(-1))} RPC/s, 2 workers ${fmt(result.twoWorkers.at(-1))} RPC/s`);
+      const one = await closedLoop(single, ctx);
+      const both = await closedLoop(two, ctx);
+      result.oneWorker.push(one.rps);
+      result.twoWorkers.push(both.rps);
+      result.foreignCores.push(Math.max(one.foreignCores, both.foreignCores));
+      ctx.log(`multi-core round ${round}: 1 worker ${fmt(one.rps)} RPC/s, 2 workers ${fmt(both.rps)} RPC/s${disturbed(result.foreignCores.at(-1)!)}`);
     }
     result.factor = median(result.twoWorkers) / median(result.oneWorker);
     result.note = `${ctx.params.closedConnections} client connections, spread over the workers by the primary; 2 cores shared with h2load and the 3 backends`;

@@ -22,6 +22,8 @@ import { createAccessLog, type AccessLog } from './log/access-log.ts';
 import { createRpcHandler } from './proxy/rpc-handler.ts';
 import type { RpcRecord } from './proxy/rpc-record.ts';
 import { RouteTable } from './router/route-table.ts';
+import { Authorizer } from './security/authorization.ts';
+import { admitRpc } from './security/rpc-admission.ts';
 
 export type { ReloadSummary } from './lifecycle/reload-plan.ts';
 
@@ -70,6 +72,7 @@ export class Switchyard {
   #secrets: ConfigSecrets;
   #state: Readiness | 'stopped' = 'starting';
   #routes: RouteTable;
+  #authorizer: Authorizer;
   #clusters = new Map<string, Cluster>();
   #listeners: Listener[] = [];
   #accessLog: AccessLog;
@@ -88,6 +91,7 @@ export class Switchyard {
     this.logger = options.logger ?? pino({ level: options.config.log_level });
     this.#observe = options.onRpcEnd;
     this.#routes = new RouteTable(options.config.routes);
+    this.#authorizer = new Authorizer(options.config.authorization);
     this.#accessLog = createAccessLog(options.config.access_log.output);
     this.#handler = createRpcHandler({
       routes: () => this.#routes,
@@ -96,6 +100,7 @@ export class Switchyard {
         this.#accessLog.write(record);
         this.#observe?.(record);
       },
+      admit: (stream, headers, listener) => admitRpc(this.#admission, stream, headers, listener),
     });
   }
 
@@ -126,6 +131,17 @@ export class Switchyard {
     }
     proxy.#state = 'ready';
     return proxy;
+  }
+
+  readonly #admission = {
+    authorizer: () => this.#authorizer,
+    listener: (name: string) => this.#listeners.find((listener) => listener.name === name)?.config,
+    logger: () => this.logger,
+  };
+
+  /** The certificates and keys in force (what the config's TLS files held when last read). */
+  get secrets(): ConfigSecrets {
+    return this.#secrets;
   }
 
   /** The config in force: the one started with, or the last one reload() applied. */
@@ -271,6 +287,7 @@ export class Switchyard {
     for (const cluster of created.values()) cluster.start();
     this.#clusters = clusters;
     this.#routes = new RouteTable(next.config.routes);
+    this.#authorizer = new Authorizer(next.config.authorization);
     for (const listenerConfig of plan.listeners.update) {
       this.listener(listenerConfig.name).update(listenerConfig, next.secrets.listeners.get(listenerConfig.name));
     }
@@ -320,7 +337,7 @@ export class Switchyard {
     return new Cluster({
       config,
       source: createDiscoverySource(config),
-      tls: tls && config.tls ? { ...tls, serverName: config.tls.server_name } : undefined,
+      tls: tls && config.tls ? { ...tls, serverName: config.tls.server_name, verifySubjectAltNames: config.tls.verify_subject_alt_names } : undefined,
       logger: this.logger,
     });
   }

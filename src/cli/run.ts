@@ -11,6 +11,7 @@
  */
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { watchConfigFiles, type ConfigWatcher } from '../lifecycle/config-watcher.ts';
+import { watchCertificates, type CertificateWatcher } from '../security/cert-rotation.ts';
 import { Switchyard } from '../switchyard.ts';
 import { DRAIN_MESSAGE, isWorkerProcess, type DrainMessage } from './workers.ts';
 
@@ -55,10 +56,12 @@ export async function runProxy(configFile: string, loaded: LoadedConfig): Promis
     }
   };
 
+  let certificates: CertificateWatcher | undefined;
   let reloads: Promise<void> = Promise.resolve();
   const reload = (reason: ReloadReason) => {
     reloads = reloads
       .then(() => reloadOnce(running, configFile, reason, syncWatcher))
+      .then(() => certificates?.sync())
       .catch((error: unknown) => running.logger.error({ reason, error: (error as Error).message }, 'config reload failed'));
     return reloads;
   };
@@ -66,11 +69,14 @@ export async function runProxy(configFile: string, loaded: LoadedConfig): Promis
     if (!stopping) void reload('SIGHUP');
   };
   await syncWatcher(loaded.files);
+  // Always on: rotated certificates are taken without a config reload (see docs/security.md).
+  certificates = await watchCertificates(running);
   if (hangupBeforeStart) hangup();
 
   const signal = await terminated;
   running.logger.info({ signal }, 'shutting down');
   watcher?.close();
+  certificates?.close();
   await running.drain();
   return 0;
 }

@@ -37,6 +37,8 @@ export interface ListenerTlsFiles {
   readonly cert: Buffer;
   /** PEM private key, unencrypted. */
   readonly key: Buffer;
+  /** PEM CA bundle that client certificates must chain to (`tls.client_ca_file`); absent without one. */
+  readonly clientCa?: Buffer | undefined;
 }
 
 /** The TLS files of one cluster: the CA to verify backends, and an optional client identity for mTLS. */
@@ -142,7 +144,13 @@ async function readReferencedFiles(config: SwitchyardConfig, baseDir: string, fi
     listener.tls.cert_file = reader.resolve(listener.tls.cert_file);
     listener.tls.key_file = reader.resolve(listener.tls.key_file);
     const pair = await reader.keyPair(at, listener.tls.cert_file, listener.tls.key_file);
-    if (pair) listeners.set(listener.name, pair);
+    let clientCa: Buffer | undefined;
+    if (listener.tls.client_ca_file !== undefined) {
+      listener.tls.client_ca_file = reader.resolve(listener.tls.client_ca_file);
+      clientCa = await reader.read(`${at}.client_ca_file`, listener.tls.client_ca_file, parseCertificates);
+      if (!clientCa) continue;
+    }
+    if (pair) listeners.set(listener.name, clientCa ? { ...pair, clientCa } : pair);
   }
 
   for (const [i, cluster] of out.clusters.entries()) {

@@ -7,6 +7,8 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { duration, statusCode } from './schema-primitives.ts';
 import { clusterResilience, drainSettings, healthListener, retryPolicy } from './resilience-schema.ts';
+import { authorizationSettings, certificateSettings, downstreamTlsFields, upstreamTlsFields } from '../security/security-schema.ts';
+import { http2AbuseFields, listenerAbuseFields, routeRateLimit } from '../security/abuse-schema.ts';
 
 /** Listener ports may be 0 (the OS picks one: useful in tests); an upstream port never is. */
 const port = z.number().int().min(0).max(65535);
@@ -18,17 +20,23 @@ const serverTls = z.strictObject({
   cert_file: z.string().min(1),
   /** PEM private key for cert_file. */
   key_file: z.string().min(1),
-});
+  ...downstreamTlsFields,
+}).superRefine((value, ctx) => {
+  if (value.client_certificates !== undefined && value.client_certificates !== 'none' && value.client_ca_file === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['client_ca_file'], message: `client_certificates: ${value.client_certificates} needs client_ca_file, the CA that signs client certificates` });
+  }
+}).transform((value) => ({ ...value, client_certificates: value.client_certificates ?? (value.client_ca_file === undefined ? 'none' as const : 'required' as const) }));
 
 const http2Limits = z.strictObject({
   /** SETTINGS_MAX_CONCURRENT_STREAMS advertised to each client connection. */
-  max_concurrent_streams: z.number().int().min(1).max(2 ** 31 - 1).default(1000),
+  max_concurrent_streams: z.number().int().min(1).max(2 ** 31 - 1).default(100),
   /** Per-stream flow-control window (SETTINGS_INITIAL_WINDOW_SIZE), bytes. */
   initial_stream_window: z.number().int().min(65_535).max(2 ** 31 - 1).default(1 << 20),
   /** Connection-level flow-control window, bytes. */
   connection_window: z.number().int().min(65_535).max(2 ** 31 - 1).default(16 << 20),
   /** Largest header block accepted (SETTINGS_MAX_HEADER_LIST_SIZE), bytes. */
   max_header_list_size: z.number().int().min(1024).max(2 ** 32 - 1).default(16 << 10),
+  ...http2AbuseFields,
 });
 
 const listener = z
@@ -45,6 +53,7 @@ const listener = z
     max_connection_age: duration.optional(),
     /** After that GOAWAY, in-flight RPCs get this long before the connection is closed. */
     max_connection_age_grace: duration.default(30_000),
+    ...listenerAbuseFields,
   })
   .superRefine((value, ctx) => {
     if (value.tls && value.plaintext) {
@@ -110,6 +119,8 @@ const route = z
     timeout: duration.optional(),
     /** Hard cap on a stream's lifetime, whatever its deadline. Unset: no cap. */
     max_stream_duration: duration.optional(),
+    /** Token buckets for this route's RPCs, answered RESOURCE_EXHAUSTED beyond them. Unset: no limit. */
+    rate_limit: routeRateLimit.optional(),
     /** Retries for RPCs on this route; unset: only transparent retries of streams the backend never saw. */
     retry_policy: retryPolicy.optional(),
     /** Answer directly, without a backend. */
@@ -161,6 +172,7 @@ const upstreamTls = z.strictObject({
   /** Client certificate for mTLS to the backend. */
   cert_file: z.string().min(1).optional(),
   key_file: z.string().min(1).optional(),
+  ...upstreamTlsFields,
 }).superRefine((value, ctx) => {
   if ((value.cert_file === undefined) !== (value.key_file === undefined)) {
     ctx.addIssue({ code: 'custom', message: 'cert_file and key_file go together' });
@@ -264,6 +276,9 @@ export const configSchema = z
     health: healthListener.optional(),
     /** Reload the config when the file changes, as on SIGHUP. */
     watch_config: z.boolean().default(false),
+    /** Per-RPC method authorization by caller identity; see docs/security.md. */
+    authorization: authorizationSettings.prefault({}),
+    certificates: certificateSettings.prefault({}),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine(checkReferences, { when: () => true });

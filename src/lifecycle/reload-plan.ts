@@ -8,6 +8,7 @@
  */
 import type { ClusterTlsFiles, ConfigSecrets, ListenerTlsFiles } from '../config/load.ts';
 import type { ClusterConfig, ListenerConfig, SwitchyardConfig } from '../config/schema.ts';
+import { sameServerAbuseOptions } from '../security/listener-limits.ts';
 
 export interface ConfigState {
   readonly config: SwitchyardConfig;
@@ -125,7 +126,7 @@ export function sameCluster(a: ClusterConfig, aTls: ClusterTlsFiles | undefined,
 }
 
 export function sameListener(a: ListenerConfig, aTls: ListenerTlsFiles | undefined, b: ListenerConfig, bTls: ListenerTlsFiles | undefined): boolean {
-  return JSON.stringify(a) === JSON.stringify(b) && sameBuffers(aTls?.cert, bTls?.cert) && sameBuffers(aTls?.key, bTls?.key);
+  return JSON.stringify(a) === JSON.stringify(b) && sameBuffers(aTls?.cert, bTls?.cert) && sameBuffers(aTls?.key, bTls?.key) && sameBuffers(aTls?.clientCa, bTls?.clientCa);
 }
 
 /**
@@ -134,7 +135,11 @@ export function sameListener(a: ListenerConfig, aTls: ListenerTlsFiles | undefin
  * connection age can all change under it.
  */
 export function canUpdateInPlace(a: ListenerConfig, aTls: ListenerTlsFiles | undefined, b: ListenerConfig, bTls: ListenerTlsFiles | undefined): boolean {
-  return a.name === b.name && a.address === b.address && a.port === b.port && a.plaintext === b.plaintext && (aTls === undefined) === (bTls === undefined);
+  return a.name === b.name && a.address === b.address && a.port === b.port && a.plaintext === b.plaintext && (aTls === undefined) === (bTls === undefined)
+    // Asking for client certificates, and the handshake timeout, are server options, not part of the secure context.
+    && a.tls?.client_certificates === b.tls?.client_certificates && a.tls?.handshake_timeout === b.tls?.handshake_timeout
+    // So are the rapid-reset, memory and frame limits.
+    && sameServerAbuseOptions(a, b);
 }
 
 function sameBuffers(a: Buffer | undefined, b: Buffer | undefined): boolean {

@@ -10,14 +10,19 @@
  */
 import * as http2 from 'node:http2';
 import { Server as NetServer, type AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/schema.ts';
 import { goAwayGracefully, type ConnectionState } from './goaway.ts';
+import { guardConnection } from '../security/connection-guard.ts';
+import { connectionGuardConfig, serverAbuseOptions } from '../security/listener-limits.ts';
 
 export type StreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, listener: string) => void;
 
 export interface ListenerTls {
   readonly cert: Buffer;
   readonly key: Buffer;
+  /** CA bundle for client certificates (`tls.client_ca_file`). */
+  readonly clientCa?: Buffer | undefined;
 }
 
 export interface Listener {
@@ -63,7 +68,7 @@ type TrackedSession = http2.ServerHttp2Session & { [CONNECTION]?: Connection };
 const AGE_JITTER = 0.1;
 
 export async function startListener(config: ListenerConfig, tls: ListenerTls | undefined, handler: StreamHandler): Promise<Listener> {
-  const options = { settings: http2Settings(config), maxSessionMemory: 64 };
+  const options = { settings: http2Settings(config), ...serverAbuseOptions(config) };
   const server: http2.Http2Server | http2.Http2SecureServer = tls
     ? http2.createSecureServer({
         ...options,
@@ -72,8 +77,11 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
         minVersion: 'TLSv1.3',
         ALPNProtocols: ['h2'],
         allowHTTP1: false,
+        ...clientCertificateOptions(config, tls),
       })
     : http2.createServer(options);
+  // Beyond it, net.Server closes each new socket as soon as it is accepted.
+  server.maxConnections = config.max_connections;
 
   let current = config;
   let currentTls = tls;
@@ -94,6 +102,7 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
     session.setLocalWindowSize(current.http2.connection_window);
     // A misbehaving client is an ordinary event, never a crash.
     session.on('error', () => {});
+    guardConnection(session, connectionGuardConfig(current), () => goAwayGracefully(session, connection));
     // A handshake that was under way when draining began still gets a connection, and is sent away at once.
     if (draining) return goAwayGracefully(session, connection);
     const maxAge = current.max_connection_age;
@@ -113,6 +122,7 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
     if (connection && id > connection.lastStreamId) connection.lastStreamId = id;
     handler(stream, headers, config.name);
   });
+  if (tls) refuseUnverifiedClientCertificates(server as http2.Http2SecureServer);
   server.on('sessionError', () => {});
   server.on('tlsClientError', () => {});
 
@@ -154,8 +164,8 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
     },
     update(next, nextTls) {
       if (next.address !== current.address || next.port !== current.port || (nextTls === undefined) !== (currentTls === undefined)) return false;
-      if (nextTls && currentTls && !(nextTls.cert.equals(currentTls.cert) && nextTls.key.equals(currentTls.key))) {
-        (server as http2.Http2SecureServer).setSecureContext({ cert: nextTls.cert, key: nextTls.key, minVersion: 'TLSv1.3' });
+      if (nextTls && currentTls && !(nextTls.cert.equals(currentTls.cert) && nextTls.key.equals(currentTls.key) && sameCa(nextTls.clientCa, currentTls.clientCa))) {
+        (server as http2.Http2SecureServer).setSecureContext({ cert: nextTls.cert, key: nextTls.key, minVersion: 'TLSv1.3', ...(nextTls.clientCa && { ca: nextTls.clientCa }) });
       }
       if (JSON.stringify(next.http2) !== JSON.stringify(current.http2)) {
         const settings = http2Settings(next);
@@ -170,6 +180,7 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
           }
         }
       }
+      server.maxConnections = next.max_connections;
       current = next;
       currentTls = nextTls;
       return true;
@@ -192,4 +203,30 @@ function http2Settings(config: ListenerConfig): http2.Settings {
     maxHeaderListSize: config.http2.max_header_list_size,
     enablePush: false,
   };
+}
+
+/** Whether the handshake asks for a client certificate, and whether it fails without a valid one. */
+function clientCertificateOptions(config: ListenerConfig, tls: ListenerTls) {
+  const mode = config.tls?.client_certificates ?? 'none';
+  return {
+    handshakeTimeout: config.tls?.handshake_timeout ?? 10_000,
+    ...(mode !== 'none' && tls.clientCa && { ca: tls.clientCa, requestCert: true, rejectUnauthorized: mode === 'required' }),
+  };
+}
+
+/**
+ * With `client_certificates: optional` the handshake succeeds without a
+ * certificate; one that is sent but does not verify still closes the connection,
+ * so a caller is either verified or anonymous, never unverified.
+ */
+function refuseUnverifiedClientCertificates(server: http2.Http2SecureServer): void {
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (socket.authorized) return;
+    const presented = socket.getPeerCertificate();
+    if (presented && Object.keys(presented).length > 0) socket.destroy();
+  });
+}
+
+function sameCa(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.equals(b);
 }

@@ -20,6 +20,8 @@ import { Status } from './grpc-status.ts';
 import { formatGrpcTimeout } from './grpc-timeout.ts';
 import { respondWithStatus, statusTrailers } from './respond.ts';
 import type { RpcRecord } from './rpc-record.ts';
+import { guardOf } from '../security/connection-guard.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES, GrpcFrameMeter } from '../security/grpc-frame-meter.ts';
 import { describeReset, statusFromHttp, statusFromReset } from './status-mapping.ts';
 
 /** Response bytes held back, with the headers, while a retry is still possible. */
@@ -68,6 +70,8 @@ class Attempt implements StreamReceiver {
   holdTimer: NodeJS.Timeout | undefined;
   trailers: IncomingHttpHeaders | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** Checks the response's message sizes; per attempt, since a retry starts a new response. */
+  responseMeter: GrpcFrameMeter | undefined;
 
   constructor(bridge: RpcBridge, endpoint: ClusterEndpoint, holdsRetrySlot: boolean) {
     this.bridge = bridge;
@@ -105,6 +109,9 @@ export class RpcBridge {
   #retrySlotPending = false;
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
+  /** Checks the request's message sizes as chunks pass (the listener's max_request_message_bytes). */
+  #requestMeter: GrpcFrameMeter | undefined;
+  maxResponseMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
 
   constructor(options: RpcBridgeOptions) {
     this.#options = options;
@@ -127,6 +134,9 @@ export class RpcBridge {
     const { downstream, limitAt } = this.#options;
     if (limitAt !== undefined) this.#timer = setTimeout(onLimit, Math.max(0, limitAt - performance.now()), this);
     (downstream as Bridged)[BRIDGE] = this;
+    const limits = guardOf(downstream.session)?.config;
+    this.#requestMeter = new GrpcFrameMeter(limits?.maxRequestMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+    if (limits) this.maxResponseMessageBytes = limits.maxResponseMessageBytes;
     downstream.on('wantTrailers', onDownstreamWantTrailers);
     downstream.on('close', onDownstreamClose);
     downstream.on('data', onDownstreamData);
@@ -184,6 +194,13 @@ export class RpcBridge {
   /** A request chunk from the client: keep it for replay while allowed, and send it on. */
   onRequestData(chunk: Buffer): void {
     this.record.bytesIn += chunk.length;
+    const declared = this.#requestMeter!.feed(chunk);
+    if (declared >= 0) {
+      // Nothing of the oversized message is forwarded or kept; the rest of the request is read and dropped.
+      this.downstream.off('data', onDownstreamData);
+      this.downstream.resume();
+      return this.fail(Status.RESOURCE_EXHAUSTED, `request message of ${declared} bytes exceeds max_request_message_bytes ${this.#requestMeter!.maxMessageBytes}`);
+    }
     if (this.#replay) {
       this.#replayBytes += chunk.length;
       if (this.#replayBytes > this.#rules.maxBufferedBytes) this.#replay = undefined;
@@ -396,6 +413,12 @@ function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeader
 function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
   const attempt = currentAttempt(this);
   if (!attempt) return;
+  const bridge = attempt.bridge;
+  const declared = (attempt.responseMeter ??= new GrpcFrameMeter(bridge.maxResponseMessageBytes)).feed(chunk);
+  if (declared >= 0) {
+    // fail() cancels the upstream stream: the backend stops sending.
+    return bridge.fail(Status.RESOURCE_EXHAUSTED, `response message of ${declared} bytes from ${attempt.endpoint.key} exceeds max_response_message_bytes ${bridge.maxResponseMessageBytes}`);
+  }
   if (attempt.heldHeaders) {
     // A unary answer is one message then trailers: holding it briefly lets a backend that dies
     // before its trailers be retried. A stream's first message is delayed by RESPONSE_HOLD_MS at most.

@@ -9,6 +9,8 @@ import { Status } from './grpc-status.ts';
 import { forwardRpc } from './forward-rpc.ts';
 import { respondWithStatus } from './respond.ts';
 import type { RpcRecord } from './rpc-record.ts';
+import { callerIdentity } from '../security/identity.ts';
+import { connectionRateLimited } from '../security/rate-limit.ts';
 
 export interface RpcHandlerDependencies {
   /** Read on every RPC, so a reload can swap it. */
@@ -16,6 +18,11 @@ export interface RpcHandlerDependencies {
   cluster(name: string): Cluster | undefined;
   /** Called once per RPC when its downstream stream has closed. */
   onRpcEnd(record: RpcRecord): void;
+  /**
+   * Runs before routing (src/security/rpc-admission.ts): may change `headers`;
+   * returns a PERMISSION_DENIED message to refuse the call, undefined to go on.
+   */
+  admit?(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, listener: string): string | undefined;
 }
 
 export function createRpcHandler(deps: RpcHandlerDependencies) {
@@ -52,11 +59,28 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       return;
     }
 
+    const denied = deps.admit?.(stream, headers, listener);
+    if (denied !== undefined) {
+      record.error = denied;
+      return answer(stream, record, Status.PERMISSION_DENIED, denied);
+    }
+
+    const connectionLimited = connectionRateLimited(session);
+    if (connectionLimited !== undefined) {
+      record.error = connectionLimited;
+      return answer(stream, record, Status.RESOURCE_EXHAUSTED, connectionLimited);
+    }
+
     const route = deps.routes().match(path, headers);
     if (!route) {
       return answer(stream, record, Status.UNIMPLEMENTED, `no route for ${path}`);
     }
     record.route = route.name;
+    const limited = route.rateLimit?.admit(callerIdentity(session).label);
+    if (limited !== undefined) {
+      record.error = limited;
+      return answer(stream, record, Status.RESOURCE_EXHAUSTED, limited);
+    }
     if (route.action.kind === 'direct') {
       return answer(stream, record, route.action.code, route.action.message);
     }

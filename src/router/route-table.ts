@@ -5,6 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http2';
 import type { HeaderMatchConfig, RouteConfig } from '../config/schema.ts';
 import { compileRetryRules, type RetryRules } from '../resilience/retry-rules.ts';
+import { RouteRateLimiter } from '../security/rate-limit.ts';
 
 /** What to do with an RPC that matched a route. */
 export type RouteAction =
@@ -21,6 +22,8 @@ export interface Route {
   readonly maxStreamDurationMs: number | undefined;
   /** When failed attempts are retried. */
   readonly retry: RetryRules;
+  /** The route's token buckets; undefined: no rate limit. Built with the table, so a reload refills them. */
+  readonly rateLimit: RouteRateLimiter | undefined;
 }
 
 type PathPredicate = (path: string) => boolean;
@@ -79,6 +82,7 @@ function toRoute(config: RouteConfig, index: number): Route {
     timeoutMs: config.timeout,
     maxStreamDurationMs: config.max_stream_duration,
     retry: compileRetryRules(config.retry_policy),
+    rateLimit: config.rate_limit && new RouteRateLimiter(config.name ?? `routes[${index}]`, config.rate_limit),
   };
 }
 

@@ -12,6 +12,8 @@
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
 import type { OutgoingHttpHeaders } from 'node:http2';
+import { UPSTREAM_MAX_HEADER_LIST_SIZE, UPSTREAM_SESSION_LIMITS } from '../security/upstream-limits.ts';
+import { subjectAltNameChecker } from '../security/san.ts';
 
 export interface UpstreamTls {
   readonly ca: Buffer;
@@ -19,6 +21,8 @@ export interface UpstreamTls {
   readonly serverName?: string | undefined;
   readonly cert?: Buffer | undefined;
   readonly key?: Buffer | undefined;
+  /** The backend certificate must carry one of these SANs; when set, replaces the hostname check. */
+  readonly verifySubjectAltNames?: readonly string[] | undefined;
 }
 
 export interface EndpointPoolOptions {
@@ -172,7 +176,8 @@ export class EndpointPool {
     }
     const upstreamTls = this.#options.tls;
     const session = http2.connect(this.#authority, {
-      settings: { enablePush: false, initialWindowSize: UPSTREAM_STREAM_WINDOW },
+      ...UPSTREAM_SESSION_LIMITS,
+      settings: { enablePush: false, initialWindowSize: UPSTREAM_STREAM_WINDOW, maxHeaderListSize: UPSTREAM_MAX_HEADER_LIST_SIZE },
       ...(upstreamTls && {
         ca: upstreamTls.ca,
         cert: upstreamTls.cert,
@@ -181,6 +186,7 @@ export class EndpointPool {
         ALPNProtocols: ['h2'],
         minVersion: 'TLSv1.2',
         ...(upstreamTls.serverName !== undefined && { checkServerIdentity: serverIdentityChecker(upstreamTls.serverName) }),
+        ...(upstreamTls.verifySubjectAltNames !== undefined && { checkServerIdentity: subjectAltNameChecker(upstreamTls.verifySubjectAltNames) }),
       }),
     });
     const pooled: PooledSession = { session, onSlotFreed: () => this.#waiting.length > 0 && this.#dispatch(), active: 0, ready: false, usable: true };

@@ -7,6 +7,8 @@ it('max_requests overflow fails fast with UNAVAILABLE naming the limit, and memo
   const backends = await startBackends(1);
   backends[0]!.behaviour.extraDelayMs = 500;
   const proxy = await startProxy({
+    // All 2000 calls on the client's one connection at once: above the default of 100 streams, which would queue them in the client.
+    listeners: [{ name: 'main', port: 0, plaintext: true, http2: { max_concurrent_streams: 2_000 } }],
     clusters: [staticCluster('echo', backends, { circuit_breakers: { max_requests: 20 } })],
     routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
   });

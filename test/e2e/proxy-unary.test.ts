@@ -17,6 +17,8 @@ describe('unary RPCs through the proxy', () => {
     // A headless Service with no ready pods: its name resolves to nothing.
     dns = await startDnsServer();
     proxy = await startProxy({
+      // Above the 4 MiB default, for the large-message test.
+      listeners: [{ name: 'main', port: 0, plaintext: true, http2: { max_request_message_bytes: 8 << 20, max_response_message_bytes: 8 << 20 } }],
       clusters: [
         staticCluster('echo', backends),
         { name: 'nobody', dns: { name: 'nobody.test', port: 50051, families: ['ipv4'], servers: [dns.address] } },
@@ -44,7 +46,7 @@ describe('unary RPCs through the proxy', () => {
     assert.match(response.backend, /^backend-\d$/);
   });
 
-  it('forwards large (5 MiB) messages both ways', async () => {
+  it('forwards large (5 MiB) messages both ways, under a raised max_*_message_bytes', async () => {
     const payload = Buffer.alloc(5 << 20);
     for (let i = 0; i < payload.length; i += 4096) payload[i] = i & 0xff;
     const { response } = await unary(client, { payload });

@@ -95,6 +95,39 @@ export async function makeTestPki(dir?: string): Promise<TestPki> {
   };
 }
 
+export interface IdentityOptions {
+  /** e.g. `/CN=other.test`. */
+  readonly subject: string;
+  /** openssl subjectAltName syntax, e.g. `URI:spiffe://test/other, DNS:other.test`. */
+  readonly san: string;
+  /** Default clientAuth. */
+  readonly usage?: 'serverAuth' | 'clientAuth';
+  /** Valid for one day in 2020 only: expired. */
+  readonly expired?: boolean;
+}
+
+/**
+ * One more certificate signed by `pki`'s CA, as `<name>.pem` and `<name>-key.pem`
+ * in pki.dir: an extra client identity, a server certificate with other SANs,
+ * or (expired: true) one that expired long ago.
+ */
+export async function issueIdentity(pki: TestPki, name: string, options: IdentityOptions): Promise<TestIdentity> {
+  const extensions = LEAF_EXTENSIONS(options.usage ?? 'clientAuth', options.san);
+  if (!options.expired) return issue(pki.dir, name, options.subject, extensions);
+  // `x509 -days` cannot go back in time with OpenSSL 3.0; `ca` takes explicit dates.
+  const file = (suffix: string) => path.join(pki.dir, `${name}${suffix}`);
+  await writeFile(file('.ext'), extensions);
+  await writeFile(file('.index'), '');
+  await writeFile(file('.serial'), `${serial().slice(2)}\n`);
+  await writeFile(file('.ca.cnf'), `[ca]\ndefault_ca = d\n[d]\ndatabase = ${file('.index')}\nnew_certs_dir = ${pki.dir}\nserial = ${file('.serial')}\ndefault_md = sha256\npolicy = p\nunique_subject = no\n[p]\ncommonName = supplied\n`);
+  await openssl(['req', '-new', '-config', path.join(pki.dir, 'req.cnf'), ...ecKey(file('-key.pem')), '-subj', options.subject, '-out', file('.csr')]);
+  await openssl([
+    'ca', '-batch', '-notext', '-config', file('.ca.cnf'), '-cert', pki.caCert, '-keyfile', pki.caKey, '-in', file('.csr'),
+    '-startdate', '20200101000000Z', '-enddate', '20200102000000Z', '-extfile', file('.ext'), '-out', file('.pem'),
+  ]);
+  return { cert: file('.pem'), key: file('-key.pem'), certPem: await readFile(file('.pem')), keyPem: await readFile(file('-key.pem')) };
+}
+
 /** A key and a CA-signed certificate named `<name>.pem`, `<name>-key.pem`. */
 async function issue(root: string, name: string, subject: string, extensions: string): Promise<TestIdentity> {
   const file = (suffix: string) => path.join(root, `${name}${suffix}`);

@@ -26,14 +26,31 @@ describe('parseConfig: defaults', () => {
         address: '127.0.0.1',
         port: 8080,
         plaintext: true,
-        http2: { max_concurrent_streams: 1000, initial_stream_window: 1 << 20, connection_window: 16 << 20, max_header_list_size: 16 << 10 },
+        http2: {
+          max_concurrent_streams: 100,
+          initial_stream_window: 1 << 20,
+          connection_window: 16 << 20,
+          max_header_list_size: 16 << 10,
+          max_request_message_bytes: 4 << 20,
+          max_response_message_bytes: 4 << 20,
+          idle_timeout: 300_000,
+          stream_idle_timeout: 'off',
+          stream_reset_burst: 200,
+          stream_reset_rate: 100,
+          max_session_memory_mb: 64,
+          control_frame_burst: 1000,
+          control_frames_per_second: 100,
+        },
         max_connection_age_grace: 30_000,
+        max_connections: 10_000,
       }],
       routes: [],
       clusters: [],
       access_log: { output: 'off' },
       drain: { delay: 5_000, timeout: 30_000 },
       watch_config: false,
+      authorization: { rules: [] },
+      certificates: { expiry_warning: 7 * 24 * 3_600_000 },
       log_level: 'info',
     });
   });
@@ -98,7 +115,7 @@ clusters:
     assertProblem(error, 'listeners[0]', 'unknown key "prot" (did you mean "port"?)');
     assertProblem(error, 'listeners[0].port', 'required (expected a number)');
     assertProblem(error, 'clusters[1].tls', 'unknown key "ca" (did you mean "ca_file"?)');
-    assertProblem(error, 'clusters[1].tls', 'unknown key "verify" (allowed: ca_file, server_name, cert_file, key_file)');
+    assertProblem(error, 'clusters[1].tls', 'unknown key "verify" (did you mean "verify_subject_alt_names"?)');
   });
 
   it('reports a wrong type with what was expected and what was found', async () => {

@@ -1,0 +1,60 @@
+/**
+ * Config fields of the HTTP/2 and gRPC abuse limits and rate limits. Kept
+ * beside the code that enforces them; src/config/schema.ts composes them.
+ * Why each default: docs/security.md.
+ */
+import { z } from 'zod';
+import { duration } from '../config/schema-primitives.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES } from './grpc-frame-meter.ts';
+
+const positiveInt = (max: number) => z.number().int().min(1).max(max);
+/** A duration, or `off` for none. */
+const durationOrOff = z.union([z.literal('off'), duration]);
+
+/** Fields of a listener's `http2` block beyond the SETTINGS it advertises. */
+export const http2AbuseFields = {
+  /** Largest gRPC message a client may send, from its 5-byte length prefix. */
+  max_request_message_bytes: positiveInt(2 ** 32 - 1).default(DEFAULT_MAX_MESSAGE_BYTES),
+  /** Largest gRPC message a backend may send back to the client. */
+  max_response_message_bytes: positiveInt(2 ** 32 - 1).default(DEFAULT_MAX_MESSAGE_BYTES),
+  /** A connection with no open stream for this long gets GOAWAY. */
+  idle_timeout: durationOrOff.default(300_000),
+  /** A stream with no frame either way for this long is reset. Off by default: long-lived streams are often quiet. */
+  stream_idle_timeout: durationOrOff.default('off'),
+  /**
+   * Rapid reset (CVE-2023-44487): a client may reset this many streams at once… Each stream reset
+   * costs the proxy ~0.2 ms of event loop (it was routed and forwarded), so the burst bounds the stall
+   * one connection can cause: ~40 ms at 200 (Node's own default, 1000, measured ~220-700 ms).
+   */
+  stream_reset_burst: positiveInt(1_000_000).default(200),
+  /** …and this many per second after that (a busy client's deadline cancellations fit); beyond, the connection is closed. */
+  stream_reset_rate: positiveInt(1_000_000).default(100),
+  /** Memory nghttp2 may hold for one connection (header tables, queued frames), MiB. */
+  max_session_memory_mb: positiveInt(1024).default(64),
+  /** PING and SETTINGS frames a client may send at once… */
+  control_frame_burst: positiveInt(1_000_000).default(1000),
+  /** …and per second after that; beyond, the connection is closed with ENHANCE_YOUR_CALM. */
+  control_frames_per_second: positiveInt(1_000_000).default(100),
+  /** RPCs a client may start per second on one connection (burst: one second's worth). Unset: no limit. */
+  max_rpcs_per_second_per_connection: positiveInt(10_000_000).optional(),
+};
+
+/** Listener fields beside `http2`. */
+export const listenerAbuseFields = {
+  /** Open client connections beyond this are closed as soon as they are accepted. */
+  max_connections: positiveInt(10_000_000).default(10_000),
+};
+
+/** `routes[].rate_limit`: a token bucket for the route, and optionally one per caller identity. */
+export const routeRateLimit = z.strictObject({
+  requests_per_second: z.number().positive().max(10_000_000),
+  burst: positiveInt(10_000_000),
+  per_identity: z
+    .strictObject({
+      requests_per_second: z.number().positive().max(10_000_000),
+      burst: positiveInt(10_000_000),
+      /** Buckets kept; past it the least recently seen identity is forgotten. */
+      max_identities: positiveInt(1_000_000).default(10_000),
+    })
+    .optional(),
+});

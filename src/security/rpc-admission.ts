@@ -1,0 +1,41 @@
+/**
+ * The security step of every RPC, before routing: removes identity headers a
+ * client sent, sets x-forwarded-client-cert when the listener forwards it, and
+ * applies method authorization. Synchronous, never throws.
+ */
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { ListenerConfig } from '../config/schema.ts';
+import type { Authorizer } from './authorization.ts';
+import { callerIdentity } from './identity.ts';
+import { XFCC_HEADER, formatXfcc, stripIdentityHeaders } from './xfcc.ts';
+
+export interface AdmissionContext {
+  /** Read on every RPC, so a reload can swap it. */
+  authorizer(): Authorizer;
+  /** The running config of the listener named `name`, if any. */
+  listener(name: string): ListenerConfig | undefined;
+  logger(): Logger;
+}
+
+/**
+ * Admits one RPC: returns undefined to go on (headers may have been changed),
+ * or the PERMISSION_DENIED message to answer with.
+ */
+export function admitRpc(context: AdmissionContext, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, listenerName: string): string | undefined {
+  stripIdentityHeaders(headers);
+  const caller = callerIdentity(stream.session);
+  const path = headers[':path'] ?? '';
+  const decision = context.authorizer().check(caller, path);
+  if (!decision.allowed) {
+    const message = `caller ${caller.label} may not call ${path}`;
+    context.logger().warn({ listener: listenerName, caller: caller.label, method: path, rule: decision.rule ?? '(no rule matched: default deny)' }, 'RPC denied by authorization');
+    return message;
+  }
+  if (context.listener(listenerName)?.tls?.forward_client_cert) {
+    const value = formatXfcc(caller, stream.session?.socket as TLSSocket | undefined);
+    if (value !== undefined) headers[XFCC_HEADER] = value;
+  }
+  return undefined;
+}
