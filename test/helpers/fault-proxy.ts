@@ -24,8 +24,13 @@ export async function startFaultProxy(targetPort: number, targetHost = '127.0.0.
   const relay = (from: net.Socket, to: net.Socket) => {
     from.on('data', (chunk: Buffer) => {
       if (state.blackhole) return;
-      if (state.latencyMs > 0) setTimeout(() => to.destroyed || to.write(chunk), state.latencyMs);
+      if (state.latencyMs > 0) setTimeout(() => to.destroyed || to.writableEnded || to.write(chunk), state.latencyMs);
       else to.write(chunk);
+    });
+    // The FIN travels with the same delay as the data before it, or it would overtake it.
+    from.on('end', () => {
+      if (state.latencyMs > 0) setTimeout(() => to.end(), state.latencyMs);
+      else to.end();
     });
   };
   const server = net.createServer((client) => {
@@ -41,8 +46,6 @@ export async function startFaultProxy(targetPort: number, targetHost = '127.0.0.
     }
     relay(client, upstream);
     relay(upstream, client);
-    client.on('end', () => upstream.end());
-    upstream.on('end', () => client.end());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
