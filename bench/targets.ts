@@ -1,6 +1,6 @@
 /**
  * The things the bench sends load to, each in front of the same backends:
- * one backend directly, Switchyard (src/cli/main.ts run), HAProxy and nginx.
+ * one backend directly, Switchyard (dist/cli/main.js run), HAProxy and nginx.
  * Each start function returns a Target: where to send load (port) and which
  * process tree to measure (pid); stop() kills that tree.
  *
@@ -23,7 +23,8 @@ export interface Target {
   stop(): Promise<void>;
 }
 
-const CLI = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+// The built command, as `npx switchyard` runs it (npm run bench builds it first): no type stripping at run time.
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
 /** The first backend itself: the baseline every proxy adds to. Its pid is the backend's, so "CPU" is the backend's own. */
 export function directTarget(backend: Backend): Target {
