@@ -1,6 +1,5 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { healthCheck } from '../../src/config/resilience-schema.ts';
@@ -8,6 +7,7 @@ import { ActiveHealthChecker, type HealthState } from '../../src/health/active-c
 import { ServingStatus } from '../../src/health/grpc-health-probe.ts';
 import { EndpointPool } from '../../src/upstream/endpoint-pool.ts';
 import { waitFor } from '../helpers/harness.ts';
+import { closedPort } from '../helpers/ports.ts';
 
 /** A real grpc-js server with the standard health service; statuses per service name, or `hang` to never answer. */
 interface HealthServer {
@@ -37,13 +37,6 @@ async function startHealthServer(initial: number = ServingStatus.SERVING): Promi
   return state;
 }
 
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const INTERVAL_MS = 150;
 

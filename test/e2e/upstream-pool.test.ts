@@ -1,18 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { startEchoServer } from '../../src/demo/echo-service.ts';
 import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor } from '../helpers/harness.ts';
+import { closedPort } from '../helpers/ports.ts';
 
-/** A port that nothing listens on: bound once by the OS, then released. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('upstream connection pools', () => {
   it("opens another connection when the backend's max concurrent streams is reached", async () => {

@@ -46,3 +46,12 @@ export async function findPortFreeOnAll(hosts: readonly string[], attempts = 20)
   }
   throw new Error(`no port free on all of ${hosts.join(', ')} after ${attempts} attempts`);
 }
+
+/** A loopback port that nothing listens on: bound once by the OS, then released. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
