@@ -7,13 +7,19 @@
  *               listener is up, 503 "draining" once a drain has begun
  *   GET /live   200 "live" while the event loop runs
  *   anything else 404
+ *   grpc.health.v1.Health/Check over h2c on the same port (kubelet's grpc probe): SERVING or NOT_SERVING
  *
  * It is reachable by whoever can reach its port, so it says nothing but the
  * status word and holds almost nothing per request: small header limits,
  * short timeouts, no request bodies.
  */
 import * as http from 'node:http';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { createGrpcHealthServer } from './grpc-health.ts';
+
+/** The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113 §3.4). */
+const HTTP2_PREFACE_START = 'PRI ';
 
 export type Readiness = 'starting' | 'ready' | 'draining';
 
@@ -70,21 +76,43 @@ export async function startHealthEndpoint(config: HealthEndpointConfig, readines
   server.maxRequestsPerSocket = MAX_REQUESTS_PER_SOCKET;
   // Malformed or oversized requests: Node's default answer (400, 408 or 431, then close) is the right one.
 
+  // One port, two protocols: the first bytes tell an HTTP/2 (gRPC) probe from an HTTP/1.1 one.
+  const grpcHealth = createGrpcHealthServer(readiness);
+  const sockets = new Set<net.Socket>();
+  const front = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.setTimeout(HEADERS_TIMEOUT_MS, () => socket.destroy());
+    socket.once('data', (first: Buffer) => {
+      socket.setTimeout(0);
+      socket.pause();
+      socket.unshift(first);
+      if (first.subarray(0, HTTP2_PREFACE_START.length).toString('latin1') === HTTP2_PREFACE_START) {
+        // node:http2 takes the socket over and reads what was unshifted itself; resuming here would steal bytes.
+        grpcHealth.emit('connection', socket);
+      } else {
+        server.emit('connection', socket);
+        socket.resume();
+      }
+    });
+  });
+
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.address, () => {
-      server.off('error', reject);
+    front.once('error', reject);
+    front.listen(config.port, config.address, () => {
+      front.off('error', reject);
       resolve();
     });
   });
-  server.on('error', () => {});
+  front.on('error', () => {});
 
   return {
-    address: server.address() as AddressInfo,
+    address: front.address() as AddressInfo,
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+        front.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
       }),
   };
 }
