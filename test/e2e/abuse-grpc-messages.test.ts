@@ -9,7 +9,7 @@ import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { Status } from '../../src/proxy/grpc-status.ts';
-import { echoClient, expectStatus, startBackends, startProxy, staticCluster, unary, waitFor, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
+import { expectStatus, startEchoSetup, unary, waitFor, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 
 const LIMIT = 64 << 10;
 
@@ -18,21 +18,16 @@ describe('gRPC message size limits and malformed input', () => {
   let proxy: RunningProxy;
   let client: EchoClient;
 
+  let setup: EchoSetup;
+
   before(async () => {
-    backends = await startBackends(1);
-    proxy = await startProxy({
+    setup = await startEchoSetup(1, {
       listeners: [{ name: 'main', port: 0, plaintext: true, http2: { max_request_message_bytes: LIMIT, max_response_message_bytes: LIMIT } }],
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
     });
-    client = echoClient(`127.0.0.1:${proxy.port}`);
+    ({ backends, proxy, client } = setup);
   });
 
-  after(async () => {
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  after(() => setup.close());
 
   it('a request message over the limit is answered RESOURCE_EXHAUSTED naming the limit; one within it passes', async () => {
     const ok = await unary(client, { payload: Buffer.alloc(LIMIT - 100) });

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, startBackends, startProxy, staticCluster, waitFor, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
+import { startEchoSetup, waitFor, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import type { EchoResponse, EchoServerHandle } from '../../src/demo/echo-service.ts';
 
 const MESSAGES = 5_000;
@@ -11,20 +11,14 @@ describe('streaming RPCs through the proxy', () => {
   let proxy: RunningProxy;
   let client: EchoClient;
 
+  let setup: EchoSetup;
+
   before(async () => {
-    backends = await startBackends(1);
-    proxy = await startProxy({
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
-    client = echoClient(`127.0.0.1:${proxy.port}`);
+    setup = await startEchoSetup(1);
+    ({ backends, proxy, client } = setup);
   });
 
-  after(async () => {
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  after(() => setup.close());
 
   it(`client streaming: ${MESSAGES} messages arrive in full`, async () => {
     const response = await new Promise<EchoResponse>((resolve, reject) => {

@@ -86,3 +86,34 @@ export async function waitFor(check: () => boolean | Promise<boolean>, what: str
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+export interface EchoSetup {
+  readonly backends: EchoServerHandle[];
+  readonly proxy: RunningProxy;
+  readonly client: EchoClient;
+  close(): Promise<void>;
+}
+
+/**
+ * The common arrangement: `backendCount` Echo backends in one cluster "echo", a proxy routing
+ * everything to it (plus `config`, which may override routes, clusters or listeners), and a client.
+ */
+export async function startEchoSetup(backendCount: number, config: Record<string, unknown> = {}): Promise<EchoSetup> {
+  const backends = await startBackends(backendCount);
+  const proxy = await startProxy({
+    clusters: [staticCluster('echo', backends)],
+    routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+    ...config,
+  });
+  const client = echoClient(`127.0.0.1:${proxy.port}`);
+  return {
+    backends,
+    proxy,
+    client,
+    close: async () => {
+      client.close();
+      await proxy.close();
+      await Promise.all(backends.map((b) => b.close()));
+    },
+  };
+}
