@@ -11,6 +11,7 @@
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino, { type Logger } from 'pino';
+import { startAdminServer, type AdminServer, type AdminTarget } from './admin/admin-server.ts';
 import { startHealthEndpoint, type HealthEndpoint, type Readiness } from './admin/health-endpoint.ts';
 import type { ClusterConfig, SwitchyardConfig } from './config/schema.ts';
 import { Cluster } from './cluster/cluster.ts';
@@ -24,6 +25,9 @@ import type { RpcRecord } from './proxy/rpc-record.ts';
 import { RouteTable } from './router/route-table.ts';
 import { Authorizer } from './security/authorization.ts';
 import { admitRpc } from './security/rpc-admission.ts';
+import { loadedCertificates, type LoadedCertificate } from './security/certificate-expiry.ts';
+import { Telemetry } from './metrics/telemetry.ts';
+import { VERSION } from './version.ts';
 
 export type { ReloadSummary } from './lifecycle/reload-plan.ts';
 
@@ -43,13 +47,19 @@ export interface SwitchyardOptions {
   readonly logger?: Logger;
   /** Observes every finished RPC (tests, the demo's live view). */
   readonly onRpcEnd?: (record: RpcRecord) => void;
+  /** What the admin interface's POST /drain does. Default: drain(). `switchyard run` also exits after it. */
+  readonly onDrainRequest?: () => void;
 }
 
 /** A config to reload: what loadConfig returns, or a config built in code (without TLS files). */
 export interface ReloadInput {
   readonly config: SwitchyardConfig;
   readonly secrets?: ConfigSecrets;
+  /** What prompted it, for metrics: a config change (default) or rotated certificates. */
+  readonly kind?: ReloadKind;
 }
+
+export type ReloadKind = 'config' | 'certificates';
 
 export interface DrainOptions {
   /** Keep serving, while /ready answers 503, this long before GOAWAY. Default: the config's drain.delay. */
@@ -77,6 +87,12 @@ export class Switchyard {
   #listeners: Listener[] = [];
   #accessLog: AccessLog;
   #health: HealthEndpoint | undefined;
+  #admin: AdminServer | undefined;
+  /** Created with the admin interface (the only place its figures are read), and kept across reloads. */
+  #telemetry: Telemetry | undefined;
+  /** The admin settings #admin was bound with. */
+  #adminSettings: SwitchyardConfig['admin'];
+  readonly #onDrainRequest: () => void;
   /** Listeners and clusters a reload replaced, still finishing their RPCs. */
   readonly #retiringListeners = new Set<Listener>();
   readonly #retiringClusters = new Set<Cluster>();
@@ -86,18 +102,23 @@ export class Switchyard {
 
   private constructor(options: SwitchyardOptions) {
     this.#config = options.config;
+    this.#adminSettings = options.config.admin;
     this.#secrets = options.secrets ?? NO_SECRETS;
     this.#ownLogger = options.logger === undefined;
     this.logger = options.logger ?? pino({ level: options.config.log_level });
     this.#observe = options.onRpcEnd;
+    this.#onDrainRequest = options.onDrainRequest ?? (() => void this.drain());
     this.#routes = new RouteTable(options.config.routes);
     this.#authorizer = new Authorizer(options.config.authorization);
     this.#accessLog = createAccessLog(options.config.access_log.output);
     this.#handler = createRpcHandler({
       routes: () => this.#routes,
       cluster: (name) => this.#clusters.get(name),
+      tracing: () => this.#config.tracing,
+      onRpcStart: (record) => this.#telemetry?.rpcStarted(record),
       onRpcEnd: (record) => {
         this.#accessLog.write(record);
+        this.#telemetry?.rpcEnded(record);
         this.#observe?.(record);
       },
       admit: (stream, headers, listener) => admitRpc(this.#admission, stream, headers, listener),
@@ -114,6 +135,7 @@ export class Switchyard {
     const { config } = options;
     try {
       if (config.health) proxy.#health = await proxy.#startHealth(config.health);
+      if (config.admin) proxy.#admin = await proxy.#startAdmin(config.admin);
       for (const clusterConfig of config.clusters) {
         const cluster = proxy.#createCluster(clusterConfig, proxy.#secrets);
         proxy.#clusters.set(clusterConfig.name, cluster);
@@ -126,6 +148,7 @@ export class Switchyard {
       await Promise.all(proxy.#listeners.map((listener) => listener.close(0)));
       for (const cluster of proxy.#clusters.values()) cluster.close();
       await proxy.#health?.close();
+      await proxy.#admin?.close();
       await proxy.#accessLog.close();
       throw error;
     }
@@ -162,6 +185,29 @@ export class Switchyard {
     return this.#state;
   }
 
+  /** Where the admin interface listens, if the config has one. */
+  get adminAddress(): AddressInfo | undefined {
+    return this.#admin?.address;
+  }
+
+  /** Metrics, the dashboard's window and recent changes; undefined until the config has an admin section. */
+  get telemetry(): Telemetry | undefined {
+    return this.#telemetry;
+  }
+
+  /** Every certificate in force, soonest expiry first. */
+  certificates(): LoadedCertificate[] {
+    return loadedCertificates(this.#config, this.#secrets);
+  }
+
+  /**
+   * Counts a reload that failed before reload() was called (an unreadable
+   * config file, certificates that do not load), as reload() counts its own.
+   */
+  reportReloadFailure(kind: ReloadKind, message: string): void {
+    this.#telemetry?.reloaded(kind, message);
+  }
+
   /** Where the readiness endpoint listens, if the config has one. */
   get healthAddress(): AddressInfo | undefined {
     return this.#health?.address;
@@ -185,7 +231,17 @@ export class Switchyard {
    * is draining. Calls are serialized.
    */
   reload(input: ReloadInput): Promise<ReloadSummary> {
-    const run = this.#reloads.then(() => this.#reload(input));
+    const kind = input.kind ?? 'config';
+    const run = this.#reloads.then(() => this.#reload(input)).then(
+      (summary) => {
+        this.#telemetry?.reloaded(kind);
+        return summary;
+      },
+      (error: unknown) => {
+        this.#telemetry?.reloaded(kind, errorMessage(error));
+        throw error;
+      },
+    );
     this.#reloads = run.catch(() => {});
     return run;
   }
@@ -233,6 +289,7 @@ export class Switchyard {
     this.#retiringClusters.clear();
     await this.#accessLog.close();
     await this.#health?.close();
+    await this.#admin?.close();
     this.#state = 'stopped';
     this.logger.info('stopped');
     return { destroyed };
@@ -310,6 +367,8 @@ export class Switchyard {
       return undefined;
     });
     this.#health = health;
+    await this.#reloadAdmin(next.config.admin);
+    this.#telemetry?.metrics.methods.configure(namedMethods(next.config), next.config.metrics.max_methods);
     for (const listenerConfig of deferred) {
       const listener = await this.#bindWhenFree(listenerConfig, next.secrets);
       if (listener) bound.set(listenerConfig.name, listener);
@@ -339,6 +398,8 @@ export class Switchyard {
       source: createDiscoverySource(config),
       tls: tls && config.tls ? { ...tls, serverName: config.tls.server_name, verifySubjectAltNames: config.tls.verify_subject_alt_names } : undefined,
       logger: this.logger,
+      onAttemptEnd: (endpoint, latencyMs, outcome) => this.#telemetry?.attemptEnded(config.name, endpoint, latencyMs, outcome),
+      onEndpointEvent: (event) => this.#telemetry?.endpointEvent(event),
     });
   }
 
@@ -352,6 +413,53 @@ export class Switchyard {
     const health = await startHealthEndpoint(config, () => (this.#state === 'stopped' ? 'draining' : this.#state));
     this.logger.info({ address: `${health.address.address}:${health.address.port}` }, 'readiness endpoint listening (GET /ready, /live)');
     return health;
+  }
+
+  async #startAdmin(settings: NonNullable<SwitchyardConfig['admin']>): Promise<AdminServer> {
+    this.#telemetry ??= new Telemetry({
+      source: {
+        clusters: () => this.#clusters.values(),
+        listeners: () => this.#listeners,
+        certificates: () => this.certificates(),
+        ready: () => this.#state === 'ready',
+      },
+      namedMethods: namedMethods(this.#config),
+      maxLearnedMethods: this.#config.metrics.max_methods,
+      version: VERSION,
+    });
+    const proxy = this;
+    const target: AdminTarget = {
+      get config() { return proxy.#config; },
+      get clusters() { return proxy.#clusters; },
+      get state() { return proxy.#state; },
+      telemetry: this.#telemetry,
+      routes: () => this.#routes.routes,
+      certificates: () => this.certificates(),
+      requestDrain: () => this.#onDrainRequest(),
+      get logLevel() { return proxy.logger.level; },
+      set logLevel(level: string) {
+        proxy.logger.info({ level, previous: proxy.logger.level }, 'log level changed through the admin interface');
+        proxy.logger.level = level;
+      },
+    };
+    const admin = await startAdminServer(settings, target);
+    this.logger.info({ address: `${admin.address.address}:${admin.address.port}` }, 'admin interface listening (GET / lists its endpoints; /dashboard)');
+    return admin;
+  }
+
+  /** Rebinds the admin interface when its settings changed; a failure leaves it off and is logged, not fatal. */
+  async #reloadAdmin(settings: SwitchyardConfig['admin']): Promise<void> {
+    const running = this.#admin;
+    if (JSON.stringify(settings) === JSON.stringify(this.#adminSettings)) return;
+    this.#adminSettings = settings;
+    this.#admin = undefined;
+    await running?.close();
+    if (!settings) return;
+    try {
+      this.#admin = await this.#startAdmin(settings);
+    } catch (error) {
+      this.logger.error({ err: errorMessage(error) }, 'admin interface could not be bound; it is off until the next reload');
+    }
   }
 
   /** Binds a listener whose port a retired listener has just given up, retrying briefly. */
@@ -395,6 +503,12 @@ export class Switchyard {
     const timer = setInterval(() => closeWhenIdle() && clearInterval(timer), RETIRE_POLL_MS);
     timer.unref();
   }
+}
+
+/** Methods that always get their own metric labels: those the config names. */
+function namedMethods(config: SwitchyardConfig): string[] {
+  const fromRoutes = config.routes.flatMap((route) => (route.match.method === undefined ? [] : [route.match.method]));
+  return [...config.metrics.methods, ...fromRoutes];
 }
 
 function isAddressInUse(error: unknown): boolean {

@@ -4,26 +4,29 @@
  *   switchyard run --config FILE     run the proxy (the default command)
  *   switchyard check --config FILE   validate a config and exit
  *   switchyard demo                  the proxy in front of three demo backends, L4 vs L7 side by side
+ *   switchyard status                the endpoints a running proxy sees, from its admin interface
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { parseDuration } from '../config/duration.ts';
 import { runProxy } from './run.ts';
 import { isWorkerProcess, runWorkers } from './workers.ts';
-import { readFileSync } from 'node:fs';
+import { VERSION } from '../version.ts';
+import { DEFAULT_ADMIN, printStatus } from './status.ts';
 
-// Two levels up from both src/cli and dist/cli.
-const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const USAGE = `usage: switchyard [run] --config FILE
        switchyard check --config FILE
        switchyard demo [--duration 30s]
+       switchyard status [--admin HOST:PORT] [--json]
        switchyard --version
 
 options:
   -c, --config FILE    the YAML config (docs/configuration.md)
       --duration D     demo only: stop after D (e.g. 30s); default: run until Ctrl-C
       --workers N      run N proxy processes sharing the listeners (default 1; use up to one per core)
+      --admin HOST:PORT   status only: the proxy's admin interface (default ${DEFAULT_ADMIN})
+      --json           status only: print /clusters as JSON instead of a table
 
 signals (run):
   SIGTERM, SIGINT      drain: /ready answers 503, serve on for drain.delay, GOAWAY every
@@ -43,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       duration: { type: 'string' },
       workers: { type: 'string', default: '1' },
+      admin: { type: 'string', default: DEFAULT_ADMIN },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -52,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.version) {
-    process.stdout.write(`switchyard ${packageJson.version} (node ${process.versions.node}, nghttp2 ${process.versions.nghttp2})\n`);
+    process.stdout.write(`switchyard ${VERSION} (node ${process.versions.node}, nghttp2 ${process.versions.nghttp2})\n`);
     return 0;
   }
   const command = positionals[0] ?? 'run';
@@ -65,6 +70,8 @@ async function main(argv: string[]): Promise<number> {
       await runDemo({ durationMs });
       return 0;
     }
+    case 'status':
+      return printStatus(values.admin, { json: values.json });
     case 'check':
     case 'run': {
       if (!values.config) return usageError(`${command} needs --config FILE`);

@@ -38,7 +38,12 @@ export async function runProxy(configFile: string, loaded: LoadedConfig): Promis
   process.on('SIGINT', onTerminate);
   process.on('SIGHUP', () => (hangup ? hangup() : (hangupBeforeStart = true)));
 
-  const running = await Switchyard.start({ config: loaded.config, secrets: loaded.secrets });
+  const running = await Switchyard.start({
+    config: loaded.config,
+    secrets: loaded.secrets,
+    // POST /drain on the admin interface: the same as SIGTERM, so the process exits once drained.
+    onDrainRequest: () => onTerminate('SIGTERM'),
+  });
   proxy = running;
   reportDrainSettings(running);
 
@@ -89,6 +94,7 @@ async function reloadOnce(proxy: Switchyard, configFile: string, reason: ReloadR
   } catch (error) {
     // The ConfigError message lists every problem with its path and line.
     proxy.logger.error({ reason, error: (error as Error).message }, 'config reload rejected; the running config stays in force');
+    proxy.reportReloadFailure('config', (error as Error).message);
     return;
   }
   try {

@@ -13,10 +13,12 @@ import { endpointKey, type DiscoverySource, type DiscoveryUpdate, type EndpointA
 import { EndpointPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
 import { isEndpointFailure, type RpcOutcome } from './rpc-outcome.ts';
 import { ClusterLimits } from '../resilience/cluster-limits.ts';
-import { ClusterHealth, type EndpointHealth, type EndpointHealthView, type TrackedEndpoint } from '../health/cluster-health.ts';
+import { ClusterHealth, type EndpointHealth, type EndpointHealthEventKind, type EndpointHealthView, type TrackedEndpoint } from '../health/cluster-health.ts';
 
 /** Picks a retry may spend looking for an endpoint it has not tried. */
 const AVOID_TRIES = 4;
+/** The latency the admin API shows reflects roughly the last few seconds. */
+const LATENCY_DECAY_MS = 5_000;
 
 /** One backend endpoint as the cluster tracks it. */
 export class ClusterEndpoint implements BalancedEndpoint, TrackedEndpoint {
@@ -34,6 +36,9 @@ export class ClusterEndpoint implements BalancedEndpoint, TrackedEndpoint {
   activeRequests = 0;
   /** RPCs sent to this endpoint since it joined. */
   totalRequests = 0;
+  /** Attempt latency, exponentially weighted (for the admin API; policies keep their own). Undefined until the first attempt ends. */
+  latencyEwmaMs: number | undefined;
+  #latencyAt = 0;
 
   constructor(address: EndpointAddress, pool: EndpointPool) {
     this.key = endpointKey(address);
@@ -42,6 +47,25 @@ export class ClusterEndpoint implements BalancedEndpoint, TrackedEndpoint {
     this.configuredWeight = address.weight;
     this.pool = pool;
   }
+
+  /** Folds one attempt's latency into latencyEwmaMs: older samples weigh e^(-age / LATENCY_DECAY_MS). */
+  observeLatency(latencyMs: number, now: number): void {
+    if (this.latencyEwmaMs === undefined) {
+      this.latencyEwmaMs = latencyMs;
+    } else {
+      const keep = Math.exp(-Math.max(0, now - this.#latencyAt) / LATENCY_DECAY_MS);
+      this.latencyEwmaMs = this.latencyEwmaMs * keep + latencyMs * (1 - keep);
+    }
+    this.#latencyAt = now;
+  }
+}
+
+/** What happened to an endpoint, for the admin API's recent changes. */
+export interface EndpointEvent {
+  readonly cluster: string;
+  readonly endpoint: string;
+  readonly kind: 'added' | 'removed' | EndpointHealthEventKind;
+  readonly detail?: string | undefined;
 }
 
 export interface ClusterLogger {
@@ -55,6 +79,10 @@ export interface ClusterOptions {
   readonly tls?: UpstreamTls | undefined;
   readonly logger?: ClusterLogger | undefined;
   readonly environment?: PolicyEnvironment | undefined;
+  /** Called when each attempt ends, after the cluster has taken it into account (metrics). */
+  readonly onAttemptEnd?: ((endpoint: ClusterEndpoint, latencyMs: number, outcome: RpcOutcome) => void) | undefined;
+  /** Endpoints joining, leaving, failing health checks, ejected and returning. */
+  readonly onEndpointEvent?: ((event: EndpointEvent) => void) | undefined;
 }
 
 export class Cluster {
@@ -63,6 +91,9 @@ export class Cluster {
   readonly #source: DiscoverySource;
   readonly #tls: UpstreamTls | undefined;
   readonly #logger: ClusterLogger | undefined;
+  readonly #now: () => number;
+  readonly #onAttemptEnd: ClusterOptions['onAttemptEnd'];
+  readonly #onEndpointEvent: ClusterOptions['onEndpointEvent'];
   readonly #policy: LoadBalancingPolicy<ClusterEndpoint>;
   /** Circuit breakers and retry budget. */
   readonly limits: ClusterLimits;
@@ -79,6 +110,8 @@ export class Cluster {
     this.#source = options.source;
     this.#tls = options.tls;
     this.#logger = options.logger;
+    this.#onAttemptEnd = options.onAttemptEnd;
+    this.#onEndpointEvent = options.onEndpointEvent;
     this.#policy = createPolicy<ClusterEndpoint>(
       options.config.lb_policy,
       {
@@ -89,6 +122,7 @@ export class Cluster {
       options.environment,
     );
     const environment = options.environment ?? systemEnvironment;
+    this.#now = () => environment.now();
     this.#health = new ClusterHealth({
       cluster: this.name,
       config: options.config,
@@ -97,7 +131,13 @@ export class Cluster {
       now: () => environment.now(),
       random: () => environment.random(),
       onChange: () => this.#recomputeAvailable(),
+      onEvent: options.onEndpointEvent && ((endpoint, kind, detail) => options.onEndpointEvent!({ cluster: this.name, endpoint, kind, detail })),
     });
+  }
+
+  /** The config the cluster was built from. */
+  get config(): ClusterConfig {
+    return this.#config;
   }
 
   /** Starts discovery. Endpoints appear as the source reports them. */
@@ -131,8 +171,10 @@ export class Cluster {
   /** Reports the end of an RPC attempt started by pick(), and how it ended. */
   release(endpoint: ClusterEndpoint, latencyMs: number, outcome: RpcOutcome): void {
     endpoint.activeRequests--;
+    if (outcome.kind !== 'abandoned') endpoint.observeLatency(latencyMs, this.#now());
     this.#policy.onRpcEnd?.(endpoint, latencyMs, isEndpointFailure(outcome));
     this.#health.record(endpoint, outcome);
+    this.#onAttemptEnd?.(endpoint, latencyMs, outcome);
   }
 
   /** Why pick() found nothing, for the UNAVAILABLE message. */
@@ -178,6 +220,7 @@ export class Cluster {
       }
       this.#endpoints.set(key, new ClusterEndpoint(address, this.#createPool(address)));
       this.#logger?.info({ cluster: this.name, endpoint: key }, 'endpoint added');
+      this.#onEndpointEvent?.({ cluster: this.name, endpoint: key, kind: 'added' });
     }
     for (const [key, endpoint] of this.#endpoints) {
       if (seen.has(key)) continue;
@@ -185,6 +228,7 @@ export class Cluster {
       endpoint.pool.close();
       this.#endpoints.delete(key);
       this.#logger?.info({ cluster: this.name, endpoint: key }, 'endpoint removed');
+      this.#onEndpointEvent?.({ cluster: this.name, endpoint: key, kind: 'removed' });
     }
     this.#health.setEndpoints([...this.#endpoints.values()]);
     this.#recomputeAvailable();

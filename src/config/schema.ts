@@ -8,7 +8,9 @@ import { z } from 'zod';
 import { duration, statusCode } from './schema-primitives.ts';
 import { clusterResilience, drainSettings, healthListener, retryPolicy } from './resilience-schema.ts';
 import { authorizationSettings, certificateSettings, downstreamTlsFields, upstreamTlsFields } from '../security/security-schema.ts';
+import { adminSettings, metricsSettings } from '../admin/admin-schema.ts';
 import { http2AbuseFields, listenerAbuseFields, routeRateLimit } from '../security/abuse-schema.ts';
+import { tracingSettings } from '../tracing/tracing-schema.ts';
 
 /** Listener ports may be 0 (the OS picks one: useful in tests); an upstream port never is. */
 const port = z.number().int().min(0).max(65535);
@@ -272,6 +274,10 @@ export const configSchema = z
     clusters: z.array(cluster).default([]),
     access_log: accessLog.prefault({}),
     drain: drainSettings.prefault({}),
+    /** The admin interface (metrics, /clusters, /drain, the dashboard); loopback only unless allow_remote. Unset: none. */
+    admin: adminSettings.optional(),
+    /** How metrics label methods; see docs/observability.md. */
+    metrics: metricsSettings.prefault({}),
     /** Switchyard's own /ready and /live, on a listener of their own. Unset: none. */
     health: healthListener.optional(),
     /** Reload the config when the file changes, as on SIGHUP. */
@@ -279,6 +285,8 @@ export const configSchema = z
     /** Per-RPC method authorization by caller identity; see docs/security.md. */
     authorization: authorizationSettings.prefault({}),
     certificates: certificateSettings.prefault({}),
+    /** W3C traceparent propagation with a proxy span per RPC, and optional OpenTelemetry spans; see docs/tracing.md. */
+    tracing: tracingSettings.prefault({}),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine(checkReferences, { when: () => true });

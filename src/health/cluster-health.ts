@@ -17,6 +17,9 @@ import { SlowStart } from './slow-start.ts';
 /** `unchecked`: the cluster has no active health check. */
 export type EndpointHealth = 'unchecked' | HealthState;
 
+/** Health changes worth showing an operator. */
+export type EndpointHealthEventKind = 'healthy' | 'unhealthy' | 'ejected' | 'returned';
+
 /** The endpoint fields this module reads and keeps current; the cluster's ClusterEndpoint has them. */
 export interface TrackedEndpoint {
   readonly key: string;
@@ -55,6 +58,8 @@ export interface ClusterHealthOptions {
   readonly random: () => number;
   /** Availability or weights may have changed: the cluster should call select() again. */
   readonly onChange: () => void;
+  /** An endpoint's health check state changed, or it was ejected or returned. */
+  readonly onEvent?: ((endpoint: string, kind: EndpointHealthEventKind, detail?: string) => void) | undefined;
 }
 
 export class ClusterHealth {
@@ -89,6 +94,7 @@ export class ClusterHealth {
       onChange: (key, state, previous) => {
         if (state === 'healthy' && (previous === 'unhealthy' || this.#awaitingFirstPass.has(key))) this.#slowStart.begin(key);
         if (state === 'healthy') this.#awaitingFirstPass.delete(key);
+        if (state === 'healthy' || state === 'unhealthy') options.onEvent?.(key, state, state === 'unhealthy' ? this.#checker?.snapshot(key)?.lastFailure : undefined);
         options.onChange();
       },
     });
@@ -227,10 +233,14 @@ export class ClusterHealth {
       reason,
       ejection_ms: until === undefined ? undefined : Math.round(until - this.#options.now()),
     }, 'outlier detection: endpoint ejected');
+    this.#options.onEvent?.(key, 'ejected', reason);
   }
 
   #logReturned(keys: readonly string[]): void {
-    for (const key of keys) this.#options.logger?.info({ cluster: this.#options.cluster, endpoint: key }, 'outlier detection: ejection ended');
+    for (const key of keys) {
+      this.#options.logger?.info({ cluster: this.#options.cluster, endpoint: key }, 'outlier detection: ejection ended');
+      this.#options.onEvent?.(key, 'returned');
+    }
   }
 }
 

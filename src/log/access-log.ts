@@ -32,6 +32,8 @@ export function createAccessLog(output: string): AccessLog {
         bytes_out: record.bytesOut,
         peer: record.peer,
         listener: record.listener,
+        trace_id: record.traceId,
+        span_id: record.spanId,
       });
     },
     close: () =>

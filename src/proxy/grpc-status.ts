@@ -31,3 +31,10 @@ export function encodeGrpcMessage(message: string): string {
   }
   return out;
 }
+
+const NAME_BY_CODE: readonly string[] = Object.keys(Status);
+
+/** `OK`, `UNAVAILABLE`, …: the names metrics and logs use. An RPC that ended without a status is counted as UNKNOWN, as gRPC clients see it. */
+export function statusName(code: number | undefined): string {
+  return (code === undefined ? undefined : NAME_BY_CODE[code]) ?? 'UNKNOWN';
+}

@@ -195,6 +195,7 @@ export class RpcBridge {
   onRequestData(chunk: Buffer): void {
     this.record.bytesIn += chunk.length;
     const declared = this.#requestMeter!.feed(chunk);
+    this.record.messagesIn = this.#requestMeter!.messages;
     if (declared >= 0) {
       // Nothing of the oversized message is forwarded or kept; the rest of the request is read and dropped.
       this.downstream.off('data', onDownstreamData);
@@ -449,6 +450,7 @@ function releaseHeld(attempt: Attempt): void {
 function forwardResponseData(attempt: Attempt, upstream: ClientHttp2Stream, chunk: Buffer): void {
   const bridge = attempt.bridge;
   bridge.record.bytesOut += chunk.length;
+  bridge.record.messagesOut = attempt.responseMeter?.messages ?? 0;
   const downstream = bridge.downstream;
   if (bridge.downstreamClosed || downstream.destroyed) return;
   if (!downstream.write(chunk) && !upstream.isPaused()) {

@@ -11,11 +11,18 @@ import { respondWithStatus } from './respond.ts';
 import type { RpcRecord } from './rpc-record.ts';
 import { callerIdentity } from '../security/identity.ts';
 import { connectionRateLimited } from '../security/rate-limit.ts';
+import { endRpcOtelSpan } from '../tracing/otel-span.ts';
+import { traceRpc } from '../tracing/rpc-trace.ts';
+import type { TracingSettings } from '../tracing/tracing-schema.ts';
 
 export interface RpcHandlerDependencies {
   /** Read on every RPC, so a reload can swap it. */
   routes(): RouteTable;
   cluster(name: string): Cluster | undefined;
+  /** Read on every forwarded RPC, so a reload can change it. Unset: no tracing. */
+  tracing?(): TracingSettings;
+  /** Called once per RPC as soon as its record exists (before any check). */
+  onRpcStart?(record: RpcRecord): void;
   /** Called once per RPC when its downstream stream has closed. */
   onRpcEnd(record: RpcRecord): void;
   /**
@@ -44,8 +51,18 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       retries: 0,
       bytesIn: 0,
       bytesOut: 0,
-      finish: () => deps.onRpcEnd(record),
+      messagesIn: 0,
+      messagesOut: 0,
+      metricLabels: undefined,
+      traceId: undefined,
+      spanId: undefined,
+      otelSpan: undefined,
+      finish: () => {
+        if (record.otelSpan !== undefined) endRpcOtelSpan(record.otelSpan, record);
+        deps.onRpcEnd(record);
+      },
     };
+    deps.onRpcStart?.(record);
     stream.on('error', () => {});
 
     const contentType = headers['content-type'];
@@ -89,6 +106,9 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
     if (!cluster) {
       return answer(stream, record, Status.UNAVAILABLE, `cluster "${route.action.cluster}" does not exist`);
     }
+    // Off by default: then this check is all tracing costs an RPC.
+    const tracing = deps.tracing?.();
+    if (tracing?.enabled) traceRpc(tracing, headers, record);
     forwardRpc(stream, headers, route, cluster, record);
   };
 }

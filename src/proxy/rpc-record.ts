@@ -1,3 +1,6 @@
+import type { Span } from '@opentelemetry/api';
+import type { MethodLabels } from '../metrics/method-labels.ts';
+
 /** What the proxy knows about one RPC; filled as it proceeds and handed to the access log when it ends. */
 export interface RpcRecord {
   /** performance.now() when the request headers arrived. */
@@ -17,6 +20,16 @@ export interface RpcRecord {
   retries: number;
   bytesIn: number;
   bytesOut: number;
+  /** With tracing on (src/tracing/): the W3C trace id, and the id of the proxy's span, sent upstream as parent-id. */
+  traceId: string | undefined;
+  spanId: string | undefined;
+  /** The OpenTelemetry span of the RPC (tracing.opentelemetry), ended with the record. */
+  otelSpan: Span | undefined;
+  /** gRPC messages (length-prefixed frames) received from the client and sent to it. */
+  messagesIn: number;
+  messagesOut: number;
+  /** Set when the RPC starts if metrics are on: the bounded method labels it is counted under. */
+  metricLabels: MethodLabels | undefined;
   /** Called exactly once, when the downstream stream has closed. */
   finish(): void;
 }

@@ -19,7 +19,9 @@ export interface RotatableProxy {
   readonly config: SwitchyardConfig;
   readonly secrets: ConfigSecrets;
   readonly logger: Logger;
-  reload(input: { config: SwitchyardConfig; secrets: ConfigSecrets }): Promise<unknown>;
+  reload(input: { config: SwitchyardConfig; secrets: ConfigSecrets; kind: 'certificates' }): Promise<unknown>;
+  /** Counts a rotation that failed before reload() (metrics). */
+  reportReloadFailure(kind: 'certificates', message: string): void;
 }
 
 export interface CertificateWatcher {
@@ -54,10 +56,11 @@ export async function watchCertificates(proxy: RotatableProxy, debounceMs = DEBO
       ({ secrets } = await resolveConfig(proxy.config, { baseDir: '/', label: 'certificate rotation' }));
     } catch (error) {
       proxy.logger.error({ error: (error as Error).message }, 'certificate files changed but cannot be used; the certificates in force stay');
+      proxy.reportReloadFailure('certificates', (error as Error).message);
       return;
     }
     try {
-      await proxy.reload({ config: proxy.config, secrets });
+      await proxy.reload({ config: proxy.config, secrets, kind: 'certificates' });
     } catch (error) {
       proxy.logger.error({ error: (error as Error).message }, 'certificate rotation failed; the certificates in force stay');
       return;

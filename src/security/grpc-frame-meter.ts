@@ -15,6 +15,8 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 4 << 20;
 
 export class GrpcFrameMeter {
   readonly maxMessageBytes: number;
+  /** Messages whose length prefix has been read. */
+  messages = 0;
   /** Body bytes of the current message still to come; 0 when a prefix is next. */
   #bodyLeft = 0;
   /** Prefix bytes seen so far of a prefix split over chunks (0 to 4). */
@@ -45,6 +47,7 @@ export class GrpcFrameMeter {
         // The common case: a whole prefix in this chunk.
         const length = ((chunk[offset + 1]! << 24) >>> 0) + (chunk[offset + 2]! << 16) + (chunk[offset + 3]! << 8) + chunk[offset + 4]!;
         if (length > this.maxMessageBytes) return length;
+        this.messages++;
         this.#bodyLeft = length;
         offset += 5;
         continue;
@@ -59,6 +62,7 @@ export class GrpcFrameMeter {
         this.#prefixSeen = 0;
         this.#length = 0;
         if (length > this.maxMessageBytes) return length;
+        this.messages++;
         this.#bodyLeft = length;
       }
     }

@@ -51,6 +51,8 @@ describe('parseConfig: defaults', () => {
       watch_config: false,
       authorization: { rules: [] },
       certificates: { expiry_warning: 7 * 24 * 3_600_000 },
+      tracing: { enabled: false, sample_new_traces: false, opentelemetry: false },
+      metrics: { methods: [], max_methods: 200 },
       log_level: 'info',
     });
   });

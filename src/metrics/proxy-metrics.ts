@@ -1,0 +1,286 @@
+/**
+ * Prometheus metrics of one proxy, in a registry of its own (several proxies
+ * may share a process in tests). Names follow grpc-prometheus for what the
+ * proxy serves (grpc_server_*), so existing dashboards and queries work;
+ * what only a proxy knows (endpoints, pools, limits) is switchyard_*.
+ *
+ * Counters that change per RPC are kept as label-bound children, looked up
+ * once per series, so an RPC costs a few map lookups and additions. State
+ * (connections, health, limits, certificates) is read from the proxy at
+ * scrape time: it costs nothing between scrapes and is never stale.
+ * docs/observability.md lists every metric.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Cluster, ClusterEndpoint } from '../cluster/cluster.ts';
+import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
+import type { RpcRecord } from '../proxy/rpc-record.ts';
+import { MethodLabeler } from './method-labels.ts';
+import { statusName } from '../proxy/grpc-status.ts';
+import type { LoadedCertificate } from '../security/certificate-expiry.ts';
+
+/** What the scrape-time gauges read from the running proxy. */
+export interface MetricsSource {
+  clusters(): Iterable<Cluster>;
+  listeners(): Iterable<{ readonly name: string; readonly connectionCount: number }>;
+  certificates(): readonly LoadedCertificate[];
+  ready(): boolean;
+}
+
+export interface ProxyMetricsOptions {
+  readonly source: MetricsSource;
+  /** Paths that always get their own method labels. */
+  readonly namedMethods: Iterable<string>;
+  readonly maxLearnedMethods: number;
+  readonly version: string;
+}
+
+/** RPC latencies from 1 ms to 5 min: proxies carry both quick unary calls and long streams. */
+const RPC_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+const NO_ROUTE = 'none';
+
+interface RpcSeries {
+  readonly handled: Map<number | undefined, Counter.Internal>;
+  readonly handling: Histogram.Internal<string>;
+  readonly messagesIn: Counter.Internal;
+  readonly messagesOut: Counter.Internal;
+  readonly bytesIn: Counter.Internal;
+  readonly bytesOut: Counter.Internal;
+  readonly labels: Record<string, string>;
+}
+
+interface EndpointSeries {
+  readonly attempts: Map<string, Counter.Internal>;
+  readonly duration: Histogram.Internal<string>;
+}
+
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly methods: MethodLabeler;
+  readonly #started: Counter;
+  readonly #handled: Counter;
+  readonly #handling: Histogram;
+  readonly #messagesIn: Counter;
+  readonly #messagesOut: Counter;
+  readonly #bytesIn: Counter;
+  readonly #bytesOut: Counter;
+  readonly #attempts: Counter;
+  readonly #attemptDuration: Histogram;
+  readonly #retries: Counter;
+  readonly #reloads: Counter;
+  readonly #rpcSeries = new Map<string, RpcSeries>();
+  readonly #startedSeries = new Map<string, Counter.Internal>();
+  readonly #endpointSeries = new Map<string, EndpointSeries>();
+
+  constructor(options: ProxyMetricsOptions) {
+    const registers = [this.registry];
+    this.methods = new MethodLabeler(options.namedMethods, options.maxLearnedMethods);
+    const rpcLabels = ['route', 'grpc_service', 'grpc_method'] as const;
+    this.#started = new Counter({ name: 'grpc_server_started_total', help: 'RPCs started by clients of the proxy.', labelNames: ['grpc_service', 'grpc_method'], registers });
+    this.#handled = new Counter({ name: 'grpc_server_handled_total', help: 'RPCs finished, by the gRPC status the client received (from headers or trailers).', labelNames: [...rpcLabels, 'grpc_code'], registers });
+    this.#handling = new Histogram({ name: 'grpc_server_handling_seconds', help: 'RPC duration as the proxy saw it: request headers to the end of the downstream stream.', labelNames: rpcLabels, buckets: RPC_SECONDS_BUCKETS, registers });
+    this.#messagesIn = new Counter({ name: 'grpc_server_msg_received_total', help: 'gRPC messages received from clients.', labelNames: rpcLabels, registers });
+    this.#messagesOut = new Counter({ name: 'grpc_server_msg_sent_total', help: 'gRPC messages sent to clients.', labelNames: rpcLabels, registers });
+    this.#bytesIn = new Counter({ name: 'switchyard_rpc_received_bytes_total', help: 'Request body bytes (gRPC framing included) received from clients.', labelNames: rpcLabels, registers });
+    this.#bytesOut = new Counter({ name: 'switchyard_rpc_sent_bytes_total', help: 'Response body bytes (gRPC framing included) sent to clients.', labelNames: rpcLabels, registers });
+    this.#attempts = new Counter({ name: 'switchyard_upstream_rpcs_total', help: 'RPC attempts on each endpoint (retries count again), by how the attempt ended.', labelNames: ['cluster', 'endpoint', 'grpc_code'], registers });
+    this.#attemptDuration = new Histogram({ name: 'switchyard_upstream_rpc_duration_seconds', help: 'Duration of each attempt on an endpoint.', labelNames: ['cluster', 'endpoint'], buckets: RPC_SECONDS_BUCKETS, registers });
+    this.#retries = new Counter({ name: 'switchyard_retries_total', help: 'Attempts after the first, by cluster.', labelNames: ['cluster'], registers });
+    this.#reloads = new Counter({ name: 'switchyard_reloads_total', help: 'Config and certificate reloads, by outcome.', labelNames: ['kind', 'result'], registers });
+    registerStateGauges(options.source, registers);
+    new Gauge({ name: 'switchyard_info', help: 'Always 1; the labels say what runs.', labelNames: ['version', 'node'], registers }).set({ version: options.version, node: process.versions.node }, 1);
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Counts an RPC as started and fixes the method labels it will be counted under. */
+  rpcStarted(record: RpcRecord): void {
+    const labels = this.methods.labelsFor(record.path);
+    record.metricLabels = labels;
+    const key = `${labels.service}/${labels.method}`;
+    let child = this.#startedSeries.get(key);
+    if (!child) {
+      child = this.#started.labels({ grpc_service: labels.service, grpc_method: labels.method });
+      this.#startedSeries.set(key, child);
+    }
+    child.inc();
+  }
+
+  rpcEnded(record: RpcRecord): void {
+    const labels = record.metricLabels;
+    if (!labels) return;
+    const route = record.route ?? NO_ROUTE;
+    const series = this.#seriesFor(route, labels.service, labels.method);
+    let handled = series.handled.get(record.status);
+    if (!handled) {
+      handled = this.#handled.labels({ ...series.labels, grpc_code: statusName(record.status) });
+      series.handled.set(record.status, handled);
+    }
+    handled.inc();
+    series.handling.observe((performance.now() - record.startedAt) / 1000);
+    if (record.messagesIn > 0) series.messagesIn.inc(record.messagesIn);
+    if (record.messagesOut > 0) series.messagesOut.inc(record.messagesOut);
+    if (record.bytesIn > 0) series.bytesIn.inc(record.bytesIn);
+    if (record.bytesOut > 0) series.bytesOut.inc(record.bytesOut);
+    if (record.retries > 0 && record.cluster !== undefined) this.#retries.inc({ cluster: record.cluster }, record.retries);
+    this.methods.observe(record.path, record.endpoint !== undefined, record.status);
+  }
+
+  /** One attempt on `endpoint` of `cluster` ended. */
+  attemptEnded(cluster: string, endpoint: ClusterEndpoint, latencyMs: number, outcome: RpcOutcome): void {
+    const key = `${cluster}\u0000${endpoint.key}`;
+    let series = this.#endpointSeries.get(key);
+    if (!series) {
+      series = { attempts: new Map(), duration: this.#attemptDuration.labels({ cluster, endpoint: endpoint.key }) };
+      this.#endpointSeries.set(key, series);
+    }
+    const code = outcome.kind === 'status' ? statusName(outcome.code) : outcome.kind;
+    let counter = series.attempts.get(code);
+    if (!counter) {
+      counter = this.#attempts.labels({ cluster, endpoint: endpoint.key, grpc_code: code });
+      series.attempts.set(code, counter);
+    }
+    counter.inc();
+    series.duration.observe(latencyMs / 1000);
+  }
+
+  /**
+   * Drops an endpoint's series once it has left its cluster: in Kubernetes
+   * every rollout brings new pod addresses, and series of pods long gone
+   * would otherwise pile up for as long as the proxy runs.
+   */
+  endpointRemoved(cluster: string, endpoint: string): void {
+    const key = `${cluster}\u0000${endpoint}`;
+    const series = this.#endpointSeries.get(key);
+    if (!series) return;
+    this.#endpointSeries.delete(key);
+    for (const code of series.attempts.keys()) this.#attempts.remove({ cluster, endpoint, grpc_code: code });
+    this.#attemptDuration.remove({ cluster, endpoint });
+  }
+
+  reloaded(kind: 'config' | 'certificates', ok: boolean): void {
+    this.#reloads.inc({ kind, result: ok ? 'ok' : 'failed' });
+  }
+
+  /** The Prometheus text exposition. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  #seriesFor(route: string, service: string, method: string): RpcSeries {
+    const key = `${route}\u0000${service}/${method}`;
+    let series = this.#rpcSeries.get(key);
+    if (!series) {
+      const labels = { route, grpc_service: service, grpc_method: method };
+      series = {
+        labels,
+        handled: new Map(),
+        handling: this.#handling.labels(labels),
+        messagesIn: this.#messagesIn.labels(labels),
+        messagesOut: this.#messagesOut.labels(labels),
+        bytesIn: this.#bytesIn.labels(labels),
+        bytesOut: this.#bytesOut.labels(labels),
+      };
+      this.#rpcSeries.set(key, series);
+    }
+    return series;
+  }
+}
+
+/** Gauges (and counters kept by other parts) read from the proxy when scraped. */
+function registerStateGauges(source: MetricsSource, registers: Registry[]): void {
+  const endpointLabels = ['cluster', 'endpoint'] as const;
+  const perEndpoint = (name: string, help: string, value: (endpoint: ClusterEndpoint, cluster: Cluster) => number) =>
+    new Gauge({
+      name, help, labelNames: endpointLabels, registers,
+      collect() {
+        this.reset();
+        for (const cluster of source.clusters()) {
+          for (const endpoint of cluster.endpoints.values()) this.set({ cluster: cluster.name, endpoint: endpoint.key }, value(endpoint, cluster));
+        }
+      },
+    });
+  perEndpoint('switchyard_upstream_active_rpcs', 'RPC attempts in flight on each endpoint.', (endpoint) => endpoint.activeRequests);
+  perEndpoint('switchyard_upstream_connections', 'Open HTTP/2 connections to each endpoint.', (endpoint) => endpoint.pool.connectionCount);
+  perEndpoint('switchyard_upstream_endpoint_weight', 'The weight the balancer uses (slow start lowers it for a while).', (endpoint) => endpoint.weight);
+  perEndpoint('switchyard_upstream_endpoint_ejected', '1 while outlier detection has ejected the endpoint.', (endpoint) => (endpoint.ejected ? 1 : 0));
+
+  new Gauge({
+    name: 'switchyard_upstream_endpoint_available', help: '1 when the endpoint may take new RPCs (connectable, healthy, not ejected, or all_unhealthy fail_open).', labelNames: endpointLabels, registers,
+    collect() {
+      this.reset();
+      for (const cluster of source.clusters()) {
+        for (const view of cluster.healthSnapshot()) this.set({ cluster: cluster.name, endpoint: view.key }, view.available ? 1 : 0);
+      }
+    },
+  });
+  new Gauge({
+    name: 'switchyard_upstream_endpoint_health', help: '1 for the endpoint\'s active health check state (unchecked when the cluster has no health_check).', labelNames: [...endpointLabels, 'state'], registers,
+    collect() {
+      this.reset();
+      for (const cluster of source.clusters()) {
+        for (const endpoint of cluster.endpoints.values()) this.set({ cluster: cluster.name, endpoint: endpoint.key, state: endpoint.health }, 1);
+      }
+    },
+  });
+  new Counter({
+    name: 'switchyard_outlier_ejections_total', help: 'Outlier ejections of each endpoint since it joined the cluster.', labelNames: endpointLabels, registers,
+    collect() {
+      this.reset();
+      for (const cluster of source.clusters()) {
+        for (const view of cluster.healthSnapshot()) this.inc({ cluster: cluster.name, endpoint: view.key }, view.outlier?.totalEjections ?? 0);
+      }
+    },
+  });
+
+  const perCluster = (name: string, help: string, value: (cluster: Cluster) => number) =>
+    new Gauge({
+      name, help, labelNames: ['cluster'], registers,
+      collect() {
+        this.reset();
+        for (const cluster of source.clusters()) this.set({ cluster: cluster.name }, value(cluster));
+      },
+    });
+  perCluster('switchyard_cluster_active_rpcs', 'RPCs in flight to the cluster (what circuit_breakers.max_requests bounds).', (cluster) => cluster.limits.activeRequests);
+  perCluster('switchyard_cluster_pending_rpcs', 'RPCs waiting for a connection or a stream slot (max_pending_requests).', (cluster) => cluster.limits.pendingRequests);
+  perCluster('switchyard_cluster_connections', 'Upstream connections of the cluster (max_connections).', (cluster) => cluster.limits.connections);
+  perCluster('switchyard_cluster_active_retries', 'Retries in flight (max_retries and the retry budget).', (cluster) => cluster.limits.activeRetries);
+  new Gauge({
+    name: 'switchyard_cluster_circuit_breaker_limit', help: 'The configured circuit breaker limits, to divide the usage gauges by (pool saturation).', labelNames: ['cluster', 'limit'], registers,
+    collect() {
+      this.reset();
+      for (const cluster of source.clusters()) {
+        for (const [limit, value] of Object.entries(cluster.config.circuit_breakers)) this.set({ cluster: cluster.name, limit }, value);
+      }
+    },
+  });
+  new Counter({
+    name: 'switchyard_cluster_overflows_total', help: 'RPCs, retries and connections a circuit breaker or the retry budget turned away.', labelNames: ['cluster', 'limit'], registers,
+    collect() {
+      this.reset();
+      for (const cluster of source.clusters()) {
+        for (const [limit, value] of Object.entries(cluster.limits.overflows)) this.inc({ cluster: cluster.name, limit }, value);
+      }
+    },
+  });
+  new Gauge({
+    name: 'switchyard_listener_connections', help: 'Open client connections on each listener.', labelNames: ['listener'], registers,
+    collect() {
+      this.reset();
+      for (const listener of source.listeners()) this.set({ listener: listener.name }, listener.connectionCount);
+    },
+  });
+  new Gauge({
+    name: 'switchyard_certificate_expiry_seconds', help: 'Seconds until each loaded certificate expires (negative once expired).', labelNames: ['source', 'subject', 'serial'], registers,
+    collect() {
+      this.reset();
+      for (const certificate of source.certificates()) {
+        this.set({ source: certificate.source, subject: certificate.subject, serial: certificate.serialNumber }, certificate.secondsUntilExpiry);
+      }
+    },
+  });
+  new Gauge({
+    name: 'switchyard_ready', help: '1 while /ready answers 200.', registers,
+    collect() {
+      this.set(source.ready() ? 1 : 0);
+    },
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * Tracing of one forwarded RPC. The proxy gets a span of its own: a new span
+ * id, under the caller's trace id, sent upstream as the traceparent parent-id
+ * so the backend's span is the proxy's child. Without a valid traceparent the
+ * proxy starts a new trace. Every attempt of the RPC (retries included) is
+ * sent the same traceparent: one proxy span per RPC.
+ *
+ * Only called when `tracing.enabled` is set; otherwise traceparent and
+ * tracestate cross the proxy untouched, like any other header.
+ */
+import type { IncomingHttpHeaders } from 'node:http2';
+import type { RpcRecord } from '../proxy/rpc-record.ts';
+import { startRpcOtelSpan } from './otel-span.ts';
+import { SAMPLED, formatTraceparent, newSpanId, newTraceId, parseTraceparent } from './traceparent.ts';
+import type { TracingSettings } from './tracing-schema.ts';
+
+/**
+ * Gives the RPC its span: fills record.traceId, spanId (and otelSpan when
+ * exporting) and rewrites `headers`, which go upstream as they are.
+ */
+export function traceRpc(settings: TracingSettings, headers: IncomingHttpHeaders, record: RpcRecord): void {
+  const caller = parseTraceparent(headers.traceparent);
+  let traceId: string;
+  let flags: number;
+  if (caller) {
+    traceId = caller.traceId;
+    flags = caller.flags;
+  } else {
+    traceId = newTraceId();
+    flags = settings.sample_new_traces ? SAMPLED : 0;
+    // A tracestate belongs to the traceparent it came with; without a valid one it is dropped (W3C Trace Context §3.3.1).
+    if (headers.tracestate !== undefined) delete headers.tracestate;
+  }
+  let spanId: string | undefined;
+  if (settings.opentelemetry) {
+    const span = startRpcOtelSpan(record, caller);
+    record.otelSpan = span;
+    // Without an SDK the API's span merely echoes the caller's context, which must not be sent as the proxy's.
+    if (span.isRecording()) {
+      const context = span.spanContext();
+      traceId = context.traceId;
+      spanId = context.spanId;
+      // The SDK's sampler decides the sampled bit; other flag bits are the caller's.
+      flags = (flags & ~SAMPLED) | (context.traceFlags & SAMPLED);
+    }
+  }
+  spanId ??= newSpanId();
+  headers.traceparent = formatTraceparent(traceId, spanId, flags);
+  record.traceId = traceId;
+  record.spanId = spanId;
+}
