@@ -103,7 +103,8 @@ export async function startAdminServer(settings: AdminSettings, target: AdminTar
   server.maxHeadersCount = 64;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(settings.port, settings.address, () => {
+    // exclusive: in a --workers worker, bind a port of its own instead of sharing the primary's.
+    server.listen({ port: settings.port, host: settings.address, exclusive: true }, () => {
       server.off('error', reject);
       resolve();
     });

@@ -13,7 +13,8 @@ import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { watchConfigFiles, type ConfigWatcher } from '../lifecycle/config-watcher.ts';
 import { watchCertificates, type CertificateWatcher } from '../security/cert-rotation.ts';
 import { Switchyard } from '../switchyard.ts';
-import { DRAIN_MESSAGE, isWorkerProcess, type DrainMessage } from './workers.ts';
+import type { SwitchyardConfig } from '../config/schema.ts';
+import { DRAIN_MESSAGE, DRAIN_REQUEST_MESSAGE, isWorkerProcess, workerIndex, type DrainMessage } from './workers.ts';
 
 type ReloadReason = 'SIGHUP' | 'file change';
 
@@ -39,10 +40,11 @@ export async function runProxy(configFile: string, loaded: LoadedConfig): Promis
   process.on('SIGHUP', () => (hangup ? hangup() : (hangupBeforeStart = true)));
 
   const running = await Switchyard.start({
-    config: loaded.config,
+    config: perWorker(loaded.config),
     secrets: loaded.secrets,
     // POST /drain on the admin interface: the same as SIGTERM, so the process exits once drained.
-    onDrainRequest: () => onTerminate('SIGTERM'),
+    // A worker asks the primary, which drains every worker; draining alone, it would just be restarted.
+    onDrainRequest: () => (isWorkerProcess() && process.send ? process.send({ type: DRAIN_REQUEST_MESSAGE }) : onTerminate('SIGTERM')),
   });
   proxy = running;
   reportDrainSettings(running);
@@ -98,7 +100,7 @@ async function reloadOnce(proxy: Switchyard, configFile: string, reason: ReloadR
     return;
   }
   try {
-    await proxy.reload(loaded);
+    await proxy.reload({ ...loaded, config: perWorker(loaded.config) });
   } catch (error) {
     proxy.logger.error({ reason, error: (error as Error).message }, 'config reload rejected; the running config stays in force');
     // The files may have changed even so: keep watching what the file now names.
@@ -107,6 +109,17 @@ async function reloadOnce(proxy: Switchyard, configFile: string, reason: ReloadR
   }
   reportDrainSettings(proxy);
   await syncWatcher(loaded.files);
+}
+
+/**
+ * Workers share the serving and health ports, but each has its own admin
+ * interface: its metrics and endpoints are its own, and a scrape that landed
+ * on a random worker would make counters jump. Worker i takes admin.port + i.
+ */
+function perWorker(config: SwitchyardConfig): SwitchyardConfig {
+  const slot = workerIndex();
+  if (slot === undefined || !config.admin || config.admin.port === 0) return config;
+  return { ...config, admin: { ...config.admin, port: config.admin.port + slot } };
 }
 
 /** Tells the primary of --workers how long this worker may take to drain. */

@@ -17,6 +17,10 @@ const RESTART_DELAY_MS = 1_000;
 const EXIT_SLACK_MS = 1_000;
 
 export const DRAIN_MESSAGE = 'switchyard:drain-settings';
+/** A worker's admin interface got POST /drain: the whole process drains, as on SIGTERM. */
+export const DRAIN_REQUEST_MESSAGE = 'switchyard:drain-request';
+/** Each worker's slot, 0 to N−1, kept by its replacement: the worker's admin port is the configured one plus it. */
+const WORKER_INDEX_ENV = 'SWITCHYARD_WORKER_INDEX';
 
 /** Sent by each worker after it starts and after every reload. */
 export interface DrainMessage {
@@ -41,18 +45,26 @@ export interface DrainSettings {
 export async function runWorkers(count: number, drain: DrainSettings): Promise<number> {
   const logger = pino({ name: 'switchyard-primary' });
   const reported = new Map<number, DrainSettings>();
+  const slots = new Map<number, number>();
   let stopping = false;
-  for (let i = 0; i < count; i++) cluster.fork();
+  const fork = (slot: number) => slots.set(cluster.fork({ [WORKER_INDEX_ENV]: String(slot) }).id, slot);
+  for (let slot = 0; slot < count; slot++) fork(slot);
 
   cluster.on('message', (worker, message: unknown) => {
     if (isDrainMessage(message)) reported.set(worker.id, { delay: message.delayMs, timeout: message.timeoutMs });
+    if (isDrainRequest(message) && !stopping) {
+      logger.info({ worker: worker.process.pid }, 'POST /drain on a worker\'s admin interface: draining every worker');
+      process.kill(process.pid, 'SIGTERM');
+    }
   });
   cluster.on('exit', (worker, code, signal) => {
     reported.delete(worker.id);
+    const slot = slots.get(worker.id) ?? 0;
+    slots.delete(worker.id);
     if (stopping) return;
     logger.error({ worker: worker.process.pid, code, signal }, 'worker exited; starting another');
     setTimeout(() => {
-      if (!stopping) cluster.fork();
+      if (!stopping) fork(slot);
     }, RESTART_DELAY_MS);
   });
   const liveWorkers = () => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined && !worker.isDead());
@@ -100,6 +112,17 @@ export async function runWorkers(count: number, drain: DrainSettings): Promise<n
 }
 
 export const isWorkerProcess = (): boolean => cluster.isWorker;
+
+/** In a worker: its slot (0 to N−1); undefined in a single process. */
+export function workerIndex(): number | undefined {
+  if (!cluster.isWorker) return undefined;
+  const slot = Number(process.env[WORKER_INDEX_ENV]);
+  return Number.isInteger(slot) && slot >= 0 ? slot : 0;
+}
+
+function isDrainRequest(message: unknown): boolean {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === DRAIN_REQUEST_MESSAGE;
+}
 
 function isDrainMessage(message: unknown): message is DrainMessage {
   const candidate = message as Partial<DrainMessage> | null;

@@ -32,6 +32,8 @@ export function demoConfig(backendPorts: readonly number[]) {
         { match: { service: 'switchyard.demo.v1.Echo' }, cluster: 'echo' },
         { match: { prefix: '/' }, direct_response: { code: 'PERMISSION_DENIED', message: 'only the Echo service is routed' } },
       ],
+      // The dashboard shows the per-RPC balance live; port 0 so the demo never clashes with a running proxy.
+      admin: { port: 0 },
       log_level: 'warn',
     },
     '(embedded demo config)',
@@ -55,6 +57,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
 
   out.write(`Switchyard demo: backends on ${ports.map((p) => `127.0.0.1:${p}`).join(', ')}\n`);
   out.write(`  L4 balancer on 127.0.0.1:${l4.port}, Switchyard on 127.0.0.1:${proxyPort}\n`);
+  out.write(`  live dashboard: http://127.0.0.1:${proxy.adminAddress!.port}/dashboard  (switchyard status --admin 127.0.0.1:${proxy.adminAddress!.port})\n`);
   out.write(`  each client sends ${CONCURRENCY} concurrent unary RPCs over ONE HTTP/2 connection. Ctrl-C to stop.\n\n`);
 
   let running = true;

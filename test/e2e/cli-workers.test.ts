@@ -6,6 +6,8 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startBackends, echoClient, unary, waitFor } from '../helpers/harness.ts';
 import { collectLogs, exitOf, logEntries, runCli } from '../helpers/cli.ts';
+import { closedPort } from '../helpers/ports.ts';
+import * as net from 'node:net';
 
 it('--workers 2 runs two proxy processes on one port, and both drain on SIGTERM', async () => {
   const backends = await startBackends(2);
@@ -87,6 +89,58 @@ routes: [{ match: { prefix: / }, cluster: echo }]
     assert.equal(count('stopped'), 2, 'both workers drained and stopped on their own');
     assert.equal(count('every worker has exited'), 1);
     streaming.close();
+  } finally {
+    child.kill('SIGKILL');
+    await Promise.all(backends.map((b) => b.close()));
+  }
+});
+
+/** Two adjacent loopback ports that were both free a moment ago. */
+async function freePortPair(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await closedPort();
+    if (port < 65535 && await isFree(port + 1)) return port;
+  }
+  throw new Error('no two adjacent free ports found');
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+it('--workers 2: each worker has its own admin port (admin.port + slot); POST /drain on either drains them all', async () => {
+  const backends = await startBackends(1);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'switchyard-workers-'));
+  const config = path.join(dir, 'switchyard.yaml');
+  const adminPort = await freePortPair();
+  await writeFile(config, `
+listeners: [{ name: local, port: 0, plaintext: true }]
+admin: { port: ${adminPort} }
+drain: { delay: 1ms, timeout: 1s }
+clusters: [{ name: echo, endpoints: [{ address: 127.0.0.1, port: ${backends[0]!.port} }] }]
+routes: [{ match: { prefix: / }, cluster: echo }]
+`);
+  const child = runCli(['run', '--config', config, '--workers', '2']);
+  const exited = exitOf(child);
+  const logs = collectLogs(child);
+  try {
+    await waitFor(() => logs.filter((e) => e.msg?.startsWith('admin interface listening')).length === 2, 'both admin interfaces');
+    const addresses = logs.filter((e) => e.msg?.startsWith('admin interface listening')).map((e) => e.address).sort();
+    assert.deepEqual(addresses, [`127.0.0.1:${adminPort}`, `127.0.0.1:${adminPort + 1}`]);
+    for (const port of [adminPort, adminPort + 1]) {
+      const response = await fetch(`http://127.0.0.1:${port}/clusters`);
+      assert.equal(response.status, 200);
+      assert.equal((await response.json() as { clusters: unknown[] }).clusters.length, 1);
+    }
+    const drain = await fetch(`http://127.0.0.1:${adminPort + 1}/drain`, { method: 'POST' });
+    assert.equal(drain.status, 202);
+    const { code } = await exited;
+    assert.equal(code, 0, 'the whole process drained and exited');
+    assert.ok(logs.some((e) => e.msg === 'every worker has exited'));
   } finally {
     child.kill('SIGKILL');
     await Promise.all(backends.map((b) => b.close()));

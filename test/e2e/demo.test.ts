@@ -14,4 +14,5 @@ it('the demo shows one backend taking all L4 traffic and Switchyard spreading it
   const shares = (block: string) => [...block.matchAll(/backend-\d\s+\S+\s+([\d.]+)%/g)].map((m) => Number(m[1]));
   assert.deepEqual(shares(l4).sort((a, b) => b - a), [100, 0, 0], finalTable);
   for (const share of shares(switchyard)) assert.ok(Math.abs(share - 33.3) < 2, finalTable);
+  assert.match(text, /live dashboard: http:\/\/127\.0\.0\.1:\d+\/dashboard/);
 });
