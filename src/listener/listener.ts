@@ -13,7 +13,7 @@ import { Server as NetServer, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/schema.ts';
 import { goAwayGracefully, type ConnectionState } from './goaway.ts';
-import { guardConnection } from '../security/connection-guard.ts';
+import { guardConnection, streamResetBeforeRouting } from '../security/connection-guard.ts';
 import { connectionGuardConfig, serverAbuseOptions } from '../security/listener-limits.ts';
 
 export type StreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, listener: string) => void;
@@ -116,11 +116,36 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
       connection.ageTimer.unref();
     }
   });
+  /**
+   * Rapid reset (CVE-2023-44487): an attacker writes HEADERS and RST_STREAM
+   * back to back, so each stream's reset comes in the same read as its HEADERS.
+   * Node emits 'stream' while nghttp2 is still parsing that read, before the
+   * reset, and runs queued ticks after every callback; a handler run then
+   * would route and forward every such stream (a backend stream opened and
+   * cancelled, ~0.2 ms each) in one task that holds the event loop from every
+   * other connection. So new streams are handed to the handler in the check
+   * phase, after all the bytes read in this turn of the event loop are parsed,
+   * and a stream already reset by then is dropped at the cost of its Node
+   * object: it never reaches the router, a backend or the logs. Past
+   * stream_reset_burst of those the connection is destroyed, not read further
+   * (src/security/connection-guard.ts).
+   */
+  let arrived: [http2.ServerHttp2Stream, http2.IncomingHttpHeaders][] = [];
+  const dispatchArrived = () => {
+    const streams = arrived;
+    arrived = [];
+    for (const [stream, headers] of streams) {
+      if (!stream.closed && !stream.destroyed) handler(stream, headers, config.name);
+      else streamResetBeforeRouting(stream.session);
+    }
+  };
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     const connection = (stream.session as TrackedSession | undefined)?.[CONNECTION];
     const id = stream.id ?? 0;
     if (connection && id > connection.lastStreamId) connection.lastStreamId = id;
-    handler(stream, headers, config.name);
+    // A stream reset with an error code before the handler sees it emits 'error': never a crash.
+    stream.on('error', ignoreError);
+    if (arrived.push([stream, headers]) === 1) setImmediate(dispatchArrived);
   });
   if (tls) refuseUnverifiedClientCertificates(server as http2.Http2SecureServer);
   server.on('sessionError', () => {});
@@ -195,6 +220,8 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
     },
   };
 }
+
+function ignoreError(): void {}
 
 function http2Settings(config: ListenerConfig): http2.Settings {
   return {

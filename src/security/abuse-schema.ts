@@ -22,9 +22,10 @@ export const http2AbuseFields = {
   /** A stream with no frame either way for this long is reset. Off by default: long-lived streams are often quiet. */
   stream_idle_timeout: durationOrOff.default('off'),
   /**
-   * Rapid reset (CVE-2023-44487): a client may reset this many streams at once… Each stream reset
-   * costs the proxy ~0.2 ms of event loop (it was routed and forwarded), so the burst bounds the stall
-   * one connection can cause: ~40 ms at 200 (Node's own default, 1000, measured ~220-700 ms).
+   * Rapid reset (CVE-2023-44487): a client may reset this many streams at once… nghttp2 sends GOAWAY
+   * past it; past as many streams reset before they were routed, the listener destroys the connection.
+   * A stream reset in the read that opened it is never routed (src/listener/listener.ts), so the burst
+   * costs Node's stream objects, not 200 forwarded RPCs. 200: twice the default max_concurrent_streams.
    */
   stream_reset_burst: positiveInt(1_000_000).default(200),
   /** …and this many per second after that (a busy client's deadline cancellations fit); beyond, the connection is closed. */

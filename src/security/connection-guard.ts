@@ -5,6 +5,12 @@
  *   is sent away (two-phase GOAWAY), so parked connections cannot pile up;
  * - a PING and SETTINGS flood limit: more control frames than a token bucket
  *   allows ends the connection with ENHANCE_YOUR_CALM;
+ * - rapid reset: a stream reset before it was routed (HEADERS and RST_STREAM
+ *   read in the same turn of the event loop) takes a token from a bucket with
+ *   nghttp2's own limits (stream_reset_burst, stream_reset_rate). nghttp2
+ *   counts every reset, so by the time this bucket is empty it has sent, or
+ *   is about to send, its GOAWAY; the connection is then destroyed at once,
+ *   rather than read and parsed for as long as the client keeps sending;
  * - a per-connection RPC rate, read by the RPC handler;
  * - the message-size and stream-idle limits the RPC path applies, found by
  *   the RPC path on the session (guardOf) without a lookup.
@@ -27,6 +33,9 @@ export interface ConnectionGuardConfig {
   /** PING + SETTINGS frames from the client: sustained rate and burst. */
   readonly controlFramesPerSecond: number;
   readonly controlFrameBurst: number;
+  /** Streams the client may reset before they are routed: at once, and per second after that. */
+  readonly streamResetBurst: number;
+  readonly streamResetRate: number;
 }
 
 export interface ConnectionGuard {
@@ -34,6 +43,8 @@ export interface ConnectionGuard {
   readonly rpcs: TokenBucket | undefined;
   openStreams: number;
   idleTimer: NodeJS.Timeout | undefined;
+  /** Streams reset before they were routed (see streamResetBeforeRouting). */
+  readonly earlyResets: TokenBucket;
 }
 
 const GUARD = Symbol('switchyard.connectionGuard');
@@ -53,6 +64,7 @@ export function guardConnection(session: ServerHttp2Session, config: ConnectionG
     rpcs: config.rpcsPerSecond === undefined ? undefined : new TokenBucket(config.rpcsPerSecond, Math.max(1, config.rpcsPerSecond)),
     openStreams: 0,
     idleTimer: undefined,
+    earlyResets: new TokenBucket(config.streamResetRate, config.streamResetBurst),
   };
   (session as GuardedSession)[GUARD] = guard;
 
@@ -87,6 +99,19 @@ export function guardConnection(session: ServerHttp2Session, config: ConnectionG
   session.on('remoteSettings', onControlFrame);
   session.once('close', () => clearTimeout(guard.idleTimer));
   return guard;
+}
+
+/**
+ * Called (outside nghttp2's callbacks) for a stream the client reset before
+ * the handler saw it. Past the burst the client is flooding resets: the
+ * session is destroyed (a last GOAWAY ENHANCE_YOUR_CALM is attempted), so no
+ * more of what it sent is read. Returns whether it was.
+ */
+export function streamResetBeforeRouting(session: Http2Session | undefined): boolean {
+  const guard = guardOf(session);
+  if (!session || !guard || session.destroyed || guard.earlyResets.tryTake()) return false;
+  session.destroy(undefined, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  return true;
 }
 
 /** Time given to a GOAWAY to reach the socket before the connection is destroyed. */

@@ -43,6 +43,8 @@ export function connectionGuardConfig(config: ListenerConfig): ConnectionGuardCo
     rpcsPerSecond: limits.max_rpcs_per_second_per_connection,
     controlFramesPerSecond: limits.control_frames_per_second,
     controlFrameBurst: limits.control_frame_burst,
+    streamResetBurst: limits.stream_reset_burst,
+    streamResetRate: limits.stream_reset_rate,
   };
 }
 

@@ -5,8 +5,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
+import type { EchoClient, EchoServerHandle } from '../../src/demo/echo-service.ts';
+import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
 import { echoClient, expectStatus, startBackends, startProxy, staticCluster, unary, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
 
 /** Its own connection: grpc-js otherwise shares one between clients of the same target. */
 const ownConnection = { 'grpc.use_local_subchannel_pool': 1 };
@@ -93,6 +95,85 @@ describe('rate limits', () => {
     } finally {
       greedy.close();
       other.close();
+    }
+  });
+});
+
+describe('per-identity rate limit with mTLS', () => {
+  let backends: EchoServerHandle[];
+  let pki: TestPki;
+  let other: TestIdentity;
+  let proxy: SecureProxy;
+  // About one token per 100 s: no refill while the test runs, so every count below is exact.
+  const LIMIT = '(0.01/s, burst 3)';
+
+  before(async () => {
+    [backends, pki] = await Promise.all([startBackends(1), makeTestPki()]);
+    other = await issueIdentity(pki, 'other', { subject: '/CN=other.test', san: 'URI:spiffe://test/other, DNS:other.test' });
+    proxy = await startSecureProxy({
+      listeners: [{ name: 'secure', port: 0, tls: { cert_file: pki.server.cert, key_file: pki.server.key, client_ca_file: pki.caCert, client_certificates: 'optional', forward_client_cert: true } }],
+      clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: backends[0]!.port }] }],
+      routes: [{ name: 'limited', match: { prefix: '/' }, cluster: 'echo', rate_limit: { requests_per_second: 1_000, burst: 1_000, per_identity: { requests_per_second: 0.01, burst: 3 } } }],
+    });
+  });
+
+  after(async () => {
+    await proxy.close();
+    await Promise.all(backends.map((b) => b.close()));
+    await pki.cleanup();
+  });
+
+  /** A client on a connection of its own, presenting `identity`'s certificate (none: anonymous). */
+  const clientFor = (identity: TestIdentity | undefined): EchoClient =>
+    echoClient(`localhost:${proxy.port}`, identity ? grpc.credentials.createSsl(pki.caCertPem, identity.keyPem, identity.certPem) : grpc.credentials.createSsl(pki.caCertPem), ownConnection);
+
+  const claiming = (xfcc: string) => {
+    const metadata = new grpc.Metadata();
+    metadata.set('x-forwarded-client-cert', xfcc);
+    return metadata;
+  };
+
+  it('A exhausts its bucket while B still passes; A stays limited on a new connection and behind a forged x-forwarded-client-cert', async () => {
+    const a = clientFor(pki.client);
+    const b = clientFor(other);
+    const a2 = clientFor(pki.client);
+    const anonymous = clientFor(undefined);
+    try {
+      // A: burst 3, then RESOURCE_EXHAUSTED naming A's verified identity, with no backend contacted.
+      for (let i = 0; i < 3; i++) await unary(a, {});
+      const before = backendCalls(backends);
+      const limited = await expectStatus(unary(a, {}));
+      assert.equal(limited.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.equal(limited.details, `rate limit of route limited for caller spiffe://test/client exceeded ${LIMIT}`);
+      assert.equal(backendCalls(backends), before, 'no backend was contacted');
+      const firstPeer = proxy.records.at(-1)!.peer;
+
+      // B, same route, at the same time: its own bucket.
+      await unary(b, {});
+
+      // A on a second connection: the bucket is the certificate's, not the connection's.
+      const again = await expectStatus(unary(a2, {}));
+      assert.equal(again.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.equal(again.details, `rate limit of route limited for caller spiffe://test/client exceeded ${LIMIT}`);
+      assert.notEqual(proxy.records.at(-1)!.peer, firstPeer, 'a different connection');
+
+      // A claiming to be B, and B's own certificate hash, in x-forwarded-client-cert: still A's bucket...
+      for (let i = 0; i < 3; i++) {
+        const forged = await expectStatus(unary(a2, {}, claiming('Hash=00;Subject="CN=other.test";URI=spiffe://test/other;DNS=other.test')));
+        assert.equal(forged.code, grpc.status.RESOURCE_EXHAUSTED);
+        assert.equal(forged.details, `rate limit of route limited for caller spiffe://test/client exceeded ${LIMIT}`);
+      }
+      // ...and B's bucket did not pay for them: B's two remaining tokens are still there, then B is limited too.
+      await unary(b, {});
+      await unary(b, {});
+      const bLimited = await expectStatus(unary(b, {}));
+      assert.equal(bLimited.details, `rate limit of route limited for caller spiffe://test/other exceeded ${LIMIT}`);
+
+      // A caller without a certificate that claims to be A is not A: it spends the anonymous bucket, and passes.
+      const { response } = await unary(anonymous, {}, claiming('Hash=00;Subject="CN=client.test";URI=spiffe://test/client;DNS=client.test'));
+      assert.ok(!response.metadata.some((line) => line.startsWith('x-forwarded-client-cert')), 'the forged header was not forwarded');
+    } finally {
+      for (const client of [a, b, a2, anonymous]) client.close();
     }
   });
 });

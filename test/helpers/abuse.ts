@@ -54,6 +54,8 @@ export interface LoadReport {
   readonly calls: number;
   readonly errors: string[];
   readonly p99Ms: number;
+  /** The slowest call, ms: a stall of the proxy shows here first. */
+  readonly maxMs: number;
 }
 
 /** A grpc-js client calling Unary back to back (`concurrency` at a time) until stop(). */
@@ -96,7 +98,7 @@ export function wellBehavedLoad(target: string, concurrency = 4, credentials?: g
       client.close();
       latencies.sort((a, b) => a - b);
       const p99Ms = latencies.length === 0 ? Infinity : latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))]!;
-      return { calls: latencies.length, errors, p99Ms };
+      return { calls: latencies.length, errors, p99Ms, maxMs: latencies.length === 0 ? Infinity : latencies.at(-1)! };
     },
   };
 }

@@ -24,6 +24,9 @@ describe('listener abuse limits', () => {
     assert.equal(guard.streamIdleTimeoutMs, undefined, 'stream idle timeout is off by default');
     assert.equal(guard.rpcsPerSecond, undefined);
     assert.equal(guard.maxRequestMessageBytes, 4 << 20);
+    // The guard's bucket for streams reset before routing has nghttp2's limits.
+    assert.equal(guard.streamResetBurst, 200);
+    assert.equal(guard.streamResetRate, 100);
   });
 
   it('`off` turns the idle timeout off', () => {
