@@ -28,6 +28,7 @@ import { admitRpc } from './security/rpc-admission.ts';
 import { loadedCertificates, type LoadedCertificate } from './security/certificate-expiry.ts';
 import { Telemetry } from './metrics/telemetry.ts';
 import { VERSION } from './version.ts';
+import { XdsProxyFeed, type XdsConfigPart } from './xds/client/xds-proxy-feed.ts';
 
 export type { ReloadSummary } from './lifecycle/reload-plan.ts';
 
@@ -59,7 +60,8 @@ export interface ReloadInput {
   readonly kind?: ReloadKind;
 }
 
-export type ReloadKind = 'config' | 'certificates';
+/** `xds`: routes and clusters from the control plane (src/xds/client/). */
+export type ReloadKind = 'config' | 'certificates' | 'xds';
 
 export interface DrainOptions {
   /** Keep serving, while /ready answers 503, this long before GOAWAY. Default: the config's drain.delay. */
@@ -98,6 +100,9 @@ export class Switchyard {
   readonly #retiringClusters = new Set<Cluster>();
   /** Reloads run one at a time, in order. */
   #reloads: Promise<unknown> = Promise.resolve();
+  /** With an `xds` section: the client feeding routes, clusters and endpoints, and the routes and clusters it gave last. */
+  #xds: XdsProxyFeed | undefined;
+  #xdsPart: XdsConfigPart | undefined;
   #drained: Promise<DrainResult> | undefined;
 
   private constructor(options: SwitchyardOptions) {
@@ -132,9 +137,10 @@ export class Switchyard {
    */
   static async start(options: SwitchyardOptions): Promise<Switchyard> {
     const proxy = new Switchyard(options);
-    const { config } = options;
+    let { config } = options;
     try {
       if (config.health) proxy.#health = await proxy.#startHealth(config.health);
+      if (config.xds) config = await proxy.#startXds(config);
       if (config.admin) proxy.#admin = await proxy.#startAdmin(config.admin);
       for (const clusterConfig of config.clusters) {
         const cluster = proxy.#createCluster(clusterConfig, proxy.#secrets);
@@ -146,6 +152,7 @@ export class Switchyard {
       }
     } catch (error) {
       await Promise.all(proxy.#listeners.map((listener) => listener.close(0)));
+      await proxy.#xds?.close();
       for (const cluster of proxy.#clusters.values()) cluster.close();
       await proxy.#health?.close();
       await proxy.#admin?.close();
@@ -153,7 +160,21 @@ export class Switchyard {
       throw error;
     }
     proxy.#state = 'ready';
+    proxy.#xds?.attach((part) => proxy.#applyXds(part));
     return proxy;
+  }
+
+  /** Connects to the control plane and waits for the first config (or the cache); the config to start with. */
+  async #startXds(config: SwitchyardConfig): Promise<SwitchyardConfig> {
+    const settings = config.xds!;
+    const tls = this.#secrets.xds;
+    if (!tls) throw new Error('xds.tls: the certificates are not loaded (load the config with loadConfig or resolveConfig)');
+    this.#xds = new XdsProxyFeed({ settings, tls, logger: this.logger });
+    const { part } = await this.#xds.start();
+    this.#xdsPart = part;
+    this.#config = { ...config, routes: part.routes, clusters: part.clusters };
+    this.#routes = new RouteTable(part.routes);
+    return this.#config;
   }
 
   readonly #admission = {
@@ -188,6 +209,11 @@ export class Switchyard {
   /** Where the admin interface listens, if the config has one. */
   get adminAddress(): AddressInfo | undefined {
     return this.#admin?.address;
+  }
+
+  /** The xDS client, when the config has an `xds` section: its connection state, versions, ACKs and NACKs. */
+  get xds(): XdsProxyFeed | undefined {
+    return this.#xds;
   }
 
   /** Metrics, the dashboard's window and recent changes; undefined until the config has an admin section. */
@@ -231,8 +257,31 @@ export class Switchyard {
    * is draining. Calls are serialized.
    */
   reload(input: ReloadInput): Promise<ReloadSummary> {
-    const kind = input.kind ?? 'config';
-    const run = this.#reloads.then(() => this.#reload(input)).then(
+    return this.#queueReload(input.kind ?? 'config', () => this.#reload(this.#withXds(input, this.#xdsPart)));
+  }
+
+  /** Routes and clusters from the control plane, applied as a reload of the config in force with them. */
+  #applyXds(part: XdsConfigPart): Promise<ReloadSummary> {
+    return this.#queueReload('xds', async () => {
+      const summary = await this.#reload(this.#withXds({ config: this.#config, secrets: this.#secrets }, part));
+      this.#xdsPart = part;
+      return summary;
+    });
+  }
+
+  /** With xDS, whatever config is reloaded takes its routes and clusters from `part`; the xds section itself changes only on restart. */
+  #withXds(input: ReloadInput, part: XdsConfigPart | undefined): ReloadInput {
+    if (!this.#xds || !part) {
+      if (input.config.xds) throw new Error('xds: the section cannot be added by a reload; restart the proxy');
+      return input;
+    }
+    if (!input.config.xds) throw new Error('xds: the section cannot be removed by a reload; restart the proxy');
+    if (JSON.stringify(input.config.xds) !== JSON.stringify(this.#config.xds)) this.logger.warn('xds: settings changed; they take effect when the proxy restarts');
+    return { ...input, config: { ...input.config, xds: this.#config.xds, routes: part.routes, clusters: part.clusters } };
+  }
+
+  #queueReload(kind: ReloadKind, reload: () => Promise<ReloadSummary>): Promise<ReloadSummary> {
+    const run = this.#reloads.then(reload).then(
       (summary) => {
         this.#telemetry?.reloaded(kind);
         return summary;
@@ -285,6 +334,7 @@ export class Switchyard {
       destroyed = listeners.reduce((sum, listener) => sum + listener.destroy(), 0);
       this.logger.warn({ connections: destroyed, timeout_ms: timeoutMs }, 'drain timeout: destroyed the connections still open, with their in-flight RPCs');
     }
+    await this.#xds?.close();
     for (const cluster of [...this.#clusters.values(), ...this.#retiringClusters]) cluster.close();
     this.#retiringClusters.clear();
     await this.#accessLog.close();
@@ -357,6 +407,7 @@ export class Switchyard {
     const previousHealth = this.#health;
     this.#config = next.config;
     this.#secrets = next.secrets;
+    if (next.secrets.xds) this.#xds?.setTls(next.secrets.xds);
 
     for (const name of plan.clusters.retire) this.#retireCluster(oldClusters.get(name)!);
     for (const listener of retiring) this.#retireListener(listener);
@@ -395,7 +446,7 @@ export class Switchyard {
     const tls = config.tls && secrets.clusters.get(config.name);
     return new Cluster({
       config,
-      source: createDiscoverySource(config),
+      source: this.#xds?.discoverySource(config) ?? createDiscoverySource(config),
       tls: tls && config.tls ? { ...tls, serverName: config.tls.server_name, verifySubjectAltNames: config.tls.verify_subject_alt_names } : undefined,
       logger: this.logger,
       onAttemptEnd: (endpoint, latencyMs, outcome) => this.#telemetry?.attemptEnded(config.name, endpoint, latencyMs, outcome),
@@ -416,12 +467,14 @@ export class Switchyard {
   }
 
   async #startAdmin(settings: NonNullable<SwitchyardConfig['admin']>): Promise<AdminServer> {
+    const xds = this.#xds;
     this.#telemetry ??= new Telemetry({
       source: {
         clusters: () => this.#clusters.values(),
         listeners: () => this.#listeners,
         certificates: () => this.certificates(),
         ready: () => this.#state === 'ready',
+        ...(xds && { xds: () => xds.metrics() }),
       },
       namedMethods: namedMethods(this.#config),
       maxLearnedMethods: this.#config.metrics.max_methods,

@@ -31,7 +31,7 @@ export interface EndpointView {
 export interface ClusterView {
   readonly name: string;
   readonly policy: string;
-  readonly discovery: 'static' | 'dns';
+  readonly discovery: 'static' | 'dns' | 'kubernetes' | 'xds';
   readonly activeRpcs: number;
   readonly endpoints: EndpointView[];
 }
@@ -60,7 +60,7 @@ export function clusterView(cluster: Cluster): ClusterView {
   return {
     name: cluster.name,
     policy: cluster.config.lb_policy,
-    discovery: cluster.config.dns ? 'dns' : 'static',
+    discovery: cluster.config.dns ? 'dns' : cluster.config.kubernetes ? 'kubernetes' : cluster.config.eds ? 'xds' : 'static',
     activeRpcs: cluster.limits.activeRequests,
     endpoints,
   };

@@ -5,12 +5,12 @@
  *   switchyard check --config FILE   validate a config and exit
  *   switchyard demo                  the proxy in front of three demo backends, L4 vs L7 side by side
  *   switchyard status                the endpoints a running proxy sees, from its admin interface
+ *   switchyard control-plane --config FILE   the xDS control plane (control-plane.ts)
+ *   switchyard agent …               the node-local xDS relay for proxyless gRPC clients (agent.ts)
+ *   switchyard bootstrap …           a proxyless gRPC client's xDS bootstrap file (bootstrap.ts)
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/load.ts';
 import { parseDuration } from '../config/duration.ts';
-import { runProxy } from './run.ts';
-import { isWorkerProcess, runWorkers } from './workers.ts';
 import { VERSION } from '../version.ts';
 import { DEFAULT_ADMIN, printStatus } from './status.ts';
 
@@ -19,6 +19,11 @@ const USAGE = `usage: switchyard [run] --config FILE
        switchyard check --config FILE
        switchyard demo [--duration 30s]
        switchyard status [--admin HOST:PORT] [--json]
+       switchyard control-plane --config FILE
+       switchyard agent --control-plane HOST:PORT --ca FILE --cert FILE --key FILE
+                        [--server-name NAME] (--listen 127.0.0.1:PORT | --socket PATH)
+       switchyard bootstrap --node-id ID [--node-cluster C] [--zone Z]
+                            (--agent 127.0.0.1:PORT | --socket PATH) [--output FILE]
        switchyard --version
 
 options:
@@ -27,6 +32,7 @@ options:
       --workers N      run N proxy processes sharing the listeners (default 1; use up to one per core)
       --admin HOST:PORT   status only: the proxy's admin interface (default ${DEFAULT_ADMIN})
       --json           status only: print /clusters as JSON instead of a table
+  agent, bootstrap     their options: switchyard agent --help, switchyard bootstrap --help
 
 signals (run):
   SIGTERM, SIGINT      drain: /ready answers 503, serve on for drain.delay, GOAWAY every
@@ -36,6 +42,9 @@ signals (run):
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. */
 async function main(argv: string[]): Promise<number> {
+  // agent and bootstrap take options of their own, and load only what they need: the agent runs on every node.
+  if (argv[0] === 'agent') return (await import('./agent.ts')).runAgentCommand(argv.slice(1));
+  if (argv[0] === 'bootstrap') return (await import('./bootstrap.ts')).runBootstrapCommand(argv.slice(1));
   if (argv.some((arg) => arg === '--drain-timeout' || arg.startsWith('--drain-timeout='))) {
     return usageError('--drain-timeout is gone: set drain.timeout (and drain.delay) in the config instead');
   }
@@ -70,6 +79,11 @@ async function main(argv: string[]): Promise<number> {
       await runDemo({ durationMs });
       return 0;
     }
+    case 'control-plane': {
+      if (!values.config) return usageError('control-plane needs --config FILE');
+      const { runControlPlane } = await import('./control-plane.ts');
+      return runControlPlane(values.config);
+    }
     case 'status':
       return printStatus(values.admin, { json: values.json });
     case 'check':
@@ -77,6 +91,8 @@ async function main(argv: string[]): Promise<number> {
       if (!values.config) return usageError(`${command} needs --config FILE`);
       const workers = Number(values.workers);
       if (!Number.isInteger(workers) || workers < 1 || workers > 256) return usageError(`--workers: expected a whole number from 1 to 256, got "${values.workers}"`);
+      // Loaded here, not at the top: the agent (same command, run on every node) must not pay for the proxy's modules.
+      const [{ loadConfig }, { runProxy }, { isWorkerProcess, runWorkers }] = await Promise.all([import('../config/load.ts'), import('./run.ts'), import('./workers.ts')]);
       const loaded = await loadConfig(values.config);
       if (command === 'check') {
         process.stdout.write(`${values.config}: ok (${loaded.config.listeners.length} listener(s), ${loaded.config.routes.length} route(s), ${loaded.config.clusters.length} cluster(s))\n`);
@@ -99,7 +115,7 @@ function usageError(message: string): number {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) {
+    if (error instanceof Error && error.name === 'ConfigError') {
       process.stderr.write(`${error.message}\n`);
       process.exit(2);
     }

@@ -211,6 +211,8 @@ export class Cluster {
     this.#lastError = undefined;
     const seen = new Set<string>();
     for (const address of update.endpoints) {
+      // A draining endpoint is treated as gone: its pool closes gracefully, so its in-flight RPCs finish.
+      if (address.health === 'draining') continue;
       const key = endpointKey(address);
       seen.add(key);
       const existing = this.#endpoints.get(key);

@@ -3,11 +3,13 @@
  * names, read and checked. Every step reports all of its problems at once, each
  * with the path of the offending field, in one ConfigError.
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import { PemError, keyMatchesCertificate, parseCertificates, parsePrivateKey } from './pem.ts';
 import { formatPath, validate, type ConfigProblem, type RawProblem } from './problems.ts';
+import type { z } from 'zod';
 import { configSchema, type SwitchyardConfig } from './schema.ts';
 
 export type { ConfigProblem } from './problems.ts';
@@ -53,6 +55,15 @@ export interface ConfigSecrets {
   readonly listeners: ReadonlyMap<string, ListenerTlsFiles>;
   /** One entry per cluster that has `tls`. */
   readonly clusters: ReadonlyMap<string, ClusterTlsFiles>;
+  /** The xds section's mTLS files (src/xds/client/), when it has one. */
+  readonly xds?: XdsTlsFiles | undefined;
+}
+
+/** The CA the control plane's certificate must chain to, and the proxy's own certificate and key. */
+export interface XdsTlsFiles {
+  readonly ca: Buffer;
+  readonly cert: Buffer;
+  readonly key: Buffer;
 }
 
 export interface LoadedConfig {
@@ -71,6 +82,14 @@ export interface LoadedConfig {
  * document, and every schema problem, each located by path and line.
  */
 export function parseConfig(text: string, file: string): SwitchyardConfig {
+  return parseYamlConfig(configSchema, text, file, 'a config needs at least one listener');
+}
+
+/**
+ * parseConfig for any config schema (the control plane has its own): YAML
+ * syntax, an empty document, and every schema problem, located by path and line.
+ */
+export function parseYamlConfig<S extends z.ZodType>(schema: S, text: string, file: string, emptyHint: string): z.output<S> {
   const lines = new LineCounter();
   // merge: true so `<<: *anchor` can share a block, e.g. one upstream tls section between clusters.
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
@@ -83,9 +102,9 @@ export function parseConfig(text: string, file: string): SwitchyardConfig {
   }
   const value: unknown = doc.toJS();
   if (value === null || value === undefined) {
-    throw new ConfigError(file, [{ path: '(file)', message: 'the file is empty (or only comments); a config needs at least one listener' }]);
+    throw new ConfigError(file, [{ path: '(file)', message: `the file is empty (or only comments); ${emptyHint}` }]);
   }
-  const result = validate(configSchema, value);
+  const result = validate(schema, value);
   if ('data' in result) return result.data;
   const located = result.problems.map((problem) => ({ ...problem, ...position(doc, lines, problem) }));
   // Stable: problems on one line keep zod's order.
@@ -169,16 +188,37 @@ async function readReferencedFiles(config: SwitchyardConfig, baseDir: string, fi
     if (ca) clusters.set(cluster.name, pair ? { ca, cert: pair.cert, key: pair.key } : { ca });
   }
 
+  for (const [i, cluster] of out.clusters.entries()) {
+    if (cluster.kubernetes?.kubeconfig === undefined) continue;
+    // Read by the Kubernetes source when it starts; checked here so a wrong path fails at load.
+    const kubeconfig = (cluster.kubernetes.kubeconfig = reader.resolve(cluster.kubernetes.kubeconfig));
+    await access(kubeconfig, constants.R_OK).catch((error: unknown) => {
+      reader.problems.push({ path: `clusters[${i}].kubernetes.kubeconfig`, message: `cannot read "${kubeconfig}": ${osMessage(error)}` });
+    });
+  }
+
+  let xds: XdsTlsFiles | undefined;
+  if (out.xds) {
+    const tls = out.xds.tls;
+    tls.ca_file = reader.resolve(tls.ca_file);
+    tls.cert_file = reader.resolve(tls.cert_file);
+    tls.key_file = reader.resolve(tls.key_file);
+    const ca = await reader.read('xds.tls.ca_file', tls.ca_file, parseCertificates);
+    const pair = await reader.keyPair('xds.tls', tls.cert_file, tls.key_file);
+    if (ca && pair) xds = { ca, ...pair };
+    if (out.xds.cache_file !== undefined) out.xds.cache_file = reader.resolve(out.xds.cache_file);
+  }
+
   const output = out.access_log.output;
   // The two values that are not paths.
   if (output !== 'off' && output !== 'stdout') out.access_log.output = reader.resolve(output);
 
   if (reader.problems.length > 0) throw new ConfigError(file, reader.problems);
-  return { file, config: out, secrets: { listeners, clusters }, files: reader.files };
+  return { file, config: out, secrets: { listeners, clusters, ...(xds && { xds }) }, files: reader.files };
 }
 
 /** Reads each file once (a CA bundle is often shared) and collects problems instead of throwing. */
-class PemFiles {
+export class PemFiles {
   readonly problems: ConfigProblem[] = [];
   readonly files: string[] = [];
   readonly #baseDir: string;

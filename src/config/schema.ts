@@ -11,6 +11,8 @@ import { authorizationSettings, certificateSettings, downstreamTlsFields, upstre
 import { adminSettings, metricsSettings } from '../admin/admin-schema.ts';
 import { http2AbuseFields, listenerAbuseFields, routeRateLimit } from '../security/abuse-schema.ts';
 import { tracingSettings } from '../tracing/tracing-schema.ts';
+import { kubernetesDiscovery } from '../discovery/kubernetes-schema.ts';
+import { edsDiscovery, xdsClientSettings } from '../xds/client/xds-client-schema.ts';
 
 /** Listener ports may be 0 (the OS picks one: useful in tests); an upstream port never is. */
 const port = z.number().int().min(0).max(65535);
@@ -197,14 +199,18 @@ const cluster = z
     ewma_decay: duration.default(10_000),
     endpoints: z.array(staticEndpoint).optional(),
     dns: dnsDiscovery.optional(),
+    /** The EndpointSlices of a Kubernetes Service (src/discovery/kubernetes.ts). */
+    kubernetes: kubernetesDiscovery.optional(),
+    /** Set only by the xDS client: endpoints from the control plane's ClusterLoadAssignment (src/discovery/xds.ts). */
+    eds: edsDiscovery.optional(),
     /** TLS to the backends; without it, h2c. */
     tls: upstreamTls.optional(),
     connect_timeout: duration.default(5_000),
     ...clusterResilience,
   })
   .superRefine((value, ctx) => {
-    if ((value.endpoints === undefined) === (value.dns === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'a cluster needs exactly one endpoint source: endpoints or dns' });
+    if ([value.endpoints, value.dns, value.kubernetes, value.eds].filter((source) => source !== undefined).length !== 1) {
+      ctx.addIssue({ code: 'custom', message: 'a cluster needs exactly one endpoint source: endpoints, dns or kubernetes' });
     }
     if (value.lb_policy === 'ring_hash' && value.hash_header === undefined) {
       ctx.addIssue({ code: 'custom', path: ['hash_header'], message: 'ring_hash needs hash_header: the request header to hash' });
@@ -256,6 +262,12 @@ function checkReferences(value: unknown, ctx: z.RefinementCtx): void {
     else bound.set(key, i);
   });
 
+  if (value.xds !== undefined) {
+    for (const section of ['routes', 'clusters']) {
+      if (Array.isArray(value[section]) && value[section].length > 0) ctx.addIssue({ code: 'custom', path: [section], message: `with xds set, ${section} come from the control plane: remove the ${section} here (or the xds section)` });
+    }
+  }
+
   const clusterNames = namesOf(value.clusters);
   // A cluster whose name failed to parse may be the one a route means: say nothing rather than something wrong.
   if (clusterNames.includes(undefined)) return;
@@ -266,6 +278,10 @@ function checkReferences(value: unknown, ctx: z.RefinementCtx): void {
     }
   });
 }
+
+/** A cluster and a route as the proxy config writes them; the control plane's config reuses both. */
+export const clusterSchema = cluster;
+export const routeSchema = route;
 
 export const configSchema = z
   .strictObject({
@@ -287,6 +303,8 @@ export const configSchema = z
     certificates: certificateSettings.prefault({}),
     /** W3C traceparent propagation with a proxy span per RPC, and optional OpenTelemetry spans; see docs/tracing.md. */
     tracing: tracingSettings.prefault({}),
+    /** Routes, clusters and endpoints from an xDS control plane instead of this file; see docs/control-plane.md. Unset: none. */
+    xds: xdsClientSettings.optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine(checkReferences, { when: () => true });

@@ -10,6 +10,14 @@ export interface EndpointAddress {
   readonly port: number;
   /** Relative weight, a positive integer; 1 when the source has no notion of weight. */
   readonly weight: number;
+  /** The zone (topology) the endpoint runs in, when the source knows it; xDS sends it as the locality. */
+  readonly zone?: string | undefined;
+  /**
+   * `draining`: leaving (a terminating pod that still serves): it finishes the
+   * RPCs it has and takes no new ones. Default `healthy`. Sources leave out
+   * endpoints that cannot serve at all.
+   */
+  readonly health?: 'healthy' | 'draining' | undefined;
 }
 
 export type DiscoveryUpdate =

@@ -17,6 +17,7 @@ import type { RpcRecord } from '../proxy/rpc-record.ts';
 import { MethodLabeler } from './method-labels.ts';
 import { statusName } from '../proxy/grpc-status.ts';
 import type { LoadedCertificate } from '../security/certificate-expiry.ts';
+import { registerXdsMetrics, type XdsMetricsSource } from './xds-metrics.ts';
 
 /** What the scrape-time gauges read from the running proxy. */
 export interface MetricsSource {
@@ -24,6 +25,8 @@ export interface MetricsSource {
   listeners(): Iterable<{ readonly name: string; readonly connectionCount: number }>;
   certificates(): readonly LoadedCertificate[];
   ready(): boolean;
+  /** Present when the proxy takes its config from an xDS control plane. */
+  xds?: XdsMetricsSource;
 }
 
 export interface ProxyMetricsOptions {
@@ -87,6 +90,7 @@ export class ProxyMetrics {
     this.#retries = new Counter({ name: 'switchyard_retries_total', help: 'Attempts after the first, by cluster.', labelNames: ['cluster'], registers });
     this.#reloads = new Counter({ name: 'switchyard_reloads_total', help: 'Config and certificate reloads, by outcome.', labelNames: ['kind', 'result'], registers });
     registerStateGauges(options.source, registers);
+    if (options.source.xds) registerXdsMetrics(options.source.xds, registers);
     new Gauge({ name: 'switchyard_info', help: 'Always 1; the labels say what runs.', labelNames: ['version', 'node'], registers }).set({ version: options.version, node: process.versions.node }, 1);
     collectDefaultMetrics({ register: this.registry });
   }
@@ -156,7 +160,7 @@ export class ProxyMetrics {
     this.#attemptDuration.remove({ cluster, endpoint });
   }
 
-  reloaded(kind: 'config' | 'certificates', ok: boolean): void {
+  reloaded(kind: 'config' | 'certificates' | 'xds', ok: boolean): void {
     this.#reloads.inc({ kind, result: ok ? 'ok' : 'failed' });
   }
 

@@ -61,9 +61,9 @@ export class Telemetry {
     this.#remember({ time: Date.now(), kind: event.kind, cluster: event.cluster, endpoint: event.endpoint, message: `${event.endpoint} ${EVENT_WORDS[event.kind]}${detail}` });
   }
 
-  reloaded(kind: 'config' | 'certificates', error?: string): void {
+  reloaded(kind: 'config' | 'certificates' | 'xds', error?: string): void {
     this.metrics.reloaded(kind, error === undefined);
-    const what = kind === 'config' ? 'config' : 'certificates';
+    const what = kind === 'xds' ? 'xDS config' : kind;
     this.#remember(error === undefined
       ? { time: Date.now(), kind: 'reload', message: `${what} reloaded` }
       : { time: Date.now(), kind: 'reload_failed', message: `${what} reload rejected: ${error}` });

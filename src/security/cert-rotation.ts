@@ -40,6 +40,7 @@ export function tlsFilesOf(config: SwitchyardConfig): string[] {
   const files: (string | undefined)[] = [];
   for (const l of config.listeners) files.push(l.tls?.cert_file, l.tls?.key_file, l.tls?.client_ca_file);
   for (const c of config.clusters) files.push(c.tls?.ca_file, c.tls?.cert_file, c.tls?.key_file);
+  files.push(config.xds?.tls.ca_file, config.xds?.tls.cert_file, config.xds?.tls.key_file);
   return [...new Set(files.filter((file) => file !== undefined))];
 }
 

@@ -39,6 +39,8 @@ export function loadedCertificates(config: SwitchyardConfig, secrets: ConfigSecr
     add(`clusters[${cluster.name}].tls.ca_file`, cluster.tls?.ca_file, files?.ca);
     add(`clusters[${cluster.name}].tls.cert_file`, cluster.tls?.cert_file, files?.cert);
   }
+  add('xds.tls.ca_file', config.xds?.tls.ca_file, secrets.xds?.ca);
+  add('xds.tls.cert_file', config.xds?.tls.cert_file, secrets.xds?.cert);
   return out.sort((a, b) => a.secondsUntilExpiry - b.secondsUntilExpiry);
 }
 

@@ -228,7 +228,7 @@ clusters:
     assertProblem(error, 'routes[0]', 'a route needs exactly one action: cluster or direct_response');
     assertProblem(error, 'routes[1].direct_response.code', /^unknown gRPC status "NOPE"/);
     assertProblem(error, 'routes[2].direct_response.code', 'expected a number <= 16, got 17');
-    assertProblem(error, 'clusters[0]', 'a cluster needs exactly one endpoint source: endpoints or dns');
+    assertProblem(error, 'clusters[0]', 'a cluster needs exactly one endpoint source: endpoints, dns or kubernetes');
     assertProblem(error, 'clusters[1].endpoints[0].port', 'expected a number >= 1, got 0');
     assertProblem(error, 'clusters[2].lb_policy', /^expected one of "round_robin", .*got "fastest"$/);
     assertProblem(error, 'clusters[2].dns.servers[3]', /got "dns:53"$/);

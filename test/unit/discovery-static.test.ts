@@ -75,5 +75,5 @@ test('createDiscoverySource picks dns for dns', () => {
 });
 
 test('createDiscoverySource rejects a cluster with no source', () => {
-  assert.throws(() => createDiscoverySource(cluster({})), /neither endpoints nor dns/);
+  assert.throws(() => createDiscoverySource(cluster({})), /has no endpoints, dns or kubernetes/);
 });

@@ -1,0 +1,132 @@
+/**
+ * The control plane's source of truth: its config file's clusters, routes
+ * and listeners, with each cluster's endpoints from the discovery source its
+ * config names (a static list, DNS, Kubernetes EndpointSlices). The same
+ * DiscoverySource objects the proxy uses feed it, so a source behaves
+ * identically behind a proxy and behind the control plane.
+ *
+ * Resources are built when something changes, not per request: a push to a
+ * thousand streams encodes each resource once per client kind.
+ */
+import { createHash } from 'node:crypto';
+import type { ClusterConfig, RouteConfig } from '../../config/schema.ts';
+import { createDiscoverySource } from '../../discovery/create.ts';
+import type { DiscoverySource, EndpointAddress } from '../../discovery/source.ts';
+import type { ResourceType, AnyMessage } from '../protos.ts';
+import {
+  clusterLoadAssignmentResource, clusterResource, listenerResource, routeConfigurationResource,
+  type ClientCapabilities, type XdsRouteSpec,
+} from '../resources.ts';
+import type { ResourceProvider, XdsResource } from '../snapshot.ts';
+import type { ControlPlaneConfig } from './control-plane-schema.ts';
+
+export interface ConfigProviderLogger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+type Resources = ReadonlyMap<string, XdsResource>;
+const EMPTY: Resources = new Map();
+
+export class ConfigResourceProvider implements ResourceProvider {
+  readonly #config: ControlPlaneConfig;
+  readonly #logger: ConfigProviderLogger | undefined;
+  readonly #createSource: (cluster: ClusterConfig) => DiscoverySource;
+  readonly #sources = new Map<string, DiscoverySource>();
+  readonly #listeners = new Set<() => void>();
+  #listenerResources: Resources = EMPTY;
+  #routeResources: Resources = EMPTY;
+  /** By client kind: gRPC clients and Switchyard proxies get different lb_policy values. */
+  readonly #clusterResources = new Map<string, Resources>();
+  #endpointResources: Resources = EMPTY;
+
+  constructor(config: ControlPlaneConfig, options: { logger?: ConfigProviderLogger; createSource?: (cluster: ClusterConfig) => DiscoverySource } = {}) {
+    this.#config = config;
+    this.#logger = options.logger;
+    this.#createSource = options.createSource ?? ((cluster) => createDiscoverySource(cluster));
+    this.#listenerResources = index(config.listeners.map((listener) => [listener.name, listenerResource({ name: listener.name, routeConfig: listener.route_config })]));
+    const clusters = new Map(config.clusters.map((cluster) => [cluster.name, cluster]));
+    this.#routeResources = index(config.route_configs.map((routeConfig) => [
+      routeConfig.name,
+      routeConfigurationResource({ name: routeConfig.name, routes: routeConfig.routes.map((route) => routeSpec(route, clusters)) }),
+    ]));
+  }
+
+  /** Starts every cluster's discovery; endpoints appear as sources report them. */
+  start(): void {
+    for (const cluster of this.#config.clusters) {
+      const source = this.#createSource(cluster);
+      this.#sources.set(cluster.name, source);
+      source.start((update) => {
+        if (update.type === 'error') {
+          this.#logger?.warn({ cluster: cluster.name, err: update.error.message }, 'discovery failed; serving the last good endpoints');
+          return;
+        }
+        this.#setEndpoints(cluster.name, update.endpoints);
+      });
+    }
+  }
+
+  close(): void {
+    for (const source of this.#sources.values()) source.close();
+    this.#sources.clear();
+    this.#listeners.clear();
+  }
+
+  resources(type: ResourceType, capabilities: ClientCapabilities): Resources {
+    switch (type) {
+      case 'listener': return this.#listenerResources;
+      case 'route': return this.#routeResources;
+      case 'endpoint': return this.#endpointResources;
+      case 'cluster': return this.#clustersFor(capabilities);
+    }
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #clustersFor(capabilities: ClientCapabilities): Resources {
+    const key = JSON.stringify(capabilities);
+    let resources = this.#clusterResources.get(key);
+    if (!resources) {
+      resources = index(this.#config.clusters.map((cluster) => [
+        cluster.name,
+        clusterResource({ name: cluster.name, policy: cluster.lb_policy, connectTimeoutMs: cluster.connect_timeout }, capabilities),
+      ]));
+      this.#clusterResources.set(key, resources);
+    }
+    return resources;
+  }
+
+  #setEndpoints(cluster: string, endpoints: readonly EndpointAddress[]): void {
+    const resource = toResource(cluster, clusterLoadAssignmentResource(cluster, endpoints));
+    if (this.#endpointResources.get(cluster)?.version === resource.version) return;
+    const next = new Map(this.#endpointResources);
+    next.set(cluster, resource);
+    this.#endpointResources = next;
+    this.#logger?.info({ cluster, endpoints: endpoints.length }, 'endpoints changed');
+    for (const listener of [...this.#listeners]) listener();
+  }
+}
+
+function routeSpec(route: RouteConfig, clusters: ReadonlyMap<string, ClusterConfig>): XdsRouteSpec {
+  const { match } = route;
+  const cluster = clusters.get(route.cluster!);
+  return {
+    ...(match.method !== undefined ? { path: match.method } : { prefix: match.service !== undefined ? `/${match.service}/` : match.prefix }),
+    cluster: route.cluster!,
+    timeoutMs: route.timeout,
+    hashHeader: cluster?.lb_policy === 'ring_hash' ? cluster.hash_header : undefined,
+  };
+}
+
+function index(entries: readonly (readonly [string, AnyMessage])[]): Resources {
+  return new Map(entries.map(([name, resource]) => [name, toResource(name, resource)]));
+}
+
+/** A resource's version is a hash of its bytes: equal content, equal version, on every replica. */
+function toResource(name: string, resource: AnyMessage): XdsResource {
+  return { name, resource, version: createHash('sha256').update(resource.value).digest('hex').slice(0, 16) };
+}

@@ -1,0 +1,101 @@
+/**
+ * `switchyard control-plane`: the config file's clusters, routes and
+ * listeners, with endpoints from their discovery sources, served over ADS
+ * with mTLS. A replica keeps no state beyond what its sources tell it, so
+ * several can run side by side: resource versions are hashes of content, so
+ * a client that moves to another replica is not sent what it already has.
+ *
+ * An optional `admin` section serves /metrics, /ready and /live on loopback.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import pino, { type Logger } from 'pino';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { startAdsServer, type AdsServer } from '../server/ads-server.ts';
+import { ConfigResourceProvider } from './config-provider.ts';
+import type { LoadedControlPlaneConfig } from './load.ts';
+
+export interface ControlPlane {
+  /** The ADS port. */
+  readonly port: number;
+  readonly server: AdsServer;
+  readonly provider: ConfigResourceProvider;
+  /** Where /metrics is served, with an admin section. */
+  readonly adminAddress: AddressInfo | undefined;
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger: Logger = pino({ level: loaded.config.log_level })): Promise<ControlPlane> {
+  const { config, tls } = loaded;
+  const registry = new Registry();
+  const registers = [registry];
+  const nacks = new Counter({ name: 'switchyard_xds_nacks_total', help: 'Responses clients rejected (NACK), by resource type (listener, route, cluster, endpoint).', labelNames: ['type'], registers });
+  const acks = new Counter({ name: 'switchyard_xds_acks_total', help: 'Responses clients accepted (ACK), by resource type.', labelNames: ['type'], registers });
+  const refusals = new Counter({ name: 'switchyard_xds_refused_streams_total', help: 'Streams refused: unknown identity, node id not allowed, over a limit.', labelNames: ['reason'], registers });
+
+  const provider = new ConfigResourceProvider(config, { logger });
+  provider.start();
+  let server: AdsServer;
+  try {
+    server = await startAdsServer({
+      address: config.server.address,
+      port: config.server.port,
+      tls: { caPem: tls.clientCa, certPem: tls.cert, keyPem: tls.key },
+      provider,
+      authorization: config.authorization,
+      limits: config.limits,
+      debounceMs: config.debounce,
+      controlPlaneId: `${hostname()}/${process.pid}`,
+      logger,
+      onNack: (event) => nacks.inc({ type: event.type }),
+      onAck: (event) => acks.inc({ type: event.type }),
+      onRefusal: (event) => refusals.inc({ reason: grpc.status[event.code] ?? String(event.code) }),
+    });
+  } catch (error) {
+    provider.close();
+    throw error;
+  }
+  new Gauge({
+    name: 'switchyard_xds_streams', help: 'Open ADS streams.', registers,
+    collect() { this.set(server.streamCount); },
+  });
+  new Gauge({
+    name: 'switchyard_xds_resources', help: 'Resources served, by type (clusters as sent to gRPC clients).', labelNames: ['type'], registers,
+    collect() {
+      for (const type of ['listener', 'route', 'cluster', 'endpoint'] as const) this.set({ type }, provider.resources(type, { leastRequest: false, switchyardPolicies: false }).size);
+    },
+  });
+  collectDefaultMetrics({ register: registry });
+  logger.info({ address: `${config.server.address}:${server.port}`, clusters: config.clusters.length, listeners: config.listeners.length }, 'xDS control plane listening (mTLS)');
+
+  let admin: http.Server | undefined;
+  if (config.admin) {
+    admin = http.createServer((request, response) => {
+      void answer(request.url ?? '/').then(([status, type, body]) => {
+        response.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+        response.end(body);
+      });
+    });
+    const { address, port } = config.admin;
+    await new Promise<void>((resolve, reject) => admin!.once('error', reject).listen(port, address, () => resolve()));
+  }
+  const answer = async (url: string): Promise<[number, string, string]> => {
+    if (url === '/metrics') return [200, registry.contentType, await registry.metrics()];
+    if (url === '/ready' || url === '/live') return [200, 'text/plain', url.slice(1)];
+    return [404, 'text/plain', 'not found'];
+  };
+
+  return {
+    port: server.port,
+    server,
+    provider,
+    adminAddress: admin?.address() as AddressInfo | undefined,
+    async close(graceMs = 1_000) {
+      await server.close(graceMs);
+      provider.close();
+      if (admin) await new Promise<void>((resolve) => { admin!.close(() => resolve()); admin!.closeAllConnections(); });
+    },
+  };
+}

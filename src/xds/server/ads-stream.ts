@@ -1,0 +1,349 @@
+/**
+ * What every ADS stream does whatever its protocol variant: admits it on its
+ * first request (certificate identity → rule → node claim → stream limit),
+ * refuses a node that changes mid-stream, reports ACKs and NACKs, and
+ * pushes each type's pending response in make-before-break order.
+ * sotw-stream.ts and delta-stream.ts add the wire formats.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { CallerIdentity } from '../../security/identity.ts';
+import { RESOURCE_TYPES, resourceTypeOf, TYPE_URL, type ResourceType } from '../protos.ts';
+import { capabilitiesOf, type ClientCapabilities } from '../resources.ts';
+import type { ResourceProvider, XdsResource } from '../snapshot.ts';
+import type { NodeClaim, XdsAuthorizer, XdsIdentityRule } from './authorization.ts';
+import { routeNamesOf } from './listener-routes.ts';
+import { PUSH_ORDER, SubscriptionLimitError, type TypeView } from './subscriptions.ts';
+import type { XdsLimitsConfig } from './xds-auth-schema.ts';
+
+export type AdsProtocol = 'sotw' | 'delta';
+
+/** The node as proto-loader decodes it (snake_case; unset fields missing). */
+export interface NodeMessage {
+  readonly id?: string;
+  readonly cluster?: string;
+  readonly user_agent_name?: string;
+}
+
+export interface StatusMessage {
+  readonly code?: number;
+  readonly message?: string;
+}
+
+/** The fields every ADS request shares. */
+export interface AdsRequestMessage {
+  readonly node?: NodeMessage | null;
+  readonly type_url?: string;
+  readonly response_nonce?: string;
+  readonly error_detail?: StatusMessage | null;
+}
+
+export interface NackEvent {
+  readonly protocol: AdsProtocol;
+  readonly identity: string;
+  readonly nodeId: string;
+  readonly type: ResourceType;
+  readonly typeUrl: string;
+  /** The version the client rejected (SotW version_info; delta system_version_info). */
+  readonly version: string;
+  /** SotW: the version the client keeps (its last ACK); delta: ''. */
+  readonly keptVersion: string;
+  readonly message: string;
+  /** Names in the rejected response. */
+  readonly resourceNames: readonly string[];
+}
+
+export interface AckEvent {
+  readonly protocol: AdsProtocol;
+  readonly identity: string;
+  readonly nodeId: string;
+  readonly type: ResourceType;
+  readonly version: string;
+}
+
+export interface RefusalEvent {
+  readonly protocol: AdsProtocol;
+  /** The certificate's identity label (`spiffe://…`, `dns:…`, `cn:…`, `anonymous`). */
+  readonly identity: string;
+  /** The node.id claimed, '' when none was seen. */
+  readonly nodeId: string;
+  readonly nodeCluster: string;
+  readonly code: grpc.status;
+  readonly reason: string;
+}
+
+export interface AdsServerStats {
+  /** Streams admitted (their first request passed every check). */
+  streamsAdmitted: number;
+  /** Streams ended by a refusal (PERMISSION_DENIED, UNAUTHENTICATED, RESOURCE_EXHAUSTED, or no first request). */
+  refusals: number;
+  responses: number;
+  acks: number;
+  nacks: number;
+  /** Requests whose response_nonce was not the latest sent while a response was outstanding. */
+  staleRequests: number;
+}
+
+export interface AdsServerHooks {
+  onNack?(event: NackEvent): void;
+  onAck?(event: AckEvent): void;
+  onRefusal?(event: RefusalEvent): void;
+}
+
+/** What the server hands every stream. */
+export interface StreamContext {
+  readonly provider: ResourceProvider;
+  readonly authorizer: XdsAuthorizer;
+  readonly limits: XdsLimitsConfig;
+  readonly logger: Logger;
+  readonly stats: AdsServerStats;
+  readonly hooks: AdsServerHooks;
+  readonly controlPlaneId: string | undefined;
+  readonly firstRequestTimeoutMs: number;
+  /**
+   * Bumped each time debounced provider changes are published. A stream reads
+   * the provider once per generation (all four types together), so answering
+   * a request never pushes a change still inside its debounce window.
+   */
+  generation(): number;
+  /** The caller: from the verified client certificate, or the configured identity in insecure mode. */
+  identify(call: grpc.ServerDuplexStream<unknown, unknown>): CallerIdentity;
+  /** Takes a stream slot for `identity`; false at the limit. */
+  acquire(identity: string): boolean;
+  release(identity: string): void;
+  /** The stream has ended. */
+  forget(stream: AdsStream): void;
+}
+
+/** The part of a subscription the stream drives. */
+export interface Subscription<Plan extends { readonly requested: boolean }> {
+  readonly awaiting: boolean;
+  plan(view: TypeView): Plan | undefined;
+  sent(plan: Plan, nonce: string): void;
+}
+
+export type Answer =
+  | { readonly kind: 'ack'; readonly version: string }
+  | { readonly kind: 'nack'; readonly version: string; readonly keptVersion?: string; readonly message: string; readonly resourceNames: readonly string[] }
+  | { readonly kind: 'stale' }
+  | { readonly kind: 'request' };
+
+/** The provider's resources as this stream read them in one generation. */
+interface Snapshot {
+  readonly generation: number;
+  readonly maps: ReadonlyMap<ResourceType, ReadonlyMap<string, XdsResource>>;
+  routes: ((name: string) => boolean) | undefined;
+}
+
+export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMessage, Plan extends { readonly requested: boolean } = { readonly requested: boolean }> {
+  readonly protocol: AdsProtocol;
+  protected readonly call: grpc.ServerDuplexStream<Request, unknown>;
+  protected readonly context: StreamContext;
+  protected readonly subscriptions = new Map<ResourceType, Subscription<Plan>>();
+  readonly caller: CallerIdentity;
+  #rule: XdsIdentityRule | undefined;
+  #node: NodeClaim | undefined;
+  #capabilities: ClientCapabilities = capabilitiesOf(undefined);
+  #nonce = 0;
+  #ended = false;
+  #snapshot: Snapshot | undefined;
+  #firstRequestTimer: NodeJS.Timeout | undefined;
+
+  constructor(protocol: AdsProtocol, call: grpc.ServerDuplexStream<Request, unknown>, context: StreamContext) {
+    this.protocol = protocol;
+    this.call = call;
+    this.context = context;
+    this.caller = context.identify(call as grpc.ServerDuplexStream<unknown, unknown>);
+    call.on('data', (message: Request) => this.#onRequest(message));
+    call.on('end', () => this.end(grpc.status.OK, ''));
+    call.on('cancelled', () => this.#cleanup());
+    call.on('close', () => this.#cleanup());
+    this.#firstRequestTimer = setTimeout(() => {
+      this.refuse(grpc.status.DEADLINE_EXCEEDED, `no DiscoveryRequest within ${context.firstRequestTimeoutMs} ms`);
+    }, context.firstRequestTimeoutMs);
+    this.#firstRequestTimer.unref();
+  }
+
+  /** The admitted identity (as written in the rules), once the first request passed. */
+  get identity(): string | undefined {
+    return this.#rule?.identity;
+  }
+
+  get nodeId(): string | undefined {
+    return this.#node?.id;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Applies one request of `type` to its subscription (creating it), returning what it answered. */
+  protected abstract receive(type: ResourceType, request: Request): Answer;
+
+  /** Writes one response. */
+  protected abstract write(type: ResourceType, plan: Plan, nonce: string): void;
+
+  #onRequest(message: Request): void {
+    if (this.#ended) return;
+    try {
+      if (!this.#node) {
+        if (!this.#admit(message.node ?? undefined)) return;
+      } else if (!this.#sameNode(message.node ?? undefined)) {
+        return;
+      }
+      const typeUrl = message.type_url ?? '';
+      const type = resourceTypeOf(typeUrl);
+      if (!type) {
+        this.context.logger.debug({ node: this.#node!.id, typeUrl }, 'xDS request for a type this server does not serve; ignored');
+        return;
+      }
+      this.#report(type, this.receive(type, message));
+      this.flush();
+    } catch (error) {
+      if (error instanceof SubscriptionLimitError) {
+        this.refuse(grpc.status.RESOURCE_EXHAUSTED, `${this.#rule?.identity ?? this.caller.label}: ${error.message}`);
+      } else {
+        this.context.logger.error({ err: error, identity: this.identity, node: this.nodeId }, 'xDS stream failed');
+        this.end(grpc.status.INTERNAL, 'internal error in the xDS server');
+      }
+    }
+  }
+
+  #admit(node: NodeMessage | undefined): boolean {
+    clearTimeout(this.#firstRequestTimer);
+    const claim: NodeClaim = { id: node?.id ?? '', cluster: node?.cluster ?? '' };
+    this.#node = claim;
+    if (!this.caller.authenticated) return this.refuse(grpc.status.UNAUTHENTICATED, 'xDS requires a verified client certificate');
+    const rule = this.context.authorizer.ruleFor(this.caller);
+    if (!rule) return this.refuse(grpc.status.PERMISSION_DENIED, `${this.caller.label} is not authorized for xDS`);
+    if (claim.id === '') return this.refuse(grpc.status.PERMISSION_DENIED, `${rule.identity}: the first request must carry node.id`);
+    const problem = rule.checkNode(claim);
+    if (problem) return this.refuse(grpc.status.PERMISSION_DENIED, problem);
+    if (!this.context.acquire(rule.identity)) {
+      return this.refuse(grpc.status.RESOURCE_EXHAUSTED, `${rule.identity} already holds ${this.context.limits.max_streams_per_identity} xDS streams`);
+    }
+    this.#rule = rule;
+    this.#capabilities = capabilitiesOf(node?.user_agent_name);
+    this.context.stats.streamsAdmitted++;
+    this.context.logger.info(
+      { protocol: this.protocol, identity: rule.identity, node: claim.id, nodeCluster: claim.cluster, userAgent: node?.user_agent_name, peer: this.call.getPeer() },
+      'xDS stream admitted',
+    );
+    return true;
+  }
+
+  /** Later requests may leave node out; when one carries it, it must be the same node. */
+  #sameNode(node: NodeMessage | undefined): boolean {
+    const claim = this.#node!;
+    if (!node?.id) return true;
+    if (node.id !== claim.id) return this.refuse(grpc.status.PERMISSION_DENIED, `node.id changed on the stream from "${claim.id}" to "${node.id}"`);
+    if (node.cluster && node.cluster !== claim.cluster) {
+      return this.refuse(grpc.status.PERMISSION_DENIED, `node.cluster changed on the stream from "${claim.cluster}" to "${node.cluster}"`);
+    }
+    return true;
+  }
+
+  #report(type: ResourceType, answer: Answer): void {
+    const { stats, hooks, logger } = this.context;
+    const base = { protocol: this.protocol, identity: this.#rule!.identity, nodeId: this.#node!.id, type };
+    if (answer.kind === 'ack') {
+      stats.acks++;
+      logger.debug({ ...base, version: answer.version }, 'xDS ACK');
+      this.#callHook(() => hooks.onAck?.({ ...base, version: answer.version }));
+    } else if (answer.kind === 'nack') {
+      stats.nacks++;
+      const event: NackEvent = {
+        ...base, typeUrl: TYPE_URL[type], version: answer.version, keptVersion: answer.keptVersion ?? '', message: answer.message, resourceNames: answer.resourceNames,
+      };
+      logger.warn(
+        { protocol: this.protocol, identity: event.identity, node: event.nodeId, type, version: event.version, keptVersion: event.keptVersion, error: event.message, resources: event.resourceNames },
+        'xDS NACK: the client rejected a response and keeps its last good version',
+      );
+      this.#callHook(() => hooks.onNack?.(event));
+    } else if (answer.kind === 'stale') {
+      stats.staleRequests++;
+    }
+  }
+
+  /** A hook that throws is logged; it never breaks the stream. */
+  #callHook(call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      this.context.logger.error({ err: error }, 'xDS server hook failed');
+    }
+  }
+
+  /** Sends what each type has pending: CDS, EDS, LDS, RDS; a push waits behind an earlier type's unsent change. */
+  flush(): void {
+    if (!this.#rule || this.#ended) return;
+    let held = false;
+    for (const type of PUSH_ORDER) {
+      const subscription = this.subscriptions.get(type);
+      if (!subscription) continue;
+      const plan = subscription.plan(this.#view(type));
+      if (!plan) continue;
+      if (subscription.awaiting) {
+        held = true;
+        continue;
+      }
+      if (held && !plan.requested) continue;
+      const nonce = String(++this.#nonce);
+      this.write(type, plan, nonce);
+      subscription.sent(plan, nonce);
+      this.context.stats.responses++;
+    }
+  }
+
+  #view(type: ResourceType): TypeView {
+    const rule = this.#rule!;
+    const generation = this.context.generation();
+    if (this.#snapshot?.generation !== generation) {
+      const maps = new Map(RESOURCE_TYPES.map((t) => [t, this.context.provider.resources(t, this.#capabilities)] as const));
+      this.#snapshot = { generation, maps, routes: undefined };
+    }
+    const snapshot = this.#snapshot;
+    const resources = snapshot.maps.get(type)!;
+    if (type === 'route') {
+      const allowed = (snapshot.routes ??= rule.routeFilter(snapshot.maps.get('listener')!, routeNamesOf));
+      return { resources, allowed };
+    }
+    if (type === 'listener') return { resources, allowed: (name) => rule.allowsListener(name) };
+    return { resources, allowed: (name) => rule.allowsCluster(name) };
+  }
+
+  /** Logs and counts a refusal, then ends the stream with `code`. Returns false, for `return this.refuse(…)`. */
+  protected refuse(code: grpc.status, reason: string): false {
+    if (this.#ended) return false;
+    const event: RefusalEvent = {
+      protocol: this.protocol, identity: this.caller.label, nodeId: this.#node?.id ?? '', nodeCluster: this.#node?.cluster ?? '', code, reason,
+    };
+    this.context.stats.refusals++;
+    this.context.logger.warn(
+      { protocol: this.protocol, identity: event.identity, node: event.nodeId, nodeCluster: event.nodeCluster, code: grpc.status[code], reason, peer: this.call.getPeer() },
+      'xDS stream refused',
+    );
+    this.#callHook(() => this.context.hooks.onRefusal?.(event));
+    this.end(code, reason);
+    return false;
+  }
+
+  /** Ends the stream with a status (OK ends it cleanly). */
+  end(code: grpc.status, details: string): void {
+    if (this.#ended) return;
+    this.#cleanup();
+    if (code === grpc.status.OK) this.call.end();
+    else this.call.emit('error', { code, details });
+  }
+
+  #cleanup(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearTimeout(this.#firstRequestTimer);
+    if (this.#rule) {
+      this.context.release(this.#rule.identity);
+      this.context.logger.debug({ protocol: this.protocol, identity: this.#rule.identity, node: this.#node?.id }, 'xDS stream ended');
+    }
+    this.context.forget(this);
+  }
+}

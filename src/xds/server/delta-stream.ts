@@ -1,0 +1,46 @@
+/** DeltaAggregatedResources: incremental ADS (delta-subscription.ts has the rules). */
+import type { ResourceType } from '../protos.ts';
+import { TYPE_URL } from '../protos.ts';
+import { AdsStream, type AdsRequestMessage, type Answer } from './ads-stream.ts';
+import { DeltaSubscription, type DeltaPlan } from './delta-subscription.ts';
+
+export interface DeltaDiscoveryRequestMessage extends AdsRequestMessage {
+  readonly resource_names_subscribe?: readonly string[];
+  readonly resource_names_unsubscribe?: readonly string[];
+  readonly initial_resource_versions?: Readonly<Record<string, string>>;
+}
+
+export class DeltaStream extends AdsStream<DeltaDiscoveryRequestMessage, DeltaPlan> {
+  protected receive(type: ResourceType, request: DeltaDiscoveryRequestMessage): Answer {
+    let subscription = this.subscriptions.get(type) as DeltaSubscription | undefined;
+    if (!subscription) {
+      subscription = new DeltaSubscription(type);
+      this.subscriptions.set(type, subscription);
+    }
+    return subscription.receive(
+      {
+        subscribe: request.resource_names_subscribe ?? [],
+        unsubscribe: request.resource_names_unsubscribe ?? [],
+        initialVersions: new Map(Object.entries(request.initial_resource_versions ?? {})),
+        nonce: request.response_nonce ?? '',
+        error: request.error_detail ? (request.error_detail.message ?? '') : undefined,
+      },
+      this.context.limits.max_resource_names,
+    );
+  }
+
+  protected write(type: ResourceType, plan: DeltaPlan, nonce: string): void {
+    this.call.write({
+      system_version_info: plan.systemVersion,
+      resources: plan.resources.map((r) => ({ name: r.name, version: r.version, resource: r.resource })),
+      type_url: TYPE_URL[type],
+      removed_resources: plan.removed,
+      nonce,
+      ...(this.context.controlPlaneId !== undefined && { control_plane: { identifier: this.context.controlPlaneId } }),
+    });
+    this.context.logger.debug(
+      { node: this.nodeId, type, systemVersion: plan.systemVersion, resources: plan.resources.length, removed: plan.removed.length, nonce },
+      'xDS delta response sent',
+    );
+  }
+}

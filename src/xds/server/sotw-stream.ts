@@ -1,0 +1,39 @@
+/** StreamAggregatedResources: state-of-the-world ADS (sotw-subscription.ts has the rules). */
+import type { ResourceType } from '../protos.ts';
+import { TYPE_URL } from '../protos.ts';
+import { AdsStream, type AdsRequestMessage, type Answer } from './ads-stream.ts';
+import { SotwSubscription, type SotwPlan } from './sotw-subscription.ts';
+
+export interface DiscoveryRequestMessage extends AdsRequestMessage {
+  readonly version_info?: string;
+  readonly resource_names?: readonly string[];
+}
+
+export class SotwStream extends AdsStream<DiscoveryRequestMessage, SotwPlan> {
+  protected receive(type: ResourceType, request: DiscoveryRequestMessage): Answer {
+    let subscription = this.subscriptions.get(type) as SotwSubscription | undefined;
+    if (!subscription) {
+      subscription = new SotwSubscription(type);
+      this.subscriptions.set(type, subscription);
+    }
+    return subscription.receive(
+      {
+        resourceNames: request.resource_names ?? [],
+        nonce: request.response_nonce ?? '',
+        error: request.error_detail ? (request.error_detail.message ?? '') : undefined,
+      },
+      this.context.limits.max_resource_names,
+    );
+  }
+
+  protected write(type: ResourceType, plan: SotwPlan, nonce: string): void {
+    this.call.write({
+      version_info: plan.version,
+      resources: plan.resources.map((r) => r.resource),
+      type_url: TYPE_URL[type],
+      nonce,
+      ...(this.context.controlPlaneId !== undefined && { control_plane: { identifier: this.context.controlPlaneId } }),
+    });
+    this.context.logger.debug({ node: this.nodeId, type, version: plan.version, resources: plan.resources.length, nonce }, 'xDS response sent');
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * One resource type on one state-of-the-world stream: what the client
+ * subscribes to, what it has acknowledged, and what to send next.
+ *
+ * - Every response carries the complete set the client subscribes to and
+ *   may see (for Listener and Cluster the protocol requires it: a missing
+ *   resource is removed; for RouteConfiguration and ClusterLoadAssignment it
+ *   is allowed and keeps the version meaningful). Its version_info is a hash
+ *   of that set (subscriptions.ts: versionOf).
+ * - One response at a time: the next one waits for the ACK or NACK of the
+ *   last (a request carrying its nonce). A request with another nonce is
+ *   stale: its resource_names are recorded (they are the client's latest
+ *   interest) but it is neither an ACK nor a NACK and is not answered.
+ * - A response is sent when something the client subscribes to differs from
+ *   what it acknowledged (changed, appeared, or gone), when it newly requests
+ *   a name that exists (even unchanged), and on the first request for
+ *   Listener and Cluster (even if empty).
+ * - After a NACK nothing is sent while every difference is one the client
+ *   already rejected; the client keeps its last good version, the server
+ *   keeps its record of it, and the next real change is sent.
+ */
+import type { ResourceType } from '../protos.ts';
+import type { XdsResource } from '../snapshot.ts';
+import { SubscriptionLimitError, supportsWildcard, versionOf, visible, WILDCARD, type TypeView } from './subscriptions.ts';
+
+export interface SotwRequest {
+  readonly resourceNames: readonly string[];
+  /** response_nonce; '' when unset. */
+  readonly nonce: string;
+  /** error_detail.message when error_detail is set (a NACK), else undefined. */
+  readonly error: string | undefined;
+}
+
+export type SotwAnswer =
+  | { readonly kind: 'ack'; readonly version: string }
+  | { readonly kind: 'nack'; readonly version: string; readonly keptVersion: string; readonly message: string; readonly resourceNames: readonly string[] }
+  /** The nonce is not the latest one sent, while a response is outstanding. */
+  | { readonly kind: 'stale' }
+  /** Nothing was outstanding: a first request, or a change of subscription. */
+  | { readonly kind: 'request' };
+
+export interface SotwPlan {
+  /** The complete set, sorted by name. */
+  readonly resources: readonly XdsResource[];
+  readonly version: string;
+  /** Answers a request (first response, newly requested names): not held back for push ordering. */
+  readonly requested: boolean;
+}
+
+interface Sent {
+  readonly nonce: string;
+  readonly version: string;
+  readonly content: ReadonlyMap<string, string>;
+}
+
+const ABSENT = '\0absent';
+const EMPTY: ReadonlyMap<string, string> = new Map();
+
+export class SotwSubscription {
+  readonly type: ResourceType;
+  /** Until a request names a resource, an empty list means "*" (Listener and Cluster only). */
+  #legacyWildcard = true;
+  #wildcard = false;
+  #names: ReadonlySet<string> = new Set();
+  /** Newly requested since the last response: answered even when unchanged. */
+  #forced = new Set<string>();
+  #forcedWildcard = false;
+  #answered = false;
+  #acked: Sent | undefined;
+  #inflight: Sent | undefined;
+  #rejected: ReadonlyMap<string, string> | undefined;
+
+  constructor(type: ResourceType) {
+    this.type = type;
+  }
+
+  /** A response is outstanding: nothing more is sent for this type until its ACK or NACK. */
+  get awaiting(): boolean {
+    return this.#inflight !== undefined;
+  }
+
+  /** The version the client last acknowledged ('' before any). */
+  get ackedVersion(): string {
+    return this.#acked?.version ?? '';
+  }
+
+  get wildcard(): boolean {
+    return this.#wildcard;
+  }
+
+  get resourceNames(): ReadonlySet<string> {
+    return this.#names;
+  }
+
+  /** Applies one DiscoveryRequest of this type. Throws SubscriptionLimitError past `maxNames`. */
+  receive(request: SotwRequest, maxNames: number): SotwAnswer {
+    const requested = new Set(request.resourceNames);
+    if (requested.size > maxNames) throw new SubscriptionLimitError(`${requested.size} resource names requested; the limit is ${maxNames}`);
+    this.#subscribe(requested);
+
+    const inflight = this.#inflight;
+    if (!inflight) return { kind: 'request' };
+    if (request.nonce !== inflight.nonce) return { kind: 'stale' };
+    this.#inflight = undefined;
+    if (request.error !== undefined) {
+      this.#rejected = inflight.content;
+      return { kind: 'nack', version: inflight.version, keptVersion: this.ackedVersion, message: request.error, resourceNames: [...inflight.content.keys()] };
+    }
+    this.#acked = inflight;
+    this.#rejected = undefined;
+    return { kind: 'ack', version: inflight.version };
+  }
+
+  #subscribe(requested: Set<string>): void {
+    const before = this.#names;
+    const wasWildcard = this.#wildcard;
+    if (supportsWildcard(this.type)) {
+      if (requested.size === 0) {
+        this.#wildcard = this.#legacyWildcard;
+      } else {
+        this.#legacyWildcard = false;
+        this.#wildcard = requested.delete(WILDCARD);
+      }
+    }
+    this.#names = requested;
+    for (const name of requested) if (!before.has(name)) this.#forced.add(name);
+    for (const name of this.#forced) if (!requested.has(name)) this.#forced.delete(name);
+    if (this.#wildcard && !wasWildcard) this.#forcedWildcard = true;
+    if (!this.#wildcard) this.#forcedWildcard = false;
+  }
+
+  /**
+   * The response to send now, or undefined. While a response is outstanding
+   * the plan is made as if it will be acknowledged: a plan then means a
+   * change waits behind it (the stream uses that to keep push order).
+   */
+  plan(view: TypeView): SotwPlan | undefined {
+    const desired = new Map<string, XdsResource>();
+    if (this.#wildcard) for (const [name, resource] of view.resources) if (view.allowed(name)) desired.set(name, resource);
+    for (const name of this.#names) {
+      const resource = visible(view, name);
+      if (resource) desired.set(name, resource);
+    }
+
+    let requested = !this.#answered && supportsWildcard(this.type);
+    if (this.#forcedWildcard && desired.size > 0) requested = true;
+    for (const name of this.#forced) if (desired.has(name)) requested = true;
+
+    const base = this.#inflight?.content ?? this.#acked?.content ?? EMPTY;
+    const changes: [string, string][] = [];
+    for (const [name, resource] of desired) if (base.get(name) !== resource.version) changes.push([name, resource.version]);
+    for (const name of base.keys()) if (!desired.has(name) && (this.#wildcard || this.#names.has(name))) changes.push([name, ABSENT]);
+
+    if (!requested) {
+      if (changes.length === 0) return undefined;
+      const rejected = this.#inflight ? undefined : this.#rejected;
+      if (rejected && changes.every(([name, version]) => (rejected.get(name) ?? ABSENT) === version)) return undefined;
+    }
+    const resources = [...desired.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return { resources, version: versionOf(resources.map((r) => [r.name, r.version] as const)), requested };
+  }
+
+  /** Records that `plan` went out with `nonce`. */
+  sent(plan: SotwPlan, nonce: string): void {
+    this.#inflight = { nonce, version: plan.version, content: new Map(plan.resources.map((r) => [r.name, r.version])) };
+    this.#answered = true;
+    this.#forced.clear();
+    this.#forcedWildcard = false;
+  }
+}

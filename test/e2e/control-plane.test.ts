@@ -1,0 +1,151 @@
+/**
+ * `switchyard control-plane`: its config file's clusters and routes served
+ * over ADS with mTLS, endpoints following their source, policies translated
+ * per client kind, and config mistakes reported with file and path.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
+import { AdsTestClient } from '../helpers/ads-client.ts';
+import { exitOf, logEntries, runCli } from '../helpers/cli.ts';
+import { FakeKubeApi, endpointSlice } from '../helpers/fake-kube-api.ts';
+import { TYPE_URL } from '../../src/xds/protos.ts';
+import { loadControlPlaneConfig } from '../../src/xds/control-plane/load.ts';
+import { startControlPlane, type ControlPlane } from '../../src/xds/control-plane/control-plane.ts';
+import pino from 'pino';
+
+describe('control plane from a config file', () => {
+  let pki: TestPki;
+  let frontend: TestIdentity;
+  let kube: FakeKubeApi;
+  let dir: string;
+  let controlPlane: ControlPlane;
+  let ads: AdsTestClient;
+
+  before(async () => {
+    pki = await makeTestPki();
+    frontend = await issueIdentity(pki, 'frontend', { subject: '/CN=frontend', san: 'URI:spiffe://test/frontend' });
+    kube = await FakeKubeApi.start();
+    kube.apply(slice([['10.0.0.1', 'zone-a', true], ['10.0.0.2', 'zone-b', true]]));
+    dir = await mkdtemp(path.join(os.tmpdir(), 'switchyard-cp-'));
+    const kubeconfig = await kube.writeKubeconfig();
+    const file = path.join(dir, 'control-plane.yaml');
+    await writeFile(file, `
+server:
+  address: 127.0.0.1
+  port: 0
+  tls: { cert_file: ${pki.server.cert}, key_file: ${pki.server.key}, client_ca_file: ${pki.caCert} }
+clusters:
+  - name: echo
+    lb_policy: least_request
+    kubernetes: { namespace: shop, service: echo, port: grpc, kubeconfig: ${kubeconfig} }
+  - name: pinned
+    lb_policy: ring_hash
+    hash_header: x-user
+    endpoints: [{ address: 10.1.0.1, port: 7000 }]
+route_configs:
+  - name: main
+    routes:
+      - { match: { method: /echo.Echo/Pinned }, cluster: pinned, timeout: 2s }
+      - { match: { service: echo.Echo }, cluster: echo }
+listeners:
+  - { name: echo, route_config: main }
+authorization:
+  identities:
+    - { identity: spiffe://test/frontend, node_ids: [frontend-*], clusters: ['*'], listeners: ['*'] }
+log_level: silent
+`);
+    controlPlane = await startControlPlane(await loadControlPlaneConfig(file), pino({ level: 'silent' }));
+    ads = new AdsTestClient({ host: 'localhost', port: controlPlane.port, ca: pki.caCertPem, cert: frontend.certPem, key: frontend.keyPem });
+  });
+
+  after(async () => {
+    ads.close();
+    await controlPlane.close(0);
+    await kube.close();
+    await pki.cleanup();
+  });
+
+  test('serves listeners, routes, clusters and Kubernetes endpoints with localities', async () => {
+    const stream = ads.sotw({ id: 'frontend-1', user_agent_name: 'gRPC Node' });
+    stream.request({ typeUrl: TYPE_URL.listener });
+    const lds = await stream.next(TYPE_URL.listener);
+    assert.deepEqual(lds.names, ['echo']);
+    stream.ack(lds);
+    stream.request({ typeUrl: TYPE_URL.route, names: ['main'] });
+    const rds = await stream.next(TYPE_URL.route);
+    const routes = (rds.resources[0]!.message as any).virtual_hosts[0].routes;
+    assert.deepEqual(routes.map((r: any) => [r.match.path ?? r.match.prefix, r.route.cluster]), [['/echo.Echo/Pinned', 'pinned'], ['/echo.Echo/', 'echo']]);
+    assert.equal(routes[0].route.hash_policy[0].header.header_name, 'x-user');
+    assert.deepEqual(routes[0].route.max_stream_duration.grpc_timeout_header_max, { seconds: '2', nanos: 0 });
+    stream.request({ typeUrl: TYPE_URL.cluster });
+    const cds = await stream.next(TYPE_URL.cluster);
+    // A gRPC client cannot take LEAST_REQUEST: it gets ROUND_ROBIN.
+    assert.deepEqual(Object.fromEntries(cds.resources.map((r) => [r.name, r.message.lb_policy])), { echo: 'ROUND_ROBIN', pinned: 'RING_HASH' });
+    stream.request({ typeUrl: TYPE_URL.endpoint, names: ['echo'] });
+    const eds = await stream.next(TYPE_URL.endpoint);
+    const localities = (eds.resources[0]!.message as any).endpoints;
+    assert.deepEqual(localities.map((l: any) => [l.locality.zone, l.load_balancing_weight.value, l.lb_endpoints[0].endpoint.address.socket_address.address]).sort(),
+      [['zone-a', 1, '10.0.0.1'], ['zone-b', 1, '10.0.0.2']]);
+    stream.ack(eds);
+
+    // A pod starts terminating: the next push marks it DRAINING.
+    kube.apply(slice([['10.0.0.1', 'zone-a', true], ['10.0.0.2', 'zone-b', false]]));
+    const changed = await stream.next(TYPE_URL.endpoint);
+    const statuses = (changed.resources[0]!.message as any).endpoints.flatMap((l: any) => l.lb_endpoints.map((e: any) => [e.endpoint.address.socket_address.address, e.health_status])).sort();
+    assert.deepEqual(statuses, [['10.0.0.1', 'HEALTHY'], ['10.0.0.2', 'DRAINING']]);
+  });
+
+  test('a Switchyard proxy gets the exact policy', async () => {
+    const stream = ads.sotw({ id: 'frontend-2', user_agent_name: 'switchyard' });
+    stream.request({ typeUrl: TYPE_URL.cluster });
+    const cds = await stream.next(TYPE_URL.cluster);
+    const echo = cds.resources.find((r) => r.name === 'echo')!.message as any;
+    assert.equal(echo.lb_policy, 'LEAST_REQUEST');
+    assert.equal(echo.metadata.filter_metadata['io.switchyard'].fields.lb_policy.stringValue, 'least_request');
+  });
+
+  test('the CLI reports a bad config with the file and the path, and exits 2', async () => {
+    const file = path.join(dir, 'bad.yaml');
+    await writeFile(file, `
+server: { port: 0, tls: { cert_file: ${pki.server.cert}, key_file: ${pki.server.key}, client_ca_file: ${pki.caCert} } }
+clusters: [{ name: echo, endpoints: [{ address: 10.0.0.1, port: 1 }] }]
+route_configs: [{ name: main, routes: [{ match: { prefix: / }, cluster: missing }] }]
+listeners: [{ name: echo, route_config: nope }]
+authorization: { identities: [] }
+`);
+    const { code, stderr } = await exitOf(runCli(['control-plane', '--config', file]));
+    assert.equal(code, 2);
+    assert.match(stderr, /bad\.yaml: invalid config/);
+    assert.match(stderr, /route_configs\[0\]\.routes\[0\]\.cluster: no cluster named "missing"/);
+    assert.match(stderr, /listeners\[0\]\.route_config: no route config named "nope"/);
+  });
+
+  test('the CLI serves until SIGTERM, then exits 0', async () => {
+    const file = path.join(dir, 'ok.yaml');
+    await writeFile(file, `
+server: { address: 127.0.0.1, port: 0, tls: { cert_file: ${pki.server.cert}, key_file: ${pki.server.key}, client_ca_file: ${pki.caCert} } }
+clusters: [{ name: echo, endpoints: [{ address: 10.0.0.1, port: 1 }] }]
+authorization: { identities: [{ identity: spiffe://test/frontend, node_ids: ['*'], clusters: ['*'], listeners: ['*'] }] }
+`);
+    const child = runCli(['control-plane', '--config', file]);
+    const exited = exitOf(child);
+    const [listening] = await logEntries(child, (e) => e.msg === 'xDS control plane listening (mTLS)');
+    const port = Number(listening!.address!.split(':').at(-1));
+    const client = new AdsTestClient({ host: 'localhost', port, ca: pki.caCertPem, cert: frontend.certPem, key: frontend.keyPem });
+    const stream = client.sotw({ id: 'cli-test' });
+    stream.request({ typeUrl: TYPE_URL.cluster });
+    assert.deepEqual((await stream.next(TYPE_URL.cluster)).names, ['echo']);
+    child.kill('SIGTERM');
+    assert.equal((await exited).code, 0);
+    client.close();
+  });
+});
+
+/** The EndpointSlice of Service "echo" in namespace "shop": [address, zone, ready (else terminating)]. */
+function slice(endpoints: [address: string, zone: string, ready: boolean][]) {
+  return endpointSlice('echo-a', 'echo', endpoints.map(([ip, zone, ready]) => ({ ip, zone, ready, serving: true, terminating: !ready })), { namespace: 'shop' });
+}
