@@ -52,7 +52,7 @@ try {
     ...Array.from({ length: CLUSTERS }, (_, c) => `  - { name: echo-${c}, kubernetes: { namespace: bench, service: echo-${c}, port: grpc, kubeconfig: ${kubeconfig} } }`),
     `authorization: { identities: [{ identity: spiffe://bench/clients, node_ids: ['*'], clusters: ['*'], listeners: ['*'] }] }`,
     `limits: { max_streams_per_identity: ${STREAMS + 100} }`,
-    'log_level: warn', '',
+    'log_level: info', '',
   ].join('\n'));
   const controlPlane = spawnCli(['control-plane', '--config', config]);
   const port = await listeningPort(controlPlane, 'xDS control plane listening (mTLS)');

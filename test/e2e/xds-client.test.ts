@@ -295,6 +295,45 @@ describe('a proxy fed by xDS', () => {
     }
   });
 
+  test('partial EDS and RDS responses (as a SotW control plane sends them) update what they carry; the rest stays', async () => {
+    const other = await startEchoServer({ name: 'other-0' });
+    try {
+      serve(ads, {
+        clusters: ['echo', 'other'],
+        endpoints: { echo: backends, other: [other] },
+        routes: [{ path: UNARY, cluster: 'other' }, { prefix: '', cluster: 'echo' }],
+      });
+      await waitFor(() => proxy.proxy.clusters.get('other')?.endpoints.size === 1, 'both clusters');
+      const echo = proxy.proxy.clusters.get('echo')!;
+      const config = proxy.proxy.config;
+      const nacks = ads.nacks().length;
+      let acks = ads.acks('endpoint').length;
+      // Only "other" changed: the response carries it alone; "echo" missing from it does not mean removed.
+      ads.sendRaw('endpoint', [assignment('other', [other, backends[0]!])], 'partial-1');
+      await waitFor(() => proxy.proxy.clusters.get('other')!.endpoints.size === 2, 'the change to other');
+      await waitFor(() => ads.acks('endpoint').length > acks, 'the ACK of the partial EDS response');
+      assert.equal(echo.endpoints.size, 3, 'echo keeps its endpoints');
+      acks = ads.acks('endpoint').length;
+      ads.sendRaw('endpoint', [assignment('echo', backends.slice(1))], 'partial-2');
+      await waitFor(() => echo.endpoints.size === 2, 'the change to echo');
+      assert.equal(proxy.proxy.clusters.get('other')!.endpoints.size, 2, 'other keeps its endpoints');
+      await waitFor(() => ads.acks('endpoint').length > acks, 'the second ACK');
+      // An RDS response without "main" changes nothing (RDS omission means nothing either).
+      const routeAcks = ads.acks('route').length;
+      ads.sendRaw('route', [], 'partial-r');
+      await waitFor(() => ads.acks('route').length > routeAcks, 'the ACK of the empty RDS response');
+      assert.equal(proxy.proxy.config, config, 'no reload');
+      assert.equal(ads.nacks().length, nacks);
+      const { response } = await unary(client, {});
+      assert.match(response.backend, /^(other-0|backend-0)$/);
+    } finally {
+      ads.set('route', [routes({ prefix: '', cluster: 'echo' })]);
+      serve(ads);
+      await waitFor(() => [...proxy.proxy.clusters.keys()].join() === 'echo' && proxy.proxy.clusters.get('echo')!.endpoints.size === 3, 'the original config');
+      await other.close();
+    }
+  });
+
   test('what cannot be applied is NACKed with a precise message; the proxy keeps the last good config', async () => {
     const nacks = ads.nacks().length;
     const routeVersion = ads.version('route');

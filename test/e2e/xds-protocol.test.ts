@@ -206,12 +206,12 @@ describe('xDS protocol', () => {
     assert.deepEqual(first.names, ['a']);
     stream.ack(first, ['a', 'b']);
     const both = await stream.next(EDS);
-    assert.deepEqual(both.names, ['a', 'b']);
+    assert.deepEqual(both.names, ['b'], 'EDS: only what the client lacks (it holds a)');
     stream.ack(both, ['a']);
-    // Dropping b sends nothing; asking for it again is answered at once (same content, same version).
+    // Dropping b sends nothing; asking for it again is answered at once (same content, same version: the held set).
     stream.request({ typeUrl: EDS, names: ['a', 'b'] });
     const again = await stream.next(EDS);
-    assert.deepEqual(again.names, ['a', 'b']);
+    assert.deepEqual(again.names, ['b']);
     assert.equal(again.versionInfo, both.versionInfo);
   });
 
@@ -231,13 +231,64 @@ describe('xDS protocol', () => {
 
     setEndpoints(provider, 'ghost', 7);
     const appeared = await stream.next(EDS);
-    assert.deepEqual(appeared.names, ['a', 'ghost']);
+    assert.deepEqual(appeared.names, ['ghost'], 'SotW EDS: a is unchanged, not resent');
     const pushed = await delta.next(EDS);
     assert.deepEqual(pushed.names, ['ghost']);
     assert.deepEqual(portsOf(pushed.resources[0]), [7]);
   });
 
-  it('removal: full-set types drop the resource; RDS/EDS responses carry only the requested names that exist', async (t) => {
+  it('SotW EDS and RDS pushes carry only what changed; CDS and LDS pushes the complete set', async (t) => {
+    const { provider, ads } = await setup(t);
+    provider.set('cluster', cluster('a'));
+    provider.set('cluster', cluster('b'));
+    setEndpoints(provider, 'a', 1);
+    setEndpoints(provider, 'b', 2);
+    provider.set('route', routes('r1', 'a'));
+    provider.set('route', routes('r2', 'b'));
+    provider.set('listener', listener('l1', 'r1'));
+    provider.set('listener', listener('l2', 'r2'));
+    const stream = ads.sotw(NODE);
+    stream.request({ typeUrl: CDS });
+    stream.request({ typeUrl: LDS });
+    stream.request({ typeUrl: EDS, names: ['a', 'b'] });
+    stream.request({ typeUrl: RDS, names: ['r1', 'r2'] });
+    const firstEds = await stream.next(EDS);
+    assert.deepEqual(firstEds.names, ['a', 'b'], 'the first answer carries every requested name');
+    stream.ack(firstEds);
+    for (const type of [CDS, LDS, RDS]) stream.ack(await stream.next(type));
+
+    setEndpoints(provider, 'b', 3);
+    const eds = await stream.next(EDS);
+    assert.deepEqual(eds.names, ['b'], 'one of the two subscribed clusters changed: only it is sent');
+    assert.deepEqual(portsOf(eds.resources[0]), [3]);
+    assert.notEqual(eds.versionInfo, firstEds.versionInfo);
+    stream.ack(eds);
+
+    provider.set('route', routes('r1', 'b'));
+    const rds = await stream.next(RDS);
+    assert.deepEqual(rds.names, ['r1']);
+    stream.ack(rds);
+
+    provider.set('cluster', cluster('a', 2_000));
+    provider.set('listener', listener('l1', 'r2'));
+    const cds = await stream.next(CDS);
+    assert.deepEqual(cds.names, ['a', 'b'], 'Cluster responses carry the complete set');
+    stream.ack(cds);
+    const lds = await stream.next(LDS);
+    assert.deepEqual(lds.names, ['l1', 'l2'], 'Listener responses carry the complete set');
+    stream.ack(lds);
+
+    // Newly requested names are answered even unchanged, and alone.
+    stream.request({ typeUrl: EDS, names: ['b'] });
+    stream.request({ typeUrl: EDS, names: ['a', 'b'] });
+    const resubscribed = await stream.next(EDS);
+    assert.deepEqual(resubscribed.names, ['a']);
+    stream.ack(resubscribed);
+    await sleep(50);
+    assert.deepEqual(stream.queued(), [], 'nothing else was sent');
+  });
+
+  it('removal: full-set types drop the resource; for RDS/EDS nothing is sent (the parent stops naming it)', async (t) => {
     const { provider, ads } = await setup(t);
     provider.set('cluster', cluster('a'));
     provider.set('cluster', cluster('b'));
@@ -262,12 +313,13 @@ describe('xDS protocol', () => {
     const cds = await stream.next(CDS);
     assert.deepEqual(cds.names, ['a']);
     stream.ack(cds);
-    const eds = await stream.next(EDS);
-    assert.deepEqual(eds.names, ['a']);
-    stream.ack(eds);
-    const rds = await stream.next(RDS);
-    assert.deepEqual(rds.names, ['r1']);
-    stream.ack(rds);
+    await sleep(50);
+    assert.deepEqual(stream.queued(), [], 'no EDS or RDS response: SotW cannot say one is gone');
+    // The client drops b with its cluster and unsubscribes: nothing is sent either.
+    stream.request({ typeUrl: EDS, names: ['a'] });
+    stream.request({ typeUrl: RDS, names: ['r1'] });
+    await sleep(50);
+    assert.deepEqual(stream.queued(), []);
 
     provider.delete('cluster', 'a');
     assert.deepEqual((await stream.next(CDS)).names, [], 'an empty CDS response: no clusters at all');

@@ -67,7 +67,7 @@ describe('SotwSubscription', () => {
     assert.deepEqual([...sub.resourceNames], ['a', 'b']);
     assert.equal(sub.receive(request(['a', 'b'], 'n1'), 10).kind, 'ack');
     const next = sub.plan(view({ a: '1', b: '1' }));
-    assert.deepEqual(names(next), ['a', 'b'], 'b was newly requested: sent although unchanged');
+    assert.deepEqual(names(next), ['b'], 'b was newly requested: sent although unchanged (a is held already)');
     assert.equal(next?.requested, true);
   });
 
@@ -102,10 +102,57 @@ describe('SotwSubscription', () => {
     sub.receive(request(['a', 'ghost'], 'n1'), 10);
     assert.equal(sub.plan(view({ a: '1', other: '2' })), undefined, 'an unrequested change is not sent');
     const appeared = sub.plan(view({ a: '1', ghost: '1' }));
-    assert.deepEqual(names(appeared), ['a', 'ghost']);
+    assert.deepEqual(names(appeared), ['ghost'], 'only what appeared (EDS responses need not repeat a)');
     assert.equal(appeared?.requested, false, 'a push, not an answer');
     sub.receive(request(['ghost'], 'n1'), 10);
     assert.equal(sub.plan(view({ a: '1' })), undefined, 'dropping a name sends nothing (ghost still absent)');
+  });
+
+  it('sends only the ClusterLoadAssignments that changed, versioned by everything the client then holds', () => {
+    const sub = new SotwSubscription('endpoint');
+    sub.receive(request(['a', 'b']), 10);
+    const first = send(sub, sub.plan(view({ a: '1', b: '1' })), 'n1');
+    assert.deepEqual(names(first.plan), ['a', 'b'], 'the first answer carries every requested name');
+    sub.receive(request(['a', 'b'], 'n1'), 10);
+    const push = sub.plan(view({ a: '1', b: '2' }));
+    assert.deepEqual(names(push), ['b'], 'one of two clusters changed: only it is sent');
+    assert.equal(push?.requested, false);
+    assert.equal(push?.version, versionOf([['a', '1'], ['b', '2']]), 'version_info names the merged set');
+    send(sub, push, 'n2');
+    // While b@2 is outstanding the record assumes it is accepted: a change to a alone sends a alone.
+    assert.deepEqual(names(sub.plan(view({ a: '2', b: '2' }))), ['a']);
+    sub.receive(request(['a', 'b'], 'n2'), 10);
+    assert.equal(sub.ackedVersion, versionOf([['a', '1'], ['b', '2']]));
+    assert.equal(sub.plan(view({ a: '1', b: '2' })), undefined);
+  });
+
+  it('sends only the RouteConfigurations that changed; a removal sends nothing, and a return at a held version nothing either', () => {
+    const sub = new SotwSubscription('route');
+    sub.receive(request(['r1', 'r2']), 10);
+    send(sub, sub.plan(view({ r1: '1', r2: '1' })), 'n1');
+    sub.receive(request(['r1', 'r2'], 'n1'), 10);
+    assert.equal(sub.plan(view({ r1: '1' })), undefined, 'SotW cannot say an RDS/EDS resource is gone: the parent stops naming it');
+    assert.equal(sub.plan(view({ r1: '1', r2: '1' })), undefined, 'back at the version the client holds');
+    assert.deepEqual(names(sub.plan(view({ r1: '1', r2: '2' }))), ['r2'], 'back at another version');
+    // The client unsubscribes (its listener dropped r2): what it held of r2 is forgotten, and a new request is answered.
+    sub.receive(request(['r1'], 'n1'), 10);
+    assert.equal(sub.plan(view({ r1: '1', r2: '1' })), undefined);
+    sub.receive(request(['r1', 'r2'], 'n1'), 10);
+    const again = send(sub, sub.plan(view({ r1: '1', r2: '1' })), 'n2');
+    assert.deepEqual(names(again.plan), ['r2']);
+    assert.equal(again.plan.requested, true);
+  });
+
+  it('records a NACK of a partial response with the names it carried', () => {
+    const sub = new SotwSubscription('endpoint');
+    sub.receive(request(['a', 'b']), 10);
+    send(sub, sub.plan(view({ a: '1', b: '1' })), 'n1');
+    sub.receive(request(['a', 'b'], 'n1'), 10);
+    send(sub, sub.plan(view({ a: 'bad', b: '1' })), 'n2');
+    const answer = sub.receive(request(['a', 'b'], 'n2', 'a is invalid'), 10);
+    assert.deepEqual(answer.kind === 'nack' && answer.resourceNames, ['a']);
+    assert.equal(sub.plan(view({ a: 'bad', b: '1' })), undefined);
+    assert.deepEqual(names(sub.plan(view({ a: 'bad', b: '2' }))), ['a', 'b'], 'a real change resends what differs from the last ACK');
   });
 
   it('sends a removal for full-set types, as a response without the resource', () => {

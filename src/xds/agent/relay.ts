@@ -16,7 +16,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { nodeKey, type Interest, type ResponseCache } from './cache.ts';
+import { isFullStateType, nodeKey, type Interest, type ResponseCache } from './cache.ts';
 import {
   readDeltaRequest, readDeltaResponse, readSotwRequest, readSotwResponse, resourceNameOf,
   writeDeltaRequest, writeDeltaResponse, writeSotwRequest, writeSotwResponse, type NodeInfo,
@@ -297,7 +297,10 @@ export class SotwRelay extends Relay {
     if (state) {
       state.nonces.push(response.nonce);
       if (state.nonces.length > NONCES_KEPT) state.nonces.shift();
-      state.delivered = { version: response.versionInfo, names: new Set(resources.keys()) };
+      const names = new Set(resources.keys());
+      // RouteConfiguration and ClusterLoadAssignment responses may carry only what changed: the client still holds the rest.
+      if (!isFullStateType(response.typeUrl) && state.delivered) for (const name of state.delivered.names) if (state.interest.names.has(name)) names.add(name);
+      state.delivered = { version: response.versionInfo, names };
     }
     if (this.cacheKey) {
       this.context.cache.storeSotw(this.cacheKey, response.typeUrl, response.versionInfo, resources, state?.interest ?? { wildcard: true, names: new Set() });

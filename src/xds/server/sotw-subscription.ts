@@ -1,20 +1,31 @@
 /**
  * One resource type on one state-of-the-world stream: what the client
- * subscribes to, what it has acknowledged, and what to send next.
+ * subscribes to, what it holds, and what to send next.
  *
- * - Every response carries the complete set the client subscribes to and
- *   may see (for Listener and Cluster the protocol requires it: a missing
- *   resource is removed; for RouteConfiguration and ClusterLoadAssignment it
- *   is allowed and keeps the version meaningful). Its version_info is a hash
- *   of that set (subscriptions.ts: versionOf).
+ * - Listener and Cluster responses carry the complete set the client
+ *   subscribes to and may see: the protocol requires it (a resource missing
+ *   from one is removed).
+ * - RouteConfiguration and ClusterLoadAssignment responses carry only what
+ *   the client lacks: resources whose version differs from what it holds
+ *   (as sent, assuming an outstanding response will be acknowledged, else as
+ *   acknowledged) and names newly requested (even unchanged). The protocol
+ *   allows it: for these two types, omission means nothing. A resource that
+ *   disappears is not announced (SotW cannot say so for these types): the
+ *   client drops it when the Listener or Cluster stops naming it and it
+ *   unsubscribes; if it comes back at a version the client does not hold it
+ *   is sent.
+ * - version_info is a hash of the set the client holds once it accepts the
+ *   response (subscriptions.ts: versionOf): for Listener and Cluster the set
+ *   carried; for the other two what it held (still subscribed) merged with
+ *   what is carried.
  * - One response at a time: the next one waits for the ACK or NACK of the
  *   last (a request carrying its nonce). A request with another nonce is
  *   stale: its resource_names are recorded (they are the client's latest
  *   interest) but it is neither an ACK nor a NACK and is not answered.
  * - A response is sent when something the client subscribes to differs from
- *   what it acknowledged (changed, appeared, or gone), when it newly requests
- *   a name that exists (even unchanged), and on the first request for
- *   Listener and Cluster (even if empty).
+ *   what it holds (changed or appeared, and for Listener and Cluster gone),
+ *   when it newly requests a name that exists (even unchanged), and on the
+ *   first request for Listener and Cluster (even if empty).
  * - After a NACK nothing is sent while every difference is one the client
  *   already rejected; the client keeps its last good version, the server
  *   keeps its record of it, and the next real change is sent.
@@ -40,8 +51,10 @@ export type SotwAnswer =
   | { readonly kind: 'request' };
 
 export interface SotwPlan {
-  /** The complete set, sorted by name. */
+  /** What the response carries, sorted by name: the complete set for Listener and Cluster, what changed for the other two. */
   readonly resources: readonly XdsResource[];
+  /** What the client holds once it accepts the response (name → resource version): what version_info names. */
+  readonly holds: ReadonlyMap<string, string>;
   readonly version: string;
   /** Answers a request (first response, newly requested names): not held back for push ordering. */
   readonly requested: boolean;
@@ -50,7 +63,10 @@ export interface SotwPlan {
 interface Sent {
   readonly nonce: string;
   readonly version: string;
+  /** What the client holds once it accepts this response. */
   readonly content: ReadonlyMap<string, string>;
+  /** Names the response carried. */
+  readonly names: readonly string[];
 }
 
 const ABSENT = '\0absent';
@@ -104,7 +120,7 @@ export class SotwSubscription {
     this.#inflight = undefined;
     if (request.error !== undefined) {
       this.#rejected = inflight.content;
-      return { kind: 'nack', version: inflight.version, keptVersion: this.ackedVersion, message: request.error, resourceNames: [...inflight.content.keys()] };
+      return { kind: 'nack', version: inflight.version, keptVersion: this.ackedVersion, message: request.error, resourceNames: inflight.names };
     }
     this.#acked = inflight;
     this.#rejected = undefined;
@@ -147,22 +163,37 @@ export class SotwSubscription {
     for (const name of this.#forced) if (desired.has(name)) requested = true;
 
     const base = this.#inflight?.content ?? this.#acked?.content ?? EMPTY;
+    const full = supportsWildcard(this.type);
     const changes: [string, string][] = [];
     for (const [name, resource] of desired) if (base.get(name) !== resource.version) changes.push([name, resource.version]);
-    for (const name of base.keys()) if (!desired.has(name) && (this.#wildcard || this.#names.has(name))) changes.push([name, ABSENT]);
+    // Only a full-set response can say a resource is gone; for RouteConfiguration and ClusterLoadAssignment a removal sends nothing.
+    if (full) for (const name of base.keys()) if (!desired.has(name) && (this.#wildcard || this.#names.has(name))) changes.push([name, ABSENT]);
 
     if (!requested) {
       if (changes.length === 0) return undefined;
       const rejected = this.#inflight ? undefined : this.#rejected;
       if (rejected && changes.every(([name, version]) => (rejected.get(name) ?? ABSENT) === version)) return undefined;
     }
-    const resources = [...desired.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    return { resources, version: versionOf(resources.map((r) => [r.name, r.version] as const)), requested };
+    let carried: XdsResource[];
+    let holds: Map<string, string>;
+    if (full) {
+      carried = [...desired.values()];
+      holds = new Map(carried.map((r) => [r.name, r.version]));
+    } else {
+      carried = [];
+      for (const [name, resource] of desired) if (base.get(name) !== resource.version || this.#forced.has(name)) carried.push(resource);
+      // What the client keeps: what it held of the names it still subscribes to, updated with what is carried.
+      holds = new Map();
+      for (const [name, version] of base) if (this.#names.has(name)) holds.set(name, version);
+      for (const r of carried) holds.set(r.name, r.version);
+    }
+    const resources = carried.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return { resources, holds, version: versionOf(holds), requested };
   }
 
   /** Records that `plan` went out with `nonce`. */
   sent(plan: SotwPlan, nonce: string): void {
-    this.#inflight = { nonce, version: plan.version, content: new Map(plan.resources.map((r) => [r.name, r.version])) };
+    this.#inflight = { nonce, version: plan.version, content: plan.holds, names: plan.resources.map((r) => r.name) };
     this.#answered = true;
     this.#forced.clear();
     this.#forcedWildcard = false;
