@@ -8,6 +8,7 @@
  *   switchyard control-plane --config FILE   the xDS control plane (control-plane.ts)
  *   switchyard agent …               the node-local xDS relay for proxyless gRPC clients (agent.ts)
  *   switchyard bootstrap …           a proxyless gRPC client's xDS bootstrap file (bootstrap.ts)
+ *   switchyard verify …              expected-behaviour checks against a live deployment (verify.ts)
  */
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../config/duration.ts';
@@ -24,6 +25,7 @@ const USAGE = `usage: switchyard [run] --config FILE
                         [--server-name NAME] (--listen 127.0.0.1:PORT | --socket PATH)
        switchyard bootstrap --node-id ID [--node-cluster C] [--zone Z]
                             (--agent 127.0.0.1:PORT | --socket PATH) [--output FILE]
+       switchyard verify [--target HOST:PORT] [--checks spread,health,rollout,xds] …
        switchyard --version
 
 options:
@@ -32,7 +34,7 @@ options:
       --workers N      run N proxy processes sharing the listeners (default 1; use up to one per core)
       --admin HOST:PORT   status only: the proxy's admin interface (default ${DEFAULT_ADMIN})
       --json           status only: print /clusters as JSON instead of a table
-  agent, bootstrap     their options: switchyard agent --help, switchyard bootstrap --help
+  agent, bootstrap, verify   their options: switchyard agent --help (bootstrap, verify likewise)
 
 signals (run):
   SIGTERM, SIGINT      drain: /ready answers 503, serve on for drain.delay, GOAWAY every
@@ -45,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
   // agent and bootstrap take options of their own, and load only what they need: the agent runs on every node.
   if (argv[0] === 'agent') return (await import('./agent.ts')).runAgentCommand(argv.slice(1));
   if (argv[0] === 'bootstrap') return (await import('./bootstrap.ts')).runBootstrapCommand(argv.slice(1));
+  if (argv[0] === 'verify') return (await import('./verify.ts')).runVerifyCommand(argv.slice(1));
   if (argv.some((arg) => arg === '--drain-timeout' || arg.startsWith('--drain-timeout='))) {
     return usageError('--drain-timeout is gone: set drain.timeout (and drain.delay) in the config instead');
   }

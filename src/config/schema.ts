@@ -57,6 +57,8 @@ const listener = z
     max_connection_age: duration.optional(),
     /** After that GOAWAY, in-flight RPCs get this long before the connection is closed. */
     max_connection_age_grace: duration.default(30_000),
+    /** Add `x-switchyard-upstream: host:port` (the endpoint that served it) to each forwarded RPC's response, for `switchyard verify`. Off: it reveals internal addresses. */
+    expose_upstream: z.boolean().default(false),
     ...listenerAbuseFields,
   })
   .superRefine((value, ctx) => {

@@ -16,3 +16,16 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders): OutgoingH
 export function downstreamResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders {
   return upstream;
 }
+
+/**
+ * Names the endpoint that served the RPC, for `switchyard verify` (docs/verify.md). Only on listeners
+ * with `expose_upstream: true`: it reveals internal addresses. A trailers-only response has one header
+ * block, so there it travels with the status (clients read it as trailing metadata).
+ */
+export const UPSTREAM_HEADER = 'x-switchyard-upstream';
+
+/** Adds UPSTREAM_HEADER to the response's headers, which belong to this one RPC. */
+export function exposeUpstream(headers: IncomingHttpHeaders, endpoint: string): IncomingHttpHeaders {
+  headers[UPSTREAM_HEADER] = endpoint;
+  return headers;
+}

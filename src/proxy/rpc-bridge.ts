@@ -18,6 +18,7 @@ import { LimitExceededError } from '../resilience/cluster-limits.ts';
 import { TRANSPARENT_RETRIES, backoffMs, finalStatus, isTransparent, policyRetries, pushback, type AttemptFailure, type RetryRules } from '../resilience/retry-rules.ts';
 import { Status } from './grpc-status.ts';
 import { formatGrpcTimeout } from './grpc-timeout.ts';
+import { exposeUpstream } from './headers.ts';
 import { respondWithStatus, statusTrailers } from './respond.ts';
 import type { RpcRecord } from './rpc-record.ts';
 import { guardOf } from '../security/connection-guard.ts';
@@ -112,6 +113,8 @@ export class RpcBridge {
   /** Checks the request's message sizes as chunks pass (the listener's max_request_message_bytes). */
   #requestMeter: GrpcFrameMeter | undefined;
   maxResponseMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
+  /** The listener's expose_upstream: name the serving endpoint in the response headers. */
+  #exposeUpstream = false;
 
   constructor(options: RpcBridgeOptions) {
     this.#options = options;
@@ -136,7 +139,10 @@ export class RpcBridge {
     (downstream as Bridged)[BRIDGE] = this;
     const limits = guardOf(downstream.session)?.config;
     this.#requestMeter = new GrpcFrameMeter(limits?.maxRequestMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-    if (limits) this.maxResponseMessageBytes = limits.maxResponseMessageBytes;
+    if (limits) {
+      this.maxResponseMessageBytes = limits.maxResponseMessageBytes;
+      this.#exposeUpstream = limits.exposeUpstream;
+    }
     downstream.on('wantTrailers', onDownstreamWantTrailers);
     downstream.on('close', onDownstreamClose);
     downstream.on('data', onDownstreamData);
@@ -261,6 +267,7 @@ export class RpcBridge {
     this.#replay = undefined;
     clearTimeout(attempt.timer);
     if (this.downstreamClosed || this.downstream.destroyed) return;
+    if (this.#exposeUpstream) exposeUpstream(headers, attempt.endpoint.key);
     this.downstream.respond(headers, endStream ? END_STREAM : WAIT_FOR_TRAILERS);
   }
 

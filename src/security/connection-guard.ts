@@ -36,6 +36,8 @@ export interface ConnectionGuardConfig {
   /** Streams the client may reset before they are routed: at once, and per second after that. */
   readonly streamResetBurst: number;
   readonly streamResetRate: number;
+  /** Name the serving endpoint in each response (`x-switchyard-upstream`); the listener's expose_upstream. */
+  readonly exposeUpstream: boolean;
 }
 
 export interface ConnectionGuard {

@@ -45,6 +45,7 @@ export function connectionGuardConfig(config: ListenerConfig): ConnectionGuardCo
     controlFrameBurst: limits.control_frame_burst,
     streamResetBurst: limits.stream_reset_burst,
     streamResetRate: limits.stream_reset_rate,
+    exposeUpstream: config.expose_upstream,
   };
 }
 

@@ -42,6 +42,7 @@ describe('parseConfig: defaults', () => {
           control_frames_per_second: 100,
         },
         max_connection_age_grace: 30_000,
+        expose_upstream: false,
         max_connections: 10_000,
       }],
       routes: [],
