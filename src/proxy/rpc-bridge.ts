@@ -477,8 +477,12 @@ function onUpstreamEnd(this: ClientHttp2Stream): void {
   const bridge = attempt.bridge;
   const trailers = attempt.trailers;
   if (trailers?.['grpc-status'] === undefined) {
-    // A stream that ends without a status broke (a backend dying can look like this): a reset, not an answer.
-    return bridge.attemptFailed(attempt, { kind: 'reset' }, RESET, `upstream ${attempt.endpoint.key} ended the stream without a gRPC status`, Status.INTERNAL);
+    // A stream that ends without a status broke: a reset, not an answer. When the connection went with it
+    // (a backend killed mid-RPC), clients should see UNAVAILABLE, which they retry; otherwise the backend
+    // broke the protocol, and INTERNAL says so.
+    const connectionLost = this.session === undefined || this.session.destroyed || this.session.closed;
+    const why = connectionLost ? 'lost its connection before a gRPC status' : 'ended the stream without a gRPC status';
+    return bridge.attemptFailed(attempt, { kind: 'reset' }, RESET, `upstream ${attempt.endpoint.key} ${why}`, connectionLost ? Status.UNAVAILABLE : Status.INTERNAL);
   }
   const code = Number(trailers['grpc-status']);
   attempt.outcome = { kind: 'status', code };

@@ -1,7 +1,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, startProxy, unary, waitFor } from '../helpers/harness.ts';
+import { echoClient, expectStatus, startProxy, unary, waitFor } from '../helpers/harness.ts';
 import { spawnEchoProcess, type EchoProcess } from '../helpers/echo-process.ts';
 
 it('kill -9 one of three backends under load: zero failed RPCs; it is ejected, then re-admitted when it returns', async () => {
@@ -49,4 +49,31 @@ it('kill -9 one of three backends under load: zero failed RPCs; it is ejected, t
     await Promise.all([victim, backends[0]!, backends[2]!].map((b) => b.kill()));
   }
   assert.deepEqual(failures, []);
+});
+
+it('without retries, RPCs in flight on a backend that is killed end UNAVAILABLE (which clients retry), not INTERNAL', async () => {
+  const backend = await spawnEchoProcess('pod-0');
+  const proxy = await startProxy({
+    clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: backend.port }] }],
+    routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+  });
+  const client = echoClient(`127.0.0.1:${proxy.port}`);
+  try {
+    await unary(client, {});
+    const inFlight = expectStatus(unary(client, { delay_ms: 10_000 }));
+    const stream = client.ServerStream({ count: 1_000, delay_ms: 20 });
+    let messages = 0;
+    stream.on('data', () => messages++);
+    stream.on('error', () => {});
+    const streamStatus = new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
+    await waitFor(() => messages > 3, 'the stream to be under way');
+    await backend.kill('SIGKILL');
+    const unaryError = await inFlight;
+    const { code, details } = await streamStatus;
+    assert.deepEqual([unaryError.code, code], [grpc.status.UNAVAILABLE, grpc.status.UNAVAILABLE]);
+    assert.match(details, /lost its connection before a gRPC status/);
+  } finally {
+    client.close();
+    await proxy.close();
+  }
 });
