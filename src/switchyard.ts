@@ -26,9 +26,10 @@ import { RouteTable } from './router/route-table.ts';
 import { Authorizer } from './security/authorization.ts';
 import { admitRpc } from './security/rpc-admission.ts';
 import { loadedCertificates, type LoadedCertificate } from './security/certificate-expiry.ts';
-import { Telemetry } from './metrics/telemetry.ts';
+import type { Telemetry } from './metrics/telemetry.ts';
 import { VERSION } from './version.ts';
-import { XdsProxyFeed, type XdsConfigPart } from './xds/client/xds-proxy-feed.ts';
+// Loaded only when the config asks for them: gRPC, protobuf and prom-client cost memory a plain proxy does not need.
+import type { XdsProxyFeed, XdsConfigPart } from './xds/client/xds-proxy-feed.ts';
 
 export type { ReloadSummary } from './lifecycle/reload-plan.ts';
 
@@ -169,6 +170,7 @@ export class Switchyard {
     const settings = config.xds!;
     const tls = this.#secrets.xds;
     if (!tls) throw new Error('xds.tls: the certificates are not loaded (load the config with loadConfig or resolveConfig)');
+    const { XdsProxyFeed } = await import('./xds/client/xds-proxy-feed.ts');
     this.#xds = new XdsProxyFeed({ settings, tls, logger: this.logger });
     const { part } = await this.#xds.start();
     this.#xdsPart = part;
@@ -468,6 +470,7 @@ export class Switchyard {
 
   async #startAdmin(settings: NonNullable<SwitchyardConfig['admin']>): Promise<AdminServer> {
     const xds = this.#xds;
+    const { Telemetry } = await import('./metrics/telemetry.ts');
     this.#telemetry ??= new Telemetry({
       source: {
         clusters: () => this.#clusters.values(),

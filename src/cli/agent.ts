@@ -6,9 +6,9 @@
  * every node, and its memory is the point of it.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { AgentConfigError, isLoopback, startAgent, type AgentOptions } from '../xds/agent/agent.ts';
+import { parseCommandArgs, UsageError } from './usage.ts';
 
 export const AGENT_USAGE = `usage: switchyard agent --control-plane HOST:PORT --ca FILE --cert FILE --key FILE
                         [--server-name NAME] (--listen 127.0.0.1:PORT | --socket PATH)
@@ -28,33 +28,24 @@ export const AGENT_USAGE = `usage: switchyard agent --control-plane HOST:PORT --
   --max-request-bytes N      the largest request a local client may send (default 1048576)
 `;
 
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
-
 /** Parses `switchyard agent`'s arguments into startAgent's options (logger aside). Throws UsageError. */
 export function parseAgentArgs(argv: string[]): Omit<AgentOptions, 'logger'> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      allowPositionals: false,
-      options: {
-        'control-plane': { type: 'string' },
-        ca: { type: 'string' },
-        cert: { type: 'string' },
-        key: { type: 'string' },
-        'server-name': { type: 'string' },
-        listen: { type: 'string' },
-        socket: { type: 'string' },
-        'socket-mode': { type: 'string' },
-        'max-local-streams': { type: 'string' },
-        'max-request-bytes': { type: 'string' },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const { values } = parseCommandArgs({
+    args: argv,
+    allowPositionals: false,
+    options: {
+      'control-plane': { type: 'string' },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      'server-name': { type: 'string' },
+      listen: { type: 'string' },
+      socket: { type: 'string' },
+      'socket-mode': { type: 'string' },
+      'max-local-streams': { type: 'string' },
+      'max-request-bytes': { type: 'string' },
+    },
+  });
   const target = values['control-plane'];
   if (!target) throw new UsageError('agent needs --control-plane HOST:PORT');
   if (!/^.+:\d+$/.test(target)) throw new UsageError(`--control-plane: expected HOST:PORT, got "${target}"`);

@@ -8,8 +8,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { isLoopback } from '../xds/agent/loopback.ts';
+import { parseCommandArgs, UsageError } from './usage.ts';
 
 export const BOOTSTRAP_USAGE = `usage: switchyard bootstrap --node-id ID [--node-cluster CLUSTER] [--zone ZONE]
                             (--agent 127.0.0.1:PORT | --socket PATH) [--output FILE]
@@ -59,26 +59,20 @@ export function bootstrapFor(options: BootstrapOptions): XdsBootstrap {
   };
 }
 
-class UsageError extends Error {}
 
 function parse(argv: string[]): { options: BootstrapOptions; output: string | undefined } {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      allowPositionals: false,
-      options: {
-        'node-id': { type: 'string' },
-        'node-cluster': { type: 'string' },
-        zone: { type: 'string' },
-        agent: { type: 'string' },
-        socket: { type: 'string' },
-        output: { type: 'string', short: 'o' },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const { values } = parseCommandArgs({
+    args: argv,
+    allowPositionals: false,
+    options: {
+      'node-id': { type: 'string' },
+      'node-cluster': { type: 'string' },
+      zone: { type: 'string' },
+      agent: { type: 'string' },
+      socket: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+    },
+  });
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id ID');
   if ((values.agent === undefined) === (values.socket === undefined)) throw new UsageError('bootstrap needs exactly one of --agent 127.0.0.1:PORT and --socket PATH');
   let agent: BootstrapOptions['agent'];

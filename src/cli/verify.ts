@@ -3,13 +3,13 @@
  * as a PASS/FAIL report (docs/verify.md). Exit codes: 0 every selected check
  * passed, 1 one failed, 2 bad usage.
  */
-import { parseArgs } from 'node:util';
 import { parseDuration } from '../config/duration.ts';
 import type { ExposureTarget } from '../verify/health-exposure.ts';
 import { Progress } from '../verify/progress.ts';
 import { CHECK_NAMES, formatReport, formatReportJson, type CheckName } from '../verify/report.ts';
 import { runVerify, type VerifyOptions } from '../verify/runner.ts';
 import { splitHostPort, type RpcSpec, type TargetOptions } from '../verify/target.ts';
+import { parseCommandArgs, UsageError } from './usage.ts';
 
 export const VERIFY_USAGE = `usage: switchyard verify [--target HOST:PORT] [--checks spread,health,rollout,xds] [options]
 
@@ -52,7 +52,6 @@ output:
   --quiet                   no progress on stderr
 `;
 
-class UsageError extends Error {}
 class HelpRequested extends Error {}
 
 export async function runVerifyCommand(argv: string[]): Promise<number> {
@@ -75,41 +74,36 @@ export async function runVerifyCommand(argv: string[]): Promise<number> {
 }
 
 function parse(argv: string[]): { options: VerifyOptions; json: boolean; quiet: boolean } {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      allowPositionals: false,
-      options: {
-        target: { type: 'string' },
-        checks: { type: 'string' },
-        plaintext: { type: 'boolean', default: false },
-        'tls-ca': { type: 'string' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        'server-name': { type: 'string' },
-        method: { type: 'string', default: '/grpc.health.v1.Health/Check' },
-        'request-hex': { type: 'string', default: '' },
-        header: { type: 'string', multiple: true, default: [] },
-        timeout: { type: 'string', default: '5s' },
-        requests: { type: 'string', default: '300' },
-        concurrency: { type: 'string', default: '10' },
-        'expect-backends': { type: 'string', default: '2' },
-        'max-ratio': { type: 'string', default: '2' },
-        'backend-health': { type: 'string', multiple: true, default: [] },
-        admin: { type: 'string', multiple: true, default: [] },
-        'probe-timeout': { type: 'string', default: '2s' },
-        'rollout-window': { type: 'string' },
-        rate: { type: 'string', default: '20' },
-        xds: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const { values } = parseCommandArgs({
+    args: argv,
+    allowPositionals: false,
+    options: {
+      target: { type: 'string' },
+      checks: { type: 'string' },
+      plaintext: { type: 'boolean', default: false },
+      'tls-ca': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'server-name': { type: 'string' },
+      method: { type: 'string', default: '/grpc.health.v1.Health/Check' },
+      'request-hex': { type: 'string', default: '' },
+      header: { type: 'string', multiple: true, default: [] },
+      timeout: { type: 'string', default: '5s' },
+      requests: { type: 'string', default: '300' },
+      concurrency: { type: 'string', default: '10' },
+      'expect-backends': { type: 'string', default: '2' },
+      'max-ratio': { type: 'string', default: '2' },
+      'backend-health': { type: 'string', multiple: true, default: [] },
+      admin: { type: 'string', multiple: true, default: [] },
+      'probe-timeout': { type: 'string', default: '2s' },
+      'rollout-window': { type: 'string' },
+      rate: { type: 'string', default: '20' },
+      xds: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) throw new HelpRequested();
 
   const selected = new Set<CheckName>();
