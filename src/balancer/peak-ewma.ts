@@ -4,7 +4,9 @@
  *
  * "Peak": a response slower than the estimate replaces it at once, so an endpoint that turns slow loses its
  * traffic after its first slow response, not after an average catches up. A faster response only pulls the
- * estimate down gradually (time-weighted EWMA), so one lucky fast response cannot bring a slow endpoint back.
+ * estimate down gradually (time-weighted EWMA, and at least MIN_PULL_PER_SAMPLE of the way per response), so one
+ * lucky fast response cannot bring a slow endpoint back, while a busy fast endpoint sheds a one-off spike within
+ * tens of responses.
  */
 
 import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyEnvironment } from './policy.ts';
@@ -29,6 +31,13 @@ const PROBE_FRACTION = 0.5;
 const PRIOR_RTT_MS = 30;
 /** Floor for samples: an estimate of 0 would make cost 0 whatever activeRequests, turning P2C into random. */
 const MIN_SAMPLE_MS = 0.001;
+/**
+ * Each response faster than the estimate pulls it at least this fraction of the way down, however little time
+ * passed since the previous one. The time-weighted pull alone (elapsed / decayMs) is about 0.0001 per response at
+ * 700 RPC/s per endpoint, so one latency spike (a proxy GC or scheduling pause that delays every endpoint's
+ * responses alike) would make a fast endpoint's estimate that spike for seconds, as slow as a slow endpoint.
+ */
+const MIN_PULL_PER_SAMPLE = 0.05;
 /** A failed RPC counts as this many times the typical latency, however fast it failed. */
 const FAILURE_PENALTY_FACTOR = 10;
 
@@ -118,7 +127,7 @@ export class PeakEwmaPolicy<E extends BalancedEndpoint = BalancedEndpoint> imple
     // An RPC that outlived its endpoint's membership has no estimate left to update; it still informs typical.
     if (estimate !== undefined) {
       const current = this.#current(estimate, now);
-      estimate.rttMs = !estimate.observed || sample > current ? sample : this.#blend(current, sample, now - estimate.updatedAt);
+      estimate.rttMs = !estimate.observed || sample > current ? sample : this.#blend(current, sample, now - estimate.updatedAt, MIN_PULL_PER_SAMPLE);
       estimate.updatedAt = now;
       estimate.observed = true;
     }
@@ -138,10 +147,13 @@ export class PeakEwmaPolicy<E extends BalancedEndpoint = BalancedEndpoint> imple
     return floor + (estimate.rttMs - floor) * Math.exp(-age / this.#decayMs);
   }
 
-  /** Time-weighted EWMA: the old value keeps weight e^(-elapsed/decay), so the average forgets per ms, not per sample. */
-  #blend(old: number, sample: number, elapsedMs: number): number {
-    if (elapsedMs <= 0) return old;
-    const w = Math.exp(-elapsedMs / this.#decayMs);
+  /**
+   * Time-weighted EWMA: the old value keeps weight e^(-elapsed/decay), so the average forgets per ms, not per
+   * sample; with minPull, each sample also moves it at least that fraction of the way.
+   */
+  #blend(old: number, sample: number, elapsedMs: number, minPull = 0): number {
+    const w = Math.min(elapsedMs > 0 ? Math.exp(-elapsedMs / this.#decayMs) : 1, 1 - minPull);
+    if (w >= 1) return old;
     return old * w + sample * (1 - w);
   }
 }
