@@ -6,6 +6,11 @@
  * reached the client may be retried on another endpoint; every way the RPC
  * can end becomes a gRPC status.
  *
+ * This file holds the RPC as a whole (the client's stream, picking endpoints,
+ * retries, the replay buffer, limits, committing and failing); one attempt and
+ * the handlers of its upstream stream are in upstream-attempt.ts, which calls
+ * back through the `AttemptOwner` interface and never imports this file.
+ *
  * Event handlers are shared functions that find their state on the stream,
  * rather than closures made per RPC: this path runs for every call.
  */
@@ -13,9 +18,8 @@ import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type Outgo
 import type { Cluster, ClusterEndpoint } from '../cluster/cluster.ts';
 import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
 import type { Route } from '../router/route-table.ts';
-import type { StreamReceiver } from '../upstream/endpoint-pool.ts';
 import { LimitExceededError } from '../resilience/cluster-limits.ts';
-import { TRANSPARENT_RETRIES, backoffMs, finalStatus, isTransparent, policyRetries, pushback, type AttemptFailure, type RetryRules } from '../resilience/retry-rules.ts';
+import { TRANSPARENT_RETRIES, backoffMs, finalStatus, isTransparent, policyRetries, type AttemptFailure, type RetryRules } from '../resilience/retry-rules.ts';
 import { Status } from './grpc-status.ts';
 import { formatGrpcTimeout } from './grpc-timeout.ts';
 import { exposeUpstream } from './headers.ts';
@@ -23,18 +27,12 @@ import { respondWithStatus, statusTrailers } from './respond.ts';
 import type { RpcRecord } from './rpc-record.ts';
 import { guardOf } from '../security/connection-guard.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, GrpcFrameMeter } from '../security/grpc-frame-meter.ts';
-import { describeReset, statusFromHttp, statusFromReset } from './status-mapping.ts';
-
-/** Response bytes held back, with the headers, while a retry is still possible. */
-const RESPONSE_HOLD_BYTES = 64 << 10;
-const RESPONSE_HOLD_MS = 5;
+import { Attempt, attachUpstream, onPerTryTimeout, resumeDownstream, type AttemptOwner } from './upstream-attempt.ts';
 
 /** After the proxy ends a stream with an error, a client that does not read is reset after this long. */
 const ERROR_FLUSH_GRACE_MS = 1_000;
 
-const ABANDONED: RpcOutcome = { kind: 'abandoned' };
 const CONNECT_FAILURE: RpcOutcome = { kind: 'connect_failure' };
-const RESET: RpcOutcome = { kind: 'reset' };
 
 export interface RpcBridgeOptions {
   readonly downstream: ServerHttp2Stream;
@@ -51,41 +49,7 @@ export interface RpcBridgeOptions {
   readonly limitMessage: string;
 }
 
-/** One try of the RPC on one endpoint. */
-class Attempt implements StreamReceiver {
-  readonly bridge: RpcBridge;
-  readonly endpoint: ClusterEndpoint;
-  readonly startedAt = performance.now();
-  /** Holds a slot of the cluster's retry budget until it ends. */
-  readonly holdsRetrySlot: boolean;
-  upstream: ClientHttp2Stream | undefined;
-  outcome: RpcOutcome = ABANDONED;
-  ended = false;
-  upstreamEnded = false;
-  error: Error | undefined;
-  /** Response headers kept back while the attempt might still be retried. */
-  heldHeaders: IncomingHttpHeaders | undefined;
-  /** The first response bytes, kept back with the headers until the trailers show the attempt succeeded. */
-  heldData: Buffer[] = [];
-  heldBytes = 0;
-  holdTimer: NodeJS.Timeout | undefined;
-  trailers: IncomingHttpHeaders | undefined;
-  timer: NodeJS.Timeout | undefined;
-  /** Checks the response's message sizes; per attempt, since a retry starts a new response. */
-  responseMeter: GrpcFrameMeter | undefined;
-
-  constructor(bridge: RpcBridge, endpoint: ClusterEndpoint, holdsRetrySlot: boolean) {
-    this.bridge = bridge;
-    this.endpoint = endpoint;
-    this.holdsRetrySlot = holdsRetrySlot;
-  }
-
-  onStream(error: Error | undefined, stream: ClientHttp2Stream | undefined): void {
-    this.bridge.onAttemptStream(this, error, stream);
-  }
-}
-
-export class RpcBridge {
+export class RpcBridge implements AttemptOwner {
   readonly downstream: ServerHttp2Stream;
   readonly record: RpcRecord;
   readonly #options: RpcBridgeOptions;
@@ -183,14 +147,7 @@ export class RpcBridge {
       if (error instanceof LimitExceededError) return this.fail(Status.UNAVAILABLE, error.message);
       return this.attemptFailed(attempt, { kind: 'connect_failure' }, CONNECT_FAILURE, `upstream ${attempt.endpoint.key}: ${error?.message ?? 'no stream'}`);
     }
-    attempt.upstream = upstream;
-    (upstream as Tried)[ATTEMPT] = attempt;
-    upstream.on('error', onUpstreamError);
-    upstream.on('response', onUpstreamResponse);
-    upstream.on('data', onUpstreamData);
-    upstream.on('trailers', onUpstreamTrailers);
-    upstream.on('end', onUpstreamEnd);
-    upstream.on('close', onUpstreamClose);
+    attachUpstream(attempt, upstream);
     for (const chunk of this.#replay ?? this.#backlog) upstream.write(chunk);
     this.#backlog = [];
     if (this.#downstreamEnded) upstream.end();
@@ -259,6 +216,12 @@ export class RpcBridge {
     const delay = transparent ? 0 : typeof pushbackMs === 'number' ? pushbackMs : backoffMs(this.#rules, this.#policyRetries - 1, Math.random);
     if (delay > 0) this.#retryTimer = setTimeout(startRetry, delay, this);
     else this.#startAttempt();
+  }
+
+  /** The client is not reading the response: pause the upstream until the client's stream drains. */
+  pauseUpstreamUntilDrain(upstream: ClientHttp2Stream): void {
+    upstream.pause();
+    this.downstream.once('drain', resumeUpstream);
   }
 
   /** Sends response headers to the client; from here on the RPC is bound to this attempt. */
@@ -331,25 +294,11 @@ const END_STREAM = { endStream: true } as const;
 const WAIT_FOR_TRAILERS = { waitForTrailers: true } as const;
 
 const BRIDGE = Symbol('switchyard.rpcBridge');
-const ATTEMPT = Symbol('switchyard.attempt');
 type Bridged = ServerHttp2Stream & { [BRIDGE]: RpcBridge };
-type Tried = ClientHttp2Stream & { [ATTEMPT]: Attempt };
 const bridgeOf = (stream: ServerHttp2Stream): RpcBridge => (stream as Bridged)[BRIDGE];
-
-/** The attempt this upstream stream belongs to, if it is still the bridge's current one. */
-function currentAttempt(stream: ClientHttp2Stream): Attempt | undefined {
-  const attempt = (stream as Tried)[ATTEMPT];
-  return attempt.bridge.attempt === attempt ? attempt : undefined;
-}
 
 function onLimit(bridge: RpcBridge): void {
   bridge.fail(Status.DEADLINE_EXCEEDED, bridge.limitMessage);
-}
-
-function onPerTryTimeout(attempt: Attempt): void {
-  if (attempt.bridge.attempt !== attempt) return;
-  // A backend that does not answer in time is failing, as far as outlier detection is concerned.
-  attempt.bridge.attemptFailed(attempt, { kind: 'per_try_timeout' }, RESET, `upstream ${attempt.endpoint.key}: per-try timeout`);
 }
 
 function startRetry(bridge: RpcBridge): void {
@@ -358,11 +307,6 @@ function startRetry(bridge: RpcBridge): void {
 
 function resetIfOpen(stream: ServerHttp2Stream): void {
   if (!stream.closed) stream.close(constants.NGHTTP2_CANCEL);
-}
-
-function resumeDownstream(this: ClientHttp2Stream): void {
-  const attempt = (this as Tried)[ATTEMPT];
-  if (attempt.bridge.attempt === attempt) attempt.bridge.downstream.resume();
 }
 
 function resumeUpstream(this: ServerHttp2Stream): void {
@@ -383,133 +327,4 @@ function onDownstreamWantTrailers(this: ServerHttp2Stream): void {
 
 function onDownstreamClose(this: ServerHttp2Stream): void {
   bridgeOf(this).onDownstreamClosed();
-}
-
-function onUpstreamError(this: ClientHttp2Stream, error: Error): void {
-  (this as Tried)[ATTEMPT].error = error;
-}
-
-function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeaders): void {
-  const attempt = currentAttempt(this);
-  if (!attempt) return;
-  const bridge = attempt.bridge;
-  // Node gives ':status' as a number, whatever the type declarations say.
-  const httpStatus = headers[':status'] as unknown as number;
-  if (httpStatus !== 200) {
-    const code = statusFromHttp(httpStatus);
-    return bridge.attemptFailed(attempt, { kind: 'status', code }, { kind: 'status', code }, `upstream ${attempt.endpoint.key} answered HTTP ${httpStatus}`, code);
-  }
-  const grpcStatus = headers['grpc-status'];
-  if (grpcStatus !== undefined) {
-    // Trailers-only: status and message arrive in the one HEADERS frame.
-    const code = Number(grpcStatus);
-    attempt.outcome = { kind: 'status', code };
-    if (code !== Status.OK && bridge.mayStillRetry()) {
-      return bridge.attemptFailed(attempt, { kind: 'status', code }, attempt.outcome, String(headers['grpc-message'] ?? ''), code, pushback(headers['grpc-retry-pushback-ms']));
-    }
-    if (bridge.statusSent) return;
-    bridge.statusSent = true;
-    bridge.record.status = code;
-    bridge.commit(attempt, headers, true);
-    return;
-  }
-  // A failure can still arrive as headers then trailers with no message between: wait for the first message.
-  if (bridge.mayStillRetry()) attempt.heldHeaders = headers;
-  else bridge.commit(attempt, headers, false);
-}
-
-function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
-  const attempt = currentAttempt(this);
-  if (!attempt) return;
-  const bridge = attempt.bridge;
-  const declared = (attempt.responseMeter ??= new GrpcFrameMeter(bridge.maxResponseMessageBytes)).feed(chunk);
-  if (declared >= 0) {
-    // fail() cancels the upstream stream: the backend stops sending.
-    return bridge.fail(Status.RESOURCE_EXHAUSTED, `response message of ${declared} bytes from ${attempt.endpoint.key} exceeds max_response_message_bytes ${bridge.maxResponseMessageBytes}`);
-  }
-  if (attempt.heldHeaders) {
-    // A unary answer is one message then trailers: holding it briefly lets a backend that dies
-    // before its trailers be retried. A stream's first message is delayed by RESPONSE_HOLD_MS at most.
-    if (attempt.heldBytes + chunk.length <= RESPONSE_HOLD_BYTES) {
-      attempt.heldData.push(chunk);
-      attempt.heldBytes += chunk.length;
-      attempt.holdTimer ??= setTimeout(releaseHeld, RESPONSE_HOLD_MS, attempt);
-      return;
-    }
-    releaseHeld(attempt);
-  }
-  forwardResponseData(attempt, this, chunk);
-}
-
-/** Sends the held headers and data on: from here the RPC is bound to this attempt. */
-function releaseHeld(attempt: Attempt): void {
-  clearTimeout(attempt.holdTimer);
-  const headers = attempt.heldHeaders;
-  if (!headers || attempt.bridge.attempt !== attempt) return;
-  attempt.heldHeaders = undefined;
-  attempt.bridge.commit(attempt, headers, false);
-  const held = attempt.heldData;
-  attempt.heldData = [];
-  attempt.heldBytes = 0;
-  for (const chunk of held) forwardResponseData(attempt, attempt.upstream!, chunk);
-}
-
-function forwardResponseData(attempt: Attempt, upstream: ClientHttp2Stream, chunk: Buffer): void {
-  const bridge = attempt.bridge;
-  bridge.record.bytesOut += chunk.length;
-  bridge.record.messagesOut = attempt.responseMeter?.messages ?? 0;
-  const downstream = bridge.downstream;
-  if (bridge.downstreamClosed || downstream.destroyed) return;
-  if (!downstream.write(chunk) && !upstream.isPaused()) {
-    upstream.pause();
-    downstream.once('drain', resumeUpstream);
-  }
-}
-
-function onUpstreamTrailers(this: ClientHttp2Stream, trailers: IncomingHttpHeaders): void {
-  (this as Tried)[ATTEMPT].trailers = trailers;
-}
-
-function onUpstreamEnd(this: ClientHttp2Stream): void {
-  const attempt = currentAttempt(this);
-  if (!attempt) return;
-  attempt.upstreamEnded = true;
-  const bridge = attempt.bridge;
-  const trailers = attempt.trailers;
-  if (trailers?.['grpc-status'] === undefined) {
-    // A stream that ends without a status broke: a reset, not an answer. When the connection went with it
-    // (a backend killed mid-RPC), clients should see UNAVAILABLE, which they retry; otherwise the backend
-    // broke the protocol, and INTERNAL says so.
-    const connectionLost = this.session === undefined || this.session.destroyed || this.session.closed;
-    const why = connectionLost ? 'lost its connection before a gRPC status' : 'ended the stream without a gRPC status';
-    return bridge.attemptFailed(attempt, { kind: 'reset' }, RESET, `upstream ${attempt.endpoint.key} ${why}`, connectionLost ? Status.UNAVAILABLE : Status.INTERNAL);
-  }
-  const code = Number(trailers['grpc-status']);
-  attempt.outcome = { kind: 'status', code };
-  if (attempt.heldHeaders) {
-    if (code !== Status.OK && bridge.mayStillRetry()) {
-      return bridge.attemptFailed(attempt, { kind: 'status', code }, attempt.outcome, String(trailers?.['grpc-message'] ?? ''), code, pushback(trailers?.['grpc-retry-pushback-ms']));
-    }
-    releaseHeld(attempt);
-  }
-  if (bridge.statusSent) return;
-  bridge.statusSent = true;
-  bridge.record.status = code;
-  bridge.trailersToSend = trailers;
-  if (!bridge.downstreamClosed && !bridge.downstream.destroyed) bridge.downstream.end();
-}
-
-function onUpstreamClose(this: ClientHttp2Stream): void {
-  const attempt = currentAttempt(this);
-  if (!attempt || attempt.upstreamEnded) return;
-  const rstCode = this.rstCode ?? 0;
-  const refused = rstCode === constants.NGHTTP2_REFUSED_STREAM;
-  attempt.bridge.attemptFailed(
-    attempt,
-    refused ? { kind: 'refused_stream' } : { kind: 'reset' },
-    // A refused stream was never processed: it says nothing bad about the endpoint.
-    refused ? ABANDONED : RESET,
-    `upstream ${attempt.endpoint.key}: ${describeReset(rstCode, attempt.error)}`,
-    statusFromReset(rstCode, attempt.error),
-  );
 }
