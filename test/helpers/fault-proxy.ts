@@ -13,6 +13,8 @@ export interface FaultProxy {
   latencyMs: number;
   /** While true, bytes are swallowed in both directions. */
   blackhole: boolean;
+  /** While true, bytes towards the backend are swallowed; its answers still come back. */
+  blackholeRequests: boolean;
   /** Destroys every open connection at once (the peers see a reset). */
   resetAll(): void;
   close(): Promise<void>;
@@ -20,10 +22,10 @@ export interface FaultProxy {
 
 export async function startFaultProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<FaultProxy> {
   const sockets = new Set<net.Socket>();
-  const state = { latencyMs: 0, blackhole: false };
-  const relay = (from: net.Socket, to: net.Socket) => {
+  const state = { latencyMs: 0, blackhole: false, blackholeRequests: false };
+  const relay = (from: net.Socket, to: net.Socket, towardsBackend: boolean) => {
     from.on('data', (chunk: Buffer) => {
-      if (state.blackhole) return;
+      if (state.blackhole || (towardsBackend && state.blackholeRequests)) return;
       if (state.latencyMs > 0) setTimeout(() => to.destroyed || to.writableEnded || to.write(chunk), state.latencyMs);
       else to.write(chunk);
     });
@@ -44,8 +46,8 @@ export async function startFaultProxy(targetPort: number, targetHost = '127.0.0.
         upstream.destroy();
       });
     }
-    relay(client, upstream);
-    relay(upstream, client);
+    relay(client, upstream, true);
+    relay(upstream, client, false);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -54,6 +56,8 @@ export async function startFaultProxy(targetPort: number, targetHost = '127.0.0.
     set latencyMs(value: number) { state.latencyMs = value; },
     get blackhole() { return state.blackhole; },
     set blackhole(value: boolean) { state.blackhole = value; },
+    get blackholeRequests() { return state.blackholeRequests; },
+    set blackholeRequests(value: boolean) { state.blackholeRequests = value; },
     resetAll() {
       for (const socket of sockets) socket.resetAndDestroy();
     },
