@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { startEchoServer, type EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
 import { findPortFreeOnAll } from '../helpers/ports.ts';
-import { echoClient, startProxy, unary, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { echoClient, startProxy, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { steadyLoad } from '../helpers/load.ts';
 
 const HOSTS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 
@@ -37,38 +38,25 @@ describe('a DNS-discovered cluster (headless Service) under load', () => {
     const cluster = proxy.proxy.clusters.get('echo')!;
     await waitFor(() => cluster.endpoints.size === 2, 'the first resolution');
 
-    const served = new Map<string, number>();
-    const failures: Error[] = [];
-    let running = true;
-    const worker = async () => {
-      while (running) {
-        try {
-          const { response } = await unary(client, { delay_ms: 2 });
-          served.set(response.backend, (served.get(response.backend) ?? 0) + 1);
-        } catch (error) {
-          failures.push(error as Error);
-        }
-      }
-    };
-    const workers = Array.from({ length: 8 }, worker);
+    const load = steadyLoad(client, { concurrency: 8, request: { delay_ms: 2 } });
+    const count = load.count;
     try {
-      await waitFor(() => (served.get('pod-0') ?? 0) > 50 && (served.get('pod-1') ?? 0) > 50, 'traffic on the first two pods');
+      await waitFor(() => count('pod-0') > 50 && count('pod-1') > 50, 'traffic on the first two pods');
 
       dns.setRecords('echo.demo.svc.cluster.local', { a: HOSTS });
-      await waitFor(() => (served.get('pod-2') ?? 0) > 50, 'the added pod to take traffic');
+      await waitFor(() => count('pod-2') > 50, 'the added pod to take traffic');
 
       dns.setRecords('echo.demo.svc.cluster.local', { a: [HOSTS[1]!, HOSTS[2]!] });
       await waitFor(() => cluster.endpoints.size === 2 && ![...cluster.endpoints.keys()].some((key) => key.startsWith('127.0.0.1:')), 'the removed pod to leave the cluster');
-      const removedCount = served.get('pod-0') ?? 0;
-      const othersBefore = (served.get('pod-1') ?? 0) + (served.get('pod-2') ?? 0);
-      await waitFor(() => (served.get('pod-1') ?? 0) + (served.get('pod-2') ?? 0) > othersBefore + 200, 'more traffic after the removal');
+      const removedCount = count('pod-0');
+      const othersBefore = count('pod-1') + count('pod-2');
+      await waitFor(() => count('pod-1') + count('pod-2') > othersBefore + 200, 'more traffic after the removal');
       // Calls already in flight to the removed pod may finish; no new ones start.
-      assert.ok((served.get('pod-0') ?? 0) <= removedCount + 8, 'the removed pod kept getting new RPCs');
+      assert.ok(count('pod-0') <= removedCount + 8, 'the removed pod kept getting new RPCs');
     } finally {
-      running = false;
-      await Promise.all(workers);
+      await load.stop();
       client.close();
     }
-    assert.deepEqual(failures.map((e) => e.message), []);
+    assert.deepEqual(load.failures, []);
   });
 });

@@ -9,7 +9,8 @@ import { startEchoServer, type EchoServerHandle } from '../../src/demo/echo-serv
 import { KubernetesEndpointSliceSource, type KubernetesSourceOptions } from '../../src/discovery/kubernetes.ts';
 import { endpointKey, type DiscoveryUpdate, type EndpointAddress } from '../../src/discovery/source.ts';
 import { FakeKubeApi, endpointSlice } from '../helpers/fake-kube-api.ts';
-import { echoClient, startProxy, unary, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { echoClient, startProxy, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { steadyLoad } from '../helpers/load.ts';
 import { findPortFreeOnAll } from '../helpers/ports.ts';
 
 /** `10.0.0.1:50051`, with ` draining` and ` zone=…` when they apply. */
@@ -371,21 +372,8 @@ describe('a Switchyard proxy with a kubernetes cluster (fake API server, real ba
     const cluster = proxy.proxy.clusters.get('echo')!;
     await waitFor(() => cluster.endpoints.size === 2, 'the endpoints from the slice');
 
-    const served = new Map<string, number>();
-    const failures: Error[] = [];
-    let running = true;
-    const worker = async () => {
-      while (running) {
-        try {
-          const { response } = await unary(client, { delay_ms: 2 });
-          served.set(response.backend, (served.get(response.backend) ?? 0) + 1);
-        } catch (error) {
-          failures.push(error as Error);
-        }
-      }
-    };
-    const workers = Array.from({ length: 8 }, worker);
-    const count = (pod: string) => served.get(pod) ?? 0;
+    const load = steadyLoad(client, { concurrency: 8, request: { delay_ms: 2 } });
+    const count = load.count;
     try {
       await waitFor(() => count('pod-0') > 50 && count('pod-1') > 50, 'traffic on both pods');
 
@@ -407,10 +395,9 @@ describe('a Switchyard proxy with a kubernetes cluster (fake API server, real ba
       const after = count('pod-1') + count('pod-2');
       await waitFor(() => count('pod-1') + count('pod-2') > after + 100, 'traffic after the pod is gone');
     } finally {
-      running = false;
-      await Promise.all(workers);
+      await load.stop();
       client.close();
     }
-    assert.deepEqual(failures.map((e) => e.message), []);
+    assert.deepEqual(load.failures, []);
   });
 });

@@ -15,6 +15,7 @@ import { readTlsFiles } from '../../src/xds/control-plane/load.ts';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
 import { FakeKubeApi, endpointSlice } from '../helpers/fake-kube-api.ts';
 import { echoClient, unary, waitFor, type EchoClient } from '../helpers/harness.ts';
+import { steadyLoad } from '../helpers/load.ts';
 import { findPortFreeOnAll } from '../helpers/ports.ts';
 import { startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
 import { exitOf, logEntries, runCli } from '../helpers/cli.ts';
@@ -24,36 +25,6 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
 const PODS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
-
-/** Unary RPCs in a loop until stopped; counts answers per backend and every failure. */
-function steadyLoad(client: EchoClient, concurrency = 4) {
-  const perBackend = new Map<string, number>();
-  const failures: string[] = [];
-  let running = true;
-  const workers = Array.from({ length: concurrency }, async () => {
-    while (running) {
-      try {
-        const { response } = await unary(client, {}, undefined, { deadline: Date.now() + 5_000 });
-        perBackend.set(response.backend, (perBackend.get(response.backend) ?? 0) + 1);
-      } catch (error) {
-        failures.push((error as Error).message);
-      }
-    }
-  });
-  return {
-    perBackend,
-    failures,
-    /** Calls answered by `backend` from now on. */
-    since(backend: string): () => number {
-      const start = perBackend.get(backend) ?? 0;
-      return () => (perBackend.get(backend) ?? 0) - start;
-    },
-    async stop() {
-      running = false;
-      await Promise.all(workers);
-    },
-  };
-}
 
 describe('xDS end to end', () => {
   let pki: TestPki;
