@@ -111,6 +111,9 @@ export class RpcBridge implements AttemptOwner {
     downstream.on('close', onDownstreamClose);
     downstream.on('data', onDownstreamData);
     downstream.on('end', onDownstreamEnd);
+    // The stream reaches the bridge a tick after it arrived (src/listener/listener.ts), so a request
+    // with no message may have ended, 'end' emitted, before anyone listened: its half-close is here.
+    if (downstream.readableEnded) this.#downstreamEnded = true;
     // Request data flows only while an attempt has a stream to take it.
     downstream.pause();
     this.#startAttempt();

@@ -57,12 +57,20 @@ export function grpcRequestHeaders(path = '/switchyard.demo.v1.Echo/Unary', extr
   ]);
 }
 
+export interface ReceivedFrame {
+  readonly type: number;
+  readonly flags: number;
+  readonly streamId: number;
+}
+
 export interface RawConnection {
   readonly socket: net.Socket;
   /** Resolves when the socket has closed (whoever closed it). */
   readonly closed: Promise<void>;
   /** Types of the frames received so far, in order (frames parsed from the byte stream). */
   readonly received: number[];
+  /** The same frames with their flags and stream ids (payloads are not kept). */
+  readonly frames: ReceivedFrame[];
   /** Error code of the first GOAWAY received, if any. */
   goawayCode: number | undefined;
   /** Writes, ignoring errors from a socket the server has already closed. */
@@ -85,6 +93,7 @@ export async function rawConnect(port: number, options: { tls?: { ca: Buffer; se
     socket,
     closed,
     received: [],
+    frames: [],
     goawayCode: undefined,
     send: (data) => (socket.destroyed ? false : socket.write(data)),
     close: () => socket.destroy(),
@@ -97,7 +106,10 @@ export async function rawConnect(port: number, options: { tls?: { ca: Buffer; se
       if (pending.length < 9 + length) break;
       const type = pending[3]!;
       const flags = pending[4]!;
-      if (connection.received.length < 100_000) connection.received.push(type);
+      if (connection.received.length < 100_000) {
+        connection.received.push(type);
+        connection.frames.push({ type, flags, streamId: pending.readUInt32BE(5) & 0x7fffffff });
+      }
       if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) connection.send(frame(FrameType.SETTINGS, Flag.ACK, 0));
       if (type === FrameType.GOAWAY) connection.goawayCode ??= pending.readUInt32BE(9 + 4);
       pending = pending.subarray(9 + length);
