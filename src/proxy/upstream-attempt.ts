@@ -137,9 +137,11 @@ function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeader
   }
   const grpcStatus = headers['grpc-status'];
   if (grpcStatus !== undefined) {
-    // Trailers-only: status and message arrive in the one HEADERS frame.
+    // Trailers-only: status and message arrive in the one HEADERS frame, which is also the
+    // trailers when the stream ends next ('end' must not take it for a stream without a status).
     const code = Number(grpcStatus);
     attempt.outcome = { kind: 'status', code };
+    attempt.trailers = headers;
     if (code !== Status.OK && bridge.mayStillRetry()) {
       return bridge.attemptFailed(attempt, { kind: 'status', code }, attempt.outcome, String(headers['grpc-message'] ?? ''), code, pushback(headers['grpc-retry-pushback-ms']));
     }
