@@ -25,6 +25,7 @@ import type { RpcRecord } from './proxy/rpc-record.ts';
 import { RouteTable } from './router/route-table.ts';
 import { Authorizer } from './security/authorization.ts';
 import { admitRpc } from './security/rpc-admission.ts';
+import type { AbuseLimit } from './security/connection-guard.ts';
 import { loadedCertificates, type LoadedCertificate } from './security/certificate-expiry.ts';
 import type { Telemetry } from './metrics/telemetry.ts';
 import { VERSION } from './version.ts';
@@ -178,6 +179,13 @@ export class Switchyard {
     this.#routes = new RouteTable(part.routes);
     return this.#config;
   }
+
+  readonly #listenerEvents = {
+    onAbusiveConnection: (listener: string, peer: string, limit: AbuseLimit) => {
+      this.logger.warn({ listener, peer, limit }, 'client connection closed as abusive');
+      this.#telemetry?.connectionClosedAsAbusive(listener, limit);
+    },
+  };
 
   readonly #admission = {
     authorizer: () => this.#authorizer,
@@ -457,7 +465,7 @@ export class Switchyard {
   }
 
   async #startListener(config: SwitchyardConfig['listeners'][number], secrets: ConfigSecrets): Promise<Listener> {
-    const listener = await startListener(config, secrets.listeners.get(config.name), this.#handler);
+    const listener = await startListener(config, secrets.listeners.get(config.name), this.#handler, this.#listenerEvents);
     this.logger.info({ listener: listener.name, address: `${listener.address.address}:${listener.address.port}`, tls: !config.plaintext }, 'listening');
     return listener;
   }

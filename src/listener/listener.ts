@@ -13,10 +13,15 @@ import { Server as NetServer, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/schema.ts';
 import { goAwayGracefully, type ConnectionState } from './goaway.ts';
-import { guardConnection, streamResetBeforeRouting } from '../security/connection-guard.ts';
+import { guardConnection, streamResetBeforeRouting, type AbuseLimit } from '../security/connection-guard.ts';
 import { connectionGuardConfig, serverAbuseOptions } from '../security/listener-limits.ts';
 
 export type StreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, listener: string) => void;
+
+export interface ListenerEvents {
+  /** A client connection is being closed for abuse (src/security/connection-guard.ts). */
+  onAbusiveConnection?(listener: string, peer: string, limit: AbuseLimit): void;
+}
 
 export interface ListenerTls {
   readonly cert: Buffer;
@@ -67,7 +72,7 @@ type TrackedSession = http2.ServerHttp2Session & { [CONNECTION]?: Connection };
 /** Max connection age is spread ±10% so connections opened together do not all go away together. */
 const AGE_JITTER = 0.1;
 
-export async function startListener(config: ListenerConfig, tls: ListenerTls | undefined, handler: StreamHandler): Promise<Listener> {
+export async function startListener(config: ListenerConfig, tls: ListenerTls | undefined, handler: StreamHandler, events: ListenerEvents = {}): Promise<Listener> {
   const options = { settings: http2Settings(config), ...serverAbuseOptions(config) };
   const server: http2.Http2Server | http2.Http2SecureServer = tls
     ? http2.createSecureServer({
@@ -102,7 +107,10 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
     session.setLocalWindowSize(current.http2.connection_window);
     // A misbehaving client is an ordinary event, never a crash.
     session.on('error', () => {});
-    guardConnection(session, connectionGuardConfig(current), () => goAwayGracefully(session, connection));
+    guardConnection(session, connectionGuardConfig(current), {
+      onIdle: () => goAwayGracefully(session, connection),
+      onAbusive: (limit) => events.onAbusiveConnection?.(config.name, peerOf(session), limit),
+    });
     // A handshake that was under way when draining began still gets a connection, and is sent away at once.
     if (draining) return goAwayGracefully(session, connection);
     const maxAge = current.max_connection_age;
@@ -222,6 +230,11 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
 }
 
 function ignoreError(): void {}
+
+function peerOf(session: http2.ServerHttp2Session): string {
+  const socket = session.socket;
+  return socket ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown';
+}
 
 function http2Settings(config: ListenerConfig): http2.Settings {
   return {

@@ -70,6 +70,7 @@ export class ProxyMetrics {
   readonly #attemptDuration: Histogram;
   readonly #retries: Counter;
   readonly #reloads: Counter;
+  readonly #abusiveConnections: Counter;
   readonly #rpcSeries = new Map<string, RpcSeries>();
   readonly #startedSeries = new Map<string, Counter.Internal>();
   readonly #endpointSeries = new Map<string, EndpointSeries>();
@@ -89,6 +90,7 @@ export class ProxyMetrics {
     this.#attemptDuration = new Histogram({ name: 'switchyard_upstream_rpc_duration_seconds', help: 'Duration of each attempt on an endpoint.', labelNames: ['cluster', 'endpoint'], buckets: RPC_SECONDS_BUCKETS, registers });
     this.#retries = new Counter({ name: 'switchyard_retries_total', help: 'Attempts after the first, by cluster.', labelNames: ['cluster'], registers });
     this.#reloads = new Counter({ name: 'switchyard_reloads_total', help: 'Config and certificate reloads, by outcome.', labelNames: ['kind', 'result'], registers });
+    this.#abusiveConnections = new Counter({ name: 'switchyard_connections_closed_abusive_total', help: 'Client connections closed for abuse, by the limit they went past.', labelNames: ['listener', 'limit'], registers });
     registerStateGauges(options.source, registers);
     if (options.source.xds) registerXdsMetrics(options.source.xds, registers);
     new Gauge({ name: 'switchyard_info', help: 'Always 1; the labels say what runs.', labelNames: ['version', 'node'], registers }).set({ version: options.version, node: process.versions.node }, 1);
@@ -126,6 +128,11 @@ export class ProxyMetrics {
     if (record.bytesOut > 0) series.bytesOut.inc(record.bytesOut);
     if (record.retries > 0 && record.cluster !== undefined) this.#retries.inc({ cluster: record.cluster }, record.retries);
     this.methods.observe(record.path, record.endpoint !== undefined, record.status);
+  }
+
+  /** A client connection on `listener` was closed for going past `limit`. */
+  connectionClosedAsAbusive(listener: string, limit: string): void {
+    this.#abusiveConnections.inc({ listener, limit });
   }
 
   /** One attempt on `endpoint` of `cluster` ended. */

@@ -55,6 +55,10 @@ export class Telemetry {
     this.balance.attemptEnded(cluster, endpoint.key);
   }
 
+  connectionClosedAsAbusive(listener: string, limit: string): void {
+    this.metrics.connectionClosedAsAbusive(listener, limit);
+  }
+
   endpointEvent(event: EndpointEvent): void {
     if (event.kind === 'removed') this.metrics.endpointRemoved(event.cluster, event.endpoint);
     const detail = event.detail ? ` (${event.detail})` : '';

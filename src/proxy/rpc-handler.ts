@@ -10,6 +10,9 @@ import { forwardRpc } from './forward-rpc.ts';
 import { respondWithStatus } from './respond.ts';
 import type { RpcRecord } from './rpc-record.ts';
 import { callerIdentity } from '../security/identity.ts';
+import { guardOf, protocolViolation } from '../security/connection-guard.ts';
+import { headerListSize } from '../grpc/header-list.ts';
+import { isGrpcMethodPath } from '../grpc/method-path.ts';
 import { connectionRateLimited } from '../security/rate-limit.ts';
 import { endRpcOtelSpan } from '../tracing/otel-span.ts';
 import { traceRpc } from '../tracing/rpc-trace.ts';
@@ -65,8 +68,17 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
     deps.onRpcStart?.(record);
     stream.on('error', () => {});
 
-    const contentType = headers['content-type'];
-    if (headers[':method'] !== 'POST' || typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
+    const maxHeaderListSize = guardOf(session)?.config.maxHeaderListSize;
+    if (maxHeaderListSize !== undefined) {
+      const size = headerListSize(headers);
+      if (size > maxHeaderListSize) {
+        protocolViolation(session);
+        record.error = `request header list of ${size} bytes exceeds max_header_list_size ${maxHeaderListSize}`;
+        return answer(stream, record, Status.RESOURCE_EXHAUSTED, record.error);
+      }
+    }
+
+    if (headers[':method'] !== 'POST' || !isGrpcContentType(headers['content-type'])) {
       // Not gRPC: the spec's answer is HTTP 415, so browsers and curl see a plain error.
       record.status = Status.UNKNOWN;
       record.error = 'not a gRPC request';
@@ -74,6 +86,12 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       if (!stream.destroyed) stream.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: false });
       stream.end('switchyard: expected a gRPC request (POST, content-type application/grpc)\n');
       return;
+    }
+
+    if (!isGrpcMethodPath(path)) {
+      protocolViolation(session);
+      record.error = 'malformed :path: a gRPC method is /package.Service/Method';
+      return answer(stream, record, Status.UNIMPLEMENTED, record.error);
     }
 
     const denied = deps.admit?.(stream, headers, listener);
@@ -111,6 +129,16 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
     if (tracing?.enabled) traceRpc(tracing, headers, record);
     forwardRpc(stream, headers, route, cluster, record);
   };
+}
+
+/**
+ * `application/grpc`, or with a `+format` or parameters (gRPC over HTTP/2 spec);
+ * `application/grpc-web…` is another protocol and is not forwarded as gRPC.
+ */
+function isGrpcContentType(value: string | undefined): boolean {
+  if (value === undefined || !value.startsWith('application/grpc')) return false;
+  const next = value.charCodeAt(16);
+  return Number.isNaN(next) || next === 0x2b /* + */ || next === 0x3b /* ; */;
 }
 
 function answer(stream: ServerHttp2Stream, record: RpcRecord, code: number, message: string): void {

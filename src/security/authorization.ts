@@ -5,6 +5,12 @@
  * Evaluation: if any `deny` rule matches, the call is denied; otherwise, if
  * any `allow` rule matches, it is allowed; otherwise it is denied. With no
  * rules at all, every call is allowed (authorization is off).
+ *
+ * gRPC method names are case-sensitive and the proxy routes them exactly, but
+ * some servers look methods up case-insensitively. So a deny rule matches a
+ * method in any case (`/a.B/Purge` also denies `/a.B/purge`), while an allow
+ * rule matches only the exact name: either way, a doubt ends in a denial.
+ * Paths reach check() canonical (src/grpc/method-path.ts).
  */
 import type { AuthorizationConfig, AuthorizationRuleConfig } from './security-schema.ts';
 import type { CallerIdentity } from './identity.ts';
@@ -51,10 +57,11 @@ const DEFAULT_DENY: AuthorizationDecision = { allowed: false, rule: undefined };
 
 function compileRule(rule: AuthorizationRuleConfig, index: number): CompiledRule {
   const principals = rule.principals.map(compilePrincipal);
-  const methods = rule.methods.map(compileMethod);
+  const deny = rule.action === 'deny';
+  const methods = rule.methods.map((method) => compileMethod(method, deny));
   return {
     name: rule.name ?? `rules[${index}]`,
-    deny: rule.action === 'deny',
+    deny,
     principal: (caller) => principals.some((match) => match(caller)),
     method: (path) => methods.some((match) => match(path)),
   };
@@ -82,12 +89,17 @@ function compilePrincipal(text: string): Matcher<CallerIdentity> {
   return (caller) => caller.commonName === value;
 }
 
-function compileMethod(text: string): Matcher<string> {
+function compileMethod(text: string, anyCase: boolean): Matcher<string> {
   if (text === '*') return () => true;
-  const normalized = text.startsWith('/') ? text : `/${text}`;
+  const written = text.startsWith('/') ? text : `/${text}`;
+  const normalized = anyCase ? written.toLowerCase() : written;
+  const fold = anyCase ? (path: string) => path.toLowerCase() : (path: string) => path;
   if (normalized.endsWith('/*')) {
     const prefix = normalized.slice(0, -1);
-    return (path) => path.startsWith(prefix) && !path.slice(prefix.length).includes('/');
+    return (path) => {
+      const folded = fold(path);
+      return folded.startsWith(prefix) && !folded.slice(prefix.length).includes('/');
+    };
   }
-  return (path) => path === normalized;
+  return (path) => fold(path) === normalized;
 }

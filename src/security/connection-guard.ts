@@ -11,6 +11,10 @@
  *   counts every reset, so by the time this bucket is empty it has sent, or
  *   is about to send, its GOAWAY; the connection is then destroyed at once,
  *   rather than read and parsed for as long as the client keeps sending;
+ * - protocol violations the RPC path finds (an oversized header list, a
+ *   malformed `:path`): each is answered on its stream and takes a token from
+ *   a bucket; past its burst the client is not confused but abusive, and the
+ *   connection is closed (HAProxy's "glitch" counter);
  * - a per-connection RPC rate, read by the RPC handler;
  * - the message-size and stream-idle limits the RPC path applies, found by
  *   the RPC path on the session (guardOf) without a lookup.
@@ -38,6 +42,22 @@ export interface ConnectionGuardConfig {
   readonly streamResetRate: number;
   /** Name the serving endpoint in each response (`x-switchyard-upstream`); the listener's expose_upstream. */
   readonly exposeUpstream: boolean;
+  /** Decoded request header list, octets (RFC 9113 §6.5.2), enforced whether or not SETTINGS were acknowledged. */
+  readonly maxHeaderListSize: number;
+}
+
+/** Why a connection was closed as abusive: the limit it went past (a metric label and a log field). */
+export type AbuseLimit = 'control_frame_flood' | 'stream_reset_flood' | 'protocol_violations';
+
+/** Protocol violations a connection may commit at once, and per second after that, before it is closed. */
+const PROTOCOL_VIOLATION_BURST = 100;
+const PROTOCOL_VIOLATIONS_PER_SECOND = 10;
+
+export interface GuardHooks {
+  /** The idle timeout fired (once per idle period); the listener sends GOAWAY. */
+  onIdle(): void;
+  /** The guard is closing the connection for abuse: log it and count it. Called once per connection. */
+  onAbusive(limit: AbuseLimit): void;
 }
 
 export interface ConnectionGuard {
@@ -47,6 +67,10 @@ export interface ConnectionGuard {
   idleTimer: NodeJS.Timeout | undefined;
   /** Streams reset before they were routed (see streamResetBeforeRouting). */
   readonly earlyResets: TokenBucket;
+  readonly violations: TokenBucket;
+  readonly hooks: GuardHooks;
+  /** Set once the connection is being closed for abuse. */
+  abusive: boolean;
 }
 
 const GUARD = Symbol('switchyard.connectionGuard');
@@ -56,18 +80,19 @@ export function guardOf(session: Http2Session | undefined): ConnectionGuard | un
   return (session as GuardedSession | undefined)?.[GUARD];
 }
 
-/**
- * Installs the guard on a new server session. `onIdle` is called (once per
- * idle period) when the idle timeout fires; the listener sends GOAWAY.
- */
-export function guardConnection(session: ServerHttp2Session, config: ConnectionGuardConfig, onIdle: () => void): ConnectionGuard {
+/** Installs the guard on a new server session. */
+export function guardConnection(session: ServerHttp2Session, config: ConnectionGuardConfig, hooks: GuardHooks): ConnectionGuard {
   const guard: ConnectionGuard = {
     config,
     rpcs: config.rpcsPerSecond === undefined ? undefined : new TokenBucket(config.rpcsPerSecond, Math.max(1, config.rpcsPerSecond)),
     openStreams: 0,
     idleTimer: undefined,
     earlyResets: new TokenBucket(config.streamResetRate, config.streamResetBurst),
+    violations: new TokenBucket(PROTOCOL_VIOLATIONS_PER_SECOND, PROTOCOL_VIOLATION_BURST),
+    hooks,
+    abusive: false,
   };
+  const onIdle = () => hooks.onIdle();
   (session as GuardedSession)[GUARD] = guard;
 
   const idleMs = config.idleTimeoutMs;
@@ -88,14 +113,10 @@ export function guardConnection(session: ServerHttp2Session, config: ConnectionG
   armIdle();
 
   const control = new TokenBucket(config.controlFramesPerSecond, config.controlFrameBurst);
-  let flooding = false;
   const onControlFrame = () => {
-    if (flooding || control.tryTake() || session.destroyed) return;
+    if (guard.abusive || control.tryTake() || session.destroyed) return;
     // The client sends control frames faster than any legitimate use needs: tell it why, then drop it.
-    flooding = true;
-    session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
-    // A moment for the GOAWAY to be written; destroy() at once would discard it.
-    setTimeout(destroySession, GOAWAY_FLUSH_MS, session).unref();
+    closeAsAbusive(session, guard, 'control_frame_flood');
   };
   session.on('ping', onControlFrame);
   session.on('remoteSettings', onControlFrame);
@@ -112,8 +133,30 @@ export function guardConnection(session: ServerHttp2Session, config: ConnectionG
 export function streamResetBeforeRouting(session: Http2Session | undefined): boolean {
   const guard = guardOf(session);
   if (!session || !guard || session.destroyed || guard.earlyResets.tryTake()) return false;
+  if (!guard.abusive) {
+    guard.abusive = true;
+    guard.hooks.onAbusive('stream_reset_flood');
+  }
   session.destroy(undefined, constants.NGHTTP2_ENHANCE_YOUR_CALM);
   return true;
+}
+
+/**
+ * Counts one protocol violation that the RPC path found and answered on its
+ * stream. Past the burst the connection is sent away with ENHANCE_YOUR_CALM.
+ */
+export function protocolViolation(session: Http2Session | undefined): void {
+  const guard = guardOf(session);
+  if (!session || !guard || session.destroyed || guard.abusive || guard.violations.tryTake()) return;
+  closeAsAbusive(session, guard, 'protocol_violations');
+}
+
+function closeAsAbusive(session: Http2Session, guard: ConnectionGuard, limit: AbuseLimit): void {
+  guard.abusive = true;
+  guard.hooks.onAbusive(limit);
+  session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  // A moment for the GOAWAY to be written; destroy() at once would discard it.
+  setTimeout(destroySession, GOAWAY_FLUSH_MS, session).unref();
 }
 
 /** Time given to a GOAWAY to reach the socket before the connection is destroyed. */

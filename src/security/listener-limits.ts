@@ -46,6 +46,7 @@ export function connectionGuardConfig(config: ListenerConfig): ConnectionGuardCo
     streamResetBurst: limits.stream_reset_burst,
     streamResetRate: limits.stream_reset_rate,
     exposeUpstream: config.expose_upstream,
+    maxHeaderListSize: config.http2.max_header_list_size,
   };
 }
 

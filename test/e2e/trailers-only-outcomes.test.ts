@@ -19,7 +19,7 @@ const CALLS = 40;
 /** An HTTP/2 server that reads each request to its end, then answers NOT_FOUND trailers-only. */
 async function startTrailersOnlyBackend(): Promise<{ port: number; close(): Promise<void> }> {
   const server = http2.createServer();
-  server.on('stream', (stream) => {
+  server.on('stream', (stream: http2.ServerHttp2Stream) => {
     stream.resume();
     stream.on('end', () => {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': 'no such thing' }, { endStream: true });

@@ -40,6 +40,16 @@ function hpackString(text: string): Buffer {
   return Buffer.concat([Buffer.from(hpackInteger(bytes.length, 7)), bytes]);
 }
 
+/** A literal field with incremental indexing and a new name (RFC 7541 §6.2.1): the decoder adds it to its dynamic table. */
+export function indexedLiteral(name: string, value: string): Buffer {
+  return Buffer.concat([Buffer.from([0x40]), hpackString(name), hpackString(value)]);
+}
+
+/** An indexed field (RFC 7541 §6.1): one byte for indexes below 127; dynamic entries start at 62. */
+export function indexedField(index: number): Buffer {
+  return Buffer.from(hpackInteger(index, 7, 0x80));
+}
+
 /** A header block of literal fields without indexing, new names. */
 export function headerBlock(fields: readonly (readonly [string, string])[]): Buffer {
   return Buffer.concat(fields.flatMap(([name, value]) => [Buffer.from([0x00]), hpackString(name), hpackString(value)]));
@@ -78,8 +88,8 @@ export interface RawConnection {
   close(): void;
 }
 
-/** Connects, sends the preface and an empty SETTINGS, and ACKs the server's SETTINGS. */
-export async function rawConnect(port: number, options: { tls?: { ca: Buffer; servername: string } } = {}): Promise<RawConnection> {
+/** Connects, sends the preface and an empty SETTINGS, and ACKs the server's SETTINGS (unless `ackSettings: false`). */
+export async function rawConnect(port: number, options: { tls?: { ca: Buffer; servername: string }; ackSettings?: boolean } = {}): Promise<RawConnection> {
   const socket = options.tls
     ? tls.connect({ port, host: '127.0.0.1', ca: options.tls.ca, servername: options.tls.servername, ALPNProtocols: ['h2'] })
     : net.connect({ port, host: '127.0.0.1' });
@@ -110,7 +120,7 @@ export async function rawConnect(port: number, options: { tls?: { ca: Buffer; se
         connection.received.push(type);
         connection.frames.push({ type, flags, streamId: pending.readUInt32BE(5) & 0x7fffffff });
       }
-      if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) connection.send(frame(FrameType.SETTINGS, Flag.ACK, 0));
+      if (type === FrameType.SETTINGS && !(flags & Flag.ACK) && options.ackSettings !== false) connection.send(frame(FrameType.SETTINGS, Flag.ACK, 0));
       if (type === FrameType.GOAWAY) connection.goawayCode ??= pending.readUInt32BE(9 + 4);
       pending = pending.subarray(9 + length);
     }

@@ -1,0 +1,63 @@
+/**
+ * A client connection closed for abuse is logged once, with the limit and the
+ * peer, and counted in switchyard_connections_closed_abusive_total (issue 12).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
+import { startBackends, staticCluster, waitFor } from '../helpers/harness.ts';
+import { adminUrl, parseSamples } from '../helpers/admin.ts';
+import { capturingLogger, startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
+import { Flag, FrameType, frame, grpcRequestHeaders, ping, rawConnect } from '../helpers/raw-h2.ts';
+
+const ENHANCE_YOUR_CALM = 0xb;
+
+describe('connections closed as abusive', () => {
+  let backends: EchoServerHandle[];
+  let proxy: SecureProxy;
+  const { logger, lines } = capturingLogger();
+
+  before(async () => {
+    backends = await startBackends(1);
+    proxy = await startSecureProxy({
+      admin: { port: 0 },
+      listeners: [{ name: 'main', port: 0, plaintext: true, http2: { control_frame_burst: 20, control_frames_per_second: 1 } }],
+      clusters: [staticCluster('echo', backends)],
+      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+    }, logger);
+  });
+
+  after(async () => {
+    await proxy.close();
+    await Promise.all(backends.map((b) => b.close()));
+  });
+
+  async function abusiveCount(limit: string): Promise<number> {
+    const samples = parseSamples(await (await fetch(adminUrl(proxy.proxy, '/metrics'))).text());
+    return samples.find((s) => s.name === 'switchyard_connections_closed_abusive_total' && s.labels.limit === limit)?.value ?? 0;
+  }
+
+  const malformedPath = (i: number) => frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1 + 2 * i, grpcRequestHeaders('/not/a/grpc/path'));
+  for (const { limit, attack } of [
+    { limit: 'protocol_violations', attack: malformedPath },
+    { limit: 'control_frame_flood', attack: (i: number) => ping(i) },
+  ]) {
+    it(`${limit}: GOAWAY ENHANCE_YOUR_CALM, one log line naming the peer, one count`, async () => {
+      const connection = await rawConnect(proxy.port);
+      const peer = `127.0.0.1:${connection.socket.localPort}`;
+      // In rounds of 50, each answered before the next, so as not to go past max_concurrent_streams.
+      const answered = () => connection.frames.filter((f) => f.type === FrameType.HEADERS && (f.flags & Flag.END_STREAM) !== 0).length;
+      for (let round = 0; round < 6 && !connection.socket.destroyed; round++) {
+        for (let i = 50 * round; i < 50 * (round + 1); i++) connection.send(attack(i));
+        if (attack === malformedPath) await waitFor(() => connection.socket.destroyed || answered() === 50 * (round + 1), 'the round\'s answers');
+      }
+      await connection.closed;
+      assert.equal(connection.goawayCode, ENHANCE_YOUR_CALM);
+      await waitFor(async () => (await abusiveCount(limit)) === 1, `the ${limit} count`);
+      const logged = lines.filter((line) => line.msg === 'client connection closed as abusive' && line.peer === peer);
+      assert.equal(logged.length, 1);
+      assert.equal(logged[0]!.limit, limit);
+      assert.equal(logged[0]!.listener, 'main');
+    });
+  }
+});
