@@ -34,6 +34,9 @@ const ERROR_FLUSH_GRACE_MS = 1_000;
 
 const CONNECT_FAILURE: RpcOutcome = { kind: 'connect_failure' };
 
+/** setTimeout fires at once, with only a warning, for anything longer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface RpcBridgeOptions {
   readonly downstream: ServerHttp2Stream;
   /** Request headers for the backend, without grpc-timeout (each attempt sets its own). */
@@ -99,7 +102,9 @@ export class RpcBridge implements AttemptOwner {
 
   start(): void {
     const { downstream, limitAt } = this.#options;
-    if (limitAt !== undefined) this.#timer = setTimeout(onLimit, Math.max(0, limitAt - performance.now()), this);
+    // A deadline past the longest timer (2^31-1 ms, 24.8 days; grpc-timeout allows years) is forwarded, not enforced here.
+    const limitIn = limitAt === undefined ? undefined : Math.max(0, limitAt - performance.now());
+    if (limitIn !== undefined && limitIn <= MAX_TIMER_MS) this.#timer = setTimeout(onLimit, limitIn, this);
     (downstream as Bridged)[BRIDGE] = this;
     const limits = guardOf(downstream.session)?.config;
     this.#requestMeter = new GrpcFrameMeter(limits?.maxRequestMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);

@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { echoClient, expectStatus, startBackends, startProxy, staticCluster, unary, waitFor, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
 import type { EchoResponse, EchoServerHandle } from '../../src/demo/echo-service.ts';
@@ -38,6 +39,23 @@ describe('deadlines, timeouts and cancellation through the proxy', () => {
     assert.ok(line, `backend saw no deadline: ${response.metadata.join(', ')}`);
     const remaining = Number(line.split('=')[1]);
     assert.ok(remaining > 3_000 && remaining <= 5_000, `backend saw ${remaining} ms left`);
+  });
+
+  it('takes a deadline beyond the longest timer (8760H, a year) as long, not as expired', async () => {
+    const session = http2.connect(`http://127.0.0.1:${proxy.port}`);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/switchyard.demo.v1.Echo/Unary', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '8760H' });
+      const status = new Promise<string | undefined>((resolve) => {
+        stream.on('trailers', (trailers) => resolve(trailers['grpc-status'] as string | undefined));
+        stream.on('response', (headers) => headers['grpc-status'] !== undefined && resolve(headers['grpc-status'] as string));
+      });
+      stream.resume();
+      // An empty EchoRequest message.
+      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      assert.equal(await status, '0');
+    } finally {
+      session.close();
+    }
   });
 
   it('ends a call that outlives the client deadline with DEADLINE_EXCEEDED and cancels the backend', async () => {
