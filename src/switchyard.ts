@@ -21,7 +21,7 @@ import { planReload, type ReloadSummary } from './lifecycle/reload-plan.ts';
 import { startListener, type Listener, type StreamHandler } from './listener/listener.ts';
 import { createAccessLog, type AccessLog } from './log/access-log.ts';
 import { createRpcHandler } from './proxy/rpc-handler.ts';
-import type { RpcRecord } from './proxy/rpc-record.ts';
+import type { RpcRecord } from './grpc/rpc-record.ts';
 import { RouteTable } from './router/route-table.ts';
 import { Authorizer } from './security/authorization.ts';
 import { admitRpc } from './security/rpc-admission.ts';

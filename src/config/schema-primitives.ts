@@ -1,7 +1,7 @@
 /** Field types shared by the config schema's sections. */
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
-import { GRPC_STATUS_BY_NAME } from '../proxy/grpc-status.ts';
+import { GRPC_STATUS_BY_NAME } from '../grpc/status.ts';
 
 /** setTimeout fires at once (with only a warning) for anything longer, so no duration may exceed it. */
 const MAX_DURATION_MS = 2 ** 31 - 1;

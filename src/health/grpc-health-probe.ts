@@ -7,8 +7,8 @@
  */
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import type { StreamReceiver } from '../upstream/endpoint-pool.ts';
-import { Status } from '../proxy/grpc-status.ts';
-import { formatGrpcTimeout } from '../proxy/grpc-timeout.ts';
+import { Status } from '../grpc/status.ts';
+import { formatGrpcTimeout } from '../grpc/timeout.ts';
 
 export const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
 

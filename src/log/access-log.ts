@@ -1,6 +1,6 @@
 /** One JSON line per RPC: off, to stdout, or to a file. */
 import pino from 'pino';
-import type { RpcRecord } from '../proxy/rpc-record.ts';
+import type { RpcRecord } from '../grpc/rpc-record.ts';
 
 export interface AccessLog {
   write(record: RpcRecord): void;

@@ -5,7 +5,7 @@
  * from the proxy alone. Counts live in one-second buckets; latency quantiles
  * come from a bounded sample per bucket, so memory stays fixed under any load.
  */
-import { statusName } from '../proxy/grpc-status.ts';
+import { statusName } from '../grpc/status.ts';
 
 /** Latencies kept per cluster per second; beyond it, samples replace each other at random. */
 const SAMPLES_PER_SECOND = 1_000;

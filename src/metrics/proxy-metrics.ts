@@ -13,9 +13,9 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Cluster, ClusterEndpoint } from '../cluster/cluster.ts';
 import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
-import type { RpcRecord } from '../proxy/rpc-record.ts';
-import { MethodLabeler } from './method-labels.ts';
-import { statusName } from '../proxy/grpc-status.ts';
+import type { RpcRecord } from '../grpc/rpc-record.ts';
+import { MethodLabeler } from '../grpc/method-labels.ts';
+import { statusName } from '../grpc/status.ts';
 import type { LoadedCertificate } from '../security/certificate-expiry.ts';
 import { registerXdsMetrics, type XdsMetricsSource } from './xds-metrics.ts';
 

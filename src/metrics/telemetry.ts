@@ -6,7 +6,7 @@
  */
 import type { ClusterEndpoint, EndpointEvent } from '../cluster/cluster.ts';
 import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
-import type { RpcRecord } from '../proxy/rpc-record.ts';
+import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { BalanceWindow } from './balance-window.ts';
 import { ProxyMetrics, type ProxyMetricsOptions } from './proxy-metrics.ts';
 

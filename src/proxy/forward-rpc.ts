@@ -6,12 +6,12 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Route } from '../router/route-table.ts';
-import { Status } from './grpc-status.ts';
-import { parseGrpcTimeout } from './grpc-timeout.ts';
+import { Status } from '../grpc/status.ts';
+import { parseGrpcTimeout } from '../grpc/timeout.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { respondWithStatus } from './respond.ts';
 import { RpcBridge } from './rpc-bridge.ts';
-import type { RpcRecord } from './rpc-record.ts';
+import type { RpcRecord } from '../grpc/rpc-record.ts';
 
 export function forwardRpc(
   downstream: ServerHttp2Stream,

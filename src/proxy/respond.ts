@@ -1,6 +1,6 @@
 /** Answers that the proxy gives itself, without a backend. */
 import type { ServerHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
-import { encodeGrpcMessage } from './grpc-status.ts';
+import { encodeGrpcMessage } from '../grpc/status.ts';
 
 /** Ends a stream with a trailers-only gRPC response. Safe to call on a stream that is already gone. */
 export function respondWithStatus(stream: ServerHttp2Stream, code: number, message: string): void {

@@ -5,10 +5,10 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { RouteTable } from '../router/route-table.ts';
-import { Status } from './grpc-status.ts';
+import { Status } from '../grpc/status.ts';
 import { forwardRpc } from './forward-rpc.ts';
 import { respondWithStatus } from './respond.ts';
-import type { RpcRecord } from './rpc-record.ts';
+import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { callerIdentity } from '../security/identity.ts';
 import { guardOf, protocolViolation } from '../security/connection-guard.ts';
 import { headerListSize } from '../grpc/header-list.ts';

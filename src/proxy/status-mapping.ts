@@ -1,6 +1,6 @@
 /** Maps transport-level outcomes to gRPC statuses, in one place (gRPC's http-grpc-status-mapping.md). */
 import { constants } from 'node:http2';
-import { Status } from './grpc-status.ts';
+import { Status } from '../grpc/status.ts';
 
 /** A non-200 HTTP status from a backend, as gRPC clients map it. */
 export function statusFromHttp(httpStatus: number): number {

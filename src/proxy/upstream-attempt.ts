@@ -16,8 +16,8 @@ import type { ClusterEndpoint } from '../cluster/cluster.ts';
 import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
 import type { StreamReceiver } from '../upstream/endpoint-pool.ts';
 import { pushback, type AttemptFailure } from '../resilience/retry-rules.ts';
-import { Status } from './grpc-status.ts';
-import type { RpcRecord } from './rpc-record.ts';
+import { Status } from '../grpc/status.ts';
+import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { GrpcFrameMeter } from '../security/grpc-frame-meter.ts';
 import { describeReset, statusFromHttp, statusFromReset } from './status-mapping.ts';
 

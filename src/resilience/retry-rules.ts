@@ -2,7 +2,7 @@
  * When an attempt of an RPC may be retried, and after how long. Pure: the
  * forwarder asks, these functions answer; nothing here touches a socket.
  */
-import { Status } from '../proxy/grpc-status.ts';
+import { Status } from '../grpc/status.ts';
 import type { RouteConfig } from '../config/schema.ts';
 
 /** How one attempt failed, as far as retrying is concerned. */

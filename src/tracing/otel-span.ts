@@ -12,8 +12,8 @@
  */
 import { VERSION } from '../version.ts';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
-import { Status } from '../proxy/grpc-status.ts';
-import type { RpcRecord } from '../proxy/rpc-record.ts';
+import { Status } from '../grpc/status.ts';
+import type { RpcRecord } from '../grpc/rpc-record.ts';
 import type { TraceParent } from './traceparent.ts';
 
 let tracerProvider: TracerProvider | undefined;

@@ -9,7 +9,7 @@
  * tracestate cross the proxy untouched, like any other header.
  */
 import type { IncomingHttpHeaders } from 'node:http2';
-import type { RpcRecord } from '../proxy/rpc-record.ts';
+import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { startRpcOtelSpan } from './otel-span.ts';
 import { SAMPLED, formatTraceparent, newSpanId, newTraceId, parseTraceparent } from './traceparent.ts';
 import type { TracingSettings } from './tracing-schema.ts';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { Status } from '../../src/proxy/grpc-status.ts';
+import { Status } from '../../src/grpc/status.ts';
 import { expectStatus, startEchoSetup, unary, waitFor, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 
 const LIMIT = 64 << 10;

@@ -5,7 +5,7 @@ import { loadEchoPackage, startEchoServer, type EchoClient, type EchoServerHandl
 export type { EchoClient };
 import { Switchyard } from '../../src/switchyard.ts';
 import type { ConfigSecrets } from '../../src/config/load.ts';
-import type { RpcRecord } from '../../src/proxy/rpc-record.ts';
+import type { RpcRecord } from '../../src/grpc/rpc-record.ts';
 import pino from 'pino';
 
 export async function startBackends(count: number, options: { credentials?: grpc.ServerCredentials; host?: string } = {}): Promise<EchoServerHandle[]> {

@@ -2,7 +2,7 @@
 import pino, { type Logger } from 'pino';
 import { parseConfigObject, resolveConfig } from '../../src/config/load.ts';
 import { Switchyard } from '../../src/switchyard.ts';
-import type { RpcRecord } from '../../src/proxy/rpc-record.ts';
+import type { RpcRecord } from '../../src/grpc/rpc-record.ts';
 
 export interface SecureProxy {
   readonly proxy: Switchyard;

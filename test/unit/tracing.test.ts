@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http2';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load.ts';
-import type { RpcRecord } from '../../src/proxy/rpc-record.ts';
+import type { RpcRecord } from '../../src/grpc/rpc-record.ts';
 import { traceRpc } from '../../src/tracing/rpc-trace.ts';
 import { parseTraceparent } from '../../src/tracing/traceparent.ts';
 import type { TracingSettings } from '../../src/tracing/tracing-schema.ts';

@@ -5,6 +5,7 @@
  * once a backend has answered it with something other than UNIMPLEMENTED (so
  * it exists), up to a cap; every other path is counted as "unknown".
  */
+import { Status } from './status.ts';
 
 export interface MethodLabels {
   readonly service: string;
@@ -13,7 +14,6 @@ export interface MethodLabels {
 
 export const UNKNOWN_METHOD: MethodLabels = { service: 'unknown', method: 'unknown' };
 
-const UNIMPLEMENTED = 12;
 
 export class MethodLabeler {
   #named: ReadonlyMap<string, MethodLabels> = new Map();
@@ -44,7 +44,7 @@ export class MethodLabeler {
    * on: an RPC keeps the labels it started with, so started and handled agree.
    */
   observe(path: string, answeredByBackend: boolean, status: number | undefined): void {
-    if (!answeredByBackend || status === undefined || status === UNIMPLEMENTED) return;
+    if (!answeredByBackend || status === undefined || status === Status.UNIMPLEMENTED) return;
     if (this.#learned.size >= this.#maxLearned || this.#named.has(path) || this.#learned.has(path)) return;
     const labels = splitMethodPath(path);
     if (labels) this.#learned.set(path, labels);

@@ -1,5 +1,5 @@
 import type { Span } from '@opentelemetry/api';
-import type { MethodLabels } from '../metrics/method-labels.ts';
+import type { MethodLabels } from './method-labels.ts';
 
 /** What the proxy knows about one RPC; filled as it proceeds and handed to the access log when it ends. */
 export interface RpcRecord {
