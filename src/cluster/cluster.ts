@@ -11,7 +11,7 @@ import { systemEnvironment, type BalancedEndpoint, type LoadBalancingPolicy, typ
 import { createPolicy } from '../balancer/registry.ts';
 import { endpointKey, type DiscoverySource, type DiscoveryUpdate, type EndpointAddress } from '../discovery/source.ts';
 import { EndpointPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
-import { isEndpointFailure, type RpcOutcome } from './rpc-outcome.ts';
+import { isEndpointFailure, isNeutral, type Outcome } from '../grpc/outcome.ts';
 import { ClusterLimits } from '../resilience/cluster-limits.ts';
 import { ClusterHealth, type EndpointHealth, type EndpointHealthEventKind, type EndpointHealthView, type TrackedEndpoint } from '../health/cluster-health.ts';
 
@@ -80,7 +80,7 @@ export interface ClusterOptions {
   readonly logger?: ClusterLogger | undefined;
   readonly environment?: PolicyEnvironment | undefined;
   /** Called when each attempt ends, after the cluster has taken it into account (metrics). */
-  readonly onAttemptEnd?: ((endpoint: ClusterEndpoint, latencyMs: number, outcome: RpcOutcome) => void) | undefined;
+  readonly onAttemptEnd?: ((endpoint: ClusterEndpoint, latencyMs: number, outcome: Outcome) => void) | undefined;
   /** Endpoints joining, leaving, failing health checks, ejected and returning. */
   readonly onEndpointEvent?: ((event: EndpointEvent) => void) | undefined;
 }
@@ -169,9 +169,9 @@ export class Cluster {
   }
 
   /** Reports the end of an RPC attempt started by pick(), and how it ended. */
-  release(endpoint: ClusterEndpoint, latencyMs: number, outcome: RpcOutcome): void {
+  release(endpoint: ClusterEndpoint, latencyMs: number, outcome: Outcome): void {
     endpoint.activeRequests--;
-    if (outcome.kind !== 'abandoned') endpoint.observeLatency(latencyMs, this.#now());
+    if (!isNeutral(outcome)) endpoint.observeLatency(latencyMs, this.#now());
     this.#policy.onRpcEnd?.(endpoint, latencyMs, isEndpointFailure(outcome));
     this.#health.record(endpoint, outcome);
     this.#onAttemptEnd?.(endpoint, latencyMs, outcome);

@@ -1,4 +1,5 @@
 import type { Span } from '@opentelemetry/api';
+import type { FailureCode } from './failures.ts';
 import type { MethodLabels } from './method-labels.ts';
 
 /** What the proxy knows about one RPC; filled as it proceeds and handed to the access log when it ends. */
@@ -14,7 +15,9 @@ export interface RpcRecord {
   cluster: string | undefined;
   endpoint: string | undefined;
   status: number | undefined;
-  /** The proxy's own reason when it ended the RPC itself. */
+  /** Why the proxy ended the RPC itself (src/grpc/failures.ts); undefined when a backend's answer is the status. */
+  reason: FailureCode | undefined;
+  /** The details of `reason` for the access log: endpoints, limits, the backend's error. Never sent to the client. */
   error: string | undefined;
   /** Attempts after the first. */
   retries: number;

@@ -8,7 +8,7 @@
  * steps), all unref'd. It never calls the balancer.
  */
 import type { ClusterConfig } from '../config/schema.ts';
-import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
+import type { Outcome } from '../grpc/outcome.ts';
 import type { EndpointPool, UpstreamTls } from '../upstream/endpoint-pool.ts';
 import { ActiveHealthChecker, type HealthCheckSnapshot, type HealthLogger, type HealthState } from './active-checker.ts';
 import { OutlierDetector, type EjectionReason, type OutlierEndpointSnapshot } from './outlier-detector.ts';
@@ -126,7 +126,7 @@ export class ClusterHealth {
   }
 
   /** How an RPC attempt on `endpoint` ended. May eject it, and then calls onChange synchronously. */
-  record(endpoint: TrackedEndpoint, outcome: RpcOutcome): void {
+  record(endpoint: TrackedEndpoint, outcome: Outcome): void {
     const reason = this.#detector.record(endpoint.key, outcome);
     if (!reason) return;
     this.#logEjection(endpoint.key, reason);
@@ -161,7 +161,7 @@ export class ClusterHealth {
       counts.set(reason, (counts.get(reason) ?? 0) + 1);
     }
     const policy = this.#config.all_unhealthy;
-    if (endpoints.length === 1) return `its only endpoint ${endpoints[0]!.key} is ${[...counts.keys()][0]} (${policy})`;
+    if (endpoints.length === 1) return `its only endpoint is ${[...counts.keys()][0]} (${policy})`;
     if (counts.size === 1) return `all ${endpoints.length} endpoints ${[...counts.keys()][0]} (${policy})`;
     const parts = [...counts].map(([reason, count]) => `${count} ${reason}`);
     return `all ${endpoints.length} endpoints unavailable: ${parts.join(', ')} (${policy})`;

@@ -12,7 +12,8 @@
  * - error: a gateway error, or a status listed in `error_codes`;
  * - success: any other status, OK included (NOT_FOUND from the application
  *   says nothing bad about the endpoint unless error_codes says so);
- * - `abandoned` (the proxy's deadline, the client cancelling) is ignored.
+ * - an attempt the proxy or the client ended (deadline, cancellation), or that
+ *   the backend refused unprocessed, is ignored (src/grpc/outcome.ts, isNeutral).
  *
  * Each success resets both consecutive counters. A gateway error counts
  * towards consecutive_errors only if its status is listed in error_codes; an
@@ -29,12 +30,11 @@
  * real ceiling.
  */
 import type { ClusterConfig } from '../config/schema.ts';
-import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
+import { isGatewayError, isNeutral, type Outcome } from '../grpc/outcome.ts';
+import { Status } from '../grpc/status.ts';
 
 export type OutlierDetectionConfig = ClusterConfig['outlier_detection'];
 
-const UNAVAILABLE = 14;
-const OK = 0;
 
 export type EjectionReason = 'consecutive_gateway_errors' | 'consecutive_errors' | 'success_rate';
 
@@ -114,13 +114,12 @@ export class OutlierDetector {
    * outcome ejected the endpoint, else undefined. Unknown keys (an endpoint
    * removed while an RPC was in flight) are ignored.
    */
-  record(key: string, outcome: RpcOutcome): EjectionReason | undefined {
-    if (outcome.kind === 'abandoned') return undefined;
+  record(key: string, outcome: Outcome): EjectionReason | undefined {
+    if (isNeutral(outcome)) return undefined;
     const stats = this.#endpoints.get(key);
     if (!stats) return undefined;
-    const code = outcome.kind === 'status' ? outcome.code : undefined;
-    const gateway = code === undefined || code === UNAVAILABLE;
-    const listed = code !== undefined && code !== OK && this.#errorCodes.has(code);
+    const gateway = isGatewayError(outcome);
+    const listed = outcome.failure === undefined && outcome.status !== Status.OK && this.#errorCodes.has(outcome.status);
     stats.requests++;
     if (!gateway && !listed) {
       stats.successes++;

@@ -25,6 +25,7 @@ export function createAccessLog(output: string): AccessLog {
         cluster: record.cluster,
         endpoint: record.endpoint,
         grpc_status: record.status,
+        reason: record.reason,
         error: record.error,
         duration_ms: Math.round((performance.now() - record.startedAt) * 1000) / 1000,
         retries: record.retries,

@@ -12,7 +12,8 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Cluster, ClusterEndpoint } from '../cluster/cluster.ts';
-import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
+import type { Outcome } from '../grpc/outcome.ts';
+import { FAILURE_CODES, type FailureCode } from '../grpc/failures.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { MethodLabeler } from '../grpc/method-labels.ts';
 import { statusName } from '../grpc/status.ts';
@@ -42,7 +43,8 @@ const RPC_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 const NO_ROUTE = 'none';
 
 interface RpcSeries {
-  readonly handled: Map<number | undefined, Counter.Internal>;
+  /** By outcomeKeyOf(status, reason). */
+  readonly handled: Map<number, Counter.Internal>;
   readonly handling: Histogram.Internal<string>;
   readonly messagesIn: Counter.Internal;
   readonly messagesOut: Counter.Internal;
@@ -52,7 +54,8 @@ interface RpcSeries {
 }
 
 interface EndpointSeries {
-  readonly attempts: Map<string, Counter.Internal>;
+  /** By outcomeKeyOf(status, reason). */
+  readonly attempts: Map<number, Counter.Internal>;
   readonly duration: Histogram.Internal<string>;
 }
 
@@ -80,13 +83,13 @@ export class ProxyMetrics {
     this.methods = new MethodLabeler(options.namedMethods, options.maxLearnedMethods);
     const rpcLabels = ['route', 'grpc_service', 'grpc_method'] as const;
     this.#started = new Counter({ name: 'grpc_server_started_total', help: 'RPCs started by clients of the proxy.', labelNames: ['grpc_service', 'grpc_method'], registers });
-    this.#handled = new Counter({ name: 'grpc_server_handled_total', help: 'RPCs finished, by the gRPC status the client received (from headers or trailers).', labelNames: [...rpcLabels, 'grpc_code'], registers });
+    this.#handled = new Counter({ name: 'grpc_server_handled_total', help: 'RPCs finished, by the gRPC status the client received and, when the proxy chose it, the failure catalogue reason.', labelNames: [...rpcLabels, 'grpc_code', 'reason'], registers });
     this.#handling = new Histogram({ name: 'grpc_server_handling_seconds', help: 'RPC duration as the proxy saw it: request headers to the end of the downstream stream.', labelNames: rpcLabels, buckets: RPC_SECONDS_BUCKETS, registers });
     this.#messagesIn = new Counter({ name: 'grpc_server_msg_received_total', help: 'gRPC messages received from clients.', labelNames: rpcLabels, registers });
     this.#messagesOut = new Counter({ name: 'grpc_server_msg_sent_total', help: 'gRPC messages sent to clients.', labelNames: rpcLabels, registers });
     this.#bytesIn = new Counter({ name: 'switchyard_rpc_received_bytes_total', help: 'Request body bytes (gRPC framing included) received from clients.', labelNames: rpcLabels, registers });
     this.#bytesOut = new Counter({ name: 'switchyard_rpc_sent_bytes_total', help: 'Response body bytes (gRPC framing included) sent to clients.', labelNames: rpcLabels, registers });
-    this.#attempts = new Counter({ name: 'switchyard_upstream_rpcs_total', help: 'RPC attempts on each endpoint (retries count again), by how the attempt ended.', labelNames: ['cluster', 'endpoint', 'grpc_code'], registers });
+    this.#attempts = new Counter({ name: 'switchyard_upstream_rpcs_total', help: 'RPC attempts on each endpoint (retries count again), by the status and, when the proxy ended it, the failure catalogue reason.', labelNames: ['cluster', 'endpoint', 'grpc_code', 'reason'], registers });
     this.#attemptDuration = new Histogram({ name: 'switchyard_upstream_rpc_duration_seconds', help: 'Duration of each attempt on an endpoint.', labelNames: ['cluster', 'endpoint'], buckets: RPC_SECONDS_BUCKETS, registers });
     this.#retries = new Counter({ name: 'switchyard_retries_total', help: 'Attempts after the first, by cluster.', labelNames: ['cluster'], registers });
     this.#reloads = new Counter({ name: 'switchyard_reloads_total', help: 'Config and certificate reloads, by outcome.', labelNames: ['kind', 'result'], registers });
@@ -115,10 +118,11 @@ export class ProxyMetrics {
     if (!labels) return;
     const route = record.route ?? NO_ROUTE;
     const series = this.#seriesFor(route, labels.service, labels.method);
-    let handled = series.handled.get(record.status);
+    const outcomeKey = outcomeKeyOf(record.status, record.reason);
+    let handled = series.handled.get(outcomeKey);
     if (!handled) {
-      handled = this.#handled.labels({ ...series.labels, grpc_code: statusName(record.status) });
-      series.handled.set(record.status, handled);
+      handled = this.#handled.labels({ ...series.labels, grpc_code: statusName(record.status), reason: record.reason ?? '' });
+      series.handled.set(outcomeKey, handled);
     }
     handled.inc();
     series.handling.observe((performance.now() - record.startedAt) / 1000);
@@ -136,18 +140,18 @@ export class ProxyMetrics {
   }
 
   /** One attempt on `endpoint` of `cluster` ended. */
-  attemptEnded(cluster: string, endpoint: ClusterEndpoint, latencyMs: number, outcome: RpcOutcome): void {
+  attemptEnded(cluster: string, endpoint: ClusterEndpoint, latencyMs: number, outcome: Outcome): void {
     const key = `${cluster}\u0000${endpoint.key}`;
     let series = this.#endpointSeries.get(key);
     if (!series) {
       series = { attempts: new Map(), duration: this.#attemptDuration.labels({ cluster, endpoint: endpoint.key }) };
       this.#endpointSeries.set(key, series);
     }
-    const code = outcome.kind === 'status' ? statusName(outcome.code) : outcome.kind;
-    let counter = series.attempts.get(code);
+    const outcomeKey = outcomeKeyOf(outcome.status, outcome.failure);
+    let counter = series.attempts.get(outcomeKey);
     if (!counter) {
-      counter = this.#attempts.labels({ cluster, endpoint: endpoint.key, grpc_code: code });
-      series.attempts.set(code, counter);
+      counter = this.#attempts.labels({ cluster, endpoint: endpoint.key, grpc_code: statusName(outcome.status), reason: outcome.failure ?? '' });
+      series.attempts.set(outcomeKey, counter);
     }
     counter.inc();
     series.duration.observe(latencyMs / 1000);
@@ -294,4 +298,11 @@ function registerStateGauges(source: MetricsSource, registers: Registry[]): void
       this.set(source.ready() ? 1 : 0);
     },
   });
+}
+
+const REASON_INDEX = new Map<FailureCode | undefined, number>(FAILURE_CODES.map((code, index) => [code, index + 1]));
+
+/** A number per (status, reason) pair, so that finding an RPC's series builds no string. */
+function outcomeKeyOf(status: number | undefined, reason: FailureCode | undefined): number {
+  return (status ?? 99) * 1_000 + (REASON_INDEX.get(reason) ?? 0);
 }

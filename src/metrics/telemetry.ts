@@ -5,7 +5,7 @@
  * leaving, failing checks, ejected). The proxy feeds it; it never calls back.
  */
 import type { ClusterEndpoint, EndpointEvent } from '../cluster/cluster.ts';
-import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
+import type { Outcome } from '../grpc/outcome.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { BalanceWindow } from './balance-window.ts';
 import { ProxyMetrics, type ProxyMetricsOptions } from './proxy-metrics.ts';
@@ -50,7 +50,7 @@ export class Telemetry {
     if (record.cluster !== undefined) this.balance.rpcEnded(record.cluster, record.status, performance.now() - record.startedAt);
   }
 
-  attemptEnded(cluster: string, endpoint: ClusterEndpoint, latencyMs: number, outcome: RpcOutcome): void {
+  attemptEnded(cluster: string, endpoint: ClusterEndpoint, latencyMs: number, outcome: Outcome): void {
     this.metrics.attemptEnded(cluster, endpoint, latencyMs, outcome);
     this.balance.attemptEnded(cluster, endpoint.key);
   }

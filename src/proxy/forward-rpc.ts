@@ -6,11 +6,10 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Route } from '../router/route-table.ts';
-import { Status } from '../grpc/status.ts';
 import { parseGrpcTimeout } from '../grpc/timeout.ts';
 import { upstreamRequestHeaders } from './headers.ts';
-import { respondWithStatus } from './respond.ts';
-import { RpcBridge } from './rpc-bridge.ts';
+import { refuseRpc } from './respond.ts';
+import { RpcBridge, overflowReason, type LimitReason } from './rpc-bridge.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 
 export function forwardRpc(
@@ -24,27 +23,20 @@ export function forwardRpc(
   const timeoutHeader = requestHeaders['grpc-timeout'];
   if (typeof timeoutHeader === 'string') {
     const clientTimeout = parseGrpcTimeout(timeoutHeader);
-    if (clientTimeout === undefined) {
-      record.status = Status.INVALID_ARGUMENT;
-      return respondWithStatus(downstream, Status.INVALID_ARGUMENT, `malformed grpc-timeout "${timeoutHeader}"`);
-    }
+    if (clientTimeout === undefined) return refuseRpc(downstream, record, 'bad_grpc_timeout', `malformed grpc-timeout "${timeoutHeader}"`);
     deadlineMs = deadlineMs === undefined ? clientTimeout : Math.min(deadlineMs, clientTimeout);
   }
   let limitMs = deadlineMs;
-  let limitMessage = 'deadline exceeded';
+  let limit: LimitReason = 'deadline_exceeded';
   if (route.maxStreamDurationMs !== undefined && (limitMs === undefined || route.maxStreamDurationMs < limitMs)) {
     limitMs = route.maxStreamDurationMs;
-    limitMessage = `stream exceeded max_stream_duration of route ${route.name}`;
+    limit = 'max_stream_duration';
   } else if (route.timeoutMs !== undefined && deadlineMs === route.timeoutMs) {
-    limitMessage = `deadline exceeded (route ${route.name} timeout ${route.timeoutMs} ms)`;
+    limit = 'route_timeout';
   }
 
   const overflow = cluster.limits.startRequest();
-  if (overflow) {
-    record.status = Status.UNAVAILABLE;
-    record.error = overflow.message;
-    return respondWithStatus(downstream, Status.UNAVAILABLE, overflow.message);
-  }
+  if (overflow) return refuseRpc(downstream, record, overflowReason(overflow), overflow.message);
 
   const hashHeader = cluster.hashHeader;
   const hashValue = hashHeader === undefined ? undefined : requestHeaders[hashHeader];
@@ -58,6 +50,6 @@ export function forwardRpc(
     hashKey: Array.isArray(hashValue) ? hashValue.join(',') : hashValue,
     deadlineAt: deadlineMs === undefined ? undefined : record.startedAt + deadlineMs,
     limitAt: limitMs === undefined ? undefined : record.startedAt + limitMs,
-    limitMessage,
+    limit,
   }).start();
 }

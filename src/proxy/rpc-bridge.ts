@@ -16,23 +16,40 @@
  */
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Cluster, ClusterEndpoint } from '../cluster/cluster.ts';
-import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
 import type { Route } from '../router/route-table.ts';
 import { LimitExceededError } from '../resilience/cluster-limits.ts';
-import { TRANSPARENT_RETRIES, backoffMs, finalStatus, isTransparent, policyRetries, type AttemptFailure, type RetryRules } from '../resilience/retry-rules.ts';
-import { Status } from '../grpc/status.ts';
+import { TRANSPARENT_RETRIES, backoffMs, isTransparent, policyRetries, type RetryRules } from '../resilience/retry-rules.ts';
+import { FAILURES, type FailureCode } from '../grpc/failures.ts';
+import { failed, type Outcome } from '../grpc/outcome.ts';
 import { formatGrpcTimeout } from '../grpc/timeout.ts';
 import { exposeUpstream } from './headers.ts';
 import { respondWithStatus, statusTrailers } from './respond.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { guardOf } from '../security/connection-guard.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, GrpcFrameMeter } from '../security/grpc-frame-meter.ts';
+import { isLocalGoAwayRefusal } from './status-mapping.ts';
 import { Attempt, attachUpstream, onPerTryTimeout, resumeDownstream, type AttemptOwner } from './upstream-attempt.ts';
 
 /** After the proxy ends a stream with an error, a client that does not read is reset after this long. */
 const ERROR_FLUSH_GRACE_MS = 1_000;
 
-const CONNECT_FAILURE: RpcOutcome = { kind: 'connect_failure' };
+const CONNECT_FAILURE = failed('upstream_connect_failure');
+const REFUSED = failed('upstream_refused');
+const CLIENT_CANCELLED = failed('client_cancelled');
+
+/** The time limits the proxy enforces on a whole RPC; which one is the soonest says which failure it is. */
+export type LimitReason = 'deadline_exceeded' | 'route_timeout' | 'max_stream_duration';
+
+/** The catalogue code for a circuit breaker that refused something. */
+export function overflowReason(error: LimitExceededError): FailureCode {
+  switch (error.limit) {
+    case 'max_requests': return 'overflow_requests';
+    case 'max_pending_requests': return 'overflow_pending';
+    case 'max_connections': return 'overflow_connections';
+    case 'max_retries':
+    case 'retry_budget': return 'retry_budget_exhausted';
+  }
+}
 
 /** setTimeout fires at once, with only a warning, for anything longer. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -49,7 +66,8 @@ export interface RpcBridgeOptions {
   readonly deadlineAt: number | undefined;
   /** When the proxy ends it (the deadline, or max_stream_duration if sooner). */
   readonly limitAt: number | undefined;
-  readonly limitMessage: string;
+  /** Which limit limitAt is. */
+  readonly limit: LimitReason;
 }
 
 export class RpcBridge implements AttemptOwner {
@@ -75,6 +93,8 @@ export class RpcBridge implements AttemptOwner {
   #policyRetries = 0;
   #transparentRetries = 0;
   #retrySlotPending = false;
+  /** Why the last wanted retry was refused by the cluster's retry limits. */
+  #budgetMessage = '';
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   /** Checks the request's message sizes as chunks pass (the listener's max_request_message_bytes). */
@@ -91,8 +111,13 @@ export class RpcBridge implements AttemptOwner {
     this.#rules = options.route.retry;
   }
 
-  get limitMessage(): string {
-    return this.#options.limitMessage;
+  /** The time limit passed: DEADLINE_EXCEEDED, saying which limit it was. */
+  onLimit(): void {
+    const { limit, route } = this.#options;
+    const message = limit === 'route_timeout' ? `deadline exceeded (route ${route.name} timeout ${route.timeoutMs} ms)`
+      : limit === 'max_stream_duration' ? `stream exceeded max_stream_duration of route ${route.name}`
+      : FAILURES.deadline_exceeded.message;
+    this.fail(failed(limit), message, message);
   }
 
   /** The backoff before a retry has passed. */
@@ -127,7 +152,10 @@ export class RpcBridge implements AttemptOwner {
   #startAttempt(): void {
     if (this.statusSent) return;
     const endpoint = this.#cluster.pick(this.#options.hashKey, this.#tried.size > 0 ? this.#tried : undefined);
-    if (!endpoint) return this.fail(Status.UNAVAILABLE, this.#cluster.describeUnavailable());
+    if (!endpoint) {
+      const why = this.#cluster.describeUnavailable();
+      return this.fail(failed('no_healthy_endpoint'), why, why);
+    }
     this.#tried.add(endpoint);
     const attempt = new Attempt(this, endpoint, this.#retrySlotPending);
     this.#retrySlotPending = false;
@@ -152,8 +180,9 @@ export class RpcBridge implements AttemptOwner {
       return;
     }
     if (!upstream) {
-      if (error instanceof LimitExceededError) return this.fail(Status.UNAVAILABLE, error.message);
-      return this.attemptFailed(attempt, { kind: 'connect_failure' }, CONNECT_FAILURE, `upstream ${attempt.endpoint.key}: ${error?.message ?? 'no stream'}`);
+      if (error instanceof LimitExceededError) return this.fail(failed(overflowReason(error)), error.message, error.message);
+      const detail = `upstream ${attempt.endpoint.key}: ${error?.message ?? 'no stream'}`;
+      return this.attemptFailed(attempt, isLocalGoAwayRefusal(error) ? REFUSED : CONNECT_FAILURE, detail);
     }
     attachUpstream(attempt, upstream);
     for (const chunk of this.#replay ?? this.#backlog) upstream.write(chunk);
@@ -171,7 +200,8 @@ export class RpcBridge implements AttemptOwner {
       // Nothing of the oversized message is forwarded or kept; the rest of the request is read and dropped.
       this.downstream.off('data', onDownstreamData);
       this.downstream.resume();
-      return this.fail(Status.RESOURCE_EXHAUSTED, `request message of ${declared} bytes exceeds max_request_message_bytes ${this.#requestMeter!.maxMessageBytes}`);
+      const message = `request message of ${declared} bytes exceeds max_request_message_bytes ${this.#requestMeter!.maxMessageBytes}`;
+      return this.fail(failed('request_too_large'), message, message);
     }
     if (this.#replay) {
       this.#replayBytes += chunk.length;
@@ -200,28 +230,60 @@ export class RpcBridge implements AttemptOwner {
     return !this.#committed && this.#replay !== undefined && this.#policyRetries < this.#rules.numRetries;
   }
 
-  /** Retries the attempt's failure if the rules, the budget and the deadline allow; else ends the RPC with it. */
-  attemptFailed(attempt: Attempt, failure: AttemptFailure, outcome: RpcOutcome, message: string, code?: number, pushbackMs?: number | 'stop'): void {
+  /** The attempt failed: retries it if the rules, the budget and the deadline allow; else ends the RPC with it. */
+  attemptFailed(attempt: Attempt, outcome: Outcome, detail: string, message?: string): void {
     attempt.outcome = outcome;
-    const transparent = isTransparent(failure) && this.#transparentRetries < TRANSPARENT_RETRIES;
-    const byPolicy = policyRetries(this.#rules, failure) && this.#policyRetries < this.#rules.numRetries;
+    const decision = this.#mayRetry(outcome, undefined);
+    if (decision === 'retry') return this.#retry(attempt, outcome, undefined);
+    if (decision === 'budget') {
+      return this.fail(failed('retry_budget_exhausted', outcome.status), `${detail}; not retried: ${this.#budgetMessage}`, `${message ?? FAILURES[outcome.failure!].message}; not retried: retry budget exhausted`);
+    }
+    this.fail(outcome, detail, message);
+  }
+
+  /** A backend's answer with a status the route may retry: retried if allowed (true), else the caller passes it on. */
+  retryAnswer(attempt: Attempt, pushbackMs: number | 'stop' | undefined): boolean {
+    const decision = this.#mayRetry(attempt.outcome, pushbackMs);
+    if (decision === 'retry') {
+      this.#retry(attempt, attempt.outcome, pushbackMs);
+      return true;
+    }
+    if (decision === 'budget') {
+      this.record.reason = 'retry_budget_exhausted';
+      this.record.error = `not retried: ${this.#budgetMessage}`;
+    }
+    return false;
+  }
+
+  /** Whether `outcome` may be retried now; 'budget' when only the cluster's retry limits stand in the way. */
+  #mayRetry(outcome: Outcome, pushbackMs: number | 'stop' | undefined): 'retry' | 'budget' | 'no' {
+    const transparent = isTransparent(outcome) && this.#transparentRetries < TRANSPARENT_RETRIES;
+    const byPolicy = policyRetries(this.#rules, outcome) && this.#policyRetries < this.#rules.numRetries;
     const deadlineAt = this.#options.deadlineAt;
     const canRetry = !this.#committed && !this.statusSent && !this.downstreamClosed && this.#replay !== undefined
       && pushbackMs !== 'stop' && (transparent || byPolicy) && (deadlineAt === undefined || performance.now() < deadlineAt);
-    if (!canRetry) return this.fail(code ?? finalStatus(failure), message);
+    if (!canRetry) return 'no';
     if (transparent) {
       this.#transparentRetries++;
-    } else {
-      const overflow = this.#cluster.limits.startRetry();
-      if (overflow) return this.fail(code ?? finalStatus(failure), `${message}; not retried: ${overflow.message}`);
-      this.#policyRetries++;
-      this.#retrySlotPending = true;
+      return 'retry';
     }
+    const overflow = this.#cluster.limits.startRetry();
+    if (overflow) {
+      this.#budgetMessage = overflow.message;
+      return 'budget';
+    }
+    this.#policyRetries++;
+    this.#retrySlotPending = true;
+    return 'retry';
+  }
+
+  #retry(attempt: Attempt, outcome: Outcome, pushbackMs: number | 'stop' | undefined): void {
+    attempt.outcome = outcome;
     this.record.retries++;
     this.#endAttempt(attempt);
     this.attempt = undefined;
     this.downstream.pause();
-    const delay = transparent ? 0 : typeof pushbackMs === 'number' ? pushbackMs : backoffMs(this.#rules, this.#policyRetries - 1, Math.random);
+    const delay = isTransparent(outcome) ? 0 : typeof pushbackMs === 'number' ? pushbackMs : backoffMs(this.#rules, this.#policyRetries - 1, Math.random);
     if (delay > 0) this.#retryTimer = setTimeout(startRetry, delay, this);
     else this.#startAttempt();
   }
@@ -242,14 +304,19 @@ export class RpcBridge implements AttemptOwner {
     this.downstream.respond(headers, endStream ? END_STREAM : WAIT_FOR_TRAILERS);
   }
 
-  /** Ends the RPC with a status of the proxy's own, however far it had got. */
-  fail(code: number, message: string): void {
+  /**
+   * Ends the RPC with a status of the proxy's own, however far it had got. The client is told
+   * `message` (by default the catalogue's, which names no internal address); the access log gets `detail`.
+   */
+  fail(outcome: Outcome, detail: string, message: string = FAILURES[outcome.failure ?? 'abandoned'].message): void {
     if (this.statusSent) return;
     this.statusSent = true;
     clearTimeout(this.#timer);
     clearTimeout(this.#retryTimer);
+    const code = outcome.status;
     this.record.status = code;
-    this.record.error = message;
+    this.record.reason = outcome.failure;
+    this.record.error = detail;
     if (this.attempt) this.#endAttempt(this.attempt);
     const downstream = this.downstream;
     if (this.downstreamClosed || downstream.destroyed) return;
@@ -274,8 +341,9 @@ export class RpcBridge implements AttemptOwner {
     clearTimeout(this.#retryTimer);
     const record = this.record;
     if (record.status === undefined) {
-      record.status = Status.CANCELLED;
-      record.error = 'the client reset the stream';
+      record.status = CLIENT_CANCELLED.status;
+      record.reason = 'client_cancelled';
+      record.error = FAILURES.client_cancelled.message;
     }
     // Nothing more can reach the client; closing the upstream below must not pick a status.
     this.statusSent = true;
@@ -306,7 +374,7 @@ type Bridged = ServerHttp2Stream & { [BRIDGE]: RpcBridge };
 const bridgeOf = (stream: ServerHttp2Stream): RpcBridge => (stream as Bridged)[BRIDGE];
 
 function onLimit(bridge: RpcBridge): void {
-  bridge.fail(Status.DEADLINE_EXCEEDED, bridge.limitMessage);
+  bridge.onLimit();
 }
 
 function startRetry(bridge: RpcBridge): void {
@@ -330,7 +398,7 @@ function onDownstreamEnd(this: ServerHttp2Stream): void {
 }
 
 function onDownstreamWantTrailers(this: ServerHttp2Stream): void {
-  this.sendTrailers(bridgeOf(this).trailersToSend ?? statusTrailers(Status.INTERNAL, 'upstream ended the stream without trailers'));
+  this.sendTrailers(bridgeOf(this).trailersToSend ?? statusTrailers(FAILURES.upstream_protocol_error.status, FAILURES.upstream_protocol_error.message));
 }
 
 function onDownstreamClose(this: ServerHttp2Stream): void {

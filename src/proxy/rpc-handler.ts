@@ -6,8 +6,9 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { RouteTable } from '../router/route-table.ts';
 import { Status } from '../grpc/status.ts';
+import { FAILURES } from '../grpc/failures.ts';
 import { forwardRpc } from './forward-rpc.ts';
-import { respondWithStatus } from './respond.ts';
+import { refuseRpc } from './respond.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { callerIdentity } from '../security/identity.ts';
 import { guardOf, protocolViolation } from '../security/connection-guard.ts';
@@ -50,6 +51,7 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       cluster: undefined,
       endpoint: undefined,
       status: undefined,
+      reason: undefined,
       error: undefined,
       retries: 0,
       bytesIn: 0,
@@ -73,57 +75,42 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       const size = headerListSize(headers);
       if (size > maxHeaderListSize) {
         protocolViolation(session);
-        record.error = `request header list of ${size} bytes exceeds max_header_list_size ${maxHeaderListSize}`;
-        return answer(stream, record, Status.RESOURCE_EXHAUSTED, record.error);
+        return refuseRpc(stream, record, 'header_list_too_large', `request header list of ${size} bytes exceeds max_header_list_size ${maxHeaderListSize}`);
       }
     }
 
     if (headers[':method'] !== 'POST' || !isGrpcContentType(headers['content-type'])) {
       // Not gRPC: the spec's answer is HTTP 415, so browsers and curl see a plain error.
       record.status = Status.UNKNOWN;
-      record.error = 'not a gRPC request';
+      record.reason = 'not_grpc';
       stream.once('close', record.finish);
       if (!stream.destroyed) stream.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: false });
-      stream.end('switchyard: expected a gRPC request (POST, content-type application/grpc)\n');
+      stream.end(`switchyard: ${FAILURES.not_grpc.message}\n`);
       return;
     }
 
     if (!isGrpcMethodPath(path)) {
       protocolViolation(session);
-      record.error = 'malformed :path: a gRPC method is /package.Service/Method';
-      return answer(stream, record, Status.UNIMPLEMENTED, record.error);
+      return refuseRpc(stream, record, 'malformed_path');
     }
 
     const denied = deps.admit?.(stream, headers, listener);
-    if (denied !== undefined) {
-      record.error = denied;
-      return answer(stream, record, Status.PERMISSION_DENIED, denied);
-    }
+    if (denied !== undefined) return refuseRpc(stream, record, 'denied', denied);
 
     const connectionLimited = connectionRateLimited(session);
-    if (connectionLimited !== undefined) {
-      record.error = connectionLimited;
-      return answer(stream, record, Status.RESOURCE_EXHAUSTED, connectionLimited);
-    }
+    if (connectionLimited !== undefined) return refuseRpc(stream, record, 'rate_limited', connectionLimited);
 
     const route = deps.routes().match(path, headers);
-    if (!route) {
-      return answer(stream, record, Status.UNIMPLEMENTED, `no route for ${path}`);
-    }
+    if (!route) return refuseRpc(stream, record, 'no_route', `no route for ${path}`);
     record.route = route.name;
     const limited = route.rateLimit?.admit(callerIdentity(session).label);
-    if (limited !== undefined) {
-      record.error = limited;
-      return answer(stream, record, Status.RESOURCE_EXHAUSTED, limited);
-    }
+    if (limited !== undefined) return refuseRpc(stream, record, 'rate_limited', limited);
     if (route.action.kind === 'direct') {
-      return answer(stream, record, route.action.code, route.action.message);
+      return refuseRpc(stream, record, 'direct_response', route.action.message, route.action.code);
     }
     const cluster = deps.cluster(route.action.cluster);
     record.cluster = route.action.cluster;
-    if (!cluster) {
-      return answer(stream, record, Status.UNAVAILABLE, `cluster "${route.action.cluster}" does not exist`);
-    }
+    if (!cluster) return refuseRpc(stream, record, 'no_cluster', `cluster "${route.action.cluster}" does not exist`);
     // Off by default: then this check is all tracing costs an RPC.
     const tracing = deps.tracing?.();
     if (tracing?.enabled) traceRpc(tracing, headers, record);
@@ -139,12 +126,4 @@ function isGrpcContentType(value: string | undefined): boolean {
   if (value === undefined || !value.startsWith('application/grpc')) return false;
   const next = value.charCodeAt(16);
   return Number.isNaN(next) || next === 0x2b /* + */ || next === 0x3b /* ; */;
-}
-
-function answer(stream: ServerHttp2Stream, record: RpcRecord, code: number, message: string): void {
-  record.status = code;
-  stream.once('close', record.finish);
-  // The request body is not needed; reading it lets the stream close cleanly.
-  stream.resume();
-  respondWithStatus(stream, code, message);
 }

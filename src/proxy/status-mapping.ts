@@ -28,8 +28,25 @@ export function statusFromReset(rstCode: number, error: (Error & { code?: string
   }
 }
 
-export function describeReset(rstCode: number, error: Error | undefined): string {
-  const cause = (error as { cause?: Error } | undefined)?.cause;
-  const detail = cause?.message ?? error?.message;
-  return detail ? `${detail} (RST_STREAM code ${rstCode})` : `stream reset with code ${rstCode}`;
+/** The backend reset this one stream (RST_STREAM), rather than the connection failing under it. */
+export function isStreamReset(error: (Error & { code?: string }) | undefined): boolean {
+  return error === undefined || error.code === 'ERR_HTTP2_STREAM_ERROR';
 }
+
+/** For the access log: what broke the stream, without claiming an RST_STREAM when the connection went. */
+export function describeReset(rstCode: number, error: (Error & { code?: string }) | undefined): string {
+  if (error === undefined || isStreamReset(error)) return `stream reset with code ${rstCode} (${rstName(rstCode)})`;
+  const cause = (error as { cause?: Error }).cause;
+  return `connection failed: ${cause?.message ?? error.message}`;
+}
+
+/** Node refused to open the stream on a connection the backend had sent GOAWAY on: the backend never saw it. */
+export function isLocalGoAwayRefusal(error: (Error & { code?: string }) | undefined): boolean {
+  return error?.code === 'ERR_HTTP2_GOAWAY_SESSION';
+}
+
+export function rstName(code: number): string {
+  return RST_NAMES[code] ?? `code ${code}`;
+}
+
+const RST_NAMES = ['NO_ERROR', 'PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT', 'STREAM_CLOSED', 'FRAME_SIZE_ERROR', 'REFUSED_STREAM', 'CANCEL', 'COMPRESSION_ERROR', 'CONNECT_ERROR', 'ENHANCE_YOUR_CALM', 'INADEQUATE_SECURITY', 'HTTP_1_1_REQUIRED'];

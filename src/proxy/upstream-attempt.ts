@@ -13,20 +13,21 @@
  */
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { ClusterEndpoint } from '../cluster/cluster.ts';
-import type { RpcOutcome } from '../cluster/rpc-outcome.ts';
+import { answered, failed, type Outcome } from '../grpc/outcome.ts';
 import type { StreamReceiver } from '../upstream/endpoint-pool.ts';
-import { pushback, type AttemptFailure } from '../resilience/retry-rules.ts';
+import { pushback } from '../resilience/retry-rules.ts';
 import { Status } from '../grpc/status.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { GrpcFrameMeter } from '../security/grpc-frame-meter.ts';
-import { describeReset, statusFromHttp, statusFromReset } from './status-mapping.ts';
+import { describeReset, isLocalGoAwayRefusal, isStreamReset, rstName, statusFromHttp, statusFromReset } from './status-mapping.ts';
 
 /** Response bytes held back, with the headers, while a retry is still possible. */
 const RESPONSE_HOLD_BYTES = 64 << 10;
 const RESPONSE_HOLD_MS = 5;
 
-const ABANDONED: RpcOutcome = { kind: 'abandoned' };
-const RESET: RpcOutcome = { kind: 'reset' };
+const ABANDONED = failed('abandoned');
+const REFUSED = failed('upstream_refused');
+const PER_TRY_TIMEOUT = failed('per_try_timeout');
 
 /** What an attempt needs of the RPC it belongs to. RpcBridge implements it. */
 export interface AttemptOwner {
@@ -43,12 +44,20 @@ export interface AttemptOwner {
   onAttemptStream(attempt: Attempt, error: Error | undefined, upstream: ClientHttp2Stream | undefined): void;
   /** True while holding the response headers back could still let a retry happen. */
   mayStillRetry(): boolean;
-  /** Retries the attempt's failure if allowed; else ends the RPC with it. */
-  attemptFailed(attempt: Attempt, failure: AttemptFailure, outcome: RpcOutcome, message: string, code?: number, pushbackMs?: number | 'stop'): void;
+  /**
+   * The attempt failed (`outcome.failure` is set): retries it if allowed, else ends the RPC with it.
+   * `detail` is for the access log; `message`, the client's, names no endpoint (default: the catalogue's).
+   */
+  attemptFailed(attempt: Attempt, outcome: Outcome, detail: string, message?: string): void;
+  /**
+   * The backend answered a status that the route may retry: retries and returns true if allowed;
+   * returns false when the answer should go to the client as it is.
+   */
+  retryAnswer(attempt: Attempt, pushbackMs: number | 'stop' | undefined): boolean;
   /** Sends response headers to the client; from here on the RPC is bound to this attempt. */
   commit(attempt: Attempt, headers: IncomingHttpHeaders, endStream: boolean): void;
-  /** Ends the RPC with a status of the proxy's own. */
-  fail(code: number, message: string): void;
+  /** Ends the RPC with a status of the proxy's own; `message` is the client's (no internal address). */
+  fail(outcome: Outcome, detail: string, message?: string): void;
   /** The client is not reading: pause this upstream until the client's stream drains. */
   pauseUpstreamUntilDrain(upstream: ClientHttp2Stream): void;
 }
@@ -61,7 +70,8 @@ export class Attempt implements StreamReceiver {
   /** Holds a slot of the cluster's retry budget until it ends. */
   readonly holdsRetrySlot: boolean;
   upstream: ClientHttp2Stream | undefined;
-  outcome: RpcOutcome = ABANDONED;
+  /** How the attempt ended, as the cluster hears it; `abandoned` until something else is known. */
+  outcome: Outcome = ABANDONED;
   ended = false;
   upstreamEnded = false;
   error: Error | undefined;
@@ -112,7 +122,7 @@ function currentAttempt(stream: ClientHttp2Stream): Attempt | undefined {
 export function onPerTryTimeout(attempt: Attempt): void {
   if (attempt.bridge.attempt !== attempt) return;
   // A backend that does not answer in time is failing, as far as outlier detection is concerned.
-  attempt.bridge.attemptFailed(attempt, { kind: 'per_try_timeout' }, RESET, `upstream ${attempt.endpoint.key}: per-try timeout`);
+  attempt.bridge.attemptFailed(attempt, PER_TRY_TIMEOUT, `upstream ${attempt.endpoint.key}: per-try timeout`);
 }
 
 /** The upstream took the request data it had refused: let the client send again ('drain' on the upstream). */
@@ -132,19 +142,17 @@ function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeader
   // Node gives ':status' as a number, whatever the type declarations say.
   const httpStatus = headers[':status'] as unknown as number;
   if (httpStatus !== 200) {
-    const code = statusFromHttp(httpStatus);
-    return bridge.attemptFailed(attempt, { kind: 'status', code }, { kind: 'status', code }, `upstream ${attempt.endpoint.key} answered HTTP ${httpStatus}`, code);
+    const message = `upstream answered HTTP ${httpStatus}`;
+    return bridge.attemptFailed(attempt, failed('upstream_protocol_error', statusFromHttp(httpStatus)), `${message} (${attempt.endpoint.key})`, message);
   }
   const grpcStatus = headers['grpc-status'];
   if (grpcStatus !== undefined) {
     // Trailers-only: status and message arrive in the one HEADERS frame, which is also the
     // trailers when the stream ends next ('end' must not take it for a stream without a status).
     const code = Number(grpcStatus);
-    attempt.outcome = { kind: 'status', code };
+    attempt.outcome = answered(code);
     attempt.trailers = headers;
-    if (code !== Status.OK && bridge.mayStillRetry()) {
-      return bridge.attemptFailed(attempt, { kind: 'status', code }, attempt.outcome, String(headers['grpc-message'] ?? ''), code, pushback(headers['grpc-retry-pushback-ms']));
-    }
+    if (code !== Status.OK && bridge.mayStillRetry() && bridge.retryAnswer(attempt, pushback(headers['grpc-retry-pushback-ms']))) return;
     if (bridge.statusSent) return;
     bridge.statusSent = true;
     bridge.record.status = code;
@@ -163,7 +171,8 @@ function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
   const declared = (attempt.responseMeter ??= new GrpcFrameMeter(bridge.maxResponseMessageBytes)).feed(chunk);
   if (declared >= 0) {
     // fail() cancels the upstream stream: the backend stops sending.
-    return bridge.fail(Status.RESOURCE_EXHAUSTED, `response message of ${declared} bytes from ${attempt.endpoint.key} exceeds max_response_message_bytes ${bridge.maxResponseMessageBytes}`);
+    const message = `response message of ${declared} bytes exceeds max_response_message_bytes ${bridge.maxResponseMessageBytes}`;
+    return bridge.fail(failed('response_too_large'), `${message} (from ${attempt.endpoint.key})`, message);
   }
   if (attempt.heldHeaders) {
     // A unary answer is one message then trailers: holding it briefly lets a backend that dies
@@ -216,15 +225,13 @@ function onUpstreamEnd(this: ClientHttp2Stream): void {
     // (a backend killed mid-RPC), clients should see UNAVAILABLE, which they retry; otherwise the backend
     // broke the protocol, and INTERNAL says so.
     const connectionLost = this.session === undefined || this.session.destroyed || this.session.closed;
-    const why = connectionLost ? 'lost its connection before a gRPC status' : 'ended the stream without a gRPC status';
-    return bridge.attemptFailed(attempt, { kind: 'reset' }, RESET, `upstream ${attempt.endpoint.key} ${why}`, connectionLost ? Status.UNAVAILABLE : Status.INTERNAL);
+    const message = connectionLost ? 'upstream lost its connection before a gRPC status' : 'upstream ended the stream without a gRPC status';
+    return bridge.attemptFailed(attempt, failed(connectionLost ? 'upstream_reset' : 'upstream_protocol_error'), `${message} (${attempt.endpoint.key})`, message);
   }
   const code = Number(trailers['grpc-status']);
-  attempt.outcome = { kind: 'status', code };
+  attempt.outcome = answered(code);
   if (attempt.heldHeaders) {
-    if (code !== Status.OK && bridge.mayStillRetry()) {
-      return bridge.attemptFailed(attempt, { kind: 'status', code }, attempt.outcome, String(trailers?.['grpc-message'] ?? ''), code, pushback(trailers?.['grpc-retry-pushback-ms']));
-    }
+    if (code !== Status.OK && bridge.mayStillRetry() && bridge.retryAnswer(attempt, pushback(trailers['grpc-retry-pushback-ms']))) return;
     releaseHeld(attempt);
   }
   if (bridge.statusSent) return;
@@ -238,13 +245,11 @@ function onUpstreamClose(this: ClientHttp2Stream): void {
   const attempt = currentAttempt(this);
   if (!attempt || attempt.upstreamEnded) return;
   const rstCode = this.rstCode ?? 0;
-  const refused = rstCode === constants.NGHTTP2_REFUSED_STREAM;
-  attempt.bridge.attemptFailed(
-    attempt,
-    refused ? { kind: 'refused_stream' } : { kind: 'reset' },
-    // A refused stream was never processed: it says nothing bad about the endpoint.
-    refused ? ABANDONED : RESET,
-    `upstream ${attempt.endpoint.key}: ${describeReset(rstCode, attempt.error)}`,
-    statusFromReset(rstCode, attempt.error),
-  );
+  const what = describeReset(rstCode, attempt.error);
+  const detail = `upstream ${attempt.endpoint.key}: ${what}`;
+  // REFUSED_STREAM, a stream above a GOAWAY's last stream id, or one Node refused after a GOAWAY: never processed.
+  if (rstCode === constants.NGHTTP2_REFUSED_STREAM || isLocalGoAwayRefusal(attempt.error)) return attempt.bridge.attemptFailed(attempt, REFUSED, detail);
+  const message = isStreamReset(attempt.error) ? `upstream reset the stream (${rstName(rstCode)})` : 'upstream lost its connection before a gRPC status';
+  attempt.bridge.attemptFailed(attempt, failed('upstream_reset', statusFromReset(rstCode, attempt.error)), detail, message);
 }
+

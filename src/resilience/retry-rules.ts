@@ -3,17 +3,9 @@
  * forwarder asks, these functions answer; nothing here touches a socket.
  */
 import { Status } from '../grpc/status.ts';
+import { FAILURES } from '../grpc/failures.ts';
+import type { Outcome } from '../grpc/outcome.ts';
 import type { RouteConfig } from '../config/schema.ts';
-
-/** How one attempt failed, as far as retrying is concerned. */
-export type AttemptFailure =
-  | { readonly kind: 'status'; readonly code: number }
-  /** No connection could be made: the backend never saw the RPC. */
-  | { readonly kind: 'connect_failure' }
-  /** REFUSED_STREAM, or a GOAWAY that did not cover the stream: the backend never processed it. */
-  | { readonly kind: 'refused_stream' }
-  | { readonly kind: 'reset' }
-  | { readonly kind: 'per_try_timeout' };
 
 export interface RetryRules {
   readonly codes: ReadonlySet<number>;
@@ -72,19 +64,25 @@ export function compileRetryRules(policy: RouteConfig['retry_policy']): RetryRul
   };
 }
 
-/** True when the backend cannot have processed the attempt. */
-export function isTransparent(failure: AttemptFailure): boolean {
-  return failure.kind === 'connect_failure' || failure.kind === 'refused_stream';
+/** True when the backend cannot have processed the attempt (src/grpc/failures.ts: `transparent`). */
+export function isTransparent(outcome: Outcome): boolean {
+  return outcome.failure !== undefined && FAILURES[outcome.failure].retry === 'transparent';
 }
 
-/** Does the route's policy retry this kind of failure? (Budget, attempts and deadline are checked by the caller.) */
-export function policyRetries(rules: RetryRules, failure: AttemptFailure): boolean {
-  switch (failure.kind) {
-    case 'status': return rules.codes.has(failure.code);
-    case 'connect_failure': return rules.onConnectFailure;
-    case 'refused_stream': return rules.onRefusedStream;
-    case 'reset': return rules.onReset;
+/**
+ * Does the route's policy retry this outcome? A backend's status by `retry_on`'s codes, the proxy's
+ * failures by their conditions. (Budget, attempts and deadline are checked by the caller.)
+ */
+export function policyRetries(rules: RetryRules, outcome: Outcome): boolean {
+  switch (outcome.failure) {
+    case undefined: return rules.codes.has(outcome.status);
+    case 'upstream_connect_failure': return rules.onConnectFailure;
+    case 'upstream_refused': return rules.onRefusedStream;
+    case 'upstream_reset': return rules.onReset;
+    // A non-gRPC answer (HTTP 503) or a stream that ended without a status: retried as a reset, or by its mapped status.
+    case 'upstream_protocol_error': return rules.onReset || rules.codes.has(outcome.status);
     case 'per_try_timeout': return rules.numRetries > 0;
+    default: return false;
   }
 }
 
@@ -103,13 +101,4 @@ export function pushback(value: string | string[] | undefined): number | 'stop' 
   if (value === undefined) return undefined;
   const text = Array.isArray(value) ? value[0] : value;
   return text !== undefined && /^\d{1,9}$/.test(text) ? Number(text) : 'stop';
-}
-
-/** The status the client gets when an attempt's failure is final. */
-export function finalStatus(failure: AttemptFailure): number {
-  switch (failure.kind) {
-    case 'status': return failure.code;
-    case 'per_try_timeout': return Status.UNAVAILABLE;
-    default: return Status.UNAVAILABLE;
-  }
 }

@@ -122,7 +122,8 @@ describe('peers that reset or vanish at any moment', () => {
     try {
       const error = await unary(client, {}).then(() => undefined, (e: grpc.ServiceError) => e);
       assert.equal(error?.code, grpc.status.INTERNAL);
-      assert.match(error?.details ?? '', /RST_STREAM code 2/);
+      assert.equal(error?.details, 'upstream reset the stream (INTERNAL_ERROR)');
+      assert.match(local.records.at(-1)?.error ?? '', /^upstream 127\.0\.0\.1:\d+: stream reset with code 2 \(INTERNAL_ERROR\)$/);
     } finally {
       client.close();
       await local.close();

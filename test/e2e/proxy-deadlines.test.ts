@@ -128,7 +128,9 @@ describe('deadlines, timeouts and cancellation through the proxy', () => {
       doomed!.server.forceShutdown();
       const { code, details } = await status;
       assert.ok(code === grpc.status.UNAVAILABLE || code === grpc.status.INTERNAL || code === grpc.status.CANCELLED, `got ${code}: ${details}`);
-      assert.match(details, /upstream 127\.0\.0\.1:\d+/);
+      // The client is told what happened, never the backend's address (the access log has it).
+      assert.doesNotMatch(details, /127\.0\.0\.1/);
+      assert.match(details, /^upstream /);
       // The proxy still answers.
       const error = await expectStatus(unary(localClient, {}));
       assert.equal(error.code, grpc.status.UNAVAILABLE);

@@ -60,7 +60,10 @@ describe('upstream connection pools', () => {
     try {
       const error = await unary(client, {}).then(() => undefined, (e: grpc.ServiceError) => e);
       assert.equal(error?.code, grpc.status.UNAVAILABLE);
-      assert.match(error?.details ?? '', /ECONNREFUSED/);
+      assert.equal(error?.details, 'upstream connect failed');
+      await waitFor(() => proxy.records.length > 0, 'the access log record');
+      assert.equal(proxy.records[0]!.reason, 'upstream_connect_failure');
+      assert.match(proxy.records[0]!.error ?? '', /^upstream 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
     } finally {
       client.close();
       await proxy.close();

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { failed } from '../../src/grpc/outcome.ts';
 import { describe, it } from 'node:test';
 
 import { configSchema, type ClusterConfig } from '../../src/config/schema.ts';
@@ -49,7 +50,7 @@ describe('cluster availability', () => {
       const endpoints = ['a', 'b', 'c'].map((k) => endpoint(k));
       health.setEndpoints(endpoints);
       assert.deepEqual(health.select(endpoints).map((e) => e.key), ['a', 'b', 'c']);
-      health.record(endpoints[0]!, { kind: 'connect_failure' });
+      health.record(endpoints[0]!, failed('upstream_connect_failure'));
       assert.equal(changes(), 1);
       endpoints[1]!.pool.inBackoff = true;
       assert.deepEqual(health.select(endpoints).map((e) => e.key), ['c']);
@@ -61,7 +62,7 @@ describe('cluster availability', () => {
       } else {
         assert.deepEqual(none, []);
         assert.equal(health.describeUnavailable(endpoints), 'all 3 endpoints unavailable: 1 ejected, 2 failing to connect (fail_closed)');
-        assert.equal(health.describeUnavailable(endpoints.slice(0, 1)), 'its only endpoint a is ejected (fail_closed)');
+        assert.equal(health.describeUnavailable(endpoints.slice(0, 1)), 'its only endpoint is ejected (fail_closed)');
       }
       health.close();
     }
@@ -71,7 +72,7 @@ describe('cluster availability', () => {
     const { health, changes } = setup({ outlier_detection: { consecutive_gateway_errors: 1, max_ejection_percent: 100 } });
     const endpoints = [endpoint('a')];
     health.setEndpoints(endpoints);
-    for (let i = 0; i < 10; i++) health.record(endpoints[0]!, { kind: 'abandoned' });
+    for (let i = 0; i < 10; i++) health.record(endpoints[0]!, failed('abandoned'));
     assert.equal(changes(), 0);
     assert.equal(health.view(endpoints[0]!, true).outlier!.intervalRequests, 0);
     health.close();

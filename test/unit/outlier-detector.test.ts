@@ -2,16 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { outlierDetection } from '../../src/config/resilience-schema.ts';
-import type { RpcOutcome } from '../../src/cluster/rpc-outcome.ts';
+import { answered, failed, type Outcome } from '../../src/grpc/outcome.ts';
 import { OutlierDetector } from '../../src/health/outlier-detector.ts';
 
-const OK: RpcOutcome = { kind: 'status', code: 0 };
-const UNAVAILABLE: RpcOutcome = { kind: 'status', code: 14 };
-const INTERNAL: RpcOutcome = { kind: 'status', code: 13 };
-const NOT_FOUND: RpcOutcome = { kind: 'status', code: 5 };
-const CONNECT_FAILURE: RpcOutcome = { kind: 'connect_failure' };
-const RESET: RpcOutcome = { kind: 'reset' };
-const ABANDONED: RpcOutcome = { kind: 'abandoned' };
+const OK = answered(0);
+const UNAVAILABLE = answered(14);
+const INTERNAL = answered(13);
+const NOT_FOUND = answered(5);
+const CONNECT_FAILURE = failed('upstream_connect_failure');
+const RESET = failed('upstream_reset');
+const ABANDONED = failed('abandoned');
 
 /** A detector over endpoints a..(count), with a clock the test moves. */
 function setup(config: Record<string, unknown> = {}, count = 4) {
@@ -19,7 +19,7 @@ function setup(config: Record<string, unknown> = {}, count = 4) {
   const detector = new OutlierDetector(outlierDetection.parse(config), () => clock.now);
   const keys = Array.from({ length: count }, (_, i) => String.fromCharCode(97 + i));
   detector.setEndpoints(keys);
-  const repeat = (key: string, outcome: RpcOutcome, times: number) => {
+  const repeat = (key: string, outcome: Outcome, times: number) => {
     for (let i = 0; i < times; i++) detector.record(key, outcome);
   };
   return { clock, detector, keys, repeat };
@@ -38,9 +38,9 @@ describe('outlier detection: consecutive errors', () => {
   });
 
   it('counts grpc-status 14 that came in trailers after HTTP 200: the outcome is the status, wherever it was read', () => {
-    // The forwarder reports a trailers status as {kind: 'status'}: a backend answering 200 + grpc-status 14 is failing.
+    // A trailers status is an answer: a backend answering 200 + grpc-status 14 is failing.
     const { detector, repeat } = setup({ consecutive_gateway_errors: 3 });
-    repeat('b', { kind: 'status', code: 14 }, 3);
+    repeat('b', answered(14), 3);
     assert.equal(detector.isEjected('b'), true);
   });
 
