@@ -6,7 +6,7 @@
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
 import { PemError, keyMatchesCertificate, parseCertificates, parsePrivateKey } from './pem.ts';
 import { formatPath, validate, type ConfigProblem, type RawProblem } from './problems.ts';
 import type { z } from 'zod';
@@ -100,7 +100,13 @@ export function parseYamlConfig<S extends z.ZodType>(schema: S, text: string, fi
       return { path: `line ${line}, column ${col}`, message, line, column: col };
     }));
   }
-  const value: unknown = doc.toJS();
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (error) {
+    if (!(error instanceof ReferenceError) || !/alias/i.test(error.message)) throw error;
+    throw new ConfigError(file, [aliasBombProblem(doc, lines)]);
+  }
   if (value === null || value === undefined) {
     throw new ConfigError(file, [{ path: '(file)', message: `the file is empty (or only comments); ${emptyHint}` }]);
   }
@@ -266,6 +272,31 @@ export class PemFiles {
     }
     return { cert, key };
   }
+}
+
+/**
+ * yaml's own default, stated here because the docs quote it: an anchor whose
+ * node holds aliases may be used only while (uses × aliases inside) stays
+ * under this. Leaf anchors (a shared tls block) may be used any number of
+ * times; nested ones, which multiply (a "billion laughs" document), may not.
+ */
+const MAX_ALIAS_COUNT = 100;
+
+/** yaml throws a bare ReferenceError for it; this says what happened and where the first alias is. */
+function aliasBombProblem(doc: Document, lines: LineCounter): ConfigProblem {
+  let offset: number | undefined;
+  visit(doc, {
+    Alias(_key, node) {
+      offset = node.range?.[0];
+      return visit.BREAK;
+    },
+  });
+  const where = offset === undefined ? {} : (({ line, col }) => ({ line, column: col }))(lines.linePos(offset));
+  return {
+    path: '(file)',
+    message: `the anchors and aliases expand to too much data (an anchor that holds aliases is used so often that uses × aliases inside exceed ${MAX_ALIAS_COUNT}, as in a "billion laughs" document); write the repeated parts out or nest fewer aliases`,
+    ...where,
+  };
 }
 
 /** yaml's own message does not say which key; the error points at its first character. */
