@@ -341,7 +341,7 @@ export class Switchyard {
     if (clean) {
       this.logger.info('drained: every client connection has closed');
     } else {
-      destroyed = listeners.reduce((sum, listener) => sum + listener.destroy(), 0);
+      destroyed = (await Promise.all(listeners.map((listener) => listener.destroy()))).reduce((sum, count) => sum + count, 0);
       this.logger.warn({ connections: destroyed, timeout_ms: timeoutMs }, 'drain timeout: destroyed the connections still open, with their in-flight RPCs');
     }
     await this.#xds?.close();

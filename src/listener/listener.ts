@@ -13,6 +13,8 @@ import { Server as NetServer, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/schema.ts';
 import { goAwayGracefully, type ConnectionState } from './goaway.ts';
+import { FAILURES } from '../grpc/failures.ts';
+import { respondWithStatus } from '../grpc/respond.ts';
 import { guardConnection, streamResetBeforeRouting, type AbuseLimit } from '../security/connection-guard.ts';
 import { connectionGuardConfig, serverAbuseOptions } from '../security/listener-limits.ts';
 
@@ -54,8 +56,11 @@ export interface Listener {
    * Resolves when every connection has closed. Idempotent.
    */
   drain(): Promise<void>;
-  /** Destroys every connection still open (their streams are reset). Returns how many there were. */
-  destroy(): number;
+  /**
+   * Closes every connection still open: each of its streams is first ended with UNAVAILABLE (see
+   * cutStreams), then the connection is destroyed. Resolves with how many connections there were.
+   */
+  destroy(): Promise<number>;
   /** drain(), then destroy() what is left after `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }
@@ -64,7 +69,20 @@ export interface Listener {
 interface Connection extends ConnectionState {
   ageTimer: NodeJS.Timeout | undefined;
   graceTimer: NodeJS.Timeout | undefined;
+  /** Streams handed to the handler and not yet closed. */
+  readonly streams: Set<http2.ServerHttp2Stream>;
 }
+
+/**
+ * Emitted on a stream (with a reason string) when the listener is about to destroy its connection: at the
+ * drain timeout, or at the end of max_connection_age_grace. Whoever answers the stream ends it with
+ * UNAVAILABLE, which clients retry; a stream nobody has answered yet gets it from the listener. Reset
+ * instead, it would reach gRPC clients as INTERNAL ("RST_STREAM with code 0"), which they do not retry.
+ */
+export const STREAM_CUT = 'switchyard:cut';
+
+/** After the streams are told, the time they get to send their status before the connection is destroyed. */
+const CUT_FLUSH_MS = 100;
 
 const CONNECTION = Symbol('switchyard.connection');
 type TrackedSession = http2.ServerHttp2Session & { [CONNECTION]?: Connection };
@@ -96,7 +114,7 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
 
   server.on('session', (session: TrackedSession) => {
     accepted++;
-    const connection: Connection = { lastStreamId: 0, goingAway: false, ageTimer: undefined, graceTimer: undefined };
+    const connection: Connection = { lastStreamId: 0, goingAway: false, ageTimer: undefined, graceTimer: undefined, streams: new Set() };
     session[CONNECTION] = connection;
     sessions.add(session);
     session.once('close', () => {
@@ -118,7 +136,7 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
       const grace = current.max_connection_age_grace;
       connection.ageTimer = setTimeout(() => {
         goAwayGracefully(session, connection);
-        connection.graceTimer = setTimeout(() => session.destroy(), grace);
+        connection.graceTimer = setTimeout(() => void cutConnection(session, connection, 'max_connection_age_grace ended'), grace);
         connection.graceTimer.unref();
       }, maxAge * (1 - AGE_JITTER + 2 * AGE_JITTER * Math.random()));
       connection.ageTimer.unref();
@@ -143,8 +161,13 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
     const streams = arrived;
     arrived = [];
     for (const [stream, headers] of streams) {
-      if (!stream.closed && !stream.destroyed) handler(stream, headers, config.name);
-      else streamResetBeforeRouting(stream.session);
+      if (stream.closed || stream.destroyed) {
+        streamResetBeforeRouting(stream.session);
+        continue;
+      }
+      (stream.session as TrackedSession | undefined)?.[CONNECTION]?.streams.add(stream);
+      stream.once('close', forgetStream);
+      handler(stream, headers, config.name);
     }
   };
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
@@ -168,10 +191,10 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
   });
   server.on('error', () => {});
 
-  const destroy = () => {
-    const count = sessions.size;
-    for (const session of sessions) session.destroy();
-    return count;
+  const destroy = async () => {
+    const open = [...sessions];
+    await Promise.all(open.map((session) => cutConnection(session, session[CONNECTION]!, 'drain timeout')));
+    return open.length;
   };
 
   const drain = () => {
@@ -221,7 +244,7 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
     drain,
     destroy,
     close: async (graceMs = 5_000) => {
-      const forceTimer = setTimeout(destroy, graceMs);
+      const forceTimer = setTimeout(() => void destroy(), graceMs);
       forceTimer.unref();
       await drain();
       clearTimeout(forceTimer);
@@ -230,6 +253,35 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
 }
 
 function ignoreError(): void {}
+
+function forgetStream(this: http2.ServerHttp2Stream): void {
+  (this.session as TrackedSession | undefined)?.[CONNECTION]?.streams.delete(this);
+}
+
+/**
+ * Ends every stream of the connection with UNAVAILABLE, waits (briefly) for them to close, then destroys
+ * the connection. Resolves when it is destroyed.
+ */
+async function cutConnection(session: TrackedSession, connection: Connection, reason: string): Promise<void> {
+  if (session.destroyed) return;
+  const open = [...connection.streams];
+  for (const stream of open) {
+    stream.emit(STREAM_CUT, reason);
+    if (!stream.headersSent && !stream.destroyed) respondWithStatus(stream, FAILURES.draining.status, `${FAILURES.draining.message} (${reason})`);
+  }
+  if (open.length > 0) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, CUT_FLUSH_MS);
+      const check = () => {
+        if (connection.streams.size > 0) return;
+        clearTimeout(timer);
+        resolve();
+      };
+      for (const stream of open) stream.once('close', () => setImmediate(check));
+    });
+  }
+  session.destroy();
+}
 
 function peerOf(session: http2.ServerHttp2Session): string {
   const socket = session.socket;

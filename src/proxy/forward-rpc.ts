@@ -8,7 +8,7 @@ import type { Cluster } from '../cluster/cluster.ts';
 import type { Route } from '../router/route-table.ts';
 import { parseGrpcTimeout } from '../grpc/timeout.ts';
 import { upstreamRequestHeaders } from './headers.ts';
-import { refuseRpc } from './respond.ts';
+import { refuseRpc } from '../grpc/respond.ts';
 import { RpcBridge, overflowReason, type LimitReason } from './rpc-bridge.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 

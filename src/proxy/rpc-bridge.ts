@@ -23,9 +23,10 @@ import { FAILURES, type FailureCode } from '../grpc/failures.ts';
 import { failed, type Outcome } from '../grpc/outcome.ts';
 import { formatGrpcTimeout } from '../grpc/timeout.ts';
 import { exposeUpstream } from './headers.ts';
-import { respondWithStatus, statusTrailers } from './respond.ts';
+import { respondWithStatus, statusTrailers } from '../grpc/respond.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { guardOf } from '../security/connection-guard.ts';
+import { STREAM_CUT } from '../listener/listener.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, GrpcFrameMeter } from '../security/grpc-frame-meter.ts';
 import { isLocalGoAwayRefusal } from './status-mapping.ts';
 import { Attempt, attachUpstream, onPerTryTimeout, resumeDownstream, type AttemptOwner } from './upstream-attempt.ts';
@@ -141,6 +142,7 @@ export class RpcBridge implements AttemptOwner {
     downstream.on('close', onDownstreamClose);
     downstream.on('data', onDownstreamData);
     downstream.on('end', onDownstreamEnd);
+    downstream.on(STREAM_CUT, onDownstreamCut);
     // The stream reaches the bridge a tick after it arrived (src/listener/listener.ts), so a request
     // with no message may have ended, 'end' emitted, before anyone listened: its half-close is here.
     if (downstream.readableEnded) this.#downstreamEnded = true;
@@ -399,6 +401,11 @@ function onDownstreamEnd(this: ServerHttp2Stream): void {
 
 function onDownstreamWantTrailers(this: ServerHttp2Stream): void {
   this.sendTrailers(bridgeOf(this).trailersToSend ?? statusTrailers(FAILURES.upstream_protocol_error.status, FAILURES.upstream_protocol_error.message));
+}
+
+/** The listener is about to destroy the client's connection (drain timeout, end of max connection age). */
+function onDownstreamCut(this: ServerHttp2Stream, why: string): void {
+  bridgeOf(this).fail(failed('draining'), `the proxy closed the client connection: ${why}`, `${FAILURES.draining.message} (${why})`);
 }
 
 function onDownstreamClose(this: ServerHttp2Stream): void {

@@ -8,7 +8,7 @@ import type { RouteTable } from '../router/route-table.ts';
 import { Status } from '../grpc/status.ts';
 import { FAILURES } from '../grpc/failures.ts';
 import { forwardRpc } from './forward-rpc.ts';
-import { refuseRpc } from './respond.ts';
+import { refuseRpc } from '../grpc/respond.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { callerIdentity } from '../security/identity.ts';
 import { guardOf, protocolViolation } from '../security/connection-guard.ts';

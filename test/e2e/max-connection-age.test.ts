@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { MAX_STREAM_ID } from '../../src/listener/goaway.ts';
 import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor } from '../helpers/harness.ts';
@@ -78,6 +79,31 @@ describe('max_connection_age', () => {
       assert.ok(elapsed < 1_500, `closed after age + grace, not after the RPC's 5 s (${elapsed} ms)`);
     } finally {
       session.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('calls still running when the grace ends reach grpc-js as UNAVAILABLE, never INTERNAL', async () => {
+    const proxy = await startProxy({
+      listeners: [{ name: 'main', port: 0, plaintext: true, max_connection_age: '100ms', max_connection_age_grace: '200ms' }],
+      clusters: [staticCluster('echo', backends)],
+      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+    });
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    try {
+      // A unary call (no response yet) and a stream (headers and messages already sent) outlast the grace.
+      const unaryCall = unary(client, { delay_ms: 5_000 }).then(() => grpc.status.OK, (error: grpc.ServiceError) => error.code);
+      const stream = new Promise<number>((resolve) => {
+        const call = client.ServerStream({ count: 100, delay_ms: 100 });
+        call.on('data', () => {});
+        call.on('error', () => {});
+        call.on('status', (status: grpc.StatusObject) => resolve(status.code));
+      });
+      assert.deepEqual(await Promise.all([unaryCall, stream]), [grpc.status.UNAVAILABLE, grpc.status.UNAVAILABLE]);
+      await waitFor(() => proxy.records.length === 2, 'both records');
+      assert.deepEqual(proxy.records.map((r) => r.reason), ['draining', 'draining']);
+    } finally {
+      client.close();
       await proxy.close();
     }
   });

@@ -1,8 +1,8 @@
 /** Answers that the proxy gives itself, without a backend. */
 import type { ServerHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
-import { encodeGrpcMessage } from '../grpc/status.ts';
-import { FAILURES, type FailureCode } from '../grpc/failures.ts';
-import type { RpcRecord } from '../grpc/rpc-record.ts';
+import { encodeGrpcMessage } from './status.ts';
+import { FAILURES, type FailureCode } from './failures.ts';
+import type { RpcRecord } from './rpc-record.ts';
 
 /**
  * Ends an RPC the proxy answers itself, before any backend: the catalogue's
