@@ -59,6 +59,11 @@ const listener = z
     max_connection_age_grace: duration.default(30_000),
     /** Add `x-switchyard-upstream: host:port` (the endpoint that served it) to each forwarded RPC's response, for `switchyard verify`. Off: it reveals internal addresses. */
     expose_upstream: z.boolean().default(false),
+    /**
+     * L7 proxies in front of this listener trusted to set x-forwarded-for and the other forwarding
+     * headers. 0: the peer is the client, and what it sent of them is replaced (docs/security.md).
+     */
+    trusted_proxy_hops: z.number().int().min(0).max(10).default(0),
     ...listenerAbuseFields,
   })
   .superRefine((value, ctx) => {

@@ -1,7 +1,8 @@
 /**
  * The security step of every RPC, before routing: removes identity headers a
- * client sent, sets x-forwarded-client-cert when the listener forwards it, and
- * applies method authorization. Synchronous, never throws.
+ * client sent, sets x-forwarded-client-cert when the listener forwards it,
+ * applies method authorization, and sets the forwarding headers
+ * (forwarded-headers.ts). Synchronous, never throws.
  */
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
@@ -10,6 +11,7 @@ import type { ListenerConfig } from '../config/schema.ts';
 import type { Authorizer } from './authorization.ts';
 import { callerIdentity } from './identity.ts';
 import { XFCC_HEADER, formatXfcc, stripIdentityHeaders } from './xfcc.ts';
+import { applyForwardedHeaders } from './forwarded-headers.ts';
 
 export interface AdmissionContext {
   /** Read on every RPC, so a reload can swap it. */
@@ -33,9 +35,11 @@ export function admitRpc(context: AdmissionContext, stream: ServerHttp2Stream, h
     context.logger().warn({ listener: listenerName, caller: caller.label, method: path, rule: decision.rule ?? '(no rule matched: default deny)' }, 'RPC denied by authorization');
     return message;
   }
-  if (context.listener(listenerName)?.tls?.forward_client_cert) {
+  const listener = context.listener(listenerName);
+  if (listener?.tls?.forward_client_cert) {
     const value = formatXfcc(caller, stream.session?.socket as TLSSocket | undefined);
     if (value !== undefined) headers[XFCC_HEADER] = value;
   }
+  applyForwardedHeaders(headers, stream.session?.socket?.remoteAddress, listener?.tls !== undefined, listener?.trusted_proxy_hops ?? 0);
   return undefined;
 }

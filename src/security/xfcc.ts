@@ -10,8 +10,8 @@ import { parseSubjectAltNames } from './identity.ts';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
 
-/** Headers that only the proxy may set; removed from every incoming RPC. */
-export const IDENTITY_HEADERS: readonly string[] = [XFCC_HEADER];
+/** Headers that only the proxy may set; removed from every incoming RPC (x-spiffe-id: some services read it as the caller's identity). */
+export const IDENTITY_HEADERS: readonly string[] = [XFCC_HEADER, 'x-spiffe-id'];
 
 /** Removes every identity header a client sent. */
 export function stripIdentityHeaders(headers: IncomingHttpHeaders): void {
