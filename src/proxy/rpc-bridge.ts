@@ -177,7 +177,7 @@ export class RpcBridge implements AttemptOwner {
   /** The pool's answer for an attempt: its stream, or why there is none. */
   onAttemptStream(attempt: Attempt, error: Error | undefined, upstream: ClientHttp2Stream | undefined): void {
     if (attempt !== this.attempt || this.statusSent) {
-      if (upstream && !upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
+      if (upstream) attempt.endpoint.pool.cancel(upstream);
       this.#endAttempt(attempt);
       return;
     }
@@ -362,7 +362,7 @@ export class RpcBridge implements AttemptOwner {
     clearTimeout(attempt.timer);
     clearTimeout(attempt.holdTimer);
     const upstream = attempt.upstream;
-    if (upstream && !upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
+    if (upstream) attempt.endpoint.pool.cancel(upstream);
     this.#cluster.release(attempt.endpoint, performance.now() - attempt.startedAt, attempt.outcome);
     if (attempt.holdsRetrySlot) this.#cluster.limits.endRetry();
   }

@@ -9,6 +9,16 @@ import type { ClientSessionOptions } from 'node:http2';
 /** Response header block (metadata and trailers) accepted from a backend: 64 KiB, four times the client-side default. */
 export const UPSTREAM_MAX_HEADER_LIST_SIZE = 64 << 10;
 
+/**
+ * RST_STREAMs the proxy may send on one upstream connection at once, and per second after that, before
+ * it stops opening streams there and moves to a fresh connection. The proxy is the one peer a backend
+ * sees, so every client's cancellations land on a few connections; servers with a rapid-reset
+ * mitigation (nghttp2, so Node ≥ 22: 1,000 at once, then 33/s) close a connection that resets more,
+ * and every RPC sharing it fails. Half the burst and a slightly lower rate stay clear of that.
+ */
+export const UPSTREAM_RESET_BURST = 500;
+export const UPSTREAM_RESETS_PER_SECOND = 30;
+
 export const UPSTREAM_SESSION_LIMITS: ClientSessionOptions = {
   /** MiB nghttp2 may hold for one backend connection; shared by up to SETTINGS_MAX_CONCURRENT_STREAMS RPCs. */
   maxSessionMemory: 64,

@@ -12,7 +12,8 @@
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
 import type { OutgoingHttpHeaders } from 'node:http2';
-import { UPSTREAM_MAX_HEADER_LIST_SIZE, UPSTREAM_SESSION_LIMITS } from '../security/upstream-limits.ts';
+import { UPSTREAM_MAX_HEADER_LIST_SIZE, UPSTREAM_RESET_BURST, UPSTREAM_RESETS_PER_SECOND, UPSTREAM_SESSION_LIMITS } from '../security/upstream-limits.ts';
+import { TokenBucket } from '../security/token-bucket.ts';
 import { subjectAltNameChecker } from '../security/san.ts';
 
 export interface UpstreamTls {
@@ -67,6 +68,8 @@ interface PooledSession {
   /** The peer's SETTINGS have arrived, so its stream limit is known. */
   ready: boolean;
   usable: boolean;
+  /** Streams this connection may still cancel before it is retired (see UPSTREAM_RESET_BURST). */
+  readonly resets: TokenBucket;
 }
 
 interface WaitingRequest {
@@ -115,6 +118,20 @@ export class EndpointPool {
     if (overflow) return receiver.onStream(overflow, undefined);
     this.#waiting.push({ headers, receiver });
     if (!this.#sessions.some((s) => s.usable && !s.ready)) this.#connect();
+  }
+
+  /**
+   * Cancels a stream this pool opened (RST_STREAM CANCEL). Counted against its connection: one that
+   * has cancelled too many gets no new streams and closes when its last one ends (UPSTREAM_RESET_BURST).
+   */
+  cancel(stream: http2.ClientHttp2Stream): void {
+    if (stream.closed || stream.destroyed) return;
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    const pooled = (stream as PooledStream)[POOLED];
+    if (!pooled?.usable || pooled.resets.tryTake()) return;
+    this.#retire(pooled);
+    pooled.session.close();
+    this.#dispatch();
   }
 
   /** Stops new streams; open streams finish, then the connections close. */
@@ -189,7 +206,14 @@ export class EndpointPool {
         ...(upstreamTls.verifySubjectAltNames !== undefined && { checkServerIdentity: subjectAltNameChecker(upstreamTls.verifySubjectAltNames) }),
       }),
     });
-    const pooled: PooledSession = { session, onSlotFreed: () => this.#waiting.length > 0 && this.#dispatch(), active: 0, ready: false, usable: true };
+    const pooled: PooledSession = {
+      session,
+      onSlotFreed: () => this.#waiting.length > 0 && this.#dispatch(),
+      active: 0,
+      ready: false,
+      usable: true,
+      resets: new TokenBucket(UPSTREAM_RESETS_PER_SECOND, UPSTREAM_RESET_BURST),
+    };
     this.#sessions.push(pooled);
 
     const connectTimer = setTimeout(() => {
