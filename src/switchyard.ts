@@ -26,6 +26,7 @@ import { RouteTable } from './router/route-table.ts';
 import { Authorizer } from './security/authorization.ts';
 import { admitRpc } from './security/rpc-admission.ts';
 import type { AbuseLimit } from './security/connection-guard.ts';
+import { startOverloadMonitor, type OverloadMonitor } from './resilience/overload.ts';
 import { loadedCertificates, type LoadedCertificate } from './security/certificate-expiry.ts';
 import type { Telemetry } from './metrics/telemetry.ts';
 import { VERSION } from './version.ts';
@@ -106,6 +107,7 @@ export class Switchyard {
   #xds: XdsProxyFeed | undefined;
   #xdsPart: XdsConfigPart | undefined;
   #drained: Promise<DrainResult> | undefined;
+  #overload: OverloadMonitor;
 
   private constructor(options: SwitchyardOptions) {
     this.#config = options.config;
@@ -129,7 +131,9 @@ export class Switchyard {
         this.#observe?.(record);
       },
       admit: (stream, headers, listener) => admitRpc(this.#admission, stream, headers, listener),
+      overloaded: () => this.#overload.overloaded,
     });
+    this.#overload = this.#startOverloadMonitor(options.config.overload);
   }
 
   /**
@@ -159,6 +163,7 @@ export class Switchyard {
       await proxy.#health?.close();
       await proxy.#admin?.close();
       await proxy.#accessLog.close();
+      proxy.#overload.close();
       throw error;
     }
     proxy.#state = 'ready';
@@ -350,6 +355,7 @@ export class Switchyard {
     await this.#accessLog.close();
     await this.#health?.close();
     await this.#admin?.close();
+    this.#overload.close();
     this.#state = 'stopped';
     this.logger.info('stopped');
     return { destroyed };
@@ -414,6 +420,10 @@ export class Switchyard {
       void old.close();
     }
     if (this.#ownLogger) this.logger.level = next.config.log_level;
+    if (JSON.stringify(next.config.overload) !== JSON.stringify(this.#config.overload)) {
+      this.#overload.close();
+      this.#overload = this.#startOverloadMonitor(next.config.overload);
+    }
     const previousHealth = this.#health;
     this.#config = next.config;
     this.#secrets = next.secrets;
@@ -464,6 +474,19 @@ export class Switchyard {
     });
   }
 
+  #startOverloadMonitor(settings: SwitchyardConfig['overload']): OverloadMonitor {
+    const monitor = startOverloadMonitor({
+      maxMemoryMb: settings.max_memory_mb,
+      onChange: (overloaded, rss, limit) => {
+        const fields = { rss_mb: Math.round(rss / 2 ** 20), limit_mb: Math.round(limit / 2 ** 20) };
+        if (overloaded) this.logger.warn(fields, 'overloaded: refusing new RPCs (UNAVAILABLE) until memory falls');
+        else this.logger.info(fields, 'no longer overloaded: accepting new RPCs');
+      },
+    });
+    if (monitor.limitBytes !== undefined) this.logger.info({ limit_mb: Math.round(monitor.limitBytes / 2 ** 20) }, 'overload limit set');
+    return monitor;
+  }
+
   async #startListener(config: SwitchyardConfig['listeners'][number], secrets: ConfigSecrets): Promise<Listener> {
     const listener = await startListener(config, secrets.listeners.get(config.name), this.#handler, this.#listenerEvents);
     this.logger.info({ listener: listener.name, address: `${listener.address.address}:${listener.address.port}`, tls: !config.plaintext }, 'listening');
@@ -485,6 +508,7 @@ export class Switchyard {
         listeners: () => this.#listeners,
         certificates: () => this.certificates(),
         ready: () => this.#state === 'ready',
+        overloaded: () => this.#overload.overloaded,
         ...(xds && { xds: () => xds.metrics() }),
       },
       namedMethods: namedMethods(this.#config),

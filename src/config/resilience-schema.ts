@@ -113,3 +113,9 @@ export const healthListener = z.strictObject({
   address: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535),
 });
+
+/** The proxy's own memory limit (src/resilience/overload.ts). */
+export const overloadSettings = z.strictObject({
+  /** Past this resident size, new RPCs are refused with UNAVAILABLE. `auto`: 90% of the container's memory limit, if it has one. */
+  max_memory_mb: z.union([z.literal('auto'), z.number().int().min(1).max(1 << 24)]).default('auto'),
+});

@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { duration, statusCode } from './schema-primitives.ts';
-import { clusterResilience, drainSettings, healthListener, retryPolicy } from './resilience-schema.ts';
+import { clusterResilience, drainSettings, healthListener, overloadSettings, retryPolicy } from './resilience-schema.ts';
 import { authorizationSettings, certificateSettings, downstreamTlsFields, upstreamTlsFields } from '../security/security-schema.ts';
 import { adminSettings, metricsSettings } from '../admin/admin-schema.ts';
 import { http2AbuseFields, listenerAbuseFields, routeRateLimit } from '../security/abuse-schema.ts';
@@ -34,8 +34,8 @@ const serverTls = z.strictObject({
 const http2Limits = z.strictObject({
   /** SETTINGS_MAX_CONCURRENT_STREAMS advertised to each client connection. */
   max_concurrent_streams: z.number().int().min(1).max(2 ** 31 - 1).default(100),
-  /** Per-stream flow-control window (SETTINGS_INITIAL_WINDOW_SIZE), bytes. */
-  initial_stream_window: z.number().int().min(65_535).max(2 ** 31 - 1).default(1 << 20),
+  /** Per-stream flow-control window (SETTINGS_INITIAL_WINDOW_SIZE), bytes: the most a client may send on a stream before the proxy passes it on, so the most the proxy holds per stream for a slow backend. */
+  initial_stream_window: z.number().int().min(65_535).max(2 ** 31 - 1).default(64 << 10),
   /** Connection-level flow-control window, bytes. */
   connection_window: z.number().int().min(65_535).max(2 ** 31 - 1).default(16 << 20),
   /** Largest header block accepted (SETTINGS_MAX_HEADER_LIST_SIZE), bytes. */
@@ -297,6 +297,8 @@ export const configSchema = z
     clusters: z.array(cluster).default([]),
     access_log: accessLog.prefault({}),
     drain: drainSettings.prefault({}),
+    /** Refuse new RPCs past a memory limit rather than be killed for exceeding the container's. */
+    overload: overloadSettings.prefault({}),
     /** The admin interface (metrics, /clusters, /drain, the dashboard); loopback only unless allow_remote. Unset: none. */
     admin: adminSettings.optional(),
     /** How metrics label methods; see docs/observability.md. */

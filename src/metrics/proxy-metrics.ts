@@ -26,6 +26,8 @@ export interface MetricsSource {
   listeners(): Iterable<{ readonly name: string; readonly connectionCount: number }>;
   certificates(): readonly LoadedCertificate[];
   ready(): boolean;
+  /** True while new RPCs are refused for memory (src/resilience/overload.ts). */
+  overloaded(): boolean;
   /** Present when the proxy takes its config from an xDS control plane. */
   xds?: XdsMetricsSource;
 }
@@ -296,6 +298,12 @@ function registerStateGauges(source: MetricsSource, registers: Registry[]): void
     name: 'switchyard_ready', help: '1 while /ready answers 200.', registers,
     collect() {
       this.set(source.ready() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'switchyard_overloaded', help: '1 while new RPCs are refused because the proxy is past overload.max_memory_mb.', registers,
+    collect() {
+      this.set(source.overloaded() ? 1 : 0);
     },
   });
 }

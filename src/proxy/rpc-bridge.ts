@@ -103,6 +103,9 @@ export class RpcBridge implements AttemptOwner {
   maxResponseMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
   /** The listener's expose_upstream: name the serving endpoint in the response headers. */
   #exposeUpstream = false;
+  #stalledStreamTimeoutMs: number | undefined;
+  /** Armed while one side waits for the other to drain (see stalled()). */
+  #stallTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RpcBridgeOptions) {
     this.#options = options;
@@ -137,6 +140,7 @@ export class RpcBridge implements AttemptOwner {
     if (limits) {
       this.maxResponseMessageBytes = limits.maxResponseMessageBytes;
       this.#exposeUpstream = limits.exposeUpstream;
+      this.#stalledStreamTimeoutMs = limits.stalledStreamTimeoutMs;
     }
     downstream.on('wantTrailers', onDownstreamWantTrailers);
     downstream.on('close', onDownstreamClose);
@@ -219,6 +223,7 @@ export class RpcBridge implements AttemptOwner {
     if (!upstream.write(chunk)) {
       this.downstream.pause();
       upstream.once('drain', resumeDownstream);
+      this.stalled();
     }
   }
 
@@ -294,6 +299,38 @@ export class RpcBridge implements AttemptOwner {
   pauseUpstreamUntilDrain(upstream: ClientHttp2Stream): void {
     upstream.pause();
     this.downstream.once('drain', resumeUpstream);
+    this.stalled();
+  }
+
+  /**
+   * One side waits for the other to take data (its reader grants no window). A stream may hold up
+   * to a window of data meanwhile, but not for ever: past stalled_stream_timeout it is reset.
+   */
+  stalled(): void {
+    if (this.#stalledStreamTimeoutMs === undefined || this.#stallTimer !== undefined) return;
+    this.#stallTimer = setTimeout(onStalled, this.#stalledStreamTimeoutMs, this);
+  }
+
+  /** Data moves again. */
+  unstalled(): void {
+    clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+  }
+
+  /** The stall outlasted the timeout: reset both sides, so neither holds its buffered window any longer. */
+  onStallTimeout(): void {
+    this.#stallTimer = undefined;
+    if (this.downstreamClosed) return;
+    if (!this.statusSent) {
+      this.statusSent = true;
+      clearTimeout(this.#timer);
+      clearTimeout(this.#retryTimer);
+      this.record.status = FAILURES.stalled_stream.status;
+      this.record.reason = 'stalled_stream';
+      this.record.error = `no data could move for stalled_stream_timeout (${this.#stalledStreamTimeoutMs} ms)`;
+      if (this.attempt) this.#endAttempt(this.attempt);
+    }
+    resetIfOpen(this.downstream);
   }
 
   /** Sends response headers to the client; from here on the RPC is bound to this attempt. */
@@ -341,6 +378,7 @@ export class RpcBridge implements AttemptOwner {
     this.downstreamClosed = true;
     clearTimeout(this.#timer);
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#stallTimer);
     const record = this.record;
     if (record.status === undefined) {
       record.status = CLIENT_CANCELLED.status;
@@ -388,7 +426,13 @@ function resetIfOpen(stream: ServerHttp2Stream): void {
 }
 
 function resumeUpstream(this: ServerHttp2Stream): void {
-  bridgeOf(this).attempt?.upstream?.resume();
+  const bridge = bridgeOf(this);
+  bridge.unstalled();
+  bridge.attempt?.upstream?.resume();
+}
+
+function onStalled(bridge: RpcBridge): void {
+  bridge.onStallTimeout();
 }
 
 function onDownstreamData(this: ServerHttp2Stream, chunk: Buffer): void {

@@ -29,6 +29,8 @@ export interface RpcHandlerDependencies {
   onRpcStart?(record: RpcRecord): void;
   /** Called once per RPC when its downstream stream has closed. */
   onRpcEnd(record: RpcRecord): void;
+  /** True while new RPCs are to be refused for memory (src/resilience/overload.ts). */
+  overloaded?(): boolean;
   /**
    * Runs before routing (src/security/rpc-admission.ts): may change `headers`;
    * returns a PERMISSION_DENIED message to refuse the call, undefined to go on.
@@ -69,6 +71,8 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
     };
     deps.onRpcStart?.(record);
     stream.on('error', () => {});
+
+    if (deps.overloaded?.()) return refuseRpc(stream, record, 'overloaded');
 
     const maxHeaderListSize = guardOf(session)?.config.maxHeaderListSize;
     if (maxHeaderListSize !== undefined) {

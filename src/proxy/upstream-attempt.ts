@@ -60,6 +60,8 @@ export interface AttemptOwner {
   fail(outcome: Outcome, detail: string, message?: string): void;
   /** The client is not reading: pause this upstream until the client's stream drains. */
   pauseUpstreamUntilDrain(upstream: ClientHttp2Stream): void;
+  /** Data moves again after a stall (see RpcBridge.stalled). */
+  unstalled(): void;
 }
 
 /** One try of the RPC on one endpoint. */
@@ -128,7 +130,9 @@ export function onPerTryTimeout(attempt: Attempt): void {
 /** The upstream took the request data it had refused: let the client send again ('drain' on the upstream). */
 export function resumeDownstream(this: ClientHttp2Stream): void {
   const attempt = (this as Tried)[ATTEMPT];
-  if (attempt.bridge.attempt === attempt) attempt.bridge.downstream.resume();
+  if (attempt.bridge.attempt !== attempt) return;
+  attempt.bridge.unstalled();
+  attempt.bridge.downstream.resume();
 }
 
 function onUpstreamError(this: ClientHttp2Stream, error: Error): void {

@@ -22,6 +22,12 @@ export const http2AbuseFields = {
   /** A stream with no frame either way for this long is reset. Off by default: long-lived streams are often quiet. */
   stream_idle_timeout: durationOrOff.default('off'),
   /**
+   * A stream whose data cannot move for this long, because its reader (the client, or the backend for a
+   * request) grants no flow-control window, is reset: it would otherwise hold a window of buffered data
+   * for ever. Not an idle timeout: a quiet stream with nothing to send never stalls.
+   */
+  stalled_stream_timeout: durationOrOff.default(30_000),
+  /**
    * Rapid reset (CVE-2023-44487): a client may reset this many streams at once… nghttp2 sends GOAWAY
    * past it; past as many streams reset before they were routed, the listener destroys the connection.
    * A stream reset in the read that opened it is never routed (src/listener/listener.ts), so the burst

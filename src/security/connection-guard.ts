@@ -30,6 +30,8 @@ export interface ConnectionGuardConfig {
   readonly maxResponseMessageBytes: number;
   /** Reset a stream with no frames for this long; undefined: never. */
   readonly streamIdleTimeoutMs: number | undefined;
+  /** Reset a stream whose data could not move for this long; undefined: never. */
+  readonly stalledStreamTimeoutMs: number | undefined;
   /** Send a connection with no open streams away after this long; undefined: never. */
   readonly idleTimeoutMs: number | undefined;
   /** RPCs per second per connection (burst: one second's worth); undefined: no limit. */

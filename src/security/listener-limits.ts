@@ -39,6 +39,7 @@ export function connectionGuardConfig(config: ListenerConfig): ConnectionGuardCo
     maxRequestMessageBytes: limits.max_request_message_bytes,
     maxResponseMessageBytes: limits.max_response_message_bytes,
     streamIdleTimeoutMs: limits.stream_idle_timeout === 'off' ? undefined : limits.stream_idle_timeout,
+    stalledStreamTimeoutMs: limits.stalled_stream_timeout === 'off' ? undefined : limits.stalled_stream_timeout,
     idleTimeoutMs: limits.idle_timeout === 'off' ? undefined : limits.idle_timeout,
     rpcsPerSecond: limits.max_rpcs_per_second_per_connection,
     controlFramesPerSecond: limits.control_frames_per_second,

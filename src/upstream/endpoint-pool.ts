@@ -57,7 +57,12 @@ export interface StreamReceiver {
 
 const INITIAL_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
-const UPSTREAM_STREAM_WINDOW = 1 << 20;
+/**
+ * What a backend may send on one stream before the proxy has passed it on: the most the proxy holds
+ * per stream when the client does not read (docs/security.md). 64 KiB keeps 100 stalled streams per
+ * client connection at a few MiB, and still fills a loopback or LAN path.
+ */
+const UPSTREAM_STREAM_WINDOW = 64 << 10;
 const UPSTREAM_CONNECTION_WINDOW = 16 << 20;
 
 interface PooledSession {

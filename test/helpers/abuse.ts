@@ -9,12 +9,14 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type * as grpc from '@grpc/grpc-js';
 import { echoClient, unary } from './harness.ts';
-import { exitOf, listeningPort, runCli } from './cli.ts';
+import { collectLogs, exitOf, listeningPort, runCli, type LogEntry } from './cli.ts';
 
 export interface ChildProxy {
   readonly child: ChildProcess;
   readonly port: number;
   readonly dir: string;
+  /** Every JSON log line the process has written so far. */
+  readonly logs: LogEntry[];
   /** Resident set size of the Switchyard process now, bytes. */
   rss(): Promise<number>;
   /** True while the process has not exited. */
@@ -29,6 +31,7 @@ export async function startChildProxy(yaml: (dir: string) => string | Promise<st
   await writeFile(config, await yaml(dir));
   const child = runCli(['run', '--config', config]);
   const exited = exitOf(child);
+  const logs = collectLogs(child);
   let exitedYet = false;
   void exited.then(() => { exitedYet = true; });
   const port = await listeningPort(child, 'main');
@@ -36,6 +39,7 @@ export async function startChildProxy(yaml: (dir: string) => string | Promise<st
     child,
     port,
     dir,
+    logs,
     rss: async () => {
       const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
       const match = /VmRSS:\s+(\d+) kB/.exec(status);

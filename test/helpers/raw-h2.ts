@@ -89,7 +89,15 @@ export interface RawConnection {
 }
 
 /** Connects, sends the preface and an empty SETTINGS, and ACKs the server's SETTINGS (unless `ackSettings: false`). */
-export async function rawConnect(port: number, options: { tls?: { ca: Buffer; servername: string }; ackSettings?: boolean } = {}): Promise<RawConnection> {
+export interface RawConnectOptions {
+  readonly tls?: { ca: Buffer; servername: string };
+  /** ACK the server's SETTINGS (default true). */
+  readonly ackSettings?: boolean;
+  /** SETTINGS_INITIAL_WINDOW_SIZE to announce in the first SETTINGS (default: none, so 65,535). */
+  readonly initialWindowSize?: number;
+}
+
+export async function rawConnect(port: number, options: RawConnectOptions = {}): Promise<RawConnection> {
   const socket = options.tls
     ? tls.connect({ port, host: '127.0.0.1', ca: options.tls.ca, servername: options.tls.servername, ALPNProtocols: ['h2'] })
     : net.connect({ port, host: '127.0.0.1' });
@@ -125,7 +133,12 @@ export async function rawConnect(port: number, options: { tls?: { ca: Buffer; se
       pending = pending.subarray(9 + length);
     }
   });
-  socket.write(Buffer.concat([PREFACE, frame(FrameType.SETTINGS, 0, 0)]));
+  const firstSettings = Buffer.alloc(options.initialWindowSize === undefined ? 0 : 6);
+  if (options.initialWindowSize !== undefined) {
+    firstSettings.writeUInt16BE(0x4, 0);
+    firstSettings.writeUInt32BE(options.initialWindowSize, 2);
+  }
+  socket.write(Buffer.concat([PREFACE, frame(FrameType.SETTINGS, 0, 0, firstSettings)]));
   return connection;
 }
 
