@@ -31,7 +31,7 @@ export function prometheusRule(rulesYaml: string): string {
   const object = {
     apiVersion: 'monitoring.coreos.com/v1',
     kind: 'PrometheusRule',
-    metadata: { name: 'switchyard', labels: { 'app.kubernetes.io/name': 'switchyard', 'app.kubernetes.io/component': 'monitoring' } },
+    metadata: { name: 'switchyard', namespace: 'switchyard', labels: { 'app.kubernetes.io/name': 'switchyard', 'app.kubernetes.io/component': 'monitoring' } },
     spec: { groups: rules.groups },
   };
   return `# Generated from ${RULES_FILE} by deploy/monitoring/generate/main.ts: edit that file, then npm run monitoring:generate.\n${stringify(object, { lineWidth: 0 })}`;
