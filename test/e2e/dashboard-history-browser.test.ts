@@ -71,13 +71,13 @@ describe('dashboard history in headless Chromium', () => {
 
   /** The failing endpoint's share per history step (NaN where a step had no traffic), oldest first. */
   const shares = (p: Page, key: string) => p.evaluate((k) => {
-    const line = document.querySelector(`[data-cluster="echo"] [data-chart="share"] path[data-endpoint="${k}"]`);
+    const line = document.querySelector(`[data-cluster="echo"] [data-chart="share"] path[data-for="${k}"]`);
     return (line?.getAttribute('data-values') ?? '').split(',').map((value) => (value === '' ? Number.NaN : Number(value)));
   }, key);
 
   test('with traffic flowing, every chart fills in and each endpoint carries about a third', async () => {
     await page.waitForFunction((key) => {
-      const line = document.querySelector(`[data-cluster="echo"] [data-chart="share"] path[data-endpoint="${key}"]`);
+      const line = document.querySelector(`[data-cluster="echo"] [data-chart="share"] path[data-for="${key}"]`);
       const values = (line?.getAttribute('data-values') ?? '').split(',').filter(Boolean).map(Number);
       // A whole 5 s step (not only the one being filled) at about a third.
       return values.slice(0, -1).some((value) => value > 0.25 && value < 0.42);
@@ -94,21 +94,21 @@ describe('dashboard history in headless Chromium', () => {
 
   test('an ejection and the recovery show in the history: the share drops to about 0 after the mark and comes back', async () => {
     backends[0]!.behaviour.unavailableEvery = 1;
-    const ejected = page.locator(`[data-cluster="echo"] [data-chart="share"] .mark[data-kind="ejected"][data-endpoint="${failingKey}"]`);
+    const ejected = page.locator(`[data-cluster="echo"] [data-chart="share"] .mark[data-kind="ejected"][data-for="${failingKey}"]`);
     await ejected.waitFor({ timeout: 10_000 });
     backends[0]!.behaviour.unavailableEvery = 0; // healed: it serves again once the ejection ends
 
     // A whole step inside the ejection: the failing endpoint's line at (about) 0.
     await page.waitForFunction((key) => {
-      const line = document.querySelector(`[data-cluster="echo"] [data-chart="share"] path[data-endpoint="${key}"]`);
+      const line = document.querySelector(`[data-cluster="echo"] [data-chart="share"] path[data-for="${key}"]`);
       const values = (line?.getAttribute('data-values') ?? '').split(',').filter(Boolean).map(Number);
       return values.slice(0, -1).some((value) => value < 0.05);
     }, failingKey, { timeout: 20_000, polling: 200 });
-    const returned = page.locator(`[data-cluster="echo"] [data-chart="share"] .mark[data-kind="returned"][data-endpoint="${failingKey}"]`);
+    const returned = page.locator(`[data-cluster="echo"] [data-chart="share"] .mark[data-kind="returned"][data-for="${failingKey}"]`);
     await returned.waitFor({ timeout: 20_000 });
     // Back in the rotation: the latest step gives it about a third again.
     await page.waitForFunction((key) => {
-      const line = document.querySelector(`[data-cluster="echo"] [data-chart="share"] path[data-endpoint="${key}"]`);
+      const line = document.querySelector(`[data-cluster="echo"] [data-chart="share"] path[data-for="${key}"]`);
       const values = (line?.getAttribute('data-values') ?? '').split(',').filter(Boolean).map(Number);
       return values.at(-1)! > 0.2;
     }, failingKey, { timeout: 15_000, polling: 200 });

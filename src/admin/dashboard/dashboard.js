@@ -131,6 +131,7 @@ function updateCluster(card, cluster, windowSeconds, now) {
 }
 
 // --- History: the last 15 minutes as small SVG charts, with endpoint changes as marks -----------
+// Chart elements name their endpoint in data-for (data-endpoint stays unique to the endpoint rows).
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const HISTORY_MS = 15 * 60 * 1000;
@@ -203,7 +204,7 @@ function drawChart(chart, { series, max, format, xs, xAt, marks, words, span }) 
   const labelled = [];
   for (const mark of marks) {
     const at = xAt(mark.time);
-    const group = svg('g', { class: `mark mark-${mark.kind}`, 'data-kind': mark.kind, 'data-endpoint': mark.endpoint, 'data-time': mark.time },
+    const group = svg('g', { class: `mark mark-${mark.kind}`, 'data-kind': mark.kind, 'data-for': mark.endpoint, 'data-time': mark.time },
       svg('title', {}, markText(mark)),
       svg('line', { x1: at, x2: at, y1: CHART.top, y2: bottom }));
     // A word where it does not cover another one (the note under the charts lists every mark);
@@ -216,7 +217,7 @@ function drawChart(chart, { series, max, format, xs, xAt, marks, words, span }) 
   }
   for (const line of series) {
     children.push(svg('path', {
-      class: line.className, d: linePath(line.values, xs, y), 'data-endpoint': line.endpoint,
+      class: line.className, d: linePath(line.values, xs, y), 'data-for': line.endpoint,
       'data-values': line.values.map((value) => (typeof value === 'number' ? value.toFixed(3) : '')).join(','),
     }));
   }
@@ -245,7 +246,7 @@ function drawHistory(section, history, now) {
   drawChart(section.rps, { ...common, series: [{ className: 'series total', values: history.points.map((point) => point.rps) }], format: (value) => fixed(value) });
   drawChart(section.p99, { ...common, series: [{ className: 'series total', values: history.points.map((point) => point.p99Ms) }], format: ms });
   drawChart(section.errors, { ...common, series: [{ className: 'series failed', values: history.points.map((point) => point.errorsPerSecond) }], format: (value) => fixed(value) });
-  section.legend.replaceChildren(...shares.map((line) => el('li', { 'data-endpoint': line.endpoint },
+  section.legend.replaceChildren(...shares.map((line) => el('li', { 'data-for': line.endpoint },
     el('span', { class: `swatch ${line.className}`, 'aria-hidden': 'true' }), line.endpoint)));
   section.marks.textContent = marks.length === 0
     ? 'No endpoint changes in this history.'
