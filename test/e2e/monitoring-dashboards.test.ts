@@ -4,10 +4,7 @@
  * every metric name in every panel's PromQL and every alert expression must be on the proxy's or
  * the control plane's /metrics page; every label a query filters or groups by must be on that
  * metric's samples (or be one Prometheus attaches to the target).
- *
- * Metrics promised by work in progress on the data path are listed in PENDING: the queries use
- * them already; a todo test shows they are still missing, and a real test fails as soon as one
- * exists, so the list cannot go stale.
+
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,14 +26,6 @@ import { startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
 
 /** Labels Prometheus (and the Prometheus Operator's PodMonitor) attach to every scraped series. */
 const TARGET_LABELS = new Set(['job', 'instance', 'namespace', 'pod', 'container', 'service']);
-
-/**
- * Used by the dashboards for changes another engineer is making on the data path right now:
- * a `reason` label (failure catalogue code) on grpc_server_handled_total, and a counter of client
- * connections closed for abuse. Remove an entry when it lands; the test below insists.
- */
-const PENDING_METRICS = new Set(['switchyard_connections_closed_abusive_total']);
-const PENDING_LABELS = new Set(['grpc_server_handled_total reason']);
 
 interface Expression { readonly where: string; readonly expr: string }
 
@@ -135,7 +124,7 @@ describe('dashboards and alerts read only metrics a live proxy and control plane
     const missing: string[] = [];
     for (const { where, expr } of expressions) {
       for (const metric of analyseQuery(expr).metrics) {
-        if (!exported.series.has(metric) && !PENDING_METRICS.has(metric)) missing.push(`${where}: ${metric}`);
+        if (!exported.series.has(metric)) missing.push(`${where}: ${metric}`);
       }
     }
     assert.deepEqual(missing, []);
@@ -146,7 +135,7 @@ describe('dashboards and alerts read only metrics a live proxy and control plane
     const unchecked = new Set<string>();
     const labelled = (metric: string, label: string) => {
       const labels = exported.series.get(metric);
-      if (!labels || PENDING_METRICS.has(metric)) return true;
+      if (!labels) return true;
       if (exported.withoutSamples.has(metric)) { unchecked.add(metric); return true; }
       return labels.has(label) || TARGET_LABELS.has(label) || (label === 'le' && metric.endsWith('_bucket'));
     };
@@ -154,34 +143,17 @@ describe('dashboards and alerts read only metrics a live proxy and control plane
       const use = analyseQuery(expr);
       for (const [metric, labels] of use.matcherLabels) {
         for (const label of labels) {
-          if (!labelled(metric, label) && !PENDING_LABELS.has(`${metric} ${label}`)) missing.add(`${where}: ${metric} has no label ${label}`);
+          if (!labelled(metric, label)) missing.add(`${where}: ${metric} has no label ${label}`);
         }
       }
       for (const { labels, metrics } of use.groupings) {
         for (const label of labels) {
-          const onSome = metrics.some((metric) => labelled(metric, label) || PENDING_LABELS.has(`${metric} ${label}`));
+          const onSome = metrics.some((metric) => labelled(metric, label));
           if (!onSome) missing.add(`${where}: none of ${metrics.join(', ')} has label ${label}`);
         }
       }
     }
     if (unchecked.size > 0) t.diagnostic(`labels not checked (no samples in this run): ${[...unchecked].sort().join(', ')}`);
     assert.deepEqual([...missing], []);
-  });
-
-  test('the pending list names only what is still missing', () => {
-    const landed = [...PENDING_METRICS].filter((metric) => exported.series.has(metric));
-    const landedLabels = [...PENDING_LABELS].filter((entry) => {
-      const [metric, label] = entry.split(' ') as [string, string];
-      return exported.series.get(metric)?.has(label) ?? false;
-    });
-    assert.deepEqual([...landed, ...landedLabels], [], 'these exist now: remove them from PENDING_METRICS / PENDING_LABELS');
-  });
-
-  test('pending: the data path exports the failure reason label and the abusive-connection counter', { todo: 'being added on the data path (failure catalogue, abuse counter)' }, () => {
-    for (const metric of PENDING_METRICS) assert.ok(exported.series.has(metric), `${metric} is not exported yet`);
-    for (const entry of PENDING_LABELS) {
-      const [metric, label] = entry.split(' ') as [string, string];
-      assert.ok(exported.series.get(metric)?.has(label), `${metric} has no ${label} label yet`);
-    }
   });
 });

@@ -7,10 +7,13 @@
 export const SERVER_ERROR_CODES = 'UNKNOWN|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|INTERNAL|UNAVAILABLE|DATA_LOSS';
 
 /**
- * The `reason` label of grpc_server_handled_total: a stable code from the failure catalogue, empty
- * or `ok` for an RPC that succeeded. "By catalogue reason" panels leave successes out with this.
+ * RPCs the proxy itself failed: the `reason` label of grpc_server_handled_total carries a stable code
+ * from the failure catalogue (src/grpc/failures.ts) when the proxy chose the status, and is empty when
+ * a backend answered. A direct_response route can answer OK with a reason, hence the status too.
  */
-export const FAILED_REASON = 'reason!~"|ok"';
+export const FAILED_REASON = 'grpc_code!="OK", reason!=""';
+/** Failures a backend answered with (no catalogue reason: the status is the backend's). */
+export const BACKEND_FAILURE = 'grpc_code!="OK", reason=""';
 
 /** A label selector with the dashboard's filters first; `extra` is more matchers, comma-separated. */
 export function selector(filters: readonly string[], extra = ''): string {

@@ -32,9 +32,9 @@ export function clustersDashboard() {
       expr: `max by (cluster) (sum by (cluster, endpoint) (${attempts()})) / min by (cluster) (sum by (cluster, endpoint) (${attempts()}))`,
       legend: '{{cluster}}',
     }], { unit: 'none', min: 1, description: '1 means perfectly even. Weights, slow start, ring_hash affinity and latency-aware policies move it on purpose; a pinned endpoint moves it a lot.' }))
-    .withPanel(timeSeries('Attempts per endpoint by outcome', [{ expr: `sum by (endpoint, grpc_code) (${attempts()})`, legend: '{{endpoint}} {{grpc_code}}' }], {
+    .withPanel(timeSeries('Attempts per endpoint by outcome', [{ expr: `sum by (endpoint, grpc_code, reason) (${attempts()})`, legend: '{{endpoint}} {{grpc_code}} {{reason}}' }], {
       unit: 'reqps', min: 0, legendCalcs: ['mean', 'max'],
-      description: 'grpc_code is the backend\'s status, or connect_failure, reset (broken before a status) or abandoned (the client or a deadline ended it).',
+      description: 'The status of each attempt and, when the proxy ended it, the failure catalogue\'s reason (upstream_connect_failure, upstream_reset, per_try_timeout, abandoned, ...).',
     }))
 
     .withRow(row('Health and ejections'))

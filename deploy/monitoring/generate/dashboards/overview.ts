@@ -1,6 +1,6 @@
 /** "Switchyard / Overview": what clients get from the proxies, per route and method. */
 import { dashboard, datasourceVariable, finish, labelVariable, row, statPanel, timeSeries } from '../panels.ts';
-import { FAILED_REASON, SERVER_ERROR_CODES, rate, selector } from '../promql.ts';
+import { BACKEND_FAILURE, FAILED_REASON, SERVER_ERROR_CODES, rate, selector } from '../promql.ts';
 
 const ALL = ['job=~"$job"', 'route=~"$route"'];
 const handled = (extra = '') => rate('grpc_server_handled_total', selector(ALL, extra));
@@ -63,9 +63,12 @@ export function overviewDashboard() {
     ], { unit: 'short', min: 0, description: 'gRPC messages from and to clients, counted from the length prefixes.' }))
 
     .withRow(row('Failures by catalogue reason'))
-    .withPanel(timeSeries('Failed RPCs by catalogue reason', [{ expr: `sum by (reason) (${handled(FAILED_REASON)})`, legend: '{{reason}}' }], {
+    .withPanel(timeSeries('Failed RPCs by catalogue reason', [
+      { expr: `sum by (reason) (${handled(FAILED_REASON)})`, legend: '{{reason}}' },
+      { expr: `sum(${handled(BACKEND_FAILURE)})`, legend: 'answered by a backend' },
+    ], {
       unit: 'reqps', min: 0, stacked: true, legendCalcs: ['mean', 'max'],
-      description: 'Why RPCs failed, by the stable failure code of the catalogue (no_route, no_healthy_endpoint, overflow, upstream_reset, ...), the same code the access log carries.',
+      description: 'Why RPCs failed: the failure catalogue\'s stable code when the proxy ended the RPC (no_route, no_healthy_endpoint, overflow_requests, upstream_reset, ...; the access log carries the same), or a status a backend answered with.',
     }))
     .withPanel(timeSeries('Failed RPCs by route and reason', [{ expr: `sum by (route, reason) (${handled(FAILED_REASON)})`, legend: '{{route}}: {{reason}}' }], {
       unit: 'reqps', min: 0, legendCalcs: ['mean', 'max'], description: 'The same, split by route: which route suffers from which failure.',
