@@ -91,10 +91,14 @@ export function certificateView(certificate: LoadedCertificate): CertificateView
   };
 }
 
-/** What the dashboard polls: each cluster's endpoints with their share of the window's attempts. */
+/** Endpoint changes drawn as marks on the history charts. */
+const MARK_KINDS = new Set<RecentChange['kind']>(['added', 'removed', 'ejected', 'returned', 'unhealthy', 'healthy']);
+
+/** What the dashboard polls: each cluster's endpoints with their share of the window's attempts, and its history. */
 export function balanceView(clusters: Iterable<Cluster>, window: BalanceWindow, changes: readonly RecentChange[]) {
+  const time = Date.now();
   return {
-    time: Date.now(),
+    time,
     windowSeconds: window.windowSeconds,
     clusters: [...clusters].map((cluster) => {
       const balance = window.snapshot(cluster.name);
@@ -111,9 +115,39 @@ export function balanceView(clusters: Iterable<Cluster>, window: BalanceWindow, 
           const recent = balance.attempts[endpoint.address] ?? 0;
           return { ...endpoint, recentRpcs: recent, share: attempts === 0 ? 0 : round(recent / attempts) };
         }),
+        history: historyView(cluster.name, view.endpoints.map((endpoint) => endpoint.address), window, changes),
       };
     }),
     changes: changes.slice(0, 20),
+  };
+}
+
+/**
+ * A cluster's history for the charts: points oldest first, attempts as one array per point in the
+ * order of `endpoints` (current endpoints first, then ones that have left but still appear), and the
+ * endpoint changes inside the history as marks.
+ */
+function historyView(cluster: string, current: readonly string[], window: BalanceWindow, changes: readonly RecentChange[]) {
+  const points = window.history(cluster);
+  const endpoints = [...current];
+  for (const point of points) {
+    for (const key of Object.keys(point.attempts)) if (!endpoints.includes(key)) endpoints.push(key);
+  }
+  const from = points[0]?.time ?? Date.now();
+  return {
+    stepSeconds: window.historyStepSeconds,
+    endpoints,
+    points: points.map((point) => ({
+      time: point.time,
+      rps: round(point.rps),
+      errorsPerSecond: round(point.errorsPerSecond),
+      p99Ms: point.p99Ms === undefined ? undefined : round(point.p99Ms),
+      attempts: endpoints.map((key) => point.attempts[key] ?? 0),
+    })),
+    marks: changes
+      .filter((change) => change.cluster === cluster && change.time >= from && MARK_KINDS.has(change.kind))
+      .map((change) => ({ time: change.time, kind: change.kind, endpoint: change.endpoint }))
+      .reverse(),
   };
 }
 

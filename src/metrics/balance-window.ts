@@ -4,8 +4,10 @@
  * Prometheus histograms answer this over minutes; the dashboard needs it now,
  * from the proxy alone. Counts live in one-second buckets; latency quantiles
  * come from a bounded sample per bucket, so memory stays fixed under any load.
+ * It also keeps the last 15 minutes in coarser steps for the dashboard's charts (balance-history.ts).
  */
 import { statusName } from '../grpc/status.ts';
+import { BalanceHistory, type HistoryPoint } from './balance-history.ts';
 
 /** Latencies kept per cluster per second; beyond it, samples replace each other at random. */
 const SAMPLES_PER_SECOND = 1_000;
@@ -40,13 +42,25 @@ export class BalanceWindow {
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #startedAt: number;
+  readonly #history: BalanceHistory;
 
-  constructor(options: { windowSeconds?: number; now?: () => number; random?: () => number } = {}) {
+  constructor(options: { windowSeconds?: number; now?: () => number; random?: () => number; historySeconds?: number; historyStepSeconds?: number } = {}) {
     this.windowSeconds = options.windowSeconds ?? 10;
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
     this.#startedAt = this.#now();
     this.#buckets = Array.from({ length: this.windowSeconds }, () => ({ second: -1, clusters: new Map() }));
+    this.#history = new BalanceHistory({ now: this.#now, random: this.#random, seconds: options.historySeconds, stepSeconds: options.historyStepSeconds });
+  }
+
+  /** Seconds per history point. */
+  get historyStepSeconds(): number {
+    return this.#history.stepSeconds;
+  }
+
+  /** The cluster's history, oldest first: one point per step since the proxy started, at most 15 minutes. */
+  history(cluster: string): HistoryPoint[] {
+    return this.#history.points(cluster);
   }
 
   rpcEnded(cluster: string, status: number | undefined, latencyMs: number): void {
@@ -61,11 +75,13 @@ export class BalanceWindow {
       const slot = Math.floor(this.#random() * entry.latencyCount);
       if (slot < SAMPLES_PER_SECOND) entry.latencies[slot] = latencyMs;
     }
+    this.#history.rpcEnded(cluster, name === 'OK', latencyMs);
   }
 
   attemptEnded(cluster: string, endpoint: string): void {
     const entry = this.#current(cluster);
     entry.attempts.set(endpoint, (entry.attempts.get(endpoint) ?? 0) + 1);
+    this.#history.attemptEnded(cluster, endpoint);
   }
 
   snapshot(cluster: string): ClusterBalance {
