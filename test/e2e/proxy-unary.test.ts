@@ -106,14 +106,30 @@ describe('unary RPCs through the proxy', () => {
     assert.match(error.details, /cluster "nobody" has no endpoints/);
   });
 
-  it('answers a non-gRPC request with HTTP 415 instead of hanging', async () => {
+  async function httpStatusFor(headers: http2.OutgoingHttpHeaders): Promise<number> {
     const session = http2.connect(`http://127.0.0.1:${proxy.port}`);
-    const stream = session.request({ ':method': 'GET', ':path': '/' });
-    const status = await new Promise<number>((resolve) => stream.on('response', (h) => resolve(Number(h[':status']))));
+    const stream = session.request(headers);
+    const status = new Promise<number>((resolve) => stream.on('response', (h) => resolve(Number(h[':status']))));
+    const closed = new Promise((resolve) => stream.on('close', resolve));
     stream.resume();
-    await new Promise((resolve) => stream.on('close', resolve));
+    stream.end();
+    await closed;
     session.close();
-    assert.equal(status, 415);
+    return status;
+  }
+
+  it('answers a non-gRPC request with HTTP 415 instead of hanging', async () => {
+    assert.equal(await httpStatusFor({ ':method': 'GET', ':path': '/' }), 415);
+  });
+
+  it('takes application/grpc, +proto and parameters as gRPC, and grpc-web content types as not gRPC', async () => {
+    const post = (contentType: string) => ({ ':method': 'POST', ':path': '/switchyard.demo.v1.Echo/Unary', 'content-type': contentType, te: 'trailers' });
+    for (const grpcType of ['application/grpc', 'application/grpc+proto', 'application/grpc;charset=utf-8']) {
+      assert.equal(await httpStatusFor(post(grpcType)), 200, grpcType);
+    }
+    for (const other of ['application/grpc-web-text', 'application/grpc-web+proto', 'application/grpcx', 'text/plain']) {
+      assert.equal(await httpStatusFor(post(other)), 415, other);
+    }
   });
 
   it('writes an RPC record with route, cluster, endpoint and status', async () => {
