@@ -11,6 +11,7 @@
  */
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { onWatchedFilesChanged, watchConfigFiles, type ConfigWatcher } from '../lifecycle/config-watcher.ts';
+import { defaultReserve, openFileLimit } from '../lifecycle/open-files.ts';
 import { watchCertificates, type CertificateWatcher } from '../security/cert-rotation.ts';
 import { Switchyard } from '../switchyard.ts';
 import type { SwitchyardConfig } from '../config/schema.ts';
@@ -48,6 +49,7 @@ export async function runProxy(configFile: string, loaded: LoadedConfig): Promis
   });
   proxy = running;
   reportDrainSettings(running);
+  logOpenFileLimit(running);
 
   let watcher: ConfigWatcher | undefined;
   const syncWatcher = async (files: readonly string[]) => {
@@ -141,4 +143,16 @@ function reportDrainSettings(proxy: Switchyard): void {
   const message: DrainMessage = { type: DRAIN_MESSAGE, delayMs: proxy.config.drain.delay, timeoutMs: proxy.config.drain.timeout };
   // Best effort: a primary that is gone needs no report.
   process.send(message, undefined, {}, () => {});
+}
+
+/**
+ * Node raised the soft open-file limit to the hard one when it started; this
+ * says what the limit is, since every connection costs a descriptor.
+ */
+function logOpenFileLimit(proxy: Switchyard): void {
+  const limit = openFileLimit();
+  if (!limit) return;
+  const fields = { soft: limit.soft, hard: limit.hard, health_reserve: defaultReserve(limit.soft) };
+  if (limit.soft < limit.hard) proxy.logger.warn(fields, 'the open-file limit is below its hard limit; raise it (ulimit -n, LimitNOFILE) to accept more connections');
+  else proxy.logger.info(fields, 'open-file limit');
 }
