@@ -45,8 +45,6 @@ export const healthSettings = z.strictObject({
   idle_timeout: duration.default(5_000),
 });
 
-export type HealthSettings = z.output<typeof healthSettings>;
-
 const GRPC_METHOD = /^\/[^/\s]+\/[^/\s]+$/;
 
 export const metricsSettings = z.strictObject({
