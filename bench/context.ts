@@ -28,6 +28,8 @@ export interface Params {
   /** Switchyard policies to put through the slow-backend run, and whether haproxy and nginx go through it too. */
   readonly slowPolicies: readonly string[];
   readonly slowProxies: boolean;
+  /** Identical backends, sequential: how long RPCs are sent one at a time through peak_ewma (after as long a warm-up). */
+  readonly sequentialMs: number;
   readonly streamMs: number;
   readonly streamWarmupMs: number;
   readonly streams: number;
@@ -46,16 +48,16 @@ const POLICIES = ['round_robin', 'least_request', 'random', 'peak_ewma'];
 export function paramsFor(mode: Params['mode'], overrides: { rounds?: number; rate?: number; out: string }): Params {
   const base = {
     full: {
-      rounds: 3, rate: 2000, closedMs: 5000, openMs: 5000, slowMs: 12_000, slowWarmupMs: 1000, adaptMs: 1000, slowPolicies: POLICIES, slowProxies: true,
+      rounds: 3, rate: 2000, closedMs: 5000, openMs: 5000, slowMs: 12_000, slowWarmupMs: 1000, adaptMs: 1000, slowPolicies: POLICIES, slowProxies: true, sequentialMs: 3000,
       streamMs: 5000, streamWarmupMs: 1000, streams: 1000, streamConnections: 10, idleConnections: 10_000, settleMs: 2000, quietBudgetMs: 90_000, quietProbeMs: 1000,
     },
     quick: {
-      rounds: 1, rate: 2000, closedMs: 2000, openMs: 2000, slowMs: 6000, slowWarmupMs: 500, adaptMs: 1000, slowPolicies: POLICIES, slowProxies: true,
+      rounds: 1, rate: 2000, closedMs: 2000, openMs: 2000, slowMs: 6000, slowWarmupMs: 500, adaptMs: 1000, slowPolicies: POLICIES, slowProxies: true, sequentialMs: 2000,
       streamMs: 2000, streamWarmupMs: 500, streams: 1000, streamConnections: 10, idleConnections: 10_000, settleMs: 1000, quietBudgetMs: 10_000, quietProbeMs: 500,
     },
     // Tiny and light: goes through every part once for the test suite, measures nothing worth reading.
     smoke: {
-      rounds: 1, rate: 500, closedMs: 500, openMs: 500, slowMs: 1000, slowWarmupMs: 0, adaptMs: 200, slowPolicies: ['peak_ewma'], slowProxies: false,
+      rounds: 1, rate: 500, closedMs: 500, openMs: 500, slowMs: 1000, slowWarmupMs: 0, adaptMs: 200, slowPolicies: ['peak_ewma'], slowProxies: false, sequentialMs: 300,
       streamMs: 500, streamWarmupMs: 200, streams: 100, streamConnections: 2, idleConnections: 200, settleMs: 300, quietBudgetMs: 0, quietProbeMs: 0,
     },
   }[mode];
@@ -128,6 +130,18 @@ export interface SlowResult {
   foreignCores?: number;
 }
 
+/** Identical backends, one RPC in flight over one connection: how evenly a policy spreads them. */
+export interface IdenticalResult {
+  policy: string;
+  /** RPCs each backend served in the measured window (its own counter). */
+  perBackend?: number[];
+  /** Busiest over least busy backend. */
+  maxOverMin?: number;
+  errors?: number;
+  foreignCores?: number;
+  note?: string;
+}
+
 export interface StreamRow {
   target: string;
   result?: StreamResult;
@@ -164,6 +178,7 @@ export interface Results {
   targets: TargetResult[];
   streaming: StreamRow[];
   slow: SlowResult[];
+  identical?: IdenticalResult;
   multiCore?: MultiCoreResult;
   idle?: IdleMemoryResult;
   notes: string[];

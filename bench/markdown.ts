@@ -28,6 +28,7 @@ function foreignFigures(results: Results): number[] {
     ...results.targets.flatMap((t) => t.rounds.flatMap((r) => [r.closed?.foreignCores, r.open?.foreignCores])),
     ...results.streaming.map((s) => s.foreignCores),
     ...results.slow.map((s) => s.foreignCores),
+    results.identical?.foreignCores,
     ...(results.multiCore?.foreignCores ?? []),
   ].filter((n): n is number => n !== undefined);
 }
@@ -71,6 +72,19 @@ function slowSection(results: Results, params: Params): string[] {
     '## Slow backend', '',
     `Open loop at ${num(params.rate)} RPC/s for ${params.slowMs / 1000} s, after ${params.slowWarmupMs / 1000} s of warm-up load; at half time one of the 3 backends starts adding ${params.slowDelayMs} ms to every answer. Windows by scheduled send time: **before** = the first half; **first ${params.adaptMs} ms** = right after the switch, while a policy adapts, reported on its own and left out of "after"; **after** = from ${params.adaptMs} ms after the switch to the end. Goal: with peak_ewma or least_request, p99 after ≤ 1.5x p99 before. **Slow backend's share after** = percent of the RPCs after the adaptation window that the slow backend served (its own counter, so not disturbed by CPU noise): p99 after stays low only if it is under 1%. HAProxy and nginx run with their round-robin configs.`, '',
     table(['target', 'policy', 'p99 before ms', `p99 first ${params.adaptMs} ms`, 'p99 after ms', 'p50 after ms', 'after/before', 'goal met', 'slow backend\'s share after', 'errors', 'other load'], rows), '',
+    ...identicalSection(results, params),
+  ];
+}
+
+/** The slow-backend run's counterpart, next to it: identical backends must share evenly. */
+function identicalSection(results: Results, params: Params): string[] {
+  const r = results.identical;
+  if (!r) return [];
+  const row = [r.policy, r.perBackend?.map((n) => num(n)).join(' / ') ?? '–', ratio(r.maxOverMin), r.maxOverMin === undefined ? '–' : r.maxOverMin <= 1.2 ? 'yes' : 'NO', String(r.errors ?? '–'), other(r.foreignCores)];
+  return [
+    '### Identical backends, sequential', '',
+    `The same 3 backends, none slow; a fresh Switchyard; one RPC at a time over one connection (bench/open-loop.ts --closed) for ${params.sequentialMs / 1000} s, after as long a warm-up. A latency-aware policy reads noise (a GC pause, the CPU taken away) as slowness if it is not careful, and at one RPC in flight nothing else evens it out. Goal: max/min of the backends' own counts at most 1.2.`, '',
+    table(['policy', 'RPCs per backend', 'max/min', 'goal met', 'errors', 'other load'], [row]), '',
   ];
 }
 

@@ -28,7 +28,7 @@ import { installCleanup, onExit, stopAll } from './proc.ts';
 import { waitForQuiet } from './interference.ts';
 import { writeReports, summaryTable } from './report.ts';
 import { closedLoop, runRounds } from './rounds.ts';
-import { idleMemory, multiCore, slowBackend, streaming } from './scenarios.ts';
+import { identicalSequential, idleMemory, multiCore, slowBackend, streaming } from './scenarios.ts';
 import { directTarget, startHaproxy, startNginx, startSwitchyard, type Target } from './targets.ts';
 
 const USAGE = 'usage: node bench/run.ts [--quick | --smoke] [--rounds N] [--rate RPC_PER_S] [--out DIR]\n';
@@ -134,6 +134,7 @@ try {
   results.targets = await runRounds(targets, ctx);
   results.streaming = (await step('streaming', () => streaming(targets, ctx))) ?? [];
   results.slow = (await step('slow backend', () => slowBackend(targets.filter((t) => t.name === 'haproxy' || t.name === 'nginx'), ctx))) ?? [];
+  results.identical = await step('identical backends, sequential', () => identicalSequential(ctx));
   if (switchyard) results.multiCore = await step('multi-core', () => multiCore(switchyard, ctx));
   results.idle = await step('idle memory', () => idleMemory(ctx));
   if (tools.nginx) results.notes.push('nginx grpc_pass does not multiplex: each in-flight RPC takes its own upstream HTTP/2 connection (reused afterwards through `keepalive 64`).');

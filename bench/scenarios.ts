@@ -1,12 +1,13 @@
 /**
  * The scenarios after the main rounds: streaming throughput, a backend that
- * turns slow mid-run, Switchyard on two workers, and idle memory.
+ * turns slow mid-run, identical backends under sequential RPCs, Switchyard on
+ * two workers, and idle memory.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { rpcCounts, setSlow, split } from './backends.ts';
-import type { Context, IdleMemoryResult, MultiCoreResult, SlowResult, StreamRow, WindowStats } from './context.ts';
-import { idleConnections, openLoop, streamLoad } from './load.ts';
+import type { Context, IdenticalResult, IdleMemoryResult, MultiCoreResult, SlowResult, StreamRow, WindowStats } from './context.ts';
+import { closedLoopNode, idleConnections, openLoop, streamLoad } from './load.ts';
 import { cpuSeconds, nofileHardLimit, nofileLimit, rssMiB, treePids } from './metrics.ts';
 import { checkBackends, closedLoop, disturbed } from './rounds.ts';
 import { foreignLoad } from './interference.ts';
@@ -131,6 +132,37 @@ export async function slowBackend(proxies: readonly Target[], ctx: Context): Pro
 }
 
 const adaptLabel = (ctx: Context) => `${ctx.params.adaptMs / 1000} s`;
+
+/**
+ * The slow-backend run's counterpart: nothing is slow, and one RPC at a time
+ * goes over one connection through a fresh peak_ewma Switchyard, as a client
+ * calling in a loop does. A latency-aware policy must not read noise as
+ * slowness: the backends' own counters give max/min (goal: at most 1.2).
+ */
+export async function identicalSequential(ctx: Context): Promise<IdenticalResult> {
+  const policy = 'peak_ewma';
+  const result: IdenticalResult = { policy };
+  const target = await startSwitchyard(ctx.backends, ctx.dir, { name: `switchyard/${policy}-sequential`, policy });
+  const sequential = { connections: 1, streams: 1, durationMs: ctx.params.sequentialMs };
+  try {
+    await ctx.quiet();
+    // Connections up and code compiled first: the window measures balancing, not a cold start.
+    await closedLoopNode(target.port, sequential);
+    const before = await rpcCounts(ctx.backends);
+    const foreign = foreignLoad();
+    const run = await closedLoopNode(target.port, sequential);
+    result.foreignCores = foreign();
+    const after = await rpcCounts(ctx.backends);
+    result.perBackend = after.map((count, i) => count - (before[i] ?? 0));
+    result.maxOverMin = Math.max(...result.perBackend) / Math.min(...result.perBackend);
+    result.errors = run.failed;
+    ctx.log(`identical backends, sequential (${policy}): ${result.perBackend.map((n) => fmt(n)).join(' / ')} RPCs, max/min ${fmt(result.maxOverMin, 2)}${disturbed(result.foreignCores)}`);
+    checkBackends(ctx);
+  } finally {
+    await target.stop();
+  }
+  return result;
+}
 
 /** Waits until the tree under pid has at least `count` processes (a primary and its workers). */
 async function waitForProcesses(pid: number, count: number, timeoutMs = 15_000): Promise<void> {

@@ -17,6 +17,7 @@ import type { ClusterConfig, SwitchyardConfig } from './config/schema.ts';
 import { Cluster } from './cluster/cluster.ts';
 import { createDiscoverySource } from './discovery/create.ts';
 import type { ConfigSecrets } from './config/load.ts';
+import { namingTheListener } from './lifecycle/listen-error.ts';
 import { planReload, type ReloadSummary } from './lifecycle/reload-plan.ts';
 import { startListener, type Listener, type StreamHandler } from './listener/listener.ts';
 import { createAccessLog, type AccessLog } from './log/access-log.ts';
@@ -145,16 +146,16 @@ export class Switchyard {
     const proxy = new Switchyard(options);
     let { config } = options;
     try {
-      if (config.health) proxy.#health = await proxy.#startHealth(config.health);
+      if (config.health) proxy.#health = await namingTheListener('health.port', 'the health endpoint', config.health, proxy.#startHealth(config.health));
       if (config.xds) config = await proxy.#startXds(config);
-      if (config.admin) proxy.#admin = await proxy.#startAdmin(config.admin);
+      if (config.admin) proxy.#admin = await namingTheListener('admin.port', 'the admin interface', config.admin, proxy.#startAdmin(config.admin));
       for (const clusterConfig of config.clusters) {
         const cluster = proxy.#createCluster(clusterConfig, proxy.#secrets);
         proxy.#clusters.set(clusterConfig.name, cluster);
         cluster.start();
       }
-      for (const listenerConfig of config.listeners) {
-        proxy.#listeners.push(await proxy.#startListener(listenerConfig, proxy.#secrets));
+      for (const [i, listenerConfig] of config.listeners.entries()) {
+        proxy.#listeners.push(await namingTheListener(`listeners[${i}].port`, `listener "${listenerConfig.name}"`, listenerConfig, proxy.#startListener(listenerConfig, proxy.#secrets)));
       }
     } catch (error) {
       await Promise.all(proxy.#listeners.map((listener) => listener.close(0)));

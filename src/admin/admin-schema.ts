@@ -1,6 +1,7 @@
 /** Config of the admin interface and of the metrics it serves. */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { duration } from '../config/schema-primitives.ts';
 
 /** Addresses that only this machine can reach. */
 export function isLoopbackAddress(address: string): boolean {
@@ -26,6 +27,23 @@ export const adminSettings = z
       });
     }
   });
+
+/**
+ * Switchyard's own readiness and liveness endpoint (HTTP/1.1 /ready and /live,
+ * gRPC health), on a port of its own. Whoever reaches the port can open
+ * connections to it, so it holds few and not for long.
+ */
+export const healthSettings = z.strictObject({
+  address: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535),
+  /**
+   * Connections open at once; more are closed as they arrive. Probes open
+   * one at a time (kubelet a fresh one per probe), so 100 is generous.
+   */
+  max_connections: z.number().int().min(1).max(100_000).default(100),
+  /** A connection with nothing received for this long is closed (before its first request, after 2 s at most). */
+  idle_timeout: duration.default(5_000),
+});
 
 const GRPC_METHOD = /^\/[^/\s]+\/[^/\s]+$/;
 

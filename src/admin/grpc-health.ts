@@ -13,8 +13,12 @@ import type { Readiness } from './health-endpoint.ts';
 /** A HealthCheckRequest is a service name; anything near this size is not a probe. */
 const MAX_REQUEST_BYTES = 1024;
 
-/** An HTTP/2 server, never bound itself: the health endpoint hands it the connections that speak HTTP/2. */
-export function createGrpcHealthServer(readiness: () => Readiness): http2.Http2Server {
+/**
+ * An HTTP/2 server, never bound itself: the health endpoint hands it the
+ * connections that speak HTTP/2. A session that receives nothing for `idleMs`
+ * (a preface and then silence, or a probe's connection left open) is closed.
+ */
+export function createGrpcHealthServer(readiness: () => Readiness, idleMs: number): http2.Http2Server {
   const server = http2.createServer({
     settings: { maxConcurrentStreams: 10, maxHeaderListSize: 4096, enablePush: false, initialWindowSize: 65_535 },
     // Tiny limits: a probe needs one small stream at a time.
@@ -42,6 +46,9 @@ export function createGrpcHealthServer(readiness: () => Readiness): http2.Http2S
     });
   });
   server.on('sessionError', () => {});
-  server.on('session', (session) => session.on('error', () => {}));
+  server.on('session', (session) => {
+    session.on('error', () => {});
+    session.setTimeout(idleMs, () => session.destroy());
+  });
   return server;
 }

@@ -11,11 +11,16 @@
  *
  * It is reachable by whoever can reach its port, so it says nothing but the
  * status word and holds almost nothing per request: small header limits,
- * short timeouts, no request bodies.
+ * short timeouts, no request bodies. It also holds few connections: at most
+ * max_connections (more are closed as they arrive), none idle for longer than
+ * idle_timeout, and none at all once the process comes within a reserve of its
+ * open-file limit, so that a flood of connections here cannot take the
+ * descriptors the serving listeners and upstream connections need.
  */
 import * as http from 'node:http';
 import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { descriptorGate } from '../lifecycle/open-files.ts';
 import { createGrpcHealthServer } from './grpc-health.ts';
 
 /** The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113 §3.4). */
@@ -26,7 +31,15 @@ export type Readiness = 'starting' | 'ready' | 'draining';
 export interface HealthEndpointConfig {
   readonly address: string;
   readonly port: number;
+  /** Connections open at once; more are closed at once. Default DEFAULT_MAX_CONNECTIONS. */
+  readonly max_connections?: number;
+  /** A connection that receives nothing this long is closed, ms. Default DEFAULT_IDLE_TIMEOUT_MS. */
+  readonly idle_timeout?: number;
 }
+
+/** The config's defaults (src/admin/admin-schema.ts), for endpoints started from code. */
+export const DEFAULT_MAX_CONNECTIONS = 100;
+export const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
 
 export interface HealthEndpoint {
   /** The bound address; the real port when the config asked for port 0. */
@@ -41,7 +54,6 @@ const MAX_HEADERS = 32;
 /** kubelet's default probe timeout is 1 s; a client slower than these is not a probe. */
 const HEADERS_TIMEOUT_MS = 2_000;
 const REQUEST_TIMEOUT_MS = 5_000;
-const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 /** Probes reuse a connection for a while; after this many requests they open a fresh one. */
 const MAX_REQUESTS_PER_SOCKET = 100;
 
@@ -50,12 +62,16 @@ const MAX_REQUESTS_PER_SOCKET = 100;
  * every /ready request, so the answer changes the moment the proxy's state does.
  */
 export async function startHealthEndpoint(config: HealthEndpointConfig, readiness: () => Readiness): Promise<HealthEndpoint> {
+  const descriptors = descriptorGate();
+  const maxConnections = config.max_connections ?? DEFAULT_MAX_CONNECTIONS;
+  const idleMs = config.idle_timeout ?? DEFAULT_IDLE_TIMEOUT_MS;
   const server = http.createServer(
     {
       maxHeaderSize: MAX_HEADER_BYTES,
-      headersTimeout: HEADERS_TIMEOUT_MS,
+      headersTimeout: Math.min(HEADERS_TIMEOUT_MS, idleMs),
       requestTimeout: REQUEST_TIMEOUT_MS,
-      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      // Between requests on a kept-alive HTTP/1.1 connection.
+      keepAliveTimeout: idleMs,
       joinDuplicateHeaders: false,
     },
     (request, response) => {
@@ -77,13 +93,18 @@ export async function startHealthEndpoint(config: HealthEndpointConfig, readines
   // Malformed or oversized requests: Node's default answer (400, 408 or 431, then close) is the right one.
 
   // One port, two protocols: the first bytes tell an HTTP/2 (gRPC) probe from an HTTP/1.1 one.
-  const grpcHealth = createGrpcHealthServer(readiness);
+  const grpcHealth = createGrpcHealthServer(readiness, idleMs);
   const sockets = new Set<net.Socket>();
   const front = net.createServer((socket) => {
+    // Its descriptor is already taken; closing it at once gives it back.
+    if (sockets.size >= maxConnections || !descriptors.admit()) {
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => {});
-    socket.setTimeout(HEADERS_TIMEOUT_MS, () => socket.destroy());
+    socket.setTimeout(Math.min(HEADERS_TIMEOUT_MS, idleMs), () => socket.destroy());
     socket.once('data', (first: Buffer) => {
       socket.setTimeout(0);
       socket.pause();

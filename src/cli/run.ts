@@ -10,7 +10,8 @@
  * the drain settings in force so it knows how long to wait.
  */
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
-import { watchConfigFiles, type ConfigWatcher } from '../lifecycle/config-watcher.ts';
+import { onWatchedFilesChanged, watchConfigFiles, type ConfigWatcher } from '../lifecycle/config-watcher.ts';
+import { defaultReserve, openFileLimit } from '../lifecycle/open-files.ts';
 import { watchCertificates, type CertificateWatcher } from '../security/cert-rotation.ts';
 import { Switchyard } from '../switchyard.ts';
 import type { SwitchyardConfig } from '../config/schema.ts';
@@ -48,6 +49,7 @@ export async function runProxy(configFile: string, loaded: LoadedConfig): Promis
   });
   proxy = running;
   reportDrainSettings(running);
+  logOpenFileLimit(running);
 
   let watcher: ConfigWatcher | undefined;
   const syncWatcher = async (files: readonly string[]) => {
@@ -58,16 +60,16 @@ export async function runProxy(configFile: string, loaded: LoadedConfig): Promis
     } else if (watcher) {
       await watcher.setFiles(files);
     } else {
-      watcher = await watchConfigFiles(files, () => reload('file change'));
+      watcher = await watchConfigFiles(files, (change) => reload('file change', change.files));
       running.logger.info({ files }, 'watching the config and the files it names for changes');
     }
   };
 
   let certificates: CertificateWatcher | undefined;
   let reloads: Promise<void> = Promise.resolve();
-  const reload = (reason: ReloadReason) => {
+  const reload = (reason: ReloadReason, changed?: readonly string[]) => {
     reloads = reloads
-      .then(() => reloadOnce(running, configFile, reason, syncWatcher))
+      .then(() => reloadOnce(running, configFile, { reason, ...(changed && { changed }) }, syncWatcher))
       .then(() => certificates?.sync())
       .catch((error: unknown) => running.logger.error({ reason, error: (error as Error).message }, 'config reload failed'));
     return reloads;
@@ -75,6 +77,12 @@ export async function runProxy(configFile: string, loaded: LoadedConfig): Promis
   hangup = () => {
     if (!stopping) void reload('SIGHUP');
   };
+  // Both watchers (the config's and the certificates') say what they saw and why they looked now.
+  const stopLoggingChanges = onWatchedFilesChanged(({ files, cause, waitedMs }) => {
+    running.logger.info({ files, waited_ms: waitedMs, cause }, cause === 'quiet'
+      ? 'watched files changed'
+      : 'watched files changed (still being written; compared at the bound after the first change)');
+  });
   await syncWatcher(loaded.files);
   // Always on: rotated certificates are taken without a config reload (see docs/security.md).
   certificates = await watchCertificates(running);
@@ -84,12 +92,19 @@ export async function runProxy(configFile: string, loaded: LoadedConfig): Promis
   running.logger.info({ signal }, 'shutting down');
   watcher?.close();
   certificates?.close();
+  stopLoggingChanges();
   await running.drain();
   return 0;
 }
 
-async function reloadOnce(proxy: Switchyard, configFile: string, reason: ReloadReason, syncWatcher: (files: readonly string[]) => Promise<void>): Promise<void> {
-  proxy.logger.info({ reason, file: configFile }, 'reloading the config');
+/** What prompted a reload: the reason, and for a file change the files whose contents changed. */
+interface ReloadTrigger {
+  readonly reason: ReloadReason;
+  readonly changed?: readonly string[];
+}
+
+async function reloadOnce(proxy: Switchyard, configFile: string, { reason, changed }: ReloadTrigger, syncWatcher: (files: readonly string[]) => Promise<void>): Promise<void> {
+  proxy.logger.info({ reason, file: configFile, ...(changed && { changed }) }, 'reloading the config');
   let loaded: LoadedConfig;
   try {
     loaded = await loadConfig(configFile);
@@ -128,4 +143,16 @@ function reportDrainSettings(proxy: Switchyard): void {
   const message: DrainMessage = { type: DRAIN_MESSAGE, delayMs: proxy.config.drain.delay, timeoutMs: proxy.config.drain.timeout };
   // Best effort: a primary that is gone needs no report.
   process.send(message, undefined, {}, () => {});
+}
+
+/**
+ * Node raised the soft open-file limit to the hard one when it started; this
+ * says what the limit is, since every connection costs a descriptor.
+ */
+function logOpenFileLimit(proxy: Switchyard): void {
+  const limit = openFileLimit();
+  if (!limit) return;
+  const fields = { soft: limit.soft, hard: limit.hard, health_reserve: defaultReserve(limit.soft) };
+  if (limit.soft < limit.hard) proxy.logger.warn(fields, 'the open-file limit is below its hard limit; raise it (ulimit -n, LimitNOFILE) to accept more connections');
+  else proxy.logger.info(fields, 'open-file limit');
 }

@@ -24,7 +24,8 @@ target (spread, rollout):
   --tls-ca FILE             CA for the target's certificate (default: the system's)
   --tls-cert FILE --tls-key FILE   client certificate, if the target asks for one
   --server-name NAME        name to check the certificate against (and the :authority)
-  --method /pkg.Svc/Method  unary method to call (default /grpc.health.v1.Health/Check)
+  --method /pkg.Svc/Method  required: a unary method every backend implements, safe to call
+                            many times (a Ping, a read); see docs/verify.md
   --request-hex HEX         the request message's bytes (default: empty, an empty message)
   --header NAME=VALUE       request metadata (repeatable)
   --timeout D               each RPC's deadline (default 5s)
@@ -85,7 +86,7 @@ function parse(argv: string[]): { options: VerifyOptions; json: boolean; quiet: 
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'server-name': { type: 'string' },
-      method: { type: 'string', default: '/grpc.health.v1.Health/Check' },
+      method: { type: 'string' },
       'request-hex': { type: 'string', default: '' },
       header: { type: 'string', multiple: true, default: [] },
       timeout: { type: 'string', default: '5s' },
@@ -129,6 +130,11 @@ function parse(argv: string[]): { options: VerifyOptions; json: boolean; quiet: 
     if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
     if (values.plaintext && (values['tls-ca'] ?? values['tls-cert'] ?? values['server-name']) !== undefined) throw new UsageError('--plaintext and --tls-ca/--tls-cert/--server-name do not go together');
     target = { address: values.target, plaintext: values.plaintext, caFile: values['tls-ca'], certFile: values['tls-cert'], keyFile: values['tls-key'], serverName: values['server-name'] };
+    // No default: the health service, the one method most servers have, is often served on a
+    // port of its own (Switchyard's kit does), so through the proxy it answers UNIMPLEMENTED.
+    if (values.method === undefined) {
+      throw new UsageError(`${selected.has('spread') ? 'spread' : 'rollout'} needs --method /package.Service/Method: a unary method every backend implements and that is safe to call many times (a Ping, a read). grpc.health.v1.Health/Check is no default: many servers serve it on a separate port, where the proxy does not send RPCs`);
+    }
     if (!/^\/[^/\s]+\/[^/\s]+$/.test(values.method)) throw new UsageError(`--method: expected "/package.Service/Method", got "${values.method}"`);
     const hex = values['request-hex'].replace(/\s+/g, '');
     if (!/^(?:[0-9a-fA-F]{2})*$/.test(hex)) throw new UsageError('--request-hex: expected an even number of hex digits');

@@ -3,10 +3,9 @@
  * names, read and checked. Every step reports all of its problems at once, each
  * with the path of the offending field, in one ConfigError.
  */
-import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
+import { CONFIG_FILE_LIMITS, PEM_FILE_LIMITS, readRegularFile } from './bounded-read.ts';
 import { PemError, keyMatchesCertificate, parseCertificates, parsePrivateKey } from './pem.ts';
 import { formatPath, validate, type ConfigProblem, type RawProblem } from './problems.ts';
 import type { z } from 'zod';
@@ -135,14 +134,22 @@ export function parseConfigObject(value: unknown, file: string): SwitchyardConfi
  */
 export async function loadConfig(file: string): Promise<LoadedConfig> {
   const absolute = path.resolve(file);
-  let text: string;
-  try {
-    text = await readFile(absolute, 'utf8');
-  } catch (error) {
-    throw new ConfigError(file, [{ path: '(file)', message: `cannot read "${absolute}": ${osMessage(error)}` }]);
-  }
+  const text = await readConfigText(file);
   const loaded = await readReferencedFiles(parseConfig(text, file), path.dirname(absolute), file);
   return { ...loaded, file: absolute, files: [absolute, ...loaded.files] };
+}
+
+/**
+ * The text of a config file (Switchyard's or the control plane's): a regular
+ * file of at most 4 MiB, read within 5 s. Throws ConfigError naming `file`.
+ */
+export async function readConfigText(file: string): Promise<string> {
+  const absolute = path.resolve(file);
+  try {
+    return (await readRegularFile(absolute, CONFIG_FILE_LIMITS)).toString('utf8');
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '(file)', message: `cannot read "${absolute}": ${(error as Error).message}` }]);
+  }
 }
 
 /**
@@ -198,8 +205,8 @@ async function readReferencedFiles(config: SwitchyardConfig, baseDir: string, fi
     if (cluster.kubernetes?.kubeconfig === undefined) continue;
     // Read by the Kubernetes source when it starts; checked here so a wrong path fails at load.
     const kubeconfig = (cluster.kubernetes.kubeconfig = reader.resolve(cluster.kubernetes.kubeconfig));
-    await access(kubeconfig, constants.R_OK).catch((error: unknown) => {
-      reader.problems.push({ path: `clusters[${i}].kubernetes.kubeconfig`, message: `cannot read "${kubeconfig}": ${osMessage(error)}` });
+    await readRegularFile(kubeconfig, CONFIG_FILE_LIMITS).catch((error: unknown) => {
+      reader.problems.push({ path: `clusters[${i}].kubernetes.kubeconfig`, message: `cannot read "${kubeconfig}": ${(error as Error).message}` });
     });
   }
 
@@ -228,7 +235,7 @@ export class PemFiles {
   readonly problems: ConfigProblem[] = [];
   readonly files: string[] = [];
   readonly #baseDir: string;
-  readonly #cache = new Map<string, Promise<Buffer | NodeJS.ErrnoException>>();
+  readonly #cache = new Map<string, Promise<Buffer | Error>>();
 
   constructor(baseDir: string) {
     this.#baseDir = baseDir;
@@ -238,17 +245,17 @@ export class PemFiles {
     return path.resolve(this.#baseDir, file);
   }
 
-  /** The file's bytes if it can be read and `check` does not throw a PemError; otherwise undefined, with a problem recorded at `at`. */
+  /** The file's bytes (a regular file of at most 1 MiB, read within 5 s) if it can be read and `check` does not throw a PemError; otherwise undefined, with a problem recorded at `at`. */
   async read(at: string, file: string, check: (pem: Buffer) => unknown): Promise<Buffer | undefined> {
     let pending = this.#cache.get(file);
     if (!pending) {
-      pending = readFile(file).catch((error: NodeJS.ErrnoException) => error);
+      pending = readRegularFile(file, PEM_FILE_LIMITS).catch((error: Error) => error);
       this.#cache.set(file, pending);
       this.files.push(file);
     }
     const contents = await pending;
     if (!Buffer.isBuffer(contents)) {
-      this.problems.push({ path: at, message: `cannot read "${file}": ${osMessage(contents)}` });
+      this.problems.push({ path: at, message: `cannot read "${file}": ${contents.message}` });
       return undefined;
     }
     try {
@@ -305,11 +312,6 @@ function duplicateKeyMessage(text: string, offset: number): string {
   return key === undefined ? 'duplicate key' : `duplicate key ${key.startsWith('"') ? key : JSON.stringify(key.replace(/^'|'$/g, ''))}`;
 }
 
-/** "ENOENT: no such file or directory", without Node's trailing ", open '<path>'": the caller names the file. */
-function osMessage(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/, \w+(?: '.*')?$/, '');
-}
 
 /** Where a problem is in the YAML: the node at its path, or the deepest existing parent of a missing one. */
 function position(doc: Document, lines: LineCounter, problem: RawProblem): { line?: number; column?: number } {

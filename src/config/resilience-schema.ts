@@ -108,12 +108,6 @@ export const drainSettings = z.strictObject({
   timeout: duration.default(30_000),
 });
 
-/** Switchyard's own readiness and liveness endpoint, for kubelet: HTTP/1.1 GET /ready and /live. */
-export const healthListener = z.strictObject({
-  address: z.string().min(1).default('127.0.0.1'),
-  port: z.number().int().min(0).max(65535),
-});
-
 /** The proxy's own memory limit (src/resilience/overload.ts). */
 export const overloadSettings = z.strictObject({
   /** Past this resident size, new RPCs are refused with UNAVAILABLE. `auto`: 90% of the container's memory limit, if it has one. */

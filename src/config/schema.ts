@@ -6,9 +6,9 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { duration, statusCode } from './schema-primitives.ts';
-import { clusterResilience, drainSettings, healthListener, overloadSettings, retryPolicy } from './resilience-schema.ts';
+import { clusterResilience, drainSettings, overloadSettings, retryPolicy } from './resilience-schema.ts';
 import { authorizationSettings, certificateSettings, downstreamTlsFields, upstreamTlsFields } from '../security/security-schema.ts';
-import { adminSettings, metricsSettings } from '../admin/admin-schema.ts';
+import { adminSettings, healthSettings, metricsSettings } from '../admin/admin-schema.ts';
 import { http2AbuseFields, listenerAbuseFields, routeRateLimit } from '../security/abuse-schema.ts';
 import { tracingSettings } from '../tracing/tracing-schema.ts';
 import { kubernetesDiscovery } from '../discovery/kubernetes-schema.ts';
@@ -304,7 +304,7 @@ export const configSchema = z
     /** How metrics label methods; see docs/observability.md. */
     metrics: metricsSettings.prefault({}),
     /** Switchyard's own /ready and /live, on a listener of their own. Unset: none. */
-    health: healthListener.optional(),
+    health: healthSettings.optional(),
     /** Reload the config when the file changes, as on SIGHUP. */
     watch_config: z.boolean().default(false),
     /** Per-RPC method authorization by caller identity; see docs/security.md. */

@@ -2,8 +2,9 @@
  * spread: N unary RPCs over one connection, and which backend served each
  * (the proxy's x-switchyard-upstream header). An L7 balancer spreads them; a
  * per-connection one, or a cluster that lost all but one endpoint, does not.
- * Fails when fewer backends answered than expected, or the busiest served
- * more than max_ratio times what the least busy did.
+ * Fails when fewer backends answered than expected, the busiest served
+ * more than max_ratio times what the least busy did, or the backends answered
+ * UNIMPLEMENTED (the method is not theirs, so the run shows nothing).
  */
 import type { Progress } from './progress.ts';
 import { formatCounts, type CheckResult } from './report.ts';
@@ -26,6 +27,8 @@ export async function runSpread(options: SpreadOptions, progress: Progress): Pro
   progress.start('spread', `${options.requests} RPCs to ${options.rpc.method} over one connection to ${options.target.address}`);
   const client = await targetClient(options.target);
   const served = new Map<string, number>();
+  /** Statuses the backends answered with (responses that carried x-switchyard-upstream). */
+  const backendCodes = new Map<string, number>();
   /** Answers that carried no x-switchyard-upstream, by status. */
   const anonymous = new Map<string, number>();
   const failedCodes = new Map<string, number>();
@@ -40,6 +43,8 @@ export async function runSpread(options: SpreadOptions, progress: Progress): Pro
         done++;
         if (result.upstream !== undefined) {
           served.set(result.upstream, (served.get(result.upstream) ?? 0) + 1);
+          const name = statusName(result.code);
+          backendCodes.set(name, (backendCodes.get(name) ?? 0) + 1);
         } else {
           const name = statusName(result.code);
           anonymous.set(name, (anonymous.get(name) ?? 0) + 1);
@@ -56,16 +61,26 @@ export async function runSpread(options: SpreadOptions, progress: Progress): Pro
     client.close();
   }
   progress.end();
-  return spreadResult(options, served, anonymous, failedCodes, firstFailure, performance.now() - started);
+  return spreadResult({ ...options, method: options.rpc.method }, { served, backendCodes, anonymous, failedCodes, firstFailure }, performance.now() - started);
+}
+
+/** What the RPCs of a spread run came back with. */
+export interface SpreadCounts {
+  /** Answers per backend (x-switchyard-upstream), whatever their status. */
+  readonly served: ReadonlyMap<string, number>;
+  /** Statuses of those answers, by name. */
+  readonly backendCodes: ReadonlyMap<string, number>;
+  /** Answers that carried no x-switchyard-upstream, by status. */
+  readonly anonymous: ReadonlyMap<string, number>;
+  /** Of those, the ones that were not OK. */
+  readonly failedCodes: ReadonlyMap<string, number>;
+  readonly firstFailure: string | undefined;
 }
 
 /** The verdict, from the counts alone (exported for unit tests). */
 export function spreadResult(
-  options: Pick<SpreadOptions, 'requests' | 'maxRatio' | 'expectBackends'>,
-  served: ReadonlyMap<string, number>,
-  anonymous: ReadonlyMap<string, number>,
-  failedCodes: ReadonlyMap<string, number>,
-  firstFailure: string | undefined,
+  options: Pick<SpreadOptions, 'requests' | 'maxRatio' | 'expectBackends'> & { readonly method: string },
+  { served, backendCodes, anonymous, failedCodes, firstFailure }: SpreadCounts,
   durationMs: number,
 ): CheckResult {
   const answered = [...served.values()].reduce((a, b) => a + b, 0);
@@ -78,11 +93,14 @@ export function spreadResult(
   const details = split.map(([backend, count]) => `${backend.padEnd(24)} ${String(count).padStart(6)}  ${(100 * count / options.requests).toFixed(1).padStart(5)}%  ${'#'.repeat(Math.round(40 * count / Math.max(1, max)))}`);
   if (withoutHeader > 0) details.push(`${withoutHeader} response(s) without ${UPSTREAM_HEADER}: ${formatCounts(anonymous)}`);
   if (firstFailure !== undefined) details.push(`first failure: ${firstFailure}`);
+  const notOk = [...backendCodes].filter(([name]) => name !== 'OK');
+  if (notOk.length > 0) details.push(`the backends answered: ${formatCounts(backendCodes)}`);
   const data = {
     requests: options.requests,
     backends: Object.fromEntries(split),
     without_upstream_header: withoutHeader,
     failures: Object.fromEntries(failedCodes),
+    backend_statuses: Object.fromEntries(backendCodes),
     max_min_ratio: ratio === undefined ? null : Number(ratio.toFixed(3)),
     max_ratio: options.maxRatio,
     expect_backends: options.expectBackends,
@@ -100,6 +118,11 @@ export function spreadResult(
   }
   if (withoutHeader > 0) {
     return result(false, `${withoutHeader} of ${options.requests} responses lacked ${UPSTREAM_HEADER}: is every proxy replica behind the target set up with expose_upstream: true?`);
+  }
+  const unimplemented = backendCodes.get('UNIMPLEMENTED') ?? 0;
+  if (unimplemented > 0) {
+    // Counted evenly or not, these say nothing about balancing a real method, and the method is wrong.
+    return result(false, `the backends do not implement ${options.method}: ${unimplemented} of ${options.requests} RPCs were answered UNIMPLEMENTED; give --method a unary method they serve`);
   }
   const splitText = split.map(([backend, count]) => `${backend} ${count}`).join(', ');
   if (served.size < options.expectBackends) {

@@ -141,6 +141,22 @@ log_level: silent
     assert.equal(report.checks[0].backends[`127.0.0.1:${backends[0]!.port}`], 100);
   });
 
+  test('spread and rollout need --method: the health service is no default, because servers often serve it on another port', async () => {
+    for (const checks of ['spread', 'rollout']) {
+      const { code, stderr } = await verify(['--checks', checks, '--target', `127.0.0.1:${healthy.port}`, '--plaintext', '--rollout-window', '1s']);
+      assert.equal(code, 2, stderr);
+      assert.match(stderr, new RegExp(`^switchyard verify: ${checks} needs --method /package\\.Service/Method: a unary method every backend implements`));
+    }
+  });
+
+  test('a method the backends do not implement fails spread, however evenly the UNIMPLEMENTED answers spread', async () => {
+    const { code, stdout } = await verify(['--target', `127.0.0.1:${healthy.port}`, '--plaintext', '--method', '/grpc.health.v1.Health/Check', '--requests', '30', '--expect-backends', '3']);
+    assert.equal(code, 1, stdout);
+    const [result, reason] = row(stdout, 'spread');
+    assert.equal(result, 'FAIL');
+    assert.equal(reason, 'the backends do not implement /grpc.health.v1.Health/Check: 30 of 30 RPCs were answered UNIMPLEMENTED; give --method a unary method they serve');
+  });
+
   test('a listener without expose_upstream fails spread and says how to enable it', async () => {
     const hidden = await startProxy({ clusters: [staticCluster('echo', backends)], routes: ROUTE_ALL });
     closers.push(() => hidden.close());

@@ -84,7 +84,7 @@ access_log: { output: logs/access.log }
   it('reports a directory given as a file', async () => {
     const file = await configFile(tlsListener(dir, pki.server.key));
     const error = await configError(file, () => loadConfig(file));
-    assertProblem(error, 'listeners[0].tls.cert_file', `cannot read "${dir}": EISDIR: illegal operation on a directory`);
+    assertProblem(error, 'listeners[0].tls.cert_file', `cannot read "${dir}": is not a regular file (a directory)`);
   });
 
   it('rejects a file that is not a certificate', async () => {

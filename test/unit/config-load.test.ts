@@ -311,6 +311,28 @@ clusters:
   });
 });
 
+describe('parseConfig: YAML that expands without bound', () => {
+  // Nine aliases per level, seven levels: 9^7 (4.8 million) strings from a 300-byte file.
+  const ALIAS_BOMB = ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefg'.split('').map((name, i) => {
+    const previous = 'abcdefg'[i]!;
+    return `${name}: &${name} [${Array.from({ length: 9 }, () => `*${previous}`).join(',')}]`;
+  }), 'listeners: [*g]', ''].join('\n');
+
+  it('reports an alias bomb as a config problem, like any other, naming where the aliases are', async () => {
+    const error = await configError(FILE, parse(ALIAS_BOMB));
+    assert.equal(error.problems.length, 1);
+    assertProblem(error, '(file)', /^the anchors and aliases expand to too much data/);
+    assert.equal(error.problems[0]?.line, 2, 'the first alias is on line 2');
+  });
+
+  it('still accepts an anchor shared by many clusters', () => {
+    const clusters = Array.from({ length: 60 }, (_, i) => `  - { name: c${i + 1}, endpoints: [{ address: a, port: 1 }], tls: *tls }`).join('\n');
+    const config = parseConfig(withMinimal(`clusters:\n  - { name: c0, endpoints: [{ address: a, port: 1 }], tls: &tls { ca_file: ca.pem } }\n${clusters}\n`), FILE);
+    assert.equal(config.clusters.length, 61);
+    assert.equal(config.clusters[60]?.tls?.ca_file, 'ca.pem');
+  });
+});
+
 describe('parseConfigObject', () => {
   it('validates like parseConfig and labels errors with the given name', async () => {
     const label = '(embedded demo config)';

@@ -1,9 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { appendFile, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { watchConfigFiles } from '../../src/lifecycle/config-watcher.ts';
+import { onWatchedFilesChanged, watchConfigFiles, type WatchedFilesChange } from '../../src/lifecycle/config-watcher.ts';
 import { waitFor } from '../helpers/harness.ts';
 
 const DEBOUNCE_MS = 50;
@@ -107,6 +108,80 @@ describe('watching the config files', () => {
       await watcher.setFiles([file, other]);
       await writeFile(other, 'ca 2\n');
       await waitFor(() => changes === 3, 'a change in a newly watched file');
+    } finally {
+      watcher.close();
+    }
+  }));
+
+  /** Writes to `file` in a loop, each write a few ms after the last, until stopped. */
+  function busyWriter(file: string, everyMs: number, append = true): { writes: () => number; stop: () => Promise<void> } {
+    let running = true;
+    let writes = 0;
+    const loop = (async () => {
+      while (running) {
+        if (append) await appendFile(file, `{"msg":"rpc ${writes}"}\n`);
+        else await writeFile(file, `a: ${writes}\n`);
+        writes++;
+        await new Promise((resolve) => setTimeout(resolve, everyMs));
+      }
+    })();
+    return { writes: () => writes, stop: async () => { running = false; await loop; } };
+  }
+
+  it('is not held up by a busy file in the same directory (an access log): a change is seen while it keeps being written', () => withDir(async (dir) => {
+    const file = path.join(dir, 'switchyard.yaml');
+    await writeFile(file, 'a: 1\n');
+    const seen: WatchedFilesChange[] = [];
+    // The real quiet wait: the log is written far more often than that.
+    const watcher = await watchConfigFiles([file], async (change) => { seen.push(change); });
+    const log = busyWriter(path.join(dir, 'access.log'), 5);
+    try {
+      await waitFor(() => log.writes() > 20, 'the log to be busy');
+      await writeFile(file, 'a: 2\n');
+      const writesAtEdit = log.writes();
+      await waitFor(() => seen.length === 1, 'the change, while the log is still written');
+      assert.ok(log.writes() > writesAtEdit, 'the log was written meanwhile');
+      assert.deepEqual(seen[0]!.files, [file]);
+      assert.equal(seen[0]!.cause, 'quiet');
+    } finally {
+      await log.stop();
+      watcher.close();
+    }
+  }));
+
+  it('checks a watched file that is written without pause at most maxWaitMs after its first change', () => withDir(async (dir) => {
+    const file = path.join(dir, 'switchyard.yaml');
+    await writeFile(file, 'a: start\n');
+    const seen: WatchedFilesChange[] = [];
+    const published: WatchedFilesChange[] = [];
+    const unsubscribe = onWatchedFilesChanged((change) => published.push(change));
+    const watcher = await watchConfigFiles([file], async (change) => { seen.push(change); }, { debounceMs: 100, maxWaitMs: 300 });
+    // Written every 10 ms: the quiet wait alone would never end.
+    const writer = busyWriter(file, 10, false);
+    try {
+      await waitFor(() => seen.length >= 2, 'two checks while the file is still being written');
+      assert.deepEqual(seen.slice(0, 2).map((change) => change.cause), ['max-wait', 'max-wait']);
+      assert.ok(seen[0]!.waitedMs >= 300, `waited ${seen[0]!.waitedMs} ms`);
+      assert.deepEqual(published.slice(0, 2), seen.slice(0, 2), 'every change is published for the log');
+    } finally {
+      await writer.stop();
+      unsubscribe();
+      watcher.close();
+    }
+  }));
+
+  it('is not wedged by a watched file replaced with a FIFO nobody writes: the next change is still seen', () => withDir(async (dir) => {
+    const file = path.join(dir, 'tls.crt');
+    await writeFile(file, 'cert 1\n');
+    let changes = 0;
+    const watcher = await watchConfigFiles([file], async () => { changes++; }, DEBOUNCE_MS);
+    try {
+      execFileSync('mkfifo', [path.join(dir, 'fifo')]);
+      await rename(path.join(dir, 'fifo'), file);
+      await waitFor(() => changes === 1, 'the FIFO to count as a change (the file became unreadable)');
+      await writeFile(path.join(dir, 'tls.crt.new'), 'cert 2\n');
+      await rename(path.join(dir, 'tls.crt.new'), file);
+      await waitFor(() => changes === 2, 'the regular file that replaced it');
     } finally {
       watcher.close();
     }

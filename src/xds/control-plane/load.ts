@@ -1,7 +1,6 @@
 /** Loading the control plane's config file: YAML → validated config → its TLS files, read and checked. */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ConfigError, PemFiles, parseYamlConfig } from '../../config/load.ts';
+import { ConfigError, PemFiles, parseYamlConfig, readConfigText } from '../../config/load.ts';
 import { parseCertificates } from '../../config/pem.ts';
 import { controlPlaneSchema, type ControlPlaneConfig } from './control-plane-schema.ts';
 
@@ -20,12 +19,8 @@ export interface LoadedControlPlaneConfig {
 
 export async function loadControlPlaneConfig(file: string): Promise<LoadedControlPlaneConfig> {
   const absolute = path.resolve(file);
-  let text: string;
-  try {
-    text = await readFile(absolute, 'utf8');
-  } catch (error) {
-    throw new ConfigError(file, [{ path: '(file)', message: `cannot read "${absolute}": ${(error as Error).message}` }]);
-  }
+  // A regular file of bounded size, read with a time limit: see src/config/bounded-read.ts.
+  const text = await readConfigText(file);
   const config = parseYamlConfig(controlPlaneSchema, text, file, 'a control plane config needs at least server and authorization');
   const loaded = await readTlsFiles(config, path.dirname(absolute), file);
   return { ...loaded, files: [absolute, ...loaded.files] };
