@@ -242,6 +242,7 @@ export class Cluster {
       port: address.port,
       tls: this.#tls,
       connectTimeoutMs: this.#config.connect_timeout,
+      streamWindow: this.#config.upstream_stream_window,
       keepalive: { intervalMs: this.#config.keepalive_interval, timeoutMs: this.#config.keepalive_timeout },
       limits: this.limits,
       onStateChange: () => this.#recomputeAvailable(),

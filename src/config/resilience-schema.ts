@@ -97,6 +97,12 @@ export const clusterResilience = {
   /** PING each upstream connection this often; one that does not answer within keepalive_timeout is closed. */
   keepalive_interval: duration.default(30_000),
   keepalive_timeout: duration.default(10_000),
+  /**
+   * Bytes a backend may send on one stream before the proxy has passed them on to the client: the most
+   * the proxy holds per stream for a client that does not read. Raise it for backends far away (a window
+   * per round trip bounds one stream's throughput).
+   */
+  upstream_stream_window: z.number().int().min(65_535).max(2 ** 31 - 1).default(64 << 10),
   /** A new endpoint's weight ramps from 10% to full over this window. Unset: full weight at once. */
   slow_start_window: duration.optional(),
 };

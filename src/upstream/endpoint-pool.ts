@@ -31,6 +31,8 @@ export interface EndpointPoolOptions {
   readonly port: number;
   readonly tls?: UpstreamTls | undefined;
   readonly connectTimeoutMs: number;
+  /** SETTINGS_INITIAL_WINDOW_SIZE toward the backend: what it may send on a stream before the proxy passes it on. Default 64 KiB. */
+  readonly streamWindow?: number | undefined;
   /** PING interval and ack timeout that detect a connection gone silent (a blackholed backend); undefined: no pings. */
   readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number } | undefined;
   /** Called when the endpoint enters or leaves connect backoff. */
@@ -55,14 +57,10 @@ export interface StreamReceiver {
   onStream(error: Error | undefined, stream: http2.ClientHttp2Stream | undefined): void;
 }
 
+/** HTTP/2's own default: fills a LAN path, and bounds what a stalled stream holds (docs/security.md). */
+const DEFAULT_STREAM_WINDOW = 64 << 10;
 const INITIAL_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
-/**
- * What a backend may send on one stream before the proxy has passed it on: the most the proxy holds
- * per stream when the client does not read (docs/security.md). 64 KiB keeps 100 stalled streams per
- * client connection at a few MiB, and still fills a loopback or LAN path.
- */
-const UPSTREAM_STREAM_WINDOW = 64 << 10;
 const UPSTREAM_CONNECTION_WINDOW = 16 << 20;
 
 interface PooledSession {
@@ -199,7 +197,7 @@ export class EndpointPool {
     const upstreamTls = this.#options.tls;
     const session = http2.connect(this.#authority, {
       ...UPSTREAM_SESSION_LIMITS,
-      settings: { enablePush: false, initialWindowSize: UPSTREAM_STREAM_WINDOW, maxHeaderListSize: UPSTREAM_MAX_HEADER_LIST_SIZE },
+      settings: { enablePush: false, initialWindowSize: this.#options.streamWindow ?? DEFAULT_STREAM_WINDOW, maxHeaderListSize: UPSTREAM_MAX_HEADER_LIST_SIZE },
       ...(upstreamTls && {
         ca: upstreamTls.ca,
         cert: upstreamTls.cert,

@@ -23,7 +23,7 @@ const RSS_GROWTH_BOUND = 150 << 20;
  */
 const P99_BOUND_MS = 500;
 /**
- * Rapid reset streams that may reach the router: none should (each is reset in the read that opened it,
+ * Rapid reset streams that may reach the router: none whose reset is in the read that opened it,
  * and dropped before routing); a few could if the kernel split a HEADERS from its RST_STREAM across two
  * turns of the proxy's event loop. Routing them all, as a proxy that handles streams as nghttp2 emits them
  * does, is stream_reset_burst (200) or more.
