@@ -82,4 +82,27 @@ describe('client cancellations and the backends\' rapid-reset limits', () => {
     const ejected = proxy.proxy.clusters.get('echo')!.healthSnapshot().filter((e) => e.ejected);
     assert.deepEqual(ejected, [], 'no endpoint was ejected');
   });
+
+  it('a client\'s cancellations of routed streams count against its own reset budget (stream_reset_burst 200)', async () => {
+    const session = http2.connect(`http://127.0.0.1:${proxy.port}`);
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
+    session.on('error', () => {});
+    await new Promise((resolve) => session.once('connect', resolve));
+    const routedBefore = proxy.records.length;
+    let cancelled = 0;
+    while (!session.closed && !session.destroyed && cancelled < 1_000) {
+      const stream = session.request({ ':method': 'POST', ':path': '/switchyard.demo.v1.Echo/Unary', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.on('error', () => {});
+      stream.end(SLOW_UNARY);
+      // Long enough for the stream to be routed before its reset arrives.
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      cancelled++;
+    }
+    // nghttp2's own mitigation says INTERNAL_ERROR; the guard's, ENHANCE_YOUR_CALM.
+    assert.ok([http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, http2.constants.NGHTTP2_INTERNAL_ERROR].includes(await goaway));
+    assert.ok(cancelled < 400, `disconnected after ${cancelled} cancellations`);
+    await waitFor(() => proxy.records.length > routedBefore + 100, 'the routed streams\' records');
+    session.destroy();
+  });
 });
