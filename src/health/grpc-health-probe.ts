@@ -1,12 +1,13 @@
 /**
  * One standard gRPC health check (grpc.health.v1.Health/Check) over a raw
- * HTTP/2 stream from an EndpointPool, with the protobuf messages encoded by
+ * HTTP/2 stream from an EndpointPool (the contract of src/grpc/streams.ts), with the protobuf messages encoded by
  * hand: HealthCheckRequest is `string service = 1`, HealthCheckResponse is
  * `ServingStatus status = 1` (UNKNOWN 0, SERVING 1, NOT_SERVING 2,
  * SERVICE_UNKNOWN 3). Only SERVING passes.
  */
-import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import type { OutgoingHttpHeaders } from 'node:http2';
 import type { StreamReceiver } from '../upstream/endpoint-pool.ts';
+import type { HeaderMap, UpstreamBreak, UpstreamEvents, UpstreamStream } from '../grpc/streams.ts';
 import { Status } from '../grpc/status.ts';
 import { formatGrpcTimeout } from '../grpc/timeout.ts';
 
@@ -128,18 +129,17 @@ function percentDecoded(message: string): string {
   }
 }
 
-class Probe implements StreamReceiver {
+class Probe implements StreamReceiver, UpstreamEvents {
   readonly #pool: StreamOpener;
   readonly #options: ProbeOptions;
   readonly #resolve: (result: ProbeResult) => void;
   #timer: NodeJS.Timeout | undefined;
-  #stream: ClientHttp2Stream | undefined;
+  #stream: UpstreamStream | undefined;
   #done = false;
-  #headers: IncomingHttpHeaders | undefined;
-  #trailers: IncomingHttpHeaders | undefined;
+  #headers: HeaderMap | undefined;
+  #trailers: HeaderMap | undefined;
   readonly #chunks: Buffer[] = [];
   #bytes = 0;
-  #error: Error | undefined;
 
   constructor(pool: StreamOpener, options: ProbeOptions, resolve: (result: ProbeResult) => void) {
     this.#pool = pool;
@@ -166,40 +166,54 @@ class Probe implements StreamReceiver {
     );
   }
 
-  onStream(error: Error | undefined, stream: ClientHttp2Stream | undefined): void {
+  onStream(error: Error | undefined, stream: UpstreamStream | undefined): void {
     if (!stream) return this.#finish({ passed: false, reason: `connect failed: ${error?.message ?? 'no stream'}` });
     if (this.#done) {
       // Timed out or stopped while waiting for a connection.
-      stream.close(constants.NGHTTP2_CANCEL);
+      stream.cancel();
       return;
     }
     this.#stream = stream;
-    stream.on('response', (headers) => { this.#headers = headers; });
-    stream.on('trailers', (trailers) => { this.#trailers = trailers; });
-    stream.on('data', (chunk: Buffer) => {
-      this.#bytes += chunk.length;
-      if (this.#bytes > MAX_RESPONSE_BYTES) return this.#finish({ passed: false, reason: `response larger than ${MAX_RESPONSE_BYTES} bytes` });
-      this.#chunks.push(chunk);
-    });
-    stream.on('error', (streamError: Error) => { this.#error = streamError; });
-    stream.on('close', () => this.#finish(this.#verdict(stream)));
-    stream.end(encodeHealthCheckRequest(this.#options.service));
+    stream.attach(this);
+    stream.write(encodeHealthCheckRequest(this.#options.service));
+    stream.end();
   }
 
-  #verdict(stream: ClientHttp2Stream): ProbeResult {
+  onResponse(headers: HeaderMap): void {
+    this.#headers = headers;
+  }
+
+  onResponseData(chunk: Buffer): void {
+    this.#bytes += chunk.length;
+    if (this.#bytes > MAX_RESPONSE_BYTES) return this.#finish({ passed: false, reason: `response larger than ${MAX_RESPONSE_BYTES} bytes` });
+    this.#chunks.push(chunk);
+  }
+
+  onTrailers(trailers: HeaderMap): void {
+    this.#trailers = trailers;
+  }
+
+  onResponseEnd(): void {
+    this.#finish(this.#verdict(undefined));
+  }
+
+  onRequestDrain(): void {}
+
+  onUpstreamClose(broken: UpstreamBreak | undefined): void {
+    this.#finish(this.#verdict(broken));
+  }
+
+  #verdict(broken: UpstreamBreak | undefined): ProbeResult {
     const headers = this.#headers;
-    if (!headers) {
-      const why = this.#error?.message ?? `stream closed with code ${stream.rstCode ?? 'unknown'}`;
-      return { passed: false, reason: `no response: ${why}` };
-    }
-    // Typed as a string, but Node hands over a number.
+    const why = broken === undefined ? undefined : (broken.connectionError ?? `stream closed with code ${broken.rstCode}`);
+    if (!headers) return { passed: false, reason: `no response: ${why ?? 'stream ended'}` };
     const httpStatus = Number(headers[':status']);
     if (httpStatus !== 200) return { passed: false, reason: `HTTP ${httpStatus}` };
     // A trailers-only response carries grpc-status in its headers.
     const statusSource = this.#trailers ?? headers;
     const grpcStatus = statusSource['grpc-status'];
     if (grpcStatus === undefined) {
-      return { passed: false, reason: this.#error ? `stream failed: ${this.#error.message}` : 'response without grpc-status' };
+      return { passed: false, reason: why ? `stream failed: ${why}` : 'response without grpc-status' };
     }
     const code = Number(grpcStatus);
     if (code !== Status.OK) {
@@ -219,8 +233,7 @@ class Probe implements StreamReceiver {
     this.#done = true;
     clearTimeout(this.#timer);
     this.#options.signal?.removeEventListener('abort', this.#onAbort);
-    const stream = this.#stream;
-    if (stream && !stream.closed) stream.close(constants.NGHTTP2_CANCEL);
+    this.#stream?.cancel();
     this.#resolve(result);
   }
 }

@@ -13,12 +13,13 @@ import { Server as NetServer, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/schema.ts';
 import { goAwayGracefully, type ConnectionState } from './goaway.ts';
-import { FAILURES } from '../grpc/failures.ts';
-import { respondWithStatus } from '../grpc/respond.ts';
+import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
+import { NodeDownstream } from './node-downstream.ts';
 import { guardConnection, streamResetBeforeRouting, type AbuseLimit } from '../security/connection-guard.ts';
 import { connectionGuardConfig, serverAbuseOptions } from '../security/listener-limits.ts';
 
-export type StreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, listener: string) => void;
+/** Takes every new stream; `headers` are the request's, decoded, and the handler's to change. */
+export type StreamHandler = (stream: DownstreamStream, headers: HeaderMap, listener: string) => void;
 
 export interface ListenerEvents {
   /** A client connection is being closed for abuse (src/security/connection-guard.ts). */
@@ -70,19 +71,12 @@ interface Connection extends ConnectionState {
   ageTimer: NodeJS.Timeout | undefined;
   graceTimer: NodeJS.Timeout | undefined;
   /** Streams handed to the handler and not yet closed. */
-  readonly streams: Set<http2.ServerHttp2Stream>;
+  readonly streams: Set<NodeDownstream>;
 }
-
-/**
- * Emitted on a stream (with a reason string) when the listener is about to destroy its connection: at the
- * drain timeout, or at the end of max_connection_age_grace. Whoever answers the stream ends it with
- * UNAVAILABLE, which clients retry; a stream nobody has answered yet gets it from the listener. Reset
- * instead, it would reach gRPC clients as INTERNAL ("RST_STREAM with code 0"), which they do not retry.
- */
-export const STREAM_CUT = 'switchyard:cut';
 
 /** After the streams are told, the time they get to send their status before the connection is destroyed. */
 const CUT_FLUSH_MS = 100;
+const CUT_POLL_MS = 5;
 
 const CONNECTION = Symbol('switchyard.connection');
 type TrackedSession = http2.ServerHttp2Session & { [CONNECTION]?: Connection };
@@ -165,9 +159,13 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
         streamResetBeforeRouting(stream.session);
         continue;
       }
-      (stream.session as TrackedSession | undefined)?.[CONNECTION]?.streams.add(stream);
-      stream.once('close', forgetStream);
-      handler(stream, headers, config.name);
+      const downstream = new NodeDownstream(stream);
+      const tracked = (stream.session as TrackedSession | undefined)?.[CONNECTION]?.streams;
+      if (tracked) {
+        tracked.add(downstream);
+        stream.once('close', () => tracked.delete(downstream));
+      }
+      handler(downstream, headers as HeaderMap, config.name);
     }
   };
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
@@ -254,10 +252,6 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
 
 function ignoreError(): void {}
 
-function forgetStream(this: http2.ServerHttp2Stream): void {
-  (this.session as TrackedSession | undefined)?.[CONNECTION]?.streams.delete(this);
-}
-
 /**
  * Ends every stream of the connection with UNAVAILABLE, waits (briefly) for them to close, then destroys
  * the connection. Resolves when it is destroyed.
@@ -265,21 +259,11 @@ function forgetStream(this: http2.ServerHttp2Stream): void {
 async function cutConnection(session: TrackedSession, connection: Connection, reason: string): Promise<void> {
   if (session.destroyed) return;
   const open = [...connection.streams];
-  for (const stream of open) {
-    stream.emit(STREAM_CUT, reason);
-    if (!stream.headersSent && !stream.destroyed) respondWithStatus(stream, FAILURES.draining.status, `${FAILURES.draining.message} (${reason})`);
-  }
-  if (open.length > 0) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, CUT_FLUSH_MS);
-      const check = () => {
-        if (connection.streams.size > 0) return;
-        clearTimeout(timer);
-        resolve();
-      };
-      for (const stream of open) stream.once('close', () => setImmediate(check));
-    });
-  }
+  // Each stream ends with UNAVAILABLE, which clients retry. A bare reset would reach gRPC clients as
+  // INTERNAL ("RST_STREAM with code 0"), which they do not.
+  for (const stream of open) stream.cut(reason);
+  const deadline = performance.now() + CUT_FLUSH_MS;
+  while (connection.streams.size > 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, CUT_POLL_MS));
   session.destroy();
 }
 

@@ -3,7 +3,8 @@
  * cluster's circuit breakers, and hands it to an RpcBridge, which runs its
  * attempts. Nothing here throws: every way out is a gRPC status.
  */
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
+import { guardOf } from '../security/connection-guard.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Route } from '../router/route-table.ts';
 import { parseGrpcTimeout } from '../grpc/timeout.ts';
@@ -13,8 +14,8 @@ import { RpcBridge, overflowReason, type LimitReason } from './rpc-bridge.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 
 export function forwardRpc(
-  downstream: ServerHttp2Stream,
-  requestHeaders: IncomingHttpHeaders,
+  downstream: DownstreamStream,
+  requestHeaders: HeaderMap,
   route: Route,
   cluster: Cluster,
   record: RpcRecord,
@@ -40,6 +41,7 @@ export function forwardRpc(
 
   const hashHeader = cluster.hashHeader;
   const hashValue = hashHeader === undefined ? undefined : requestHeaders[hashHeader];
+  const hashKey = hashValue === undefined ? undefined : Array.isArray(hashValue) ? hashValue.join(',') : String(hashValue);
   // The incoming header object is ours to reuse: copying it per RPC costs more than it protects.
   new RpcBridge({
     downstream,
@@ -47,9 +49,10 @@ export function forwardRpc(
     cluster,
     route,
     record,
-    hashKey: Array.isArray(hashValue) ? hashValue.join(',') : hashValue,
+    hashKey,
     deadlineAt: deadlineMs === undefined ? undefined : record.startedAt + deadlineMs,
     limitAt: limitMs === undefined ? undefined : record.startedAt + limitMs,
     limit,
+    limits: guardOf(downstream.connection)?.config,
   }).start();
 }

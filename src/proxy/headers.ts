@@ -1,20 +1,16 @@
 /**
  * Which headers cross the proxy. Everything else, custom and `-bin` metadata
  * included, passes unchanged. HTTP/2 forbids connection-specific headers
- * (RFC 9113 §8.2.2) and nghttp2 rejects messages that carry them, so header
- * objects are passed on as they are, minus what the proxy rewrites itself.
+ * (RFC 9113 §8.2.2) and HTTP/2 stacks reject messages that carry them, so
+ * header maps are passed on as they are, minus what the proxy rewrites itself.
  */
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { HeaderMap } from '../grpc/streams.ts';
 
-/** Reuses the incoming object: it belongs to this one RPC and copying it costs on every call. */
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
+/** Reuses the incoming map: it belongs to this one RPC and copying it costs on every call. */
+export function upstreamRequestHeaders(incoming: HeaderMap): HeaderMap {
   // The deadline is re-stated by the proxy, reduced by the time already spent.
   if (incoming['grpc-timeout'] !== undefined) delete incoming['grpc-timeout'];
   return incoming;
-}
-
-export function downstreamResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders {
-  return upstream;
 }
 
 /**
@@ -25,7 +21,7 @@ export function downstreamResponseHeaders(upstream: IncomingHttpHeaders): Outgoi
 export const UPSTREAM_HEADER = 'x-switchyard-upstream';
 
 /** Adds UPSTREAM_HEADER to the response's headers, which belong to this one RPC. */
-export function exposeUpstream(headers: IncomingHttpHeaders, endpoint: string): IncomingHttpHeaders {
+export function exposeUpstream(headers: HeaderMap, endpoint: string): HeaderMap {
   headers[UPSTREAM_HEADER] = endpoint;
   return headers;
 }

@@ -1,38 +1,38 @@
 /**
  * One forwarded RPC: the client's stream, and one or more attempts on
- * backends. HTTP/2 flow control is carried end to end (a paused reader pauses
- * the other side, so no stream is buffered whole); the request is kept for
- * replay up to the route's limit; an attempt that fails before anything
+ * backends. HTTP/2 flow control is carried end to end (a reader that stops
+ * pauses the other side, so no stream is buffered whole); the request is kept
+ * for replay up to the route's limit; an attempt that fails before anything
  * reached the client may be retried on another endpoint; every way the RPC
- * can end becomes a gRPC status.
+ * can end becomes a gRPC status, with a reason from the failure catalogue.
  *
  * This file holds the RPC as a whole (the client's stream, picking endpoints,
  * retries, the replay buffer, limits, committing and failing); one attempt and
- * the handlers of its upstream stream are in upstream-attempt.ts, which calls
- * back through the `AttemptOwner` interface and never imports this file.
- *
- * Event handlers are shared functions that find their state on the stream,
- * rather than closures made per RPC: this path runs for every call.
+ * its upstream stream's events are in upstream-attempt.ts, which calls back
+ * through the small `AttemptOwner` interface and never imports this file.
+ * Both sides are streams of the contract in src/grpc/streams.ts, whatever
+ * HTTP/2 implementation is underneath; test/unit/rpc-bridge.test.ts drives
+ * the bridge with fakes of it.
  */
-import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Cluster, ClusterEndpoint } from '../cluster/cluster.ts';
 import type { Route } from '../router/route-table.ts';
 import { LimitExceededError } from '../resilience/cluster-limits.ts';
 import { TRANSPARENT_RETRIES, backoffMs, isTransparent, policyRetries, type RetryRules } from '../resilience/retry-rules.ts';
 import { FAILURES, type FailureCode } from '../grpc/failures.ts';
 import { failed, type Outcome } from '../grpc/outcome.ts';
-import { formatGrpcTimeout } from '../grpc/timeout.ts';
-import { exposeUpstream } from './headers.ts';
-import { respondWithStatus, statusTrailers } from '../grpc/respond.ts';
+import { statusTrailers, trailersOnly } from '../grpc/respond.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
-import { guardOf } from '../security/connection-guard.ts';
-import { STREAM_CUT } from '../listener/listener.ts';
+import { formatGrpcTimeout } from '../grpc/timeout.ts';
+import type { DownstreamEvents, DownstreamStream, HeaderMap, UpstreamStream } from '../grpc/streams.ts';
+import { exposeUpstream } from './headers.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, GrpcFrameMeter } from '../security/grpc-frame-meter.ts';
-import { isLocalGoAwayRefusal } from './status-mapping.ts';
-import { Attempt, attachUpstream, onPerTryTimeout, resumeDownstream, type AttemptOwner } from './upstream-attempt.ts';
+import { Attempt, type AttemptOwner } from './upstream-attempt.ts';
 
 /** After the proxy ends a stream with an error, a client that does not read is reset after this long. */
 const ERROR_FLUSH_GRACE_MS = 1_000;
+/** setTimeout fires at once, with only a warning, for anything longer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const CANCEL = 0x8;
 
 const CONNECT_FAILURE = failed('upstream_connect_failure');
 const REFUSED = failed('upstream_refused');
@@ -52,13 +52,27 @@ export function overflowReason(error: LimitExceededError): FailureCode {
   }
 }
 
-/** setTimeout fires at once, with only a warning, for anything longer. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Per-connection limits the bridge applies (the listener's, via the connection guard). */
+export interface BridgeLimits {
+  readonly maxRequestMessageBytes: number;
+  readonly maxResponseMessageBytes: number;
+  /** Name the serving endpoint in the response headers (the listener's expose_upstream). */
+  readonly exposeUpstream: boolean;
+  /** Reset a stream whose data cannot move for this long; undefined: never. */
+  readonly stalledStreamTimeoutMs: number | undefined;
+}
+
+const DEFAULT_LIMITS: BridgeLimits = {
+  maxRequestMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
+  maxResponseMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
+  exposeUpstream: false,
+  stalledStreamTimeoutMs: undefined,
+};
 
 export interface RpcBridgeOptions {
-  readonly downstream: ServerHttp2Stream;
+  readonly downstream: DownstreamStream;
   /** Request headers for the backend, without grpc-timeout (each attempt sets its own). */
-  readonly headers: OutgoingHttpHeaders;
+  readonly headers: HeaderMap;
   readonly cluster: Cluster;
   readonly route: Route;
   readonly record: RpcRecord;
@@ -69,14 +83,16 @@ export interface RpcBridgeOptions {
   readonly limitAt: number | undefined;
   /** Which limit limitAt is. */
   readonly limit: LimitReason;
+  readonly limits?: BridgeLimits | undefined;
 }
 
-export class RpcBridge implements AttemptOwner {
-  readonly downstream: ServerHttp2Stream;
+export class RpcBridge implements AttemptOwner, DownstreamEvents {
+  readonly downstream: DownstreamStream;
   readonly record: RpcRecord;
   readonly #options: RpcBridgeOptions;
   readonly #cluster: Cluster;
   readonly #rules: RetryRules;
+  readonly #limits: BridgeLimits;
   readonly #tried = new Set<ClusterEndpoint>();
   attempt: Attempt | undefined;
   /** Every request chunk so far, for replay; undefined once over the route's limit or committed. */
@@ -86,11 +102,12 @@ export class RpcBridge implements AttemptOwner {
   #backlog: Buffer[] = [];
   #downstreamEnded = false;
   downstreamClosed = false;
+  /** The request body is no longer wanted (the RPC has failed): it is read and dropped. */
+  #discardRequest = false;
   /** Response headers (or a trailers-only response) went to the client: no more retries. */
   #committed = false;
   /** The final status is decided. */
   statusSent = false;
-  trailersToSend: OutgoingHttpHeaders | IncomingHttpHeaders | undefined;
   #policyRetries = 0;
   #transparentRetries = 0;
   #retrySlotPending = false;
@@ -99,12 +116,12 @@ export class RpcBridge implements AttemptOwner {
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   /** Checks the request's message sizes as chunks pass (the listener's max_request_message_bytes). */
-  #requestMeter: GrpcFrameMeter | undefined;
-  maxResponseMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
-  /** The listener's expose_upstream: name the serving endpoint in the response headers. */
-  #exposeUpstream = false;
-  #stalledStreamTimeoutMs: number | undefined;
-  /** Armed while one side waits for the other to drain (see stalled()). */
+  readonly #requestMeter: GrpcFrameMeter;
+  /** The upstream is paused until the client's stream drains. */
+  #awaitingResponseDrain = false;
+  /** The client's stream is paused until the upstream drains. */
+  #awaitingRequestDrain = false;
+  /** Armed while one side waits for the other to drain (see #stalled). */
   #stallTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RpcBridgeOptions) {
@@ -113,6 +130,23 @@ export class RpcBridge implements AttemptOwner {
     this.record = options.record;
     this.#cluster = options.cluster;
     this.#rules = options.route.retry;
+    this.#limits = options.limits ?? DEFAULT_LIMITS;
+    this.#requestMeter = new GrpcFrameMeter(this.#limits.maxRequestMessageBytes);
+  }
+
+  get maxResponseMessageBytes(): number {
+    return this.#limits.maxResponseMessageBytes;
+  }
+
+  start(): void {
+    const { downstream, limitAt } = this.#options;
+    // A deadline past the longest timer (2^31-1 ms, 24.8 days; grpc-timeout allows years) is forwarded, not enforced here.
+    const limitIn = limitAt === undefined ? undefined : Math.max(0, limitAt - performance.now());
+    if (limitIn !== undefined && limitIn <= MAX_TIMER_MS) this.#timer = setTimeout(onLimit, limitIn, this);
+    // Request data flows only while an attempt has a stream to take it.
+    downstream.pause();
+    downstream.attach(this);
+    this.#startAttempt();
   }
 
   /** The time limit passed: DEADLINE_EXCEEDED, saying which limit it was. */
@@ -126,32 +160,6 @@ export class RpcBridge implements AttemptOwner {
 
   /** The backoff before a retry has passed. */
   retryAfterBackoff(): void {
-    this.#startAttempt();
-  }
-
-  start(): void {
-    const { downstream, limitAt } = this.#options;
-    // A deadline past the longest timer (2^31-1 ms, 24.8 days; grpc-timeout allows years) is forwarded, not enforced here.
-    const limitIn = limitAt === undefined ? undefined : Math.max(0, limitAt - performance.now());
-    if (limitIn !== undefined && limitIn <= MAX_TIMER_MS) this.#timer = setTimeout(onLimit, limitIn, this);
-    (downstream as Bridged)[BRIDGE] = this;
-    const limits = guardOf(downstream.session)?.config;
-    this.#requestMeter = new GrpcFrameMeter(limits?.maxRequestMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-    if (limits) {
-      this.maxResponseMessageBytes = limits.maxResponseMessageBytes;
-      this.#exposeUpstream = limits.exposeUpstream;
-      this.#stalledStreamTimeoutMs = limits.stalledStreamTimeoutMs;
-    }
-    downstream.on('wantTrailers', onDownstreamWantTrailers);
-    downstream.on('close', onDownstreamClose);
-    downstream.on('data', onDownstreamData);
-    downstream.on('end', onDownstreamEnd);
-    downstream.on(STREAM_CUT, onDownstreamCut);
-    // The stream reaches the bridge a tick after it arrived (src/listener/listener.ts), so a request
-    // with no message may have ended, 'end' emitted, before anyone listened: its half-close is here.
-    if (downstream.readableEnded) this.#downstreamEnded = true;
-    // Request data flows only while an attempt has a stream to take it.
-    downstream.pause();
     this.#startAttempt();
   }
 
@@ -175,22 +183,24 @@ export class RpcBridge implements AttemptOwner {
     if (perTry !== undefined && (timeout === undefined || perTry < timeout)) timeout = perTry;
     if (timeout !== undefined) headers['grpc-timeout'] = formatGrpcTimeout(timeout);
     if (perTry !== undefined) attempt.timer = setTimeout(onPerTryTimeout, perTry, attempt);
-    endpoint.pool.open(headers, attempt);
+    endpoint.pool.open(headers as never, attempt);
   }
 
   /** The pool's answer for an attempt: its stream, or why there is none. */
-  onAttemptStream(attempt: Attempt, error: Error | undefined, upstream: ClientHttp2Stream | undefined): void {
+  onAttemptStream(attempt: Attempt, error: (Error & { code?: string }) | undefined, upstream: UpstreamStream | undefined): void {
     if (attempt !== this.attempt || this.statusSent) {
-      if (upstream) attempt.endpoint.pool.cancel(upstream);
+      upstream?.cancel();
       this.#endAttempt(attempt);
       return;
     }
     if (!upstream) {
       if (error instanceof LimitExceededError) return this.fail(failed(overflowReason(error)), error.message, error.message);
       const detail = `upstream ${attempt.endpoint.key}: ${error?.message ?? 'no stream'}`;
-      return this.attemptFailed(attempt, isLocalGoAwayRefusal(error) ? REFUSED : CONNECT_FAILURE, detail);
+      // Node refuses to open a stream on a connection that has just received a GOAWAY: never sent, so refused.
+      return this.attemptFailed(attempt, error?.code === 'ERR_HTTP2_GOAWAY_SESSION' ? REFUSED : CONNECT_FAILURE, detail);
     }
-    attachUpstream(attempt, upstream);
+    attempt.upstream = upstream;
+    upstream.attach(attempt);
     for (const chunk of this.#replay ?? this.#backlog) upstream.write(chunk);
     this.#backlog = [];
     if (this.#downstreamEnded) upstream.end();
@@ -199,14 +209,13 @@ export class RpcBridge implements AttemptOwner {
 
   /** A request chunk from the client: keep it for replay while allowed, and send it on. */
   onRequestData(chunk: Buffer): void {
+    if (this.#discardRequest) return;
     this.record.bytesIn += chunk.length;
-    const declared = this.#requestMeter!.feed(chunk);
-    this.record.messagesIn = this.#requestMeter!.messages;
+    const declared = this.#requestMeter.feed(chunk);
+    this.record.messagesIn = this.#requestMeter.messages;
     if (declared >= 0) {
       // Nothing of the oversized message is forwarded or kept; the rest of the request is read and dropped.
-      this.downstream.off('data', onDownstreamData);
-      this.downstream.resume();
-      const message = `request message of ${declared} bytes exceeds max_request_message_bytes ${this.#requestMeter!.maxMessageBytes}`;
+      const message = `request message of ${declared} bytes exceeds max_request_message_bytes ${this.#requestMeter.maxMessageBytes}`;
       return this.fail(failed('request_too_large'), message, message);
     }
     if (this.#replay) {
@@ -222,14 +231,30 @@ export class RpcBridge implements AttemptOwner {
     }
     if (!upstream.write(chunk)) {
       this.downstream.pause();
-      upstream.once('drain', resumeDownstream);
-      this.stalled();
+      this.#awaitingRequestDrain = true;
+      this.#stalled();
     }
   }
 
   onRequestEnd(): void {
     this.#downstreamEnded = true;
-    this.attempt?.upstream?.end();
+    if (!this.#discardRequest) this.attempt?.upstream?.end();
+  }
+
+  /** The attempt's upstream took the request data it had refused. */
+  requestDrained(attempt: Attempt): void {
+    if (attempt !== this.attempt || !this.#awaitingRequestDrain) return;
+    this.#awaitingRequestDrain = false;
+    this.#unstalled();
+    this.downstream.resume();
+  }
+
+  /** The client's stream has room again. */
+  onResponseDrain(): void {
+    if (!this.#awaitingResponseDrain) return;
+    this.#awaitingResponseDrain = false;
+    this.#unstalled();
+    this.attempt?.upstream?.resume();
   }
 
   /** True while holding the response headers back could still let a retry happen. */
@@ -289,58 +314,49 @@ export class RpcBridge implements AttemptOwner {
     this.record.retries++;
     this.#endAttempt(attempt);
     this.attempt = undefined;
+    this.#awaitingRequestDrain = false;
+    this.#awaitingResponseDrain = false;
+    this.#unstalled();
     this.downstream.pause();
     const delay = isTransparent(outcome) ? 0 : typeof pushbackMs === 'number' ? pushbackMs : backoffMs(this.#rules, this.#policyRetries - 1, Math.random);
     if (delay > 0) this.#retryTimer = setTimeout(startRetry, delay, this);
     else this.#startAttempt();
   }
 
-  /** The client is not reading the response: pause the upstream until the client's stream drains. */
-  pauseUpstreamUntilDrain(upstream: ClientHttp2Stream): void {
-    upstream.pause();
-    this.downstream.once('drain', resumeUpstream);
-    this.stalled();
-  }
-
-  /**
-   * One side waits for the other to take data (its reader grants no window). A stream may hold up
-   * to a window of data meanwhile, but not for ever: past stalled_stream_timeout it is reset.
-   */
-  stalled(): void {
-    if (this.#stalledStreamTimeoutMs === undefined || this.#stallTimer !== undefined) return;
-    this.#stallTimer = setTimeout(onStalled, this.#stalledStreamTimeoutMs, this);
-  }
-
-  /** Data moves again. */
-  unstalled(): void {
-    clearTimeout(this.#stallTimer);
-    this.#stallTimer = undefined;
-  }
-
-  /** The stall outlasted the timeout: reset both sides, so neither holds its buffered window any longer. */
-  onStallTimeout(): void {
-    this.#stallTimer = undefined;
-    if (this.downstreamClosed) return;
-    if (!this.statusSent) {
-      this.statusSent = true;
-      clearTimeout(this.#timer);
-      clearTimeout(this.#retryTimer);
-      this.record.status = FAILURES.stalled_stream.status;
-      this.record.reason = 'stalled_stream';
-      this.record.error = `no data could move for stalled_stream_timeout (${this.#stalledStreamTimeoutMs} ms)`;
-      if (this.attempt) this.#endAttempt(this.attempt);
-    }
-    resetIfOpen(this.downstream);
+  /** Response bytes of the current attempt, for the client: paused at the source while the client does not read. */
+  sendResponseData(attempt: Attempt, chunk: Buffer): void {
+    this.record.bytesOut += chunk.length;
+    this.record.messagesOut = attempt.responseMeter?.messages ?? 0;
+    if (this.downstreamClosed || this.downstream.closed) return;
+    if (this.downstream.write(chunk) || this.#awaitingResponseDrain) return;
+    this.#awaitingResponseDrain = true;
+    attempt.upstream?.pause();
+    this.#stalled();
   }
 
   /** Sends response headers to the client; from here on the RPC is bound to this attempt. */
-  commit(attempt: Attempt, headers: IncomingHttpHeaders, endStream: boolean): void {
+  commit(attempt: Attempt, headers: HeaderMap, endStream: boolean): void {
     this.#committed = true;
     this.#replay = undefined;
     clearTimeout(attempt.timer);
-    if (this.downstreamClosed || this.downstream.destroyed) return;
-    if (this.#exposeUpstream) exposeUpstream(headers, attempt.endpoint.key);
-    this.downstream.respond(headers, endStream ? END_STREAM : WAIT_FOR_TRAILERS);
+    if (this.downstreamClosed || this.downstream.closed) return;
+    if (this.#limits.exposeUpstream) exposeUpstream(headers, attempt.endpoint.key);
+    this.downstream.respond(headers, endStream);
+  }
+
+  answerTrailersOnly(attempt: Attempt, headers: HeaderMap, code: number): void {
+    if (this.statusSent) return;
+    this.statusSent = true;
+    this.record.status = code;
+    this.commit(attempt, headers, true);
+  }
+
+  /** The backend's response ended with `trailers`: they end the client's response too. */
+  finish(trailers: HeaderMap): void {
+    if (this.statusSent) return;
+    this.statusSent = true;
+    this.record.status = Number(trailers['grpc-status']);
+    if (!this.downstreamClosed) this.downstream.end(trailers);
   }
 
   /**
@@ -352,33 +368,37 @@ export class RpcBridge implements AttemptOwner {
     this.statusSent = true;
     clearTimeout(this.#timer);
     clearTimeout(this.#retryTimer);
-    const code = outcome.status;
-    this.record.status = code;
+    this.#unstalled();
+    this.record.status = outcome.status;
     this.record.reason = outcome.failure;
     this.record.error = detail;
     if (this.attempt) this.#endAttempt(this.attempt);
     const downstream = this.downstream;
-    if (this.downstreamClosed || downstream.destroyed) return;
+    if (this.downstreamClosed || downstream.closed) return;
+    // The rest of the request is not needed, but must be read: a paused stream never closes, and holds its connection open.
+    this.#discardRequest = true;
+    downstream.resume();
     if (!this.#committed) {
       this.#committed = true;
-      // The rest of the request is not needed, but must be read: a paused stream never closes, and holds its connection open.
-      downstream.off('data', onDownstreamData);
-      downstream.resume();
-      respondWithStatus(downstream, code, message);
+      downstream.respond(trailersOnly(outcome.status, message), true);
       return;
     }
-    this.trailersToSend = statusTrailers(code, message);
-    downstream.end();
+    downstream.end(statusTrailers(outcome.status, message));
     // Trailers wait behind unread data; a client that stopped reading is reset instead.
     setTimeout(resetIfOpen, ERROR_FLUSH_GRACE_MS, downstream).unref();
   }
 
+  /** The listener is about to destroy the client's connection (drain timeout, end of max connection age). */
+  onCut(reason: string): void {
+    this.fail(failed('draining'), `the proxy closed the client connection: ${reason}`, `${FAILURES.draining.message} (${reason})`);
+  }
+
   /** The client's stream closed: the RPC is over, whatever state it was in. */
-  onDownstreamClosed(): void {
+  onDownstreamClose(): void {
     this.downstreamClosed = true;
     clearTimeout(this.#timer);
     clearTimeout(this.#retryTimer);
-    clearTimeout(this.#stallTimer);
+    this.#unstalled();
     const record = this.record;
     if (record.status === undefined) {
       record.status = CLIENT_CANCELLED.status;
@@ -393,25 +413,48 @@ export class RpcBridge implements AttemptOwner {
     record.finish();
   }
 
+  /**
+   * One side waits for the other to take data (its reader grants no window). A stream may hold up
+   * to a window of data meanwhile, but not for ever: past stalled_stream_timeout it is reset.
+   */
+  #stalled(): void {
+    const timeoutMs = this.#limits.stalledStreamTimeoutMs;
+    if (timeoutMs === undefined || this.#stallTimer !== undefined) return;
+    this.#stallTimer = setTimeout(onStalled, timeoutMs, this);
+  }
+
+  #unstalled(): void {
+    clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+  }
+
+  /** The stall outlasted the timeout: reset both sides, so neither holds its buffered window any longer. */
+  onStallTimeout(): void {
+    this.#stallTimer = undefined;
+    if (this.downstreamClosed) return;
+    if (!this.statusSent) {
+      this.statusSent = true;
+      clearTimeout(this.#timer);
+      clearTimeout(this.#retryTimer);
+      this.record.status = FAILURES.stalled_stream.status;
+      this.record.reason = 'stalled_stream';
+      this.record.error = `no data could move for stalled_stream_timeout (${this.#limits.stalledStreamTimeoutMs} ms)`;
+      if (this.attempt) this.#endAttempt(this.attempt);
+    }
+    this.downstream.reset(CANCEL);
+  }
+
   /** Releases the attempt's endpoint (with its outcome) and cancels its stream if still open. Idempotent. */
   #endAttempt(attempt: Attempt): void {
     if (attempt.ended) return;
     attempt.ended = true;
     clearTimeout(attempt.timer);
     clearTimeout(attempt.holdTimer);
-    const upstream = attempt.upstream;
-    if (upstream) attempt.endpoint.pool.cancel(upstream);
+    attempt.upstream?.cancel();
     this.#cluster.release(attempt.endpoint, performance.now() - attempt.startedAt, attempt.outcome);
     if (attempt.holdsRetrySlot) this.#cluster.limits.endRetry();
   }
 }
-
-const END_STREAM = { endStream: true } as const;
-const WAIT_FOR_TRAILERS = { waitForTrailers: true } as const;
-
-const BRIDGE = Symbol('switchyard.rpcBridge');
-type Bridged = ServerHttp2Stream & { [BRIDGE]: RpcBridge };
-const bridgeOf = (stream: ServerHttp2Stream): RpcBridge => (stream as Bridged)[BRIDGE];
 
 function onLimit(bridge: RpcBridge): void {
   bridge.onLimit();
@@ -421,37 +464,14 @@ function startRetry(bridge: RpcBridge): void {
   bridge.retryAfterBackoff();
 }
 
-function resetIfOpen(stream: ServerHttp2Stream): void {
-  if (!stream.closed) stream.close(constants.NGHTTP2_CANCEL);
-}
-
-function resumeUpstream(this: ServerHttp2Stream): void {
-  const bridge = bridgeOf(this);
-  bridge.unstalled();
-  bridge.attempt?.upstream?.resume();
-}
-
 function onStalled(bridge: RpcBridge): void {
   bridge.onStallTimeout();
 }
 
-function onDownstreamData(this: ServerHttp2Stream, chunk: Buffer): void {
-  bridgeOf(this).onRequestData(chunk);
+function onPerTryTimeout(attempt: Attempt): void {
+  attempt.onPerTryTimeout();
 }
 
-function onDownstreamEnd(this: ServerHttp2Stream): void {
-  bridgeOf(this).onRequestEnd();
-}
-
-function onDownstreamWantTrailers(this: ServerHttp2Stream): void {
-  this.sendTrailers(bridgeOf(this).trailersToSend ?? statusTrailers(FAILURES.upstream_protocol_error.status, FAILURES.upstream_protocol_error.message));
-}
-
-/** The listener is about to destroy the client's connection (drain timeout, end of max connection age). */
-function onDownstreamCut(this: ServerHttp2Stream, why: string): void {
-  bridgeOf(this).fail(failed('draining'), `the proxy closed the client connection: ${why}`, `${FAILURES.draining.message} (${why})`);
-}
-
-function onDownstreamClose(this: ServerHttp2Stream): void {
-  bridgeOf(this).onDownstreamClosed();
+function resetIfOpen(stream: DownstreamStream): void {
+  if (!stream.closed) stream.reset(CANCEL);
 }

@@ -2,13 +2,11 @@
  * The entry point of every downstream stream: check that it is gRPC, route
  * it, and answer directly or forward it to a cluster.
  */
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { RouteTable } from '../router/route-table.ts';
-import { Status } from '../grpc/status.ts';
-import { FAILURES } from '../grpc/failures.ts';
 import { forwardRpc } from './forward-rpc.ts';
-import { refuseRpc } from '../grpc/respond.ts';
+import { refuseNonGrpc, refuseRpc } from '../grpc/respond.ts';
+import type { DownstreamConnection, DownstreamStream, HeaderMap } from '../grpc/streams.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { callerIdentity } from '../security/identity.ts';
 import { guardOf, protocolViolation } from '../security/connection-guard.ts';
@@ -35,13 +33,14 @@ export interface RpcHandlerDependencies {
    * Runs before routing (src/security/rpc-admission.ts): may change `headers`;
    * returns a PERMISSION_DENIED message to refuse the call, undefined to go on.
    */
-  admit?(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, listener: string): string | undefined;
+  admit?(connection: DownstreamConnection | undefined, headers: HeaderMap, listener: string): string | undefined;
 }
 
 export function createRpcHandler(deps: RpcHandlerDependencies) {
-  return function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, listener: string): void {
-    const path = headers[':path'] ?? '';
-    const session = stream.session;
+  return function handleStream(stream: DownstreamStream, headers: HeaderMap, listener: string): void {
+    const pathHeader = headers[':path'];
+    const path = typeof pathHeader === 'string' ? pathHeader : '';
+    const session = stream.connection;
     const socket = session?.socket;
     const record: RpcRecord = {
       startedAt: performance.now(),
@@ -70,7 +69,6 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       },
     };
     deps.onRpcStart?.(record);
-    stream.on('error', () => {});
 
     if (deps.overloaded?.()) return refuseRpc(stream, record, 'overloaded');
 
@@ -83,22 +81,14 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       }
     }
 
-    if (headers[':method'] !== 'POST' || !isGrpcContentType(headers['content-type'])) {
-      // Not gRPC: the spec's answer is HTTP 415, so browsers and curl see a plain error.
-      record.status = Status.UNKNOWN;
-      record.reason = 'not_grpc';
-      stream.once('close', record.finish);
-      if (!stream.destroyed) stream.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: false });
-      stream.end(`switchyard: ${FAILURES.not_grpc.message}\n`);
-      return;
-    }
+    if (headers[':method'] !== 'POST' || !isGrpcContentType(headers['content-type'])) return refuseNonGrpc(stream, record);
 
     if (!isGrpcMethodPath(path)) {
       protocolViolation(session);
       return refuseRpc(stream, record, 'malformed_path');
     }
 
-    const denied = deps.admit?.(stream, headers, listener);
+    const denied = deps.admit?.(session, headers, listener);
     if (denied !== undefined) return refuseRpc(stream, record, 'denied', denied);
 
     const connectionLimited = connectionRateLimited(session);
@@ -126,8 +116,8 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
  * `application/grpc`, or with a `+format` or parameters (gRPC over HTTP/2 spec);
  * `application/grpc-web…` is another protocol and is not forwarded as gRPC.
  */
-function isGrpcContentType(value: string | undefined): boolean {
-  if (value === undefined || !value.startsWith('application/grpc')) return false;
+function isGrpcContentType(value: HeaderMap[string]): boolean {
+  if (typeof value !== 'string' || !value.startsWith('application/grpc')) return false;
   const next = value.charCodeAt(16);
   return Number.isNaN(next) || next === 0x2b /* + */ || next === 0x3b /* ; */;
 }

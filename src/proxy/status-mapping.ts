@@ -1,6 +1,12 @@
 /** Maps transport-level outcomes to gRPC statuses, in one place (gRPC's http-grpc-status-mapping.md). */
-import { constants } from 'node:http2';
 import { Status } from '../grpc/status.ts';
+
+/** RST_STREAM and GOAWAY error codes (RFC 9113 §7) that the mapping below reads. */
+const NO_ERROR = 0x0;
+const REFUSED_STREAM = 0x7;
+const CANCEL = 0x8;
+const ENHANCE_YOUR_CALM = 0xb;
+const INADEQUATE_SECURITY = 0xc;
 
 /** A non-200 HTTP status from a backend, as gRPC clients map it. */
 export function statusFromHttp(httpStatus: number): number {
@@ -15,36 +21,22 @@ export function statusFromHttp(httpStatus: number): number {
 }
 
 /**
- * A backend stream that closed without trailers. A stream-level reset keeps
- * its meaning; a broken connection is UNAVAILABLE, the status clients retry.
+ * A backend stream that closed without a status. A stream-level reset keeps its meaning, as gRPC
+ * clients read RST_STREAM codes; a broken connection is UNAVAILABLE, the status clients retry.
  */
-export function statusFromReset(rstCode: number, error: (Error & { code?: string }) | undefined): number {
+export function statusFromReset(rstCode: number, connectionLost: boolean): number {
+  if (connectionLost) return Status.UNAVAILABLE;
   switch (rstCode) {
-    case constants.NGHTTP2_REFUSED_STREAM: return Status.UNAVAILABLE;
-    case constants.NGHTTP2_CANCEL: return error && error.code !== 'ERR_HTTP2_STREAM_ERROR' ? Status.UNAVAILABLE : Status.CANCELLED;
-    case constants.NGHTTP2_ENHANCE_YOUR_CALM: return Status.RESOURCE_EXHAUSTED;
-    case constants.NGHTTP2_INADEQUATE_SECURITY: return Status.PERMISSION_DENIED;
-    default: return error?.code === 'ERR_HTTP2_STREAM_ERROR' ? Status.INTERNAL : Status.UNAVAILABLE;
+    case NO_ERROR:
+    case REFUSED_STREAM: return Status.UNAVAILABLE;
+    case CANCEL: return Status.CANCELLED;
+    case ENHANCE_YOUR_CALM: return Status.RESOURCE_EXHAUSTED;
+    case INADEQUATE_SECURITY: return Status.PERMISSION_DENIED;
+    default: return Status.INTERNAL;
   }
 }
 
-/** The backend reset this one stream (RST_STREAM), rather than the connection failing under it. */
-export function isStreamReset(error: (Error & { code?: string }) | undefined): boolean {
-  return error === undefined || error.code === 'ERR_HTTP2_STREAM_ERROR';
-}
-
-/** For the access log: what broke the stream, without claiming an RST_STREAM when the connection went. */
-export function describeReset(rstCode: number, error: (Error & { code?: string }) | undefined): string {
-  if (error === undefined || isStreamReset(error)) return `stream reset with code ${rstCode} (${rstName(rstCode)})`;
-  const cause = (error as { cause?: Error }).cause;
-  return `connection failed: ${cause?.message ?? error.message}`;
-}
-
-/** Node refused to open the stream on a connection the backend had sent GOAWAY on: the backend never saw it. */
-export function isLocalGoAwayRefusal(error: (Error & { code?: string }) | undefined): boolean {
-  return error?.code === 'ERR_HTTP2_GOAWAY_SESSION';
-}
-
+/** The name of an HTTP/2 error code, for messages and logs. */
 export function rstName(code: number): string {
   return RST_NAMES[code] ?? `code ${code}`;
 }

@@ -2,7 +2,7 @@
  * The route table: the first route whose match accepts an RPC's path and
  * headers decides what happens to it. Matching is synchronous and allocation-free.
  */
-import type { IncomingHttpHeaders } from 'node:http2';
+import type { HeaderMap } from '../grpc/streams.ts';
 import type { HeaderMatchConfig, RouteConfig } from '../config/schema.ts';
 import { compileRetryRules, type RetryRules } from '../resilience/retry-rules.ts';
 import { RouteRateLimiter } from '../security/rate-limit.ts';
@@ -27,7 +27,7 @@ export interface Route {
 }
 
 type PathPredicate = (path: string) => boolean;
-type HeaderPredicate = (headers: IncomingHttpHeaders) => boolean;
+type HeaderPredicate = (headers: HeaderMap) => boolean;
 
 interface CompiledRoute {
   readonly route: Route;
@@ -48,9 +48,9 @@ function pathPredicate(match: RouteConfig['match']): PathPredicate {
   return (path) => path.startsWith(prefix);
 }
 
-function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+function headerValue(headers: HeaderMap, name: string): string | undefined {
   const value = headers[name];
-  return Array.isArray(value) ? value.join(',') : value;
+  return Array.isArray(value) ? value.join(',') : value === undefined ? undefined : String(value);
 }
 
 function headerPredicate(match: HeaderMatchConfig): HeaderPredicate {
@@ -98,7 +98,7 @@ export class RouteTable {
   }
 
   /** The first route that matches, or undefined when none does. */
-  match(path: string, headers: IncomingHttpHeaders): Route | undefined {
+  match(path: string, headers: HeaderMap): Route | undefined {
     for (const compiled of this.#routes) {
       if (!compiled.path(path)) continue;
       let ok = true;

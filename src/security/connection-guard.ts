@@ -73,13 +73,16 @@ export interface ConnectionGuard {
   readonly hooks: GuardHooks;
   /** Set once the connection is being closed for abuse. */
   abusive: boolean;
+  /** GOAWAY ENHANCE_YOUR_CALM, report, close. */
+  closeAsAbusive(limit: AbuseLimit): void;
 }
 
 const GUARD = Symbol('switchyard.connectionGuard');
-type GuardedSession = Http2Session & { [GUARD]?: ConnectionGuard };
+type Guarded = object & { [GUARD]?: ConnectionGuard };
 
-export function guardOf(session: Http2Session | undefined): ConnectionGuard | undefined {
-  return (session as GuardedSession | undefined)?.[GUARD];
+/** The guard of a client connection (whatever HTTP/2 implementation made it), if it has one. */
+export function guardOf(connection: object | undefined): ConnectionGuard | undefined {
+  return (connection as Guarded | undefined)?.[GUARD];
 }
 
 /** Installs the guard on a new server session. */
@@ -93,9 +96,10 @@ export function guardConnection(session: ServerHttp2Session, config: ConnectionG
     violations: new TokenBucket(PROTOCOL_VIOLATIONS_PER_SECOND, PROTOCOL_VIOLATION_BURST),
     hooks,
     abusive: false,
+    closeAsAbusive: (limit) => closeAsAbusive(session, guard, limit),
   };
   const onIdle = () => hooks.onIdle();
-  (session as GuardedSession)[GUARD] = guard;
+  (session as Guarded)[GUARD] = guard;
 
   const idleMs = config.idleTimeoutMs;
   const armIdle = () => {
@@ -118,7 +122,7 @@ export function guardConnection(session: ServerHttp2Session, config: ConnectionG
   const onControlFrame = () => {
     if (guard.abusive || control.tryTake() || session.destroyed) return;
     // The client sends control frames faster than any legitimate use needs: tell it why, then drop it.
-    closeAsAbusive(session, guard, 'control_frame_flood');
+    guard.closeAsAbusive('control_frame_flood');
   };
   session.on('ping', onControlFrame);
   session.on('remoteSettings', onControlFrame);
@@ -147,13 +151,14 @@ export function streamResetBeforeRouting(session: Http2Session | undefined): boo
  * Counts one protocol violation that the RPC path found and answered on its
  * stream. Past the burst the connection is sent away with ENHANCE_YOUR_CALM.
  */
-export function protocolViolation(session: Http2Session | undefined): void {
-  const guard = guardOf(session);
-  if (!session || !guard || session.destroyed || guard.abusive || guard.violations.tryTake()) return;
-  closeAsAbusive(session, guard, 'protocol_violations');
+export function protocolViolation(connection: object | undefined): void {
+  const guard = guardOf(connection);
+  if (!guard || guard.abusive || guard.violations.tryTake()) return;
+  guard.closeAsAbusive('protocol_violations');
 }
 
 function closeAsAbusive(session: Http2Session, guard: ConnectionGuard, limit: AbuseLimit): void {
+  if (guard.abusive || session.destroyed) return;
   guard.abusive = true;
   guard.hooks.onAbusive(limit);
   session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);

@@ -15,13 +15,13 @@
  * https for TLS), never copied from the client: a backend reading `https`
  * must be able to believe it.
  */
-import type { IncomingHttpHeaders } from 'node:http2';
+import type { HeaderMap } from '../grpc/streams.ts';
 
 /** Set by an L7 hop about the connection it received; from an untrusted client, they are lies or noise. */
 const HOP_HEADERS: readonly string[] = ['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip'];
 const ENVOY_PREFIX = 'x-envoy-';
 
-export function applyForwardedHeaders(headers: IncomingHttpHeaders, peerAddress: string | undefined, tls: boolean, trustedHops: number): void {
+export function applyForwardedHeaders(headers: HeaderMap, peerAddress: string | undefined, tls: boolean, trustedHops: number): void {
   delete headers[':scheme'];
   if (trustedHops === 0) {
     for (const name of HOP_HEADERS) if (headers[name] !== undefined) delete headers[name];

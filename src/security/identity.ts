@@ -3,7 +3,7 @@
  * connection, once per connection (cached on the session), never per RPC.
  */
 import { createHash } from 'node:crypto';
-import type { Http2Session } from 'node:http2';
+import type { DownstreamConnection } from '../grpc/streams.ts';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 
 export interface CallerIdentity {
@@ -34,12 +34,12 @@ export const ANONYMOUS: CallerIdentity = Object.freeze({
 const cache = new WeakMap<object, CallerIdentity>();
 
 /** The identity of the peer of `session`; computed on first use and cached for the session's life. */
-export function callerIdentity(session: Http2Session | undefined): CallerIdentity {
-  if (!session) return ANONYMOUS;
-  let identity = cache.get(session);
+export function callerIdentity(connection: DownstreamConnection | undefined): CallerIdentity {
+  if (!connection) return ANONYMOUS;
+  let identity = cache.get(connection);
   if (!identity) {
-    identity = identityOfSocket(session.socket as TLSSocket | undefined);
-    cache.set(session, identity);
+    identity = identityOfSocket(connection.socket as TLSSocket | undefined);
+    cache.set(connection, identity);
   }
   return identity;
 }

@@ -9,7 +9,6 @@
  * DNS name or CN, cached per connection), or `anonymous` for callers without
  * a verified certificate, who therefore share one bucket per route.
  */
-import type { Http2Session } from 'node:http2';
 import { guardOf } from './connection-guard.ts';
 import { KeyedBuckets } from './keyed-buckets.ts';
 import { TokenBucket } from './token-bucket.ts';
@@ -51,8 +50,8 @@ export class RouteRateLimiter {
 }
 
 /** Undefined when the connection's RPC rate allows one more RPC; else why not. */
-export function connectionRateLimited(session: Http2Session | undefined): string | undefined {
-  const guard = guardOf(session);
+export function connectionRateLimited(connection: object | undefined): string | undefined {
+  const guard = guardOf(connection);
   if (!guard?.rpcs || guard.rpcs.tryTake()) return undefined;
   return `rate limit of this connection exceeded (max_rpcs_per_second_per_connection ${guard.rpcs.ratePerSecond})`;
 }

@@ -4,7 +4,7 @@
  * applies method authorization, and sets the forwarding headers
  * (forwarded-headers.ts). Synchronous, never throws.
  */
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { DownstreamConnection, HeaderMap } from '../grpc/streams.ts';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ListenerConfig } from '../config/schema.ts';
@@ -25,10 +25,10 @@ export interface AdmissionContext {
  * Admits one RPC: returns undefined to go on (headers may have been changed),
  * or the PERMISSION_DENIED message to answer with.
  */
-export function admitRpc(context: AdmissionContext, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, listenerName: string): string | undefined {
+export function admitRpc(context: AdmissionContext, connection: DownstreamConnection | undefined, headers: HeaderMap, listenerName: string): string | undefined {
   stripIdentityHeaders(headers);
-  const caller = callerIdentity(stream.session);
-  const path = headers[':path'] ?? '';
+  const caller = callerIdentity(connection);
+  const path = String(headers[':path'] ?? '');
   const decision = context.authorizer().check(caller, path);
   if (!decision.allowed) {
     const message = `caller ${caller.label} may not call ${path}`;
@@ -37,9 +37,9 @@ export function admitRpc(context: AdmissionContext, stream: ServerHttp2Stream, h
   }
   const listener = context.listener(listenerName);
   if (listener?.tls?.forward_client_cert) {
-    const value = formatXfcc(caller, stream.session?.socket as TLSSocket | undefined);
+    const value = formatXfcc(caller, connection?.socket as TLSSocket | undefined);
     if (value !== undefined) headers[XFCC_HEADER] = value;
   }
-  applyForwardedHeaders(headers, stream.session?.socket?.remoteAddress, listener?.tls !== undefined, listener?.trusted_proxy_hops ?? 0);
+  applyForwardedHeaders(headers, connection?.socket?.remoteAddress, listener?.tls !== undefined, listener?.trusted_proxy_hops ?? 0);
   return undefined;
 }

@@ -3,7 +3,7 @@
  * of the client certificate DER>;Subject="…";URI=…;DNS=…`. A client can never
  * set it: whatever it sends is removed before the RPC is forwarded.
  */
-import type { IncomingHttpHeaders } from 'node:http2';
+import type { HeaderMap } from '../grpc/streams.ts';
 import type { TLSSocket } from 'node:tls';
 import type { CallerIdentity } from './identity.ts';
 import { parseSubjectAltNames } from './identity.ts';
@@ -14,7 +14,7 @@ export const XFCC_HEADER = 'x-forwarded-client-cert';
 export const IDENTITY_HEADERS: readonly string[] = [XFCC_HEADER, 'x-spiffe-id'];
 
 /** Removes every identity header a client sent. */
-export function stripIdentityHeaders(headers: IncomingHttpHeaders): void {
+export function stripIdentityHeaders(headers: HeaderMap): void {
   for (const name of IDENTITY_HEADERS) if (headers[name] !== undefined) delete headers[name];
 }
 

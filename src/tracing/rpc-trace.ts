@@ -8,7 +8,7 @@
  * Only called when `tracing.enabled` is set; otherwise traceparent and
  * tracestate cross the proxy untouched, like any other header.
  */
-import type { IncomingHttpHeaders } from 'node:http2';
+import type { HeaderMap } from '../grpc/streams.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { startRpcOtelSpan } from './otel-span.ts';
 import { SAMPLED, formatTraceparent, newSpanId, newTraceId, parseTraceparent } from './traceparent.ts';
@@ -18,8 +18,9 @@ import type { TracingSettings } from './tracing-schema.ts';
  * Gives the RPC its span: fills record.traceId, spanId (and otelSpan when
  * exporting) and rewrites `headers`, which go upstream as they are.
  */
-export function traceRpc(settings: TracingSettings, headers: IncomingHttpHeaders, record: RpcRecord): void {
-  const caller = parseTraceparent(headers.traceparent);
+export function traceRpc(settings: TracingSettings, headers: HeaderMap, record: RpcRecord): void {
+  const traceparent = headers.traceparent;
+  const caller = parseTraceparent(typeof traceparent === 'number' ? undefined : traceparent);
   let traceId: string;
   let flags: number;
   if (caller) {

@@ -14,6 +14,8 @@ import * as tls from 'node:tls';
 import type { OutgoingHttpHeaders } from 'node:http2';
 import { UPSTREAM_MAX_HEADER_LIST_SIZE, UPSTREAM_RESET_BURST, UPSTREAM_RESETS_PER_SECOND, UPSTREAM_SESSION_LIMITS } from '../security/upstream-limits.ts';
 import { TokenBucket } from '../security/token-bucket.ts';
+import type { UpstreamStream } from '../grpc/streams.ts';
+import { NodeUpstream, type CancelCounter } from './node-upstream.ts';
 import { subjectAltNameChecker } from '../security/san.ts';
 
 export interface UpstreamTls {
@@ -54,7 +56,18 @@ export interface PoolLimits {
 
 /** Receives the opened stream, or the reason none could be opened. Called once, possibly synchronously. */
 export interface StreamReceiver {
-  onStream(error: Error | undefined, stream: http2.ClientHttp2Stream | undefined): void;
+  onStream(error: Error | undefined, stream: UpstreamStream | undefined): void;
+}
+
+/** What the RPC path needs of an endpoint's connections (test/helpers/fake-streams.ts has a fake). */
+export interface UpstreamPool {
+  /** True while recent connects failed and the backoff has not yet elapsed. */
+  readonly inBackoff: boolean;
+  readonly connectionCount: number;
+  /** Opens a stream with these request headers and hands it to `receiver` (see EndpointPool.open). */
+  open(headers: OutgoingHttpHeaders, receiver: StreamReceiver): void;
+  /** Stops new streams; open streams finish, then the connections close. */
+  close(): void;
 }
 
 /** HTTP/2's own default: fills a LAN path, and bounds what a stalled stream holds (docs/security.md). */
@@ -63,7 +76,7 @@ const INITIAL_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
 const UPSTREAM_CONNECTION_WINDOW = 16 << 20;
 
-interface PooledSession {
+interface PooledSession extends CancelCounter {
   readonly session: http2.ClientHttp2Session;
   /** Lets waiting RPCs have the slot a closed stream freed. */
   readonly onSlotFreed: () => void;
@@ -80,7 +93,7 @@ interface WaitingRequest {
   readonly receiver: StreamReceiver;
 }
 
-export class EndpointPool {
+export class EndpointPool implements UpstreamPool {
   readonly #options: EndpointPoolOptions;
   readonly #authority: string;
   readonly #sessions: PooledSession[] = [];
@@ -124,14 +137,11 @@ export class EndpointPool {
   }
 
   /**
-   * Cancels a stream this pool opened (RST_STREAM CANCEL). Counted against its connection: one that
-   * has cancelled too many gets no new streams and closes when its last one ends (UPSTREAM_RESET_BURST).
+   * One more stream cancelled on this connection. One that has cancelled too many gets no new streams
+   * and closes when its last one ends (UPSTREAM_RESET_BURST).
    */
-  cancel(stream: http2.ClientHttp2Stream): void {
-    if (stream.closed || stream.destroyed) return;
-    stream.close(http2.constants.NGHTTP2_CANCEL);
-    const pooled = (stream as PooledStream)[POOLED];
-    if (!pooled?.usable || pooled.resets.tryTake()) return;
+  #cancelled(pooled: PooledSession): void {
+    if (!pooled.usable || pooled.resets.tryTake()) return;
     this.#retire(pooled);
     pooled.session.close();
     this.#dispatch();
@@ -158,7 +168,7 @@ export class EndpointPool {
     pooled.active++;
     (stream as PooledStream)[POOLED] = pooled;
     stream.on('close', onPooledStreamClose);
-    receiver.onStream(undefined, stream);
+    receiver.onStream(undefined, new NodeUpstream(stream, pooled));
   }
 
   #sessionWithRoom(): PooledSession | undefined {
@@ -216,6 +226,7 @@ export class EndpointPool {
       ready: false,
       usable: true,
       resets: new TokenBucket(UPSTREAM_RESETS_PER_SECOND, UPSTREAM_RESET_BURST),
+      cancelled: () => this.#cancelled(pooled),
     };
     this.#sessions.push(pooled);
 

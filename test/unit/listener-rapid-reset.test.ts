@@ -6,7 +6,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServerHttp2Stream } from 'node:http2';
+import type { DownstreamStream } from '../../src/grpc/streams.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { startListener, type Listener } from '../../src/listener/listener.ts';
 import { Flag, FrameType, frame, grpcRequestHeaders, rawConnect, rstStream } from '../helpers/raw-h2.ts';
@@ -19,9 +19,9 @@ const listenerConfig = configSchema.parse({
 /** A listener whose handler answers every stream at once with an empty 200, and counts them. */
 async function countingListener(): Promise<{ listener: Listener; handled: () => number }> {
   let handled = 0;
-  const listener = await startListener(listenerConfig, undefined, (stream: ServerHttp2Stream) => {
+  const listener = await startListener(listenerConfig, undefined, (stream: DownstreamStream) => {
     handled++;
-    stream.respond({ ':status': 200 }, { endStream: true });
+    stream.respond({ ':status': 200 }, true);
   });
   return { listener, handled: () => handled };
 }
@@ -44,7 +44,7 @@ describe('listener: streams reset before routing', () => {
       await Promise.race([connection.closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the connection is still open')), 5_000).unref())]);
       assert.equal(handled(), 1);
     } finally {
-      listener.destroy();
+      await listener.destroy();
       await listener.close(0);
     }
   });

@@ -1,0 +1,100 @@
+/**
+ * The contract between the RPC path (src/proxy/) and the HTTP/2 layers on
+ * either side of it: the client's stream of one RPC (DownstreamStream, made by
+ * a listener) and the stream of one attempt on a backend (UpstreamStream, made
+ * by an endpoint pool). The proxy sees only these; whichever HTTP/2
+ * implementation sits underneath keeps to them, and the proxy's unit tests
+ * hold fakes to the same contract (test/helpers/fake-streams.ts).
+ *
+ * Events go to one subscriber, attached once; they are never lost by
+ * attaching late (a request that had already ended is reported at attach).
+ * Nothing here throws: calls on a stream that has closed do nothing.
+ */
+import type { Socket } from 'node:net';
+
+/** Header fields as decoded: lower-case names, repeated fields as arrays. `:status` may be a number. */
+export type HeaderMap = Record<string, string | string[] | number | undefined>;
+
+/** The client connection a downstream stream arrived on; also the key the security layer keeps per-connection state under. */
+export interface DownstreamConnection {
+  /** The socket: the peer's address, and over TLS its certificate. */
+  readonly socket: Socket | undefined;
+}
+
+/** What happens to the client's side of an RPC, reported to the RPC that owns it. */
+export interface DownstreamEvents {
+  /** A chunk of the request body (gRPC frames, not aligned to messages). */
+  onRequestData(chunk: Buffer): void;
+  /** The client half-closed: the request is complete. */
+  onRequestEnd(): void;
+  /** Room again after write() returned false. */
+  onResponseDrain(): void;
+  /** The stream is gone (answered, reset by the client, or its connection closed). Last event. */
+  onDownstreamClose(): void;
+  /** The listener is about to close the connection (drain timeout, end of max connection age): end the RPC now. */
+  onCut(reason: string): void;
+}
+
+export interface DownstreamStream {
+  readonly connection: DownstreamConnection | undefined;
+  /** Response headers (or a trailers-only response) have been sent. */
+  readonly headersSent: boolean;
+  /** Closed or reset: nothing more can be sent. */
+  readonly closed: boolean;
+  /** Subscribes the RPC; called at most once. A request that already ended is reported at once. */
+  attach(events: DownstreamEvents): void;
+  /** Sends response headers; with `endStream` they are also the trailers (trailers-only). */
+  respond(headers: HeaderMap, endStream: boolean): void;
+  /** Sends response body bytes; false when the caller should wait for onResponseDrain. */
+  write(chunk: Buffer): boolean;
+  /** Ends the response with these trailers, after whatever was written. */
+  end(trailers: HeaderMap): void;
+  /** A plain HTTP answer with a text body and no trailers: for a request that is not gRPC at all. */
+  answerHttp(status: number, body: string): void;
+  /** RST_STREAM with `code`. */
+  reset(code: number): void;
+  /** Stops / restarts delivering request data (flow control: a paused stream grants no window). */
+  pause(): void;
+  resume(): void;
+}
+
+/** What happens to one attempt's stream on a backend. */
+export interface UpstreamEvents {
+  /** Response headers; with `endStream` a trailers-only response (then no onTrailers). */
+  onResponse(headers: HeaderMap, endStream: boolean): void;
+  onResponseData(chunk: Buffer): void;
+  onTrailers(trailers: HeaderMap): void;
+  /** The response ended normally (after its trailers, or a trailers-only response). */
+  onResponseEnd(): void;
+  /** Room again after write() returned false. */
+  onRequestDrain(): void;
+  /** The stream is gone. Last event. After onResponseEnd it says nothing new; before it, the stream broke. */
+  onUpstreamClose(broken: UpstreamBreak | undefined): void;
+}
+
+/** How an upstream stream broke before its response ended. */
+export interface UpstreamBreak {
+  /** The RST_STREAM code, the backend's or the one the connection's end implied. */
+  readonly rstCode: number;
+  /** The backend never processed the stream: REFUSED_STREAM, above its GOAWAY, or refused locally after one. */
+  readonly refused: boolean;
+  /** The connection failed under the stream (no RST_STREAM was received); the error says how. */
+  readonly connectionError: string | undefined;
+}
+
+export interface UpstreamStream {
+  /** Subscribes the attempt; called at most once, right after the stream is handed over. */
+  attach(events: UpstreamEvents): void;
+  /** Request body bytes; false when the caller should wait for onRequestDrain. */
+  write(chunk: Buffer): boolean;
+  /** Half-closes the request. */
+  end(): void;
+  /** Stops / restarts delivering response data (flow control toward the backend). */
+  pause(): void;
+  resume(): void;
+  readonly paused: boolean;
+  /** RST_STREAM CANCEL; counted against the connection's reset budget. Nothing after it. */
+  cancel(): void;
+  /** The connection under the stream has gone (for a stream that ended without a status). */
+  readonly connectionLost: boolean;
+}
