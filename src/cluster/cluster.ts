@@ -10,7 +10,7 @@ import type { ClusterConfig } from '../config/schema.ts';
 import { systemEnvironment, type BalancedEndpoint, type LoadBalancingPolicy, type PolicyEnvironment } from '../balancer/policy.ts';
 import { createPolicy } from '../balancer/registry.ts';
 import { endpointKey, type DiscoverySource, type DiscoveryUpdate, type EndpointAddress } from '../discovery/source.ts';
-import { EndpointPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
+import { EndpointPool, type EndpointPoolOptions, type UpstreamPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
 import { isEndpointFailure, isNeutral, type Outcome } from '../grpc/outcome.ts';
 import { ClusterLimits } from '../resilience/cluster-limits.ts';
 import { ClusterHealth, type EndpointHealth, type EndpointHealthEventKind, type EndpointHealthView, type TrackedEndpoint } from '../health/cluster-health.ts';
@@ -24,7 +24,7 @@ const LATENCY_DECAY_MS = 5_000;
 export class ClusterEndpoint implements BalancedEndpoint, TrackedEndpoint {
   readonly key: string;
   readonly address: EndpointAddress;
-  readonly pool: EndpointPool;
+  readonly pool: UpstreamPool;
   /** The weight policies use: configuredWeight, reduced while slow start ramps the endpoint up. */
   weight: number;
   /** The weight discovery last gave. */
@@ -40,7 +40,7 @@ export class ClusterEndpoint implements BalancedEndpoint, TrackedEndpoint {
   latencyEwmaMs: number | undefined;
   #latencyAt = 0;
 
-  constructor(address: EndpointAddress, pool: EndpointPool) {
+  constructor(address: EndpointAddress, pool: UpstreamPool) {
     this.key = endpointKey(address);
     this.address = address;
     this.weight = address.weight;
@@ -83,6 +83,8 @@ export interface ClusterOptions {
   readonly onAttemptEnd?: ((endpoint: ClusterEndpoint, latencyMs: number, outcome: Outcome) => void) | undefined;
   /** Endpoints joining, leaving, failing health checks, ejected and returning. */
   readonly onEndpointEvent?: ((event: EndpointEvent) => void) | undefined;
+  /** Makes each endpoint's connection pool; default: an EndpointPool (tests give fakes). */
+  readonly createPool?: ((options: EndpointPoolOptions) => UpstreamPool) | undefined;
 }
 
 export class Cluster {
@@ -94,6 +96,7 @@ export class Cluster {
   readonly #now: () => number;
   readonly #onAttemptEnd: ClusterOptions['onAttemptEnd'];
   readonly #onEndpointEvent: ClusterOptions['onEndpointEvent'];
+  readonly #makePool: (options: EndpointPoolOptions) => UpstreamPool;
   readonly #policy: LoadBalancingPolicy<ClusterEndpoint>;
   /** Circuit breakers and retry budget. */
   readonly limits: ClusterLimits;
@@ -112,6 +115,7 @@ export class Cluster {
     this.#logger = options.logger;
     this.#onAttemptEnd = options.onAttemptEnd;
     this.#onEndpointEvent = options.onEndpointEvent;
+    this.#makePool = options.createPool ?? ((poolOptions) => new EndpointPool(poolOptions));
     this.#policy = createPolicy<ClusterEndpoint>(
       options.config.lb_policy,
       {
@@ -236,8 +240,8 @@ export class Cluster {
     this.#recomputeAvailable();
   }
 
-  #createPool(address: EndpointAddress): EndpointPool {
-    return new EndpointPool({
+  #createPool(address: EndpointAddress): UpstreamPool {
+    return this.#makePool({
       host: address.host,
       port: address.port,
       tls: this.#tls,

@@ -16,7 +16,7 @@
  * reports transitions through `onChange` and the cluster recomputes.
  */
 import type { ClusterConfig } from '../config/schema.ts';
-import { EndpointPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
+import { EndpointPool, type UpstreamPool, type UpstreamTls } from '../upstream/endpoint-pool.ts';
 import { probeHealth, type ProbeResult } from './grpc-health-probe.ts';
 
 export type HealthCheckConfig = NonNullable<ClusterConfig['health_check']>;
@@ -33,7 +33,7 @@ export interface HealthCheckTarget {
   readonly key: string;
   readonly address: { readonly host: string };
   /** The endpoint's serving pool, used unless the config names a separate health port. */
-  readonly pool: EndpointPool;
+  readonly pool: UpstreamPool;
 }
 
 export interface ActiveCheckerOptions {
@@ -62,9 +62,9 @@ export interface HealthCheckSnapshot {
 
 interface Checked {
   readonly key: string;
-  readonly pool: EndpointPool;
+  readonly pool: UpstreamPool;
   /** A pool for the health port, owned by the checker. */
-  readonly ownPool: EndpointPool | undefined;
+  readonly ownPool: UpstreamPool | undefined;
   state: HealthState;
   passes: number;
   failures: number;

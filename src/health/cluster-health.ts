@@ -9,7 +9,7 @@
  */
 import type { ClusterConfig } from '../config/schema.ts';
 import type { Outcome } from '../grpc/outcome.ts';
-import type { EndpointPool, UpstreamTls } from '../upstream/endpoint-pool.ts';
+import type { UpstreamPool, UpstreamTls } from '../upstream/endpoint-pool.ts';
 import { ActiveHealthChecker, type HealthCheckSnapshot, type HealthLogger, type HealthState } from './active-checker.ts';
 import { OutlierDetector, type EjectionReason, type OutlierEndpointSnapshot } from './outlier-detector.ts';
 import { SlowStart } from './slow-start.ts';
@@ -24,7 +24,7 @@ export type EndpointHealthEventKind = 'healthy' | 'unhealthy' | 'ejected' | 'ret
 export interface TrackedEndpoint {
   readonly key: string;
   readonly address: { readonly host: string };
-  readonly pool: EndpointPool;
+  readonly pool: UpstreamPool;
   /** The weight discovery gave. */
   readonly configuredWeight: number;
   /** The weight policies use: configuredWeight, reduced during slow start. Written by select(). */

@@ -10,7 +10,7 @@ import type { Route } from '../router/route-table.ts';
 import { parseGrpcTimeout } from '../grpc/timeout.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { refuseRpc } from '../grpc/respond.ts';
-import { RpcBridge, overflowReason, type LimitReason } from './rpc-bridge.ts';
+import { RpcBridge, overflowReason, type BridgeLimits, type LimitReason } from './rpc-bridge.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 
 export function forwardRpc(
@@ -19,6 +19,7 @@ export function forwardRpc(
   route: Route,
   cluster: Cluster,
   record: RpcRecord,
+  limits: BridgeLimits | undefined = guardOf(downstream.connection)?.config,
 ): void {
   let deadlineMs = route.timeoutMs;
   const timeoutHeader = requestHeaders['grpc-timeout'];
@@ -53,6 +54,6 @@ export function forwardRpc(
     deadlineAt: deadlineMs === undefined ? undefined : record.startedAt + deadlineMs,
     limitAt: limitMs === undefined ? undefined : record.startedAt + limitMs,
     limit,
-    limits: guardOf(downstream.connection)?.config,
+    limits,
   }).start();
 }
