@@ -28,8 +28,9 @@ import type { Telemetry } from '../metrics/telemetry.ts';
 import type { Route } from '../router/route-table.ts';
 import type { LoadedCertificate } from '../security/certificate-expiry.ts';
 import { balanceView, certificateView, clusterView, redactSecrets, routesView } from './admin-views.ts';
-import { isLoopbackAddress, type AdminSettings } from './admin-schema.ts';
+import { isLoopbackAddress, type AdminSettings } from '../config/admin-schema.ts';
 import type { Readiness } from './health-endpoint.ts';
+import { listen } from '../listener/listen.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -101,17 +102,11 @@ export async function startAdminServer(settings: AdminSettings, target: AdminTar
     );
   });
   server.maxHeadersCount = 64;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    // exclusive: in a --workers worker, bind a port of its own instead of sharing the primary's.
-    server.listen({ port: settings.port, host: settings.address, exclusive: true }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  // exclusive: in a --workers worker, bind a port of its own instead of sharing the primary's.
+  const address = await listen(server, { port: settings.port, host: settings.address, exclusive: true });
   server.on('error', () => {});
   return {
-    address: server.address() as AddressInfo,
+    address,
     close: () => new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections();

@@ -8,7 +8,7 @@ import * as http2 from 'node:http2';
 import { HEALTH_CHECK_PATH, ServingStatus } from '../health/grpc-health-probe.ts';
 import { Status } from '../grpc/status.ts';
 import { respondWithStatus } from '../grpc/respond.ts';
-import type { Readiness } from './health-endpoint.ts';
+import type { Readiness } from './readiness.ts';
 
 /** A HealthCheckRequest is a service name; anything near this size is not a probe. */
 const MAX_REQUEST_BYTES = 1024;

@@ -20,13 +20,15 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { descriptorGate } from '../lifecycle/open-files.ts';
+import { descriptorGate } from '../security/open-files.ts';
 import { createGrpcHealthServer } from './grpc-health.ts';
 
 /** The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113 §3.4). */
 const HTTP2_PREFACE_START = 'PRI ';
 
-export type Readiness = 'starting' | 'ready' | 'draining';
+export type { Readiness } from './readiness.ts';
+import type { Readiness } from './readiness.ts';
+import { listen } from '../listener/listen.ts';
 
 export interface HealthEndpointConfig {
   readonly address: string;
@@ -119,17 +121,11 @@ export async function startHealthEndpoint(config: HealthEndpointConfig, readines
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    front.once('error', reject);
-    front.listen(config.port, config.address, () => {
-      front.off('error', reject);
-      resolve();
-    });
-  });
+  const address = await listen(front, { port: config.port, host: config.address });
   front.on('error', () => {});
 
   return {
-    address: front.address() as AddressInfo,
+    address,
     close: () =>
       new Promise<void>((resolve) => {
         front.close(() => resolve());

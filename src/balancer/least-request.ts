@@ -5,7 +5,7 @@
  * sending to the same "least loaded" endpoint at once, while still keeping the busiest endpoints nearly idle.
  */
 
-import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyEnvironment } from './policy.ts';
+import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyDefinition, PolicyEnvironment } from './policy.ts';
 import { systemEnvironment } from './policy.ts';
 import { WeightTable } from './random.ts';
 
@@ -32,6 +32,14 @@ export interface LeastRequestOptions {
 const FAILURE_PENALTY = 5;
 /** ...and the penalty halves every second, so a recovered endpoint soon competes again. */
 const PENALTY_HALF_LIFE_MS = 1_000;
+
+export const leastRequest = {
+  name: 'least_request',
+  // How strongly in-flight requests count against an endpoint when weights differ (Envoy's active_request_bias).
+  options: { active_request_bias: { kind: 'number', min: 0, max: 10, default: 1 } },
+  xds: { exact: 'LEAST_REQUEST', forGrpcClients: 'ROUND_ROBIN' },
+  create: (env, options) => new LeastRequestPolicy(env, { activeRequestBias: options.active_request_bias }),
+} satisfies PolicyDefinition<'least_request'>;
 
 export class LeastRequestPolicy<E extends BalancedEndpoint = BalancedEndpoint> implements LoadBalancingPolicy<E> {
   readonly #env: PolicyEnvironment;

@@ -9,7 +9,7 @@
  * tens of responses.
  */
 
-import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyEnvironment } from './policy.ts';
+import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyDefinition, PolicyEnvironment } from './policy.ts';
 import { systemEnvironment } from './policy.ts';
 import { WeightTable } from './random.ts';
 
@@ -113,6 +113,14 @@ interface RttEstimate {
  *   prior such as Linkerd's 30 ms would starve it for ~35 s in a 1 ms fleet, and 0 would send it everything
  *   until it answers. Its first response then replaces the assumption.
  */
+export const peakEwma = {
+  name: 'peak_ewma',
+  // Time constant of the latency average.
+  options: { ewma_decay: { kind: 'duration', min: 1, max: 2 ** 31 - 1, default: DEFAULT_EWMA_DECAY_MS } },
+  xds: { exact: undefined, forGrpcClients: 'ROUND_ROBIN' },
+  create: (env, options) => new PeakEwmaPolicy(env, { decayMs: options.ewma_decay }),
+} satisfies PolicyDefinition<'peak_ewma'>;
+
 export class PeakEwmaPolicy<E extends BalancedEndpoint = BalancedEndpoint> implements LoadBalancingPolicy<E> {
   readonly #env: PolicyEnvironment;
   readonly #decayMs: number;

@@ -35,6 +35,37 @@ export interface LoadBalancingPolicy<E extends BalancedEndpoint = BalancedEndpoi
   onRpcEnd?(endpoint: E, latencyMs: number, failed?: boolean): void;
 }
 
+/** One tuning option a policy reads from its cluster's config; the config schema is derived from these. */
+export interface PolicyOption {
+  readonly kind: 'integer' | 'number' | 'duration';
+  readonly min: number;
+  readonly max: number;
+  /** In the option's unit: milliseconds for a duration. */
+  readonly default: number;
+}
+
+/** Envoy's Cluster.LbPolicy values that Switchyard reads and writes. */
+export type XdsLbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RING_HASH' | 'RANDOM';
+
+/**
+ * Everything Switchyard knows of a policy, in the policy's own file: the config
+ * enum, the cluster options, the xDS mapping and construction are derived from
+ * the list of these (src/balancer/registry.ts), so a new policy is one file.
+ */
+export interface PolicyDefinition<Name extends string = string> {
+  /** `lb_policy` in the config. */
+  readonly name: Name;
+  /** Cluster fields it reads, by their config names (values reach create() parsed, durations in ms). */
+  readonly options: Readonly<Record<string, PolicyOption>>;
+  readonly xds: {
+    /** The Envoy value that means exactly this policy, if there is one: read back from a control plane as this policy. */
+    readonly exact: XdsLbPolicy | undefined;
+    /** What a proxyless gRPC client is sent, being the nearest policy grpc-js runs. */
+    readonly forGrpcClients: 'ROUND_ROBIN' | 'RING_HASH';
+  };
+  create<E extends BalancedEndpoint>(env: PolicyEnvironment, options: Readonly<Record<string, number>>): LoadBalancingPolicy<E>;
+}
+
 /** Injected clock and random source. */
 export interface PolicyEnvironment {
   /** Monotonic milliseconds. */

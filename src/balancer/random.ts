@@ -3,7 +3,7 @@
  * Also home of the weighted sampler that least_request and peak_ewma draw their two candidates with.
  */
 
-import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyEnvironment } from './policy.ts';
+import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyDefinition, PolicyEnvironment } from './policy.ts';
 import { systemEnvironment } from './policy.ts';
 
 /**
@@ -107,6 +107,13 @@ export class WeightTable {
  * Weighted uniform random. Stateless across RPCs, so it needs no coordination between proxies
  * and never correlates with anything; its spread is only statistically even.
  */
+export const random = {
+  name: 'random',
+  options: {},
+  xds: { exact: 'RANDOM', forGrpcClients: 'ROUND_ROBIN' },
+  create: (env) => new RandomPolicy(env),
+} satisfies PolicyDefinition<'random'>;
+
 export class RandomPolicy<E extends BalancedEndpoint = BalancedEndpoint> implements LoadBalancingPolicy<E> {
   readonly #env: PolicyEnvironment;
   #endpoints: readonly E[] = [];

@@ -1,49 +1,38 @@
-/** Builds a load-balancing policy from its configured name. */
-
-import { LeastRequestPolicy } from './least-request.ts';
-import { PeakEwmaPolicy } from './peak-ewma.ts';
-import type { BalancedEndpoint, LoadBalancingPolicy, PolicyEnvironment } from './policy.ts';
+/**
+ * The load-balancing policies: the one list of them. The config's `lb_policy`
+ * enum and cluster options (src/config/schema.ts), the mapping to and from
+ * xDS (src/xds/) and construction (src/cluster/) are all derived from it, so
+ * a new policy is its own file plus a line here.
+ */
+import { leastRequest } from './least-request.ts';
+import { peakEwma } from './peak-ewma.ts';
+import type { BalancedEndpoint, LoadBalancingPolicy, PolicyDefinition, PolicyEnvironment } from './policy.ts';
 import { systemEnvironment } from './policy.ts';
-import { RandomPolicy } from './random.ts';
-import { RingHashPolicy } from './ring-hash.ts';
-import { RoundRobinPolicy } from './round-robin.ts';
+import { random } from './random.ts';
+import { ringHash } from './ring-hash.ts';
+import { roundRobin } from './round-robin.ts';
 
-export const POLICY_NAMES = ['round_robin', 'least_request', 'random', 'ring_hash', 'peak_ewma'] as const;
-export type PolicyName = (typeof POLICY_NAMES)[number];
+export const POLICIES = [roundRobin, leastRequest, random, ringHash, peakEwma] as const;
 
-/** Tuning knobs; each policy reads only its own and ignores the rest. Absent or invalid values take the defaults. */
-export interface PolicyOptions {
-  /** ring_hash: arcs on the ring. Default 1024. */
-  ringSize?: number | undefined;
-  /** least_request: how strongly in-flight requests count against an endpoint when weights differ. Default 1. */
-  activeRequestBias?: number | undefined;
-  /** peak_ewma: time constant of the latency average, ms. Default 10 000. */
-  ewmaDecayMs?: number | undefined;
+export type PolicyName = (typeof POLICIES)[number]['name'];
+
+export const POLICY_NAMES = POLICIES.map((policy) => policy.name) as [PolicyName, ...PolicyName[]];
+
+export function policyDefinition(name: PolicyName): PolicyDefinition<PolicyName> {
+  return POLICIES.find((policy) => policy.name === name)!;
 }
 
 /**
- * A fresh policy instance (policies hold per-cluster state: use one per cluster).
- * Throws only for a name outside PolicyName, which the config schema already rules out.
+ * A fresh policy instance (policies hold per-cluster state: use one per cluster). `options` holds the
+ * cluster's option fields by config name; an absent one takes the policy's default.
  */
 export function createPolicy<E extends BalancedEndpoint>(
   name: PolicyName,
-  options: PolicyOptions = {},
+  options: Readonly<Record<string, number | undefined>> = {},
   env: PolicyEnvironment = systemEnvironment,
 ): LoadBalancingPolicy<E> {
-  switch (name) {
-    case 'round_robin':
-      return new RoundRobinPolicy<E>(env);
-    case 'least_request':
-      return new LeastRequestPolicy<E>(env, { activeRequestBias: options.activeRequestBias });
-    case 'random':
-      return new RandomPolicy<E>(env);
-    case 'ring_hash':
-      return new RingHashPolicy<E>(env, { ringSize: options.ringSize });
-    case 'peak_ewma':
-      return new PeakEwmaPolicy<E>(env, { decayMs: options.ewmaDecayMs });
-    default: {
-      const unknown: never = name;
-      throw new Error(`unknown load-balancing policy ${String(unknown)}`);
-    }
-  }
+  const definition = policyDefinition(name);
+  const values: Record<string, number> = {};
+  for (const [option, spec] of Object.entries(definition.options)) values[option] = options[option] ?? spec.default;
+  return definition.create<E>(env, values);
 }

@@ -22,7 +22,7 @@
  * hashed traffic, as Envoy guarantees; that arc's keys can move when the set changes for other reasons.
  */
 
-import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyEnvironment } from './policy.ts';
+import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyDefinition, PolicyEnvironment } from './policy.ts';
 import { systemEnvironment } from './policy.ts';
 import { weightOf } from './random.ts';
 
@@ -74,6 +74,14 @@ function fmix32(value: number): number {
  * (key, weight) pairs changes; a setEndpoints with the same set (in any order, with new objects) only swaps in
  * the new objects.
  */
+export const ringHash = {
+  name: 'ring_hash',
+  // Arcs on the ring: more spreads keys more evenly across endpoints, at a little memory.
+  options: { ring_size: { kind: 'integer', min: 1, max: 8_388_608, default: DEFAULT_RING_SIZE } },
+  xds: { exact: 'RING_HASH', forGrpcClients: 'RING_HASH' },
+  create: (env, options) => new RingHashPolicy(env, { ringSize: options.ring_size }),
+} satisfies PolicyDefinition<'ring_hash'>;
+
 export class RingHashPolicy<E extends BalancedEndpoint = BalancedEndpoint> implements LoadBalancingPolicy<E> {
   readonly #env: PolicyEnvironment;
   readonly #ringSize: number;

@@ -6,7 +6,7 @@
  * (5,1,1 gives a a b a c a a, not a a a a a b c).
  */
 
-import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyEnvironment } from './policy.ts';
+import type { BalancedEndpoint, LoadBalancingPolicy, PickContext, PolicyDefinition, PolicyEnvironment } from './policy.ts';
 import { systemEnvironment } from './policy.ts';
 import { weightOf } from './random.ts';
 
@@ -16,6 +16,13 @@ import { weightOf } from './random.ts';
  * restarting together do not all send their first RPC to the same backend. The rotation position and the
  * smooth-weight state of endpoints that stay survive setEndpoints, so frequent updates do not restart the cycle.
  */
+export const roundRobin = {
+  name: 'round_robin',
+  options: {},
+  xds: { exact: 'ROUND_ROBIN', forGrpcClients: 'ROUND_ROBIN' },
+  create: (env) => new RoundRobinPolicy(env),
+} satisfies PolicyDefinition<'round_robin'>;
+
 export class RoundRobinPolicy<E extends BalancedEndpoint = BalancedEndpoint> implements LoadBalancingPolicy<E> {
   readonly #env: PolicyEnvironment;
   #endpoints: readonly E[] = [];

@@ -11,8 +11,8 @@
  */
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { onWatchedFilesChanged, watchConfigFiles, type ConfigWatcher } from '../lifecycle/config-watcher.ts';
-import { defaultReserve, openFileLimit } from '../lifecycle/open-files.ts';
-import { watchCertificates, type CertificateWatcher } from '../security/cert-rotation.ts';
+import { defaultReserve, openFileLimit } from '../security/open-files.ts';
+import { watchCertificates, type CertificateWatcher } from '../lifecycle/cert-rotation.ts';
 import { Switchyard } from '../switchyard.ts';
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { DRAIN_MESSAGE, DRAIN_REQUEST_MESSAGE, isWorkerProcess, workerIndex, type DrainMessage } from './workers.ts';

@@ -116,15 +116,7 @@ export class Cluster {
     this.#onAttemptEnd = options.onAttemptEnd;
     this.#onEndpointEvent = options.onEndpointEvent;
     this.#makePool = options.createPool ?? ((poolOptions) => new EndpointPool(poolOptions));
-    this.#policy = createPolicy<ClusterEndpoint>(
-      options.config.lb_policy,
-      {
-        ringSize: options.config.ring_size,
-        activeRequestBias: options.config.active_request_bias,
-        ewmaDecayMs: options.config.ewma_decay,
-      },
-      options.environment,
-    );
+    this.#policy = createPolicy<ClusterEndpoint>(options.config.lb_policy, options.config as unknown as Record<string, number>, options.environment);
     const environment = options.environment ?? systemEnvironment;
     this.#now = () => environment.now();
     this.#health = new ClusterHealth({

@@ -6,13 +6,15 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { duration, statusCode } from './schema-primitives.ts';
+import { POLICIES, POLICY_NAMES, type PolicyName } from '../balancer/registry.ts';
+import type { PolicyOption } from '../balancer/policy.ts';
 import { clusterResilience, drainSettings, overloadSettings, retryPolicy } from './resilience-schema.ts';
-import { authorizationSettings, certificateSettings, downstreamTlsFields, upstreamTlsFields } from '../security/security-schema.ts';
-import { adminSettings, healthSettings, metricsSettings } from '../admin/admin-schema.ts';
-import { http2AbuseFields, listenerAbuseFields, routeRateLimit } from '../security/abuse-schema.ts';
-import { tracingSettings } from '../tracing/tracing-schema.ts';
-import { kubernetesDiscovery } from '../discovery/kubernetes-schema.ts';
-import { edsDiscovery, xdsClientSettings } from '../xds/client/xds-client-schema.ts';
+import { authorizationSettings, certificateSettings, downstreamTlsFields, upstreamTlsFields } from './security-schema.ts';
+import { adminSettings, healthSettings, metricsSettings } from './admin-schema.ts';
+import { http2AbuseFields, listenerAbuseFields, routeRateLimit } from './abuse-schema.ts';
+import { tracingSettings } from './tracing-schema.ts';
+import { kubernetesDiscovery } from './kubernetes-schema.ts';
+import { edsDiscovery, xdsClientSettings } from './xds-client-schema.ts';
 
 /** Listener ports may be 0 (the OS picks one: useful in tests); an upstream port never is. */
 const port = z.number().int().min(0).max(65535);
@@ -190,7 +192,23 @@ const upstreamTls = z.strictObject({
   }
 });
 
-export const LB_POLICIES = ['round_robin', 'least_request', 'random', 'ring_hash', 'peak_ewma'] as const;
+/** `lb_policy`: the policies src/balancer/registry.ts lists. */
+export const LB_POLICIES = POLICY_NAMES;
+
+/** Each policy's tuning options, as cluster fields, from the policies' own definitions. */
+const policyOptionFields = Object.fromEntries(POLICIES.flatMap((policy) => Object.entries(policy.options).map(([name, option]) => [name, policyOptionSchema(option)])));
+
+/** Every policy's options, by name, as the registry declares them. */
+type DeclaredOptions = UnionToIntersection<(typeof POLICIES)[number]['options']>;
+type UnionToIntersection<U> = (U extends unknown ? (union: U) => void : never) extends (intersection: infer I) => void ? I : never;
+/** The zod field each declared option becomes, so the config type knows them. */
+type PolicyOptionFields = { [Name in keyof DeclaredOptions]: DeclaredOptions[Name] extends { kind: 'duration' } ? ReturnType<typeof duration.default> : z.ZodDefault<z.ZodNumber> };
+
+function policyOptionSchema(option: PolicyOption) {
+  if (option.kind === 'duration') return duration.default(option.default);
+  const number = option.kind === 'integer' ? z.number().int() : z.number();
+  return number.min(option.min).max(option.max).default(option.default);
+}
 
 const cluster = z
   .strictObject({
@@ -198,12 +216,8 @@ const cluster = z
     lb_policy: z.enum(LB_POLICIES).default('round_robin'),
     /** ring_hash: request header whose value is hashed; without it a random endpoint is picked. */
     hash_header: z.string().min(1).transform((name) => name.toLowerCase()).optional(),
-    /** ring_hash: virtual nodes on the ring. */
-    ring_size: z.number().int().min(1).max(8_388_608).default(1024),
-    /** least_request: how strongly active requests count against an endpoint. */
-    active_request_bias: z.number().min(0).max(10).default(1),
-    /** peak_ewma: decay time of the latency average. */
-    ewma_decay: duration.default(10_000),
+    /** ring_size (ring_hash), active_request_bias (least_request), ewma_decay (peak_ewma): see each policy's file. */
+    ...(policyOptionFields as unknown as PolicyOptionFields),
     endpoints: z.array(staticEndpoint).optional(),
     dns: dnsDiscovery.optional(),
     /** The EndpointSlices of a Kubernetes Service (src/discovery/kubernetes.ts). */
@@ -323,4 +337,4 @@ export type ListenerConfig = SwitchyardConfig['listeners'][number];
 export type RouteConfig = SwitchyardConfig['routes'][number];
 export type ClusterConfig = SwitchyardConfig['clusters'][number];
 export type HeaderMatchConfig = RouteConfig['match']['headers'][number];
-export type LbPolicyName = (typeof LB_POLICIES)[number];
+export type LbPolicyName = PolicyName;

@@ -4,6 +4,7 @@
  * The demo puts it beside Switchyard to show what that does to gRPC.
  */
 import * as net from 'node:net';
+import { listen } from '../listener/listen.ts';
 
 export interface L4Balancer {
   readonly port: number;
@@ -28,9 +29,9 @@ export async function startL4Balancer(backendPorts: readonly number[], host = '1
     }
     client.pipe(upstream).pipe(client);
   });
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const { port } = await listen(server, { port: 0, host });
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port,
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();

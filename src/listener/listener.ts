@@ -13,6 +13,7 @@ import { Server as NetServer, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/schema.ts';
 import { goAwayGracefully, type ConnectionState } from './goaway.ts';
+import { listen } from './listen.ts';
 import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
 import { NodeDownstream } from './node-downstream.ts';
 import { guardConnection, streamResetBeforeRouting, type AbuseLimit } from '../security/connection-guard.ts';
@@ -180,13 +181,7 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
   server.on('sessionError', () => {});
   server.on('tlsClientError', () => {});
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.address, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const address = await listen(server, { port: config.port, host: config.address });
   server.on('error', () => {});
 
   const destroy = async () => {
@@ -209,7 +204,7 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
     get config() {
       return current;
     },
-    address: server.address() as AddressInfo,
+    address,
     get connectionCount() {
       return sessions.size;
     },

@@ -25,7 +25,7 @@ import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { formatGrpcTimeout } from '../grpc/timeout.ts';
 import type { DownstreamEvents, DownstreamStream, HeaderMap, UpstreamStream } from '../grpc/streams.ts';
 import { exposeUpstream } from './headers.ts';
-import { DEFAULT_MAX_MESSAGE_BYTES, GrpcFrameMeter } from '../security/grpc-frame-meter.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES, GrpcFrameMeter } from '../grpc/frame-meter.ts';
 import { Attempt, type AttemptOwner } from './upstream-attempt.ts';
 
 /** After the proxy ends a stream with an error, a client that does not read is reset after this long. */

@@ -15,14 +15,23 @@ import { isGrpcMethodPath } from '../grpc/method-path.ts';
 import { connectionRateLimited } from '../security/rate-limit.ts';
 import { endRpcOtelSpan } from '../tracing/otel-span.ts';
 import { traceRpc } from '../tracing/rpc-trace.ts';
-import type { TracingSettings } from '../tracing/tracing-schema.ts';
+import type { TracingSettings } from '../config/tracing-schema.ts';
+import type { ListenerConfig } from '../config/schema.ts';
+import type { Authorizer } from '../security/authorization.ts';
+
+/** What serves RPCs at one moment (src/lifecycle/serving.ts builds it); immutable, read once per RPC. */
+export interface Serving {
+  readonly routes: RouteTable;
+  readonly clusters: ReadonlyMap<string, Cluster>;
+  readonly authorizer: Authorizer;
+  readonly tracing: TracingSettings;
+  /** Each listener's config by name: admission reads forward_client_cert and trusted_proxy_hops. */
+  readonly listeners: ReadonlyMap<string, ListenerConfig>;
+}
 
 export interface RpcHandlerDependencies {
-  /** Read on every RPC, so a reload can swap it. */
-  routes(): RouteTable;
-  cluster(name: string): Cluster | undefined;
-  /** Read on every forwarded RPC, so a reload can change it. Unset: no tracing. */
-  tracing?(): TracingSettings;
+  /** The snapshot in force; a reload swaps it, and an RPC keeps the one it started with. */
+  serving(): Serving;
   /** Called once per RPC as soon as its record exists (before any check). */
   onRpcStart?(record: RpcRecord): void;
   /** Called once per RPC when its downstream stream has closed. */
@@ -33,11 +42,12 @@ export interface RpcHandlerDependencies {
    * Runs before routing (src/security/rpc-admission.ts): may change `headers`;
    * returns a PERMISSION_DENIED message to refuse the call, undefined to go on.
    */
-  admit?(connection: DownstreamConnection | undefined, headers: HeaderMap, listener: string): string | undefined;
+  admit?(serving: Serving, connection: DownstreamConnection | undefined, headers: HeaderMap, listener: string): string | undefined;
 }
 
 export function createRpcHandler(deps: RpcHandlerDependencies) {
   return function handleStream(stream: DownstreamStream, headers: HeaderMap, listener: string): void {
+    const serving = deps.serving();
     const pathHeader = headers[':path'];
     const path = typeof pathHeader === 'string' ? pathHeader : '';
     const session = stream.connection;
@@ -88,13 +98,13 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       return refuseRpc(stream, record, 'malformed_path');
     }
 
-    const denied = deps.admit?.(session, headers, listener);
+    const denied = deps.admit?.(serving, session, headers, listener);
     if (denied !== undefined) return refuseRpc(stream, record, 'denied', denied);
 
     const connectionLimited = connectionRateLimited(session);
     if (connectionLimited !== undefined) return refuseRpc(stream, record, 'rate_limited', connectionLimited);
 
-    const route = deps.routes().match(path, headers);
+    const route = serving.routes.match(path, headers);
     if (!route) return refuseRpc(stream, record, 'no_route', `no route for ${path}`);
     record.route = route.name;
     const limited = route.rateLimit?.admit(callerIdentity(session).label);
@@ -102,12 +112,11 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
     if (route.action.kind === 'direct') {
       return refuseRpc(stream, record, 'direct_response', route.action.message, route.action.code);
     }
-    const cluster = deps.cluster(route.action.cluster);
+    const cluster = serving.clusters.get(route.action.cluster);
     record.cluster = route.action.cluster;
     if (!cluster) return refuseRpc(stream, record, 'no_cluster', `cluster "${route.action.cluster}" does not exist`);
     // Off by default: then this check is all tracing costs an RPC.
-    const tracing = deps.tracing?.();
-    if (tracing?.enabled) traceRpc(tracing, headers, record);
+    if (serving.tracing.enabled) traceRpc(serving.tracing, headers, record);
     forwardRpc(stream, headers, route, cluster, record);
   };
 }

@@ -13,7 +13,7 @@ import type { StreamReceiver } from '../upstream/endpoint-pool.ts';
 import { pushback } from '../resilience/retry-rules.ts';
 import { Status } from '../grpc/status.ts';
 import type { HeaderMap, UpstreamBreak, UpstreamEvents, UpstreamStream } from '../grpc/streams.ts';
-import { GrpcFrameMeter } from '../security/grpc-frame-meter.ts';
+import { GrpcFrameMeter } from '../grpc/frame-meter.ts';
 import { rstName, statusFromHttp, statusFromReset } from './status-mapping.ts';
 
 /** Response bytes held back, with the headers, while a retry is still possible. */

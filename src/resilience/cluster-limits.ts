@@ -30,6 +30,8 @@ export class ClusterLimits {
   /** Times each limit turned something away, for metrics. */
   readonly overflows: Record<LimitName, number> = { max_connections: 0, max_pending_requests: 0, max_requests: 0, max_retries: 0, retry_budget: 0 };
   retries = 0;
+  /** Resolvers waiting for activeRequests to reach zero (whenIdle). */
+  #idleWaiters: (() => void)[] = [];
 
   constructor(config: Pick<ClusterConfig, 'name' | 'circuit_breakers' | 'retry_budget'>) {
     this.cluster = config.name;
@@ -46,6 +48,17 @@ export class ClusterLimits {
 
   endRequest(): void {
     this.activeRequests--;
+    if (this.activeRequests === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  /** Resolves when no RPC is using the cluster (at once if none is): when a cluster a reload replaced may close. */
+  whenIdle(): Promise<void> {
+    if (this.activeRequests === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /** Admits one retry: within max_retries and the budget. Pair with endRetry(). */

@@ -12,7 +12,7 @@
  * rule matches only the exact name: either way, a doubt ends in a denial.
  * Paths reach check() canonical (src/grpc/method-path.ts).
  */
-import type { AuthorizationConfig, AuthorizationRuleConfig } from './security-schema.ts';
+import type { AuthorizationConfig, AuthorizationRuleConfig } from '../config/security-schema.ts';
 import type { CallerIdentity } from './identity.ts';
 
 export interface AuthorizationDecision {

@@ -13,29 +13,28 @@ import { callerIdentity } from './identity.ts';
 import { XFCC_HEADER, formatXfcc, stripIdentityHeaders } from './xfcc.ts';
 import { applyForwardedHeaders } from './forwarded-headers.ts';
 
+/** What admission reads of the config in force (the RPC's snapshot of it). */
 export interface AdmissionContext {
-  /** Read on every RPC, so a reload can swap it. */
-  authorizer(): Authorizer;
-  /** The running config of the listener named `name`, if any. */
-  listener(name: string): ListenerConfig | undefined;
-  logger(): Logger;
+  readonly authorizer: Authorizer;
+  /** Each listener's config by name. */
+  readonly listeners: ReadonlyMap<string, ListenerConfig>;
 }
 
 /**
  * Admits one RPC: returns undefined to go on (headers may have been changed),
  * or the PERMISSION_DENIED message to answer with.
  */
-export function admitRpc(context: AdmissionContext, connection: DownstreamConnection | undefined, headers: HeaderMap, listenerName: string): string | undefined {
+export function admitRpc(context: AdmissionContext, logger: Logger, connection: DownstreamConnection | undefined, headers: HeaderMap, listenerName: string): string | undefined {
   stripIdentityHeaders(headers);
   const caller = callerIdentity(connection);
   const path = String(headers[':path'] ?? '');
-  const decision = context.authorizer().check(caller, path);
+  const decision = context.authorizer.check(caller, path);
   if (!decision.allowed) {
     const message = `caller ${caller.label} may not call ${path}`;
-    context.logger().warn({ listener: listenerName, caller: caller.label, method: path, rule: decision.rule ?? '(no rule matched: default deny)' }, 'RPC denied by authorization');
+    logger.warn({ listener: listenerName, caller: caller.label, method: path, rule: decision.rule ?? '(no rule matched: default deny)' }, 'RPC denied by authorization');
     return message;
   }
-  const listener = context.listener(listenerName);
+  const listener = context.listeners.get(listenerName);
   if (listener?.tls?.forward_client_cert) {
     const value = formatXfcc(caller, connection?.socket as TLSSocket | undefined);
     if (value !== undefined) headers[XFCC_HEADER] = value;

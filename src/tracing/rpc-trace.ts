@@ -12,7 +12,7 @@ import type { HeaderMap } from '../grpc/streams.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { startRpcOtelSpan } from './otel-span.ts';
 import { SAMPLED, formatTraceparent, newSpanId, newTraceId, parseTraceparent } from './traceparent.ts';
-import type { TracingSettings } from './tracing-schema.ts';
+import type { TracingSettings } from '../config/tracing-schema.ts';
 
 /**
  * Gives the RPC its span: fills record.traceId, spanId (and otelSpan when

@@ -9,10 +9,12 @@
  * (gRPC drops a locality without one).
  */
 import type { EndpointAddress } from '../discovery/source.ts';
+import { policyDefinition, type PolicyName } from '../balancer/registry.ts';
 import { HTTP_CONNECTION_MANAGER_TYPE_URL, packAny, ROUTER_TYPE_URL, TYPE_URL, type AnyMessage } from './protos.ts';
 
 /** Balancing as Switchyard names it; see clusterResource for how each is sent. */
-export type XdsLbPolicy = 'round_robin' | 'least_request' | 'random' | 'ring_hash' | 'peak_ewma';
+/** Switchyard's policy names (src/balancer/registry.ts), as a cluster spec carries them. */
+export type XdsLbPolicy = PolicyName;
 
 export interface XdsListenerSpec {
   /** The name clients dial: `xds:///<name>`. */
@@ -83,21 +85,21 @@ export function routeConfigurationResource(spec: XdsRouteConfigSpec): AnyMessage
 
 /**
  * An EDS cluster. Policies a client cannot take are sent as the nearest one
- * it can: least_request, random and peak_ewma become ROUND_ROBIN for gRPC
- * clients (per-RPC balancing still, just not load-aware); a Switchyard proxy
- * gets LEAST_REQUEST, and the exact policy in metadata.
+ * it can (each policy's definition says which): least_request, random and
+ * peak_ewma become ROUND_ROBIN for gRPC clients (per-RPC balancing still, just
+ * not load-aware); a Switchyard proxy gets LEAST_REQUEST, and the exact policy
+ * in metadata.
  */
 export function clusterResource(spec: XdsClusterSpec, client: ClientCapabilities): AnyMessage {
-  const lbPolicy = spec.policy === 'ring_hash' ? 'RING_HASH'
-    : spec.policy === 'least_request' && client.leastRequest ? 'LEAST_REQUEST'
-    : 'ROUND_ROBIN';
+  const definition = policyDefinition(spec.policy);
+  const lbPolicy = definition.xds.exact === 'LEAST_REQUEST' && client.leastRequest ? 'LEAST_REQUEST' : definition.xds.forGrpcClients;
   return packAny(TYPE_URL.cluster, {
     name: spec.name,
     type: 'EDS',
     eds_cluster_config: { eds_config: ADS_SOURCE, service_name: spec.name },
     connect_timeout: duration(spec.connectTimeoutMs),
     lb_policy: lbPolicy,
-    ...(spec.policy === 'ring_hash' && { ring_hash_lb_config: { minimum_ring_size: { value: 1024 }, maximum_ring_size: { value: 8_388_608 } } }),
+    ...(lbPolicy === 'RING_HASH' && { ring_hash_lb_config: { minimum_ring_size: { value: 1024 }, maximum_ring_size: { value: 8_388_608 } } }),
     ...(client.switchyardPolicies && { metadata: { filter_metadata: { [SWITCHYARD_METADATA]: { fields: { lb_policy: { stringValue: spec.policy } } } } } }),
   });
 }

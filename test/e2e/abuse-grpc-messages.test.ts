@@ -7,14 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { Status } from '../../src/grpc/status.ts';
 import { expectStatus, startEchoSetup, unary, waitFor, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 
 const LIMIT = 64 << 10;
 
 describe('gRPC message size limits and malformed input', () => {
-  let backends: EchoServerHandle[];
   let proxy: RunningProxy;
   let client: EchoClient;
 
@@ -24,7 +22,7 @@ describe('gRPC message size limits and malformed input', () => {
     setup = await startEchoSetup(1, {
       listeners: [{ name: 'main', port: 0, plaintext: true, http2: { max_request_message_bytes: LIMIT, max_response_message_bytes: LIMIT } }],
     });
-    ({ backends, proxy, client } = setup);
+    ({ proxy, client } = setup);
   });
 
   after(() => setup.close());

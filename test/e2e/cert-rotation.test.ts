@@ -8,7 +8,7 @@ import path from 'node:path';
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { watchCertificates, type CertificateWatcher } from '../../src/security/cert-rotation.ts';
+import { watchCertificates, type CertificateWatcher } from '../../src/lifecycle/cert-rotation.ts';
 import { loadedCertificates } from '../../src/security/certificate-expiry.ts';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
 import { echoClient, startBackends, unary, waitFor } from '../helpers/harness.ts';

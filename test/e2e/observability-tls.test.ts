@@ -10,7 +10,7 @@ import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { watchCertificates, type CertificateWatcher } from '../../src/security/cert-rotation.ts';
+import { watchCertificates, type CertificateWatcher } from '../../src/lifecycle/cert-rotation.ts';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
 import { echoClient, expectStatus, startBackends, unary, waitFor } from '../helpers/harness.ts';
 import { capturingLogger, startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';

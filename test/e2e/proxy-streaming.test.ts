@@ -1,21 +1,20 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { startEchoSetup, waitFor, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
+import { startEchoSetup, waitFor, type EchoClient, type EchoSetup } from '../helpers/harness.ts';
 import type { EchoResponse, EchoServerHandle } from '../../src/demo/echo-service.ts';
 
 const MESSAGES = 5_000;
 
 describe('streaming RPCs through the proxy', () => {
   let backends: EchoServerHandle[];
-  let proxy: RunningProxy;
   let client: EchoClient;
 
   let setup: EchoSetup;
 
   before(async () => {
     setup = await startEchoSetup(1);
-    ({ backends, proxy, client } = setup);
+    ({ backends, client } = setup);
   });
 
   after(() => setup.close());

@@ -6,10 +6,10 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseTraceparent } from '../../src/tracing/traceparent.ts';
-import { tracingSettings } from '../../src/tracing/tracing-schema.ts';
+import { tracingSettings } from '../../src/config/tracing-schema.ts';
 import * as grpc from '@grpc/grpc-js';
 import { loadEchoPackage } from '../../src/demo/echo-service.ts';
-import { startBackends, startEchoSetup, startProxy, staticCluster, echoClient, unary, waitFor, type EchoSetup } from '../helpers/harness.ts';
+import { startBackends, startEchoSetup, startProxy, echoClient, unary, waitFor, type EchoSetup } from '../helpers/harness.ts';
 import { CLIENT_SPAN_ID, CLIENT_TRACE_ID, CLIENT_TRACEPARENT, CLIENT_TRACESTATE, backendSaw, traceMetadata } from '../helpers/trace-headers.ts';
 
 async function withSetup(config: Record<string, unknown>, run: (setup: EchoSetup) => Promise<void>): Promise<void> {

@@ -4,15 +4,19 @@ import { describe, it } from 'node:test';
 import { LeastRequestPolicy } from '../../src/balancer/least-request.ts';
 import { PeakEwmaPolicy } from '../../src/balancer/peak-ewma.ts';
 import { RandomPolicy } from '../../src/balancer/random.ts';
-import { createPolicy, POLICY_NAMES } from '../../src/balancer/registry.ts';
+import { createPolicy, POLICIES, POLICY_NAMES } from '../../src/balancer/registry.ts';
 import { RingHashPolicy } from '../../src/balancer/ring-hash.ts';
 import { RoundRobinPolicy } from '../../src/balancer/round-robin.ts';
-import { LB_POLICIES } from '../../src/config/schema.ts';
+import { configSchema, LB_POLICIES } from '../../src/config/schema.ts';
 import { endpoint, tally, testEnvironment, type TestEndpoint } from '../helpers/seeded-random.ts';
 
 describe('createPolicy', () => {
-  it('knows every policy the config schema accepts', () => {
+  it('the registry is the one list: the config accepts exactly its policies and their options', () => {
     assert.deepEqual([...POLICY_NAMES].sort(), [...LB_POLICIES].sort());
+    const cluster = configSchema.parse({ listeners: [{ name: 'l', port: 0, plaintext: true }], clusters: [{ name: 'c', endpoints: [{ address: '10.0.0.1', port: 1 }] }] }).clusters[0]! as Record<string, unknown>;
+    for (const policy of POLICIES) {
+      for (const [option, spec] of Object.entries(policy.options)) assert.equal(cluster[option], spec.default, `${policy.name}: ${option}`);
+    }
   });
 
   it('builds the named policy', () => {
@@ -23,12 +27,12 @@ describe('createPolicy', () => {
       ring_hash: RingHashPolicy,
       peak_ewma: PeakEwmaPolicy,
     };
-    for (const name of POLICY_NAMES) assert.ok(createPolicy(name, {}) instanceof expected[name], name);
+    for (const name of POLICY_NAMES) assert.ok(createPolicy(name, {}) instanceof expected[name as keyof typeof expected], name);
   });
 
   it('gives every policy the same empty-set and single-endpoint behaviour, with or without options', () => {
     for (const name of POLICY_NAMES) {
-      for (const options of [{}, { ringSize: 16, activeRequestBias: 2, ewmaDecayMs: 500 }]) {
+      for (const options of [{}, { ring_size: 16, active_request_bias: 2, ewma_decay: 500 }]) {
         const p = createPolicy<TestEndpoint>(name, options, testEnvironment().env);
         assert.equal(p.pick({ hashKey: 'k' }), undefined, name);
         const only = endpoint('a:1');
@@ -43,7 +47,7 @@ describe('createPolicy', () => {
   });
 
   it('uses the injected environment and passes options through', () => {
-    const p = createPolicy<TestEndpoint>('least_request', { activeRequestBias: 2 }, testEnvironment().env);
+    const p = createPolicy<TestEndpoint>('least_request', { active_request_bias: 2 }, testEnvironment().env);
     p.setEndpoints([endpoint('heavy', 2, 3), endpoint('light', 1, 2)]);
     // Bias 2: 9/2 > 4/1, so light; with the default bias 1 it would be heavy (1.5 < 2).
     assert.deepEqual([...tally(() => p.pick({}), 100).keys()], ['light']);

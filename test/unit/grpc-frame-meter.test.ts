@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { GrpcFrameMeter } from '../../src/security/grpc-frame-meter.ts';
+import { GrpcFrameMeter } from '../../src/grpc/frame-meter.ts';
 
 function frame(length: number, body = true): Buffer {
   const prefix = Buffer.alloc(5);

@@ -2,7 +2,7 @@
 // how often it lists /proc/self/fd.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { defaultReserve, descriptorGate, openFileCount, openFileLimit } from '../../src/lifecycle/open-files.ts';
+import { defaultReserve, descriptorGate, openFileCount, openFileLimit } from '../../src/security/open-files.ts';
 
 function fakeProcess(open: number) {
   const state = { open, now: 0, counts: 0 };

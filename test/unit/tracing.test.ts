@@ -5,7 +5,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import type { RpcRecord } from '../../src/grpc/rpc-record.ts';
 import { traceRpc } from '../../src/tracing/rpc-trace.ts';
 import { parseTraceparent } from '../../src/tracing/traceparent.ts';
-import type { TracingSettings } from '../../src/tracing/tracing-schema.ts';
+import type { TracingSettings } from '../../src/config/tracing-schema.ts';
 import { assertProblem, configError } from '../helpers/config-errors.ts';
 
 const FILE = '/etc/switchyard/test.yaml';

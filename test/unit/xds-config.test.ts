@@ -8,7 +8,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import { createDiscoverySource } from '../../src/discovery/create.ts';
 import { XdsEndpoints } from '../../src/discovery/xds.ts';
 import type { DiscoveryUpdate } from '../../src/discovery/source.ts';
-import { tlsFilesOf } from '../../src/security/cert-rotation.ts';
+import { tlsFilesOf } from '../../src/lifecycle/cert-rotation.ts';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
 import { assertProblem, configError } from '../helpers/config-errors.ts';
 

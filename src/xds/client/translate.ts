@@ -15,6 +15,7 @@ import { isIP } from 'node:net';
 import { validate } from '../../config/problems.ts';
 import { RETRY_CONDITIONS } from '../../config/resilience-schema.ts';
 import { configSchema, LB_POLICIES, type ClusterConfig, type LbPolicyName, type RouteConfig } from '../../config/schema.ts';
+import { POLICIES } from '../../balancer/registry.ts';
 import type { EndpointAddress } from '../../discovery/source.ts';
 import { SWITCHYARD_METADATA } from '../resources.ts';
 
@@ -55,12 +56,8 @@ export interface TranslatedRouteConfig {
 
 type Obj = Record<string, unknown>;
 
-const POLICY_BY_ENUM: Readonly<Record<string, LbPolicyName>> = {
-  ROUND_ROBIN: 'round_robin',
-  LEAST_REQUEST: 'least_request',
-  RING_HASH: 'ring_hash',
-  RANDOM: 'random',
-};
+/** Envoy's lb_policy values, read back as the Switchyard policy each names exactly (src/balancer/registry.ts). */
+const POLICY_BY_ENUM: Readonly<Record<string, LbPolicyName>> = Object.fromEntries(POLICIES.flatMap((policy) => (policy.xds.exact === undefined ? [] : [[policy.xds.exact, policy.name]])));
 
 /** RouteAction fields whose meaning Switchyard cannot honour: refused rather than silently dropped. */
 const UNSUPPORTED_ROUTE_ACTION = [

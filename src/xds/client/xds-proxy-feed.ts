@@ -33,7 +33,7 @@ import {
   composeConfig, pendingConfig, samePart, translateCluster, translateLoadAssignment, translateRouteConfiguration,
   type TranslatedCluster, type TranslatedRouteConfig, type XdsConfigPart,
 } from './translate.ts';
-import type { XdsClientSettings } from './xds-client-schema.ts';
+import type { XdsClientSettings } from '../../config/xds-client-schema.ts';
 
 export type { XdsConfigPart } from './translate.ts';
 

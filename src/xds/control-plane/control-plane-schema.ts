@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { duration } from '../../config/schema-primitives.ts';
 import { clusterSchema, routeSchema } from '../../config/schema.ts';
-import { adminSettings } from '../../admin/admin-schema.ts';
+import { adminSettings } from '../../config/admin-schema.ts';
 import { xdsAuthorizationSettings, xdsLimits } from '../server/xds-auth-schema.ts';
 
 const serverTls = z.strictObject({

@@ -16,6 +16,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { startAdsServer, type AdsServer } from '../server/ads-server.ts';
 import { ConfigResourceProvider } from './config-provider.ts';
 import type { LoadedControlPlaneConfig } from './load.ts';
+import { listen } from '../../listener/listen.ts';
 
 export interface ControlPlane {
   /** The ADS port. */
@@ -79,7 +80,7 @@ export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger
       });
     });
     const { address, port } = config.admin;
-    await new Promise<void>((resolve, reject) => admin!.once('error', reject).listen(port, address, () => resolve()));
+    await listen(admin, { port, host: address });
   }
   const answer = async (url: string): Promise<[number, string, string]> => {
     if (url === '/metrics') return [200, registry.contentType, await registry.metrics()];

@@ -1,7 +1,7 @@
 /** Config of the admin interface and of the metrics it serves. */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { duration } from '../config/schema-primitives.ts';
+import { duration } from './schema-primitives.ts';
 
 /** Addresses that only this machine can reach. */
 export function isLoopbackAddress(address: string): boolean {

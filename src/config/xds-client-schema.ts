@@ -5,7 +5,7 @@
  * admin and the rest stay in the file.
  */
 import { z } from 'zod';
-import { duration } from '../../config/schema-primitives.ts';
+import { duration } from './schema-primitives.ts';
 
 /** `host:port`, `[ipv6]:port`: what @grpc/grpc-js dials. */
 const HOST_PORT = /^(?:\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/;

@@ -4,8 +4,8 @@
  * Why each default: docs/security.md.
  */
 import { z } from 'zod';
-import { duration } from '../config/schema-primitives.ts';
-import { DEFAULT_MAX_MESSAGE_BYTES } from './grpc-frame-meter.ts';
+import { duration } from './schema-primitives.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../grpc/frame-meter.ts';
 
 const positiveInt = (max: number) => z.number().int().min(1).max(max);
 /** A duration, or `off` for none. */

@@ -3,7 +3,7 @@
  * here, beside the code that enforces them; src/config/schema.ts composes them.
  */
 import { z } from 'zod';
-import { duration } from '../config/schema-primitives.ts';
+import { duration } from './schema-primitives.ts';
 
 /** How a listener treats client certificates. */
 export const CLIENT_CERTIFICATE_MODES = ['none', 'optional', 'required'] as const;

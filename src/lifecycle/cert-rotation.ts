@@ -11,8 +11,8 @@
 import type { Logger } from 'pino';
 import { resolveConfig, type ConfigSecrets } from '../config/load.ts';
 import type { SwitchyardConfig } from '../config/schema.ts';
-import { DEBOUNCE_MS, watchConfigFiles, type ConfigWatcher } from '../lifecycle/config-watcher.ts';
-import { loadedCertificates, warnExpiring } from './certificate-expiry.ts';
+import { DEBOUNCE_MS, watchConfigFiles, type ConfigWatcher } from './config-watcher.ts';
+import { loadedCertificates, warnExpiring } from '../security/certificate-expiry.ts';
 
 /** What rotation needs of a running proxy (Switchyard satisfies it). */
 export interface RotatableProxy {
