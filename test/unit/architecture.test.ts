@@ -48,7 +48,7 @@ function allowedEdges(): Map<string, Set<string>> {
   assert.ok(start >= 0, 'docs/architecture.md has a "Folder dependencies" section');
   const section = doc.slice(start, doc.indexOf('\n## ', start + 1));
   const allowed = new Map<string, Set<string>>();
-  for (const row of section.matchAll(/^\| `([^`]+)` \| ([^|]*) \|/gm)) {
+  for (const row of section.matchAll(/^\| `([^`]+)` \|([^|]*)\|/gm)) {
     allowed.set(row[1]!, new Set([...row[2]!.matchAll(/`([^`]+)`/g)].map((m) => m[1]!)));
   }
   return allowed;
