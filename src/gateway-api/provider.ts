@@ -6,8 +6,10 @@
  *
  * Each backend (Service port) is a cluster whose endpoints come from the
  * Service's EndpointSlices. A new backend's ClusterLoadAssignment is served
- * once its slices have been listed, so a proxy holds a route to it until then
- * rather than fail RPCs. A backend no route uses any more stays served for
+ * once its slices have been listed, and a route configuration that sends to a
+ * backend whose endpoints are not known yet keeps its previous version until
+ * they are (at most `holdMs`): no client meets a cluster without endpoints
+ * because a route changed. A backend no route uses any more stays served for
  * `retainMs`, so proxies drop the routes to it before the cluster goes
  * (make before break).
  */
@@ -40,6 +42,8 @@ export interface GatewayProviderOptions {
   readonly statusRatePerSecond?: number;
   readonly lbPolicy?: XdsLbPolicy;
   readonly connectTimeoutMs?: number;
+  /** How long a route change waits for a new backend's endpoints. Default 5 s. */
+  readonly holdMs?: number;
   /** How long a backend no route uses keeps its cluster. Default 30 s. */
   readonly retainMs?: number;
   readonly logger?: GatewayProviderLogger;
@@ -56,13 +60,14 @@ export class GatewayResourceProvider implements ResourceProvider {
   readonly #elector: LeaseElector;
   readonly #writer: StatusWriter;
   readonly #listeners = new Set<() => void>();
-  readonly #backends = new Map<string, { target: BackendTarget; source: DiscoverySource; endpoints: readonly EndpointAddress[] | undefined; unusedSince: number | undefined }>();
+  readonly #backends = new Map<string, { target: BackendTarget; source: DiscoverySource; endpoints: readonly EndpointAddress[] | undefined; unusedSince: number | undefined; startedAt: number }>();
   #translation: GatewayTranslation | undefined;
   #routeResources: Resources = EMPTY;
   #listenerResources: Resources = EMPTY;
   #endpointResources: Resources = EMPTY;
   readonly #clusterResources = new Map<string, Resources>();
   #retainTimer: NodeJS.Timeout | undefined;
+  #holdTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(options: GatewayProviderOptions) {
@@ -108,6 +113,7 @@ export class GatewayResourceProvider implements ResourceProvider {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retainTimer);
+    clearTimeout(this.#holdTimer);
     this.#source.close();
     this.#writer.close();
     for (const backend of this.#backends.values()) backend.source.close();
@@ -135,7 +141,6 @@ export class GatewayResourceProvider implements ResourceProvider {
     const translation = translateGatewayApi(this.#source.snapshot(), { controllerName: this.#options.controllerName, addresses: this.#options.addresses });
     this.#translation = translation;
     this.#syncBackends(translation.backends);
-    this.#routeResources = index(translation.routeConfigs.map((config) => [config.name, gatewayRouteConfigurationResource(config)]));
     this.#listenerResources = index(translation.listeners.map((listener) => [listener.name, listenerResource({ name: listener.name, routeConfig: listener.routeConfig })]));
     this.#rebuildEndpointsAndClusters();
     this.#writeStatus();
@@ -152,7 +157,7 @@ export class GatewayResourceProvider implements ResourceProvider {
       }
       const source = this.#options.createEndpointSource?.(target)
         ?? new KubernetesEndpointSliceSource({ namespace: target.namespace, service: target.service, port: target.portName, kubeConfig: this.#options.kubeConfig });
-      const backend = { target, source, endpoints: undefined as readonly EndpointAddress[] | undefined, unusedSince: undefined as number | undefined };
+      const backend = { target, source, endpoints: undefined as readonly EndpointAddress[] | undefined, unusedSince: undefined as number | undefined, startedAt: now };
       this.#backends.set(target.cluster, backend);
       source.start((update) => {
         if (this.#closed) return;
@@ -189,7 +194,33 @@ export class GatewayResourceProvider implements ResourceProvider {
     }
     this.#endpointResources = endpoints;
     this.#clusterResources.clear();
+    this.#publishRoutes();
     for (const listener of [...this.#listeners]) listener();
+  }
+
+  /** Each Gateway's route configuration, or its previous version while a backend it sends to has no endpoints yet. */
+  #publishRoutes(): void {
+    const now = performance.now();
+    const holdMs = this.#options.holdMs ?? 5_000;
+    const next = new Map<string, XdsResource>();
+    let waitUntil = Infinity;
+    for (const config of this.#translation?.routeConfigs ?? []) {
+      const waiting = config.virtualHosts.flatMap((host) => host.routes).flatMap((route) => route.action.backends).map((share) => this.#backends.get(share.cluster))
+        .filter((backend) => backend !== undefined && backend.endpoints === undefined && now - backend.startedAt < holdMs);
+      const previous = this.#routeResources.get(config.name);
+      if (waiting.length > 0 && previous) {
+        next.set(config.name, previous);
+        waitUntil = Math.min(waitUntil, ...waiting.map((backend) => backend!.startedAt + holdMs));
+      } else {
+        next.set(config.name, toResource(config.name, gatewayRouteConfigurationResource(config)));
+      }
+    }
+    this.#routeResources = next;
+    clearTimeout(this.#holdTimer);
+    if (waitUntil !== Infinity) {
+      this.#holdTimer = setTimeout(() => this.#rebuildEndpointsAndClusters(), Math.max(0, waitUntil - now) + 10);
+      this.#holdTimer.unref();
+    }
   }
 
   #clustersFor(capabilities: ClientCapabilities): Resources {

@@ -238,4 +238,48 @@ describe('Gateway API conformance: GRPCRoute', () => {
       env.remove(route);
     }
   });
+
+  test('changing a GRPCRoute under load reaches the proxy with zero failed RPCs', async (t) => {
+    const spec = (refs: Record<string, unknown>[]) => ({ parentRefs: [{ name: 'same-namespace' }], rules: [{ matches: [{ method: { service: ECHO } }], backendRefs: refs }] });
+    const route = grpcRoute('changing', spec([backend('grpc-infra-backend-v1')]));
+    env.apply(route);
+    const client = await env.client('same-namespace');
+    const counts = new Map<string, number>();
+    const failures: string[] = [];
+    let running = true;
+    const worker = async () => {
+      while (running) {
+        const result = await call(client, 'Echo');
+        if (result.code !== status.OK) failures.push(`${result.code} ${result.details}`);
+        else counts.set(result.response!.backend, (counts.get(result.response!.backend) ?? 0) + 1);
+      }
+    };
+    try {
+      await routeMustBeAccepted(env.kube, 'GRPCRoute', 'changing');
+      await expectEventually(client, 'Echo', {}, { backend: 'grpc-infra-backend-v1' }, 'before the change');
+      const workers = Array.from({ length: 4 }, worker);
+      const servedBy = (name: string) => counts.get(name) ?? 0;
+      await waitFor(() => servedBy('grpc-infra-backend-v1') > 50, 'load on v1');
+      // To a backend no route used so far (a new cluster and its endpoints), then a split, then back.
+      const steps: [Record<string, unknown>[], string][] = [
+        [[backend('grpc-infra-backend-v3')], 'grpc-infra-backend-v3'],
+        [[backend('grpc-infra-backend-v1', { weight: 1 }), backend('grpc-infra-backend-v2', { weight: 1 })], 'grpc-infra-backend-v2'],
+        [[backend('grpc-infra-backend-v1')], 'grpc-infra-backend-v1'],
+      ];
+      for (const [refs, expected] of steps) {
+        const before = servedBy(expected);
+        const changedAt = performance.now();
+        env.apply(grpcRoute('changing', spec(refs)));
+        await waitFor(() => servedBy(expected) > before + 50, `load on ${expected}`);
+        t.diagnostic(`→ ${expected}: ${(performance.now() - changedAt).toFixed(0)} ms until 50 more RPCs reached it`);
+      }
+      running = false;
+      await Promise.all(workers);
+      t.diagnostic(`RPCs: ${JSON.stringify(Object.fromEntries(counts))}, failed: ${failures.length}`);
+      assert.deepEqual(failures, []);
+    } finally {
+      running = false;
+      env.remove(route);
+    }
+  });
 });
