@@ -68,6 +68,7 @@ export class GatewayResourceProvider implements ResourceProvider {
   readonly #clusterResources = new Map<string, Resources>();
   #retainTimer: NodeJS.Timeout | undefined;
   #holdTimer: NodeJS.Timeout | undefined;
+  #translations = 0;
   #closed = false;
 
   constructor(options: GatewayProviderOptions) {
@@ -98,6 +99,11 @@ export class GatewayResourceProvider implements ResourceProvider {
 
   get isLeader(): boolean {
     return this.#elector.isLeader;
+  }
+
+  /** How many times the objects have been translated (once per coalesced burst of changes). */
+  get translations(): number {
+    return this.#translations;
   }
 
   /** Status patches not yet sent. */
@@ -140,6 +146,7 @@ export class GatewayResourceProvider implements ResourceProvider {
     if (this.#closed) return;
     const translation = translateGatewayApi(this.#source.snapshot(), { controllerName: this.#options.controllerName, addresses: this.#options.addresses });
     this.#translation = translation;
+    this.#translations++;
     this.#syncBackends(translation.backends);
     this.#listenerResources = index(translation.listeners.map((listener) => [listener.name, listenerResource({ name: listener.name, routeConfig: listener.routeConfig })]));
     this.#rebuildEndpointsAndClusters();

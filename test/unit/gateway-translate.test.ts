@@ -26,15 +26,15 @@ const svc = (name: string, namespace = 'infra', appProtocol?: string) => ({ meta
 const grpc = (name: string, spec: Obj, extra: Obj = {}, namespace = 'infra') => ({ metadata: meta(name, namespace, extra), spec });
 const ref = (name: string, extra: Obj = {}) => ({ name, port: 8080, ...extra });
 
-function objects(parts: Partial<GatewayApiObjects>): GatewayApiObjects {
+function objects(parts: Partial<Record<keyof GatewayApiObjects, unknown[]>>): GatewayApiObjects {
   return {
     gatewayClasses: [cls()], gateways: [], grpcRoutes: [], httpRoutes: [], referenceGrants: [],
     services: ['a', 'b', 'c'].map((name) => svc(name)), namespaces: [{ metadata: { name: 'infra' } }, { metadata: { name: 'apps', labels: { team: 'apps' } } }],
     ...parts,
-  } as GatewayApiObjects;
+  } as unknown as GatewayApiObjects;
 }
 
-function translate(parts: Partial<GatewayApiObjects>): GatewayTranslation {
+function translate(parts: Partial<Record<keyof GatewayApiObjects, unknown[]>>): GatewayTranslation {
   return translateGatewayApi(objects(parts), { controllerName: CONTROLLER, addresses: [{ type: 'IPAddress', value: '10.0.0.7' }] });
 }
 

@@ -60,6 +60,8 @@ export interface CallResult {
   readonly code: grpc.status;
   readonly details: string;
   readonly response: ConformanceEchoResponse | undefined;
+  /** The response headers (initial metadata) the client received. */
+  readonly headers: Record<string, string[]>;
 }
 
 /** One unary call; never rejects: a failed call is its status. */
@@ -67,9 +69,13 @@ export function call(client: ConformanceEchoClient, method: EchoMethod, metadata
   const md = new grpc.Metadata();
   for (const [key, value] of Object.entries(metadata)) md.add(key, value);
   return new Promise((resolve) => {
-    client[method]({ nonce: String(Math.random()) }, md, { deadline: Date.now() + deadlineMs }, (error, response) => {
-      if (error) resolve({ code: error.code, details: error.details, response: undefined });
-      else resolve({ code: grpc.status.OK, details: '', response });
+    const headers: Record<string, string[]> = {};
+    const pending = client[method]({ nonce: String(Math.random()) }, md, { deadline: Date.now() + deadlineMs }, (error, response) => {
+      if (error) resolve({ code: error.code, details: error.details, response: undefined, headers });
+      else resolve({ code: grpc.status.OK, details: '', response, headers });
+    });
+    pending.on('metadata', (metadata: grpc.Metadata) => {
+      for (const key of Object.keys(metadata.getMap())) headers[key] = metadata.get(key).map(String);
     });
   });
 }
