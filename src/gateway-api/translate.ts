@@ -17,7 +17,7 @@ import { BackendResolver, UNRESOLVED_CLUSTER, type BackendTarget } from './backe
 import { condition } from './conditions.ts';
 import { covers, hostnameRank } from './hostnames.ts';
 import { evaluateListeners, type ListenerState } from './listeners.ts';
-import { GATEWAY_GROUP, createdAt, keyOf, type Condition, type Gateway, type GatewayApiObjects, type GatewayStatus, type ObjectMeta, type RouteKind, type RouteParentStatus } from './model.ts';
+import { GATEWAY_GROUP, createdAt, keyOf, type Condition, type Gateway, type GatewayApiObjects, type GatewayStatus, type ObjectMeta, type ParentReference, type RouteKind, type RouteParentStatus } from './model.ts';
 import { compileRoute, type CompiledRule, type MatchEntry, type RuleAction, type XdsMatch } from './rules.ts';
 
 export interface GatewayXdsRoute {
@@ -69,7 +69,7 @@ export function routeConfigName(gateway: ObjectMeta): string {
 interface RouteInput {
   readonly kind: RouteKind;
   readonly meta: ObjectMeta;
-  readonly spec: { readonly parentRefs?: readonly import('./model.ts').ParentReference[]; readonly hostnames?: readonly string[] };
+  readonly spec: { readonly parentRefs?: readonly ParentReference[]; readonly hostnames?: readonly string[] };
   readonly compiled: ReturnType<typeof compileRoute>;
 }
 
