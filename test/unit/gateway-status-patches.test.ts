@@ -38,7 +38,7 @@ test('a route patch keeps the other controller\'s parent, carries the resourceVe
 test('a route that no longer names our Gateway loses our parent entry, and only ours', () => {
   const ours = { parentRef: { name: 'gw' }, controllerName: CONTROLLER, conditions: [] };
   const current = objects({ parents: [OTHER, ours] });
-  (current.grpcRoutes[0] as { spec: { parentRefs: unknown[] } }).spec.parentRefs = [{ name: 'theirs' }];
+  (current.grpcRoutes[0] as unknown as { spec: { parentRefs: unknown[] } }).spec.parentRefs = [{ name: 'theirs' }];
   const translation = translateGatewayApi(current, { controllerName: CONTROLLER, addresses: [] });
   const route = statusPatches(translation, current, CONTROLLER, '2026-12-04T10:00:00Z').find((patch) => patch.kind === 'GRPCRoute')!;
   assert.deepEqual((route.body.status as { parents: unknown[] }).parents, [OTHER]);
