@@ -7,9 +7,28 @@
  * spec means the controller has not caught up, or is not running).
  */
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Condition, Gateway, GrpcRoute, HttpRoute, ParentReference } from '../gateway-api/model.ts';
 import type { Progress } from './progress.ts';
 import type { CheckResult } from './report.ts';
+
+// What this check reads of the Gateway API objects, as the API server returns them (verify imports
+// no other folder: these are its own, smallest views).
+interface Condition { readonly type: string; readonly status: string; readonly reason: string; readonly message?: string; readonly observedGeneration?: number }
+interface ParentReference { readonly group?: string; readonly kind?: string; readonly namespace?: string; readonly name: string; readonly sectionName?: string; readonly port?: number }
+interface Meta { readonly name: string; readonly namespace?: string; readonly generation?: number }
+export interface Gateway {
+  readonly metadata: Meta;
+  readonly spec: { readonly listeners?: readonly { readonly name: string; readonly port: number; readonly protocol: string; readonly hostname?: string }[] };
+  readonly status?: {
+    readonly conditions?: readonly Condition[];
+    readonly addresses?: readonly { readonly value: string }[];
+    readonly listeners?: readonly { readonly name: string; readonly attachedRoutes?: number; readonly conditions?: readonly Condition[] }[];
+  };
+}
+export interface Route {
+  readonly metadata: Meta;
+  readonly spec?: { readonly parentRefs?: readonly ParentReference[] };
+  readonly status?: { readonly parents?: readonly { readonly parentRef: ParentReference; readonly conditions: readonly Condition[] }[] };
+}
 
 export interface GatewayCheckOptions {
   readonly namespace: string;
@@ -26,7 +45,7 @@ interface Finding {
 }
 
 /** What the Gateway's and its routes' status say, as findings; pure. */
-export function gatewayFindings(gateway: Gateway, routes: readonly { kind: string; route: GrpcRoute | HttpRoute }[]): Finding[] {
+export function gatewayFindings(gateway: Gateway, routes: readonly { kind: string; route: Route }[]): Finding[] {
   const findings: Finding[] = [];
   const generation = gateway.metadata.generation;
   const describe = (conditions: readonly Condition[] | undefined, type: string, at: number | undefined): Finding & { status: string } => {
@@ -50,7 +69,7 @@ export function gatewayFindings(gateway: Gateway, routes: readonly { kind: strin
   }
   for (const { kind, route } of routes) {
     const routeKey = `${kind} ${route.metadata.namespace}/${route.metadata.name}`;
-    const refs = (route.spec.parentRefs ?? []).filter((ref) => namesGateway(ref, route.metadata.namespace ?? 'default', gateway));
+    const refs = (route.spec?.parentRefs ?? []).filter((ref) => namesGateway(ref, route.metadata.namespace ?? 'default', gateway));
     for (const ref of refs) {
       const parent = (route.status?.parents ?? []).find((entry) => sameRef(entry.parentRef, ref, route.metadata.namespace ?? 'default'));
       const section = ref.sectionName ? ` (listener ${ref.sectionName})` : '';
@@ -90,10 +109,10 @@ export async function runGatewayCheck(options: GatewayCheckOptions, progress: Pr
     const reason = code === 404 ? `Gateway ${options.namespace}/${options.name} not found` : `cannot read Gateway ${options.namespace}/${options.name}: ${(error as Error).message}`;
     return { check: 'gateway', passed: false, reason, details: [], data: {}, durationMs: performance.now() - started };
   }
-  const routes: { kind: string; route: GrpcRoute | HttpRoute }[] = [];
+  const routes: { kind: string; route: Route }[] = [];
   for (const [kind, plural] of [['GRPCRoute', 'grpcroutes'], ['HTTPRoute', 'httproutes']] as const) {
     progress.update(`reading ${plural}`);
-    const list = await api.listClusterCustomObject({ group, version: 'v1', plural }) as { items: (GrpcRoute | HttpRoute)[] };
+    const list = await api.listClusterCustomObject({ group, version: 'v1', plural }) as { items: (Route)[] };
     for (const route of list.items) {
       if ((route.spec?.parentRefs ?? []).some((ref) => namesGateway(ref, route.metadata.namespace ?? 'default', gateway))) routes.push({ kind, route });
     }

@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { WATCHED } from '../../src/gateway-api/source.ts';
-import { translateGatewayApi } from '../../src/gateway-api/translate.ts';
+import { WATCHED } from '../../src/xds/gateway-api/source.ts';
+import { translateGatewayApi } from '../../src/xds/gateway-api/translate.ts';
 import { controlPlaneSchema } from '../../src/xds/control-plane/control-plane-schema.ts';
 import { DEPLOY, ROOT, find, kustomize, schemaErrors, skip, type K8sObject } from '../helpers/kube-manifests.ts';
 

@@ -13,7 +13,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { call } from '../helpers/gateway/conformance-backend.ts';
 import { endpointSlice } from '../helpers/fake-kube-api.ts';
 import {
   CONTROLLER, INFRA, SERVICE_PORT, backend, expectEventually, grpcRoute, httpRoute, routeMustBeAccepted, startConformanceEnv, type ConformanceEnv,

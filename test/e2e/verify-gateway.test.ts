@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { GatewayResourceProvider } from '../../src/gateway-api/provider.ts';
+import { GatewayResourceProvider } from '../../src/xds/gateway-api/provider.ts';
 import { FakeKubeApi } from '../helpers/fake-kube-api.ts';
 import { exitOf, runCli } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/harness.ts';

@@ -1,9 +1,9 @@
 /** What the status writer sends: only changes, other controllers' route parents kept, transition times kept while a status holds. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { statusPatches } from '../../src/gateway-api/status-writer.ts';
-import { translateGatewayApi } from '../../src/gateway-api/translate.ts';
-import type { GatewayApiObjects } from '../../src/gateway-api/model.ts';
+import { statusPatches } from '../../src/xds/gateway-api/status-writer.ts';
+import { translateGatewayApi } from '../../src/xds/gateway-api/translate.ts';
+import type { GatewayApiObjects } from '../../src/xds/gateway-api/model.ts';
 
 const CONTROLLER = 'switchyard.io/gateway-controller';
 const OTHER = { parentRef: { name: 'theirs' }, controllerName: 'example.com/other', conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: '', lastTransitionTime: '2025-01-01T00:00:00Z' }] };

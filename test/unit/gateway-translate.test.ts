@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { translateGatewayApi, type GatewayTranslation } from '../../src/gateway-api/translate.ts';
-import { gatewayRouteConfigurationResource } from '../../src/gateway-api/xds-resources.ts';
-import type { GatewayApiObjects } from '../../src/gateway-api/model.ts';
+import { translateGatewayApi, type GatewayTranslation } from '../../src/xds/gateway-api/translate.ts';
+import { gatewayRouteConfigurationResource } from '../../src/xds/gateway-api/xds-resources.ts';
+import type { GatewayApiObjects } from '../../src/xds/gateway-api/model.ts';
 import { unpackAny } from '../../src/xds/protos.ts';
 
 const CONTROLLER = 'switchyard.io/gateway-controller';

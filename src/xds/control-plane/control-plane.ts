@@ -16,7 +16,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { startAdsServer, type AdsServer } from '../server/ads-server.ts';
 import { ConfigResourceProvider } from './config-provider.ts';
 import { MergedResourceProvider } from './merged-provider.ts';
-import { GatewayResourceProvider } from '../../gateway-api/provider.ts';
+import { GatewayResourceProvider } from '../gateway-api/provider.ts';
 import type { LoadedControlPlaneConfig } from './load.ts';
 import { listen } from '../../listener/listen.ts';
 

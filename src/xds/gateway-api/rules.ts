@@ -9,7 +9,7 @@
  * matches ORed, no match = everything. HTTPRoute matches: the path (Exact,
  * PathPrefix by whole segments, RegularExpression), headers and method.
  */
-import { RETRY_CONDITIONS } from '../config/resilience-schema.ts';
+import { RETRY_CONDITIONS } from '../../config/resilience-schema.ts';
 import { UNRESOLVED_CLUSTER, type BackendProblem, type BackendResolver, type BackendTarget } from './backends.ts';
 import type { BackendRef, GrpcRoute, GrpcRouteMatch, HeaderMatch, HeaderModifier, HttpRoute, HttpRouteMatch, RouteFilter, RouteKind } from './model.ts';
 

@@ -6,7 +6,7 @@
  * clients take the matches, weighted clusters, timeouts and retries, and
  * ignore the header edits.
  */
-import { packAny, TYPE_URL, type AnyMessage } from '../xds/protos.ts';
+import { packAny, TYPE_URL, type AnyMessage } from '../protos.ts';
 import type { GatewayRouteConfig, GatewayXdsRoute } from './translate.ts';
 import type { HeaderModifier } from './model.ts';
 

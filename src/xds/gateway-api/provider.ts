@@ -1,6 +1,6 @@
 /**
  * The Gateway API as a source of xDS resources: watches the objects
- * (src/gateway-api/source.ts), translates them on every change
+ * (src/xds/gateway-api/source.ts), translates them on every change
  * (translate.ts), serves the result to the ADS server, and, while this
  * replica holds the Lease, writes their status (status-writer.ts).
  *
@@ -15,11 +15,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { KubernetesEndpointSliceSource } from '../discovery/kubernetes.ts';
-import type { DiscoverySource, EndpointAddress } from '../discovery/source.ts';
-import type { AnyMessage, ResourceType } from '../xds/protos.ts';
-import { clusterLoadAssignmentResource, clusterResource, listenerResource, type ClientCapabilities, type XdsLbPolicy } from '../xds/resources.ts';
-import type { ResourceProvider, XdsResource } from '../xds/snapshot.ts';
+import { KubernetesEndpointSliceSource } from '../../discovery/kubernetes.ts';
+import type { DiscoverySource, EndpointAddress } from '../../discovery/source.ts';
+import type { AnyMessage, ResourceType } from '../protos.ts';
+import { clusterLoadAssignmentResource, clusterResource, listenerResource, type ClientCapabilities, type XdsLbPolicy } from '../resources.ts';
+import type { ResourceProvider, XdsResource } from '../snapshot.ts';
 import { UNRESOLVED_CLUSTER, type BackendTarget } from './backends.ts';
 import { LeaseElector } from './leader.ts';
 import { GatewayApiSource } from './source.ts';
