@@ -11,12 +11,12 @@ import { runVerify, type VerifyOptions } from '../verify/runner.ts';
 import { splitHostPort, type RpcSpec, type TargetOptions } from '../verify/target.ts';
 import { parseCommandArgs, UsageError } from './usage.ts';
 
-export const VERIFY_USAGE = `usage: switchyard verify [--target HOST:PORT] [--checks spread,health,rollout,xds] [options]
+export const VERIFY_USAGE = `usage: switchyard verify [--target HOST:PORT] [--checks spread,health,rollout,xds,gateway] [options]
 
   Runs expected-behaviour checks against a live deployment and prints PASS/FAIL per check.
   Exits 0 when every selected check passes, 1 when one fails, 2 on bad usage.
   Without --checks: spread (with --target), health (with --backend-health/--admin),
-  xds (with --xds) and rollout (with --rollout-window).
+  xds (with --xds), gateway (with --gateway) and rollout (with --rollout-window).
 
 target (spread, rollout):
   --target HOST:PORT        the proxy's serving listener (set expose_upstream: true on it)
@@ -47,6 +47,11 @@ rollout:
 
 xds:
   --xds HOST:PORT           the control plane's ADS port: plaintext and certificate-less TLS must be refused
+
+gateway:
+  --gateway NAMESPACE/NAME  a Gateway API Gateway: its status and its routes' must say accepted,
+                            programmed and resolved at the current generation (docs/gateway-api.md)
+  --kubeconfig FILE         how to reach the API server (default: KUBECONFIG, ~/.kube/config, in-cluster)
 
 output:
   --json                    the report as JSON on stdout (progress stays on stderr)
@@ -100,6 +105,8 @@ function parse(argv: string[]): { options: VerifyOptions; json: boolean; quiet: 
       'rollout-window': { type: 'string' },
       rate: { type: 'string', default: '20' },
       xds: { type: 'string' },
+      gateway: { type: 'string' },
+      kubeconfig: { type: 'string' },
       json: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
@@ -119,7 +126,8 @@ function parse(argv: string[]): { options: VerifyOptions; json: boolean; quiet: 
     if (values['backend-health'].length + values.admin.length > 0) selected.add('health');
     if (values.xds !== undefined) selected.add('xds');
     if (values['rollout-window'] !== undefined) selected.add('rollout');
-    if (selected.size === 0) throw new UsageError('nothing to check: give --target, --backend-health/--admin, --xds or --rollout-window (or --checks)');
+    if (values.gateway !== undefined) selected.add('gateway');
+    if (selected.size === 0) throw new UsageError('nothing to check: give --target, --backend-health/--admin, --xds, --gateway or --rollout-window (or --checks)');
   }
 
   let target: TargetOptions | undefined;
@@ -168,6 +176,11 @@ function parse(argv: string[]): { options: VerifyOptions; json: boolean; quiet: 
   if (selected.has('xds')) {
     if (values.xds === undefined) throw new UsageError('xds needs --xds HOST:PORT (the control plane\'s ADS port)');
     options.xds = { address: values.xds, ...address(values.xds, '--xds'), timeoutMs: duration(values['probe-timeout'], '--probe-timeout') };
+  }
+  if (selected.has('gateway')) {
+    const match = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/.exec(values.gateway ?? '');
+    if (!match) throw new UsageError(`gateway needs --gateway NAMESPACE/NAME${values.gateway === undefined ? '' : `, got "${values.gateway}"`}`);
+    options.gateway = { namespace: match[1]!, name: match[3]!, kubeconfig: values.kubeconfig };
   }
   if (selected.has('rollout')) {
     if (values['rollout-window'] === undefined) throw new UsageError('rollout needs --rollout-window D (e.g. 60s)');

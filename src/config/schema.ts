@@ -102,6 +102,38 @@ const headerMatch = z
     }
   });
 
+/** A JavaScript regular expression, checked at load. */
+const regexSource = z.string().superRefine((value, ctx) => {
+  try {
+    new RegExp(value);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${(error as Error).message}` });
+  }
+});
+
+const HOST_PATTERN = /^(\*|(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*)$/;
+const hostPattern = z.string().transform((host) => host.toLowerCase()).pipe(z.string().regex(HOST_PATTERN, 'expected a host name, "*.<domain>" or "*"'));
+
+/** Headers a route may not edit: HTTP/2 pseudo-headers and connection-specific ones (RFC 9113 §8.2.2), and what gRPC framing needs. */
+const UNEDITABLE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'content-type', 'grpc-timeout', 'grpc-status', 'grpc-message']);
+const editableHeaderName = z.string().min(1).transform((name) => name.toLowerCase())
+  .pipe(z.string().regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, 'expected an HTTP header name').refine((name) => !UNEDITABLE_HEADERS.has(name), { error: (issue) => `"${String(issue.input)}" cannot be edited by a route` }));
+const headerValuePair = z.strictObject({ name: editableHeaderName, value: z.string() });
+
+/** Edits to a message's headers, applied in this order: remove, set (replaces), add (appends a value). */
+const headerEdit = z.strictObject({
+  remove: z.array(editableHeaderName).default([]),
+  set: z.array(headerValuePair).default([]),
+  add: z.array(headerValuePair).default([]),
+});
+
+/** One backend of a route that splits its RPCs: a cluster and its share. */
+const weightedCluster = z.strictObject({
+  cluster: z.string().min(1),
+  /** Relative share; 0: none. */
+  weight: z.number().int().min(0).max(1_000_000),
+});
+
 const GRPC_METHOD = /^\/[^/\s]+\/[^/\s]+$/;
 const GRPC_SERVICE = /^[^/\s]+$/;
 
@@ -113,12 +145,20 @@ const routeMatch = z
     service: z.string().regex(GRPC_SERVICE, 'expected "package.Service" (no slashes)').optional(),
     /** Any path starting with this, e.g. `/pkg.` or `/` for everything. */
     prefix: z.string().startsWith('/', 'expected a path prefix starting with "/"').optional(),
+    /** A regular expression the whole path must match (anchored at both ends), e.g. `/[^/]+/Get`. */
+    path_regex: regexSource.optional(),
     headers: z.array(headerMatch).default([]),
+    /**
+     * The :authority (without its port) this route serves: `example.com`, `*.example.com` (any name
+     * ending in `.example.com`) or `*`. Routes with the same list form one virtual host; see
+     * src/router/virtual-hosts.ts for how one is chosen. Unset: every authority.
+     */
+    hosts: z.array(hostPattern).min(1).optional(),
   })
   .superRefine((value, ctx) => {
-    const kinds = ['method', 'service', 'prefix'].filter((k) => value[k as 'method'] !== undefined);
+    const kinds = ['method', 'service', 'prefix', 'path_regex'].filter((k) => value[k as 'method'] !== undefined);
     if (kinds.length !== 1) {
-      ctx.addIssue({ code: 'custom', message: `a route match needs exactly one of method, service, prefix (got ${kinds.length ? kinds.join(', ') : 'none'})` });
+      ctx.addIssue({ code: 'custom', message: `a route match needs exactly one of method, service, prefix, path_regex (got ${kinds.length ? kinds.join(', ') : 'none'})` });
     }
   });
 
@@ -128,6 +168,12 @@ const route = z
     match: routeMatch,
     /** Forward to this cluster. */
     cluster: z.string().min(1).optional(),
+    /** Split RPCs over several clusters by weight, each RPC on its own (smooth weighted round robin). */
+    weighted_clusters: z.array(weightedCluster).min(1).refine((list) => list.some((entry) => entry.weight > 0), 'at least one weight must be above 0').optional(),
+    /** Edits to the request headers sent upstream. */
+    request_headers: headerEdit.optional(),
+    /** Edits to the response headers sent to the client. */
+    response_headers: headerEdit.optional(),
     /** Upper bound on each RPC's deadline; forwarded upstream in grpc-timeout. Unset: the client's deadline alone. */
     timeout: duration.optional(),
     /** Hard cap on a stream's lifetime, whatever its deadline. Unset: no cap. */
@@ -142,8 +188,9 @@ const route = z
       .optional(),
   })
   .superRefine((value, ctx) => {
-    if ((value.cluster === undefined) === (value.direct_response === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'a route needs exactly one action: cluster or direct_response' });
+    const actions = [value.cluster, value.weighted_clusters, value.direct_response].filter((action) => action !== undefined);
+    if (actions.length !== 1) {
+      ctx.addIssue({ code: 'custom', message: 'a route needs exactly one action: cluster, weighted_clusters or direct_response' });
     }
   });
 
@@ -297,6 +344,13 @@ function checkReferences(value: unknown, ctx: z.RefinementCtx): void {
     if (isRecord(r) && typeof r.cluster === 'string' && !known.has(r.cluster)) {
       ctx.addIssue({ code: 'custom', path: ['routes', i, 'cluster'], message: `no cluster named "${r.cluster}" (clusters: ${[...known].join(', ') || 'none'})` });
     }
+    if (isRecord(r) && Array.isArray(r.weighted_clusters)) {
+      r.weighted_clusters.forEach((entry: unknown, j) => {
+        if (isRecord(entry) && typeof entry.cluster === 'string' && !known.has(entry.cluster)) {
+          ctx.addIssue({ code: 'custom', path: ['routes', i, 'weighted_clusters', j, 'cluster'], message: `no cluster named "${entry.cluster}" (clusters: ${[...known].join(', ') || 'none'})` });
+        }
+      });
+    }
   });
 }
 
@@ -337,4 +391,5 @@ export type ListenerConfig = SwitchyardConfig['listeners'][number];
 export type RouteConfig = SwitchyardConfig['routes'][number];
 export type ClusterConfig = SwitchyardConfig['clusters'][number];
 export type HeaderMatchConfig = RouteConfig['match']['headers'][number];
+export type HeaderEditConfig = NonNullable<RouteConfig['request_headers']>;
 export type LbPolicyName = PolicyName;

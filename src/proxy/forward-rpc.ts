@@ -9,6 +9,7 @@ import type { Cluster } from '../cluster/cluster.ts';
 import type { Route } from '../router/route-table.ts';
 import { parseGrpcTimeout } from '../grpc/timeout.ts';
 import { upstreamRequestHeaders } from './headers.ts';
+import { applyHeaderEdit } from '../router/header-edit.ts';
 import { refuseRpc } from '../grpc/respond.ts';
 import { RpcBridge, overflowReason, type BridgeLimits, type LimitReason } from './rpc-bridge.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
@@ -40,6 +41,7 @@ export function forwardRpc(
   const overflow = cluster.limits.startRequest();
   if (overflow) return refuseRpc(downstream, record, overflowReason(overflow), overflow.message);
 
+  if (route.requestHeaders !== undefined) applyHeaderEdit(requestHeaders, route.requestHeaders);
   const hashHeader = cluster.hashHeader;
   const hashValue = hashHeader === undefined ? undefined : requestHeaders[hashHeader];
   const hashKey = hashValue === undefined ? undefined : Array.isArray(hashValue) ? hashValue.join(',') : String(hashValue);

@@ -25,6 +25,7 @@ import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { formatGrpcTimeout } from '../grpc/timeout.ts';
 import type { DownstreamEvents, DownstreamStream, HeaderMap, UpstreamStream } from '../grpc/streams.ts';
 import { exposeUpstream } from './headers.ts';
+import { applyHeaderEdit } from '../router/header-edit.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, GrpcFrameMeter } from '../grpc/frame-meter.ts';
 import { Attempt, type AttemptOwner } from './upstream-attempt.ts';
 
@@ -341,6 +342,7 @@ export class RpcBridge implements AttemptOwner, DownstreamEvents {
     clearTimeout(attempt.timer);
     if (this.downstreamClosed || this.downstream.closed) return;
     if (this.#limits.exposeUpstream) exposeUpstream(headers, attempt.endpoint.key);
+    if (this.#options.route.responseHeaders !== undefined) applyHeaderEdit(headers, this.#options.route.responseHeaders);
     this.downstream.respond(headers, endStream);
   }
 

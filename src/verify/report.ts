@@ -4,8 +4,8 @@
  * below it, and a summary line; or the same as JSON (`--json`).
  */
 
-export type CheckName = 'spread' | 'health' | 'rollout' | 'xds';
-export const CHECK_NAMES: readonly CheckName[] = ['spread', 'health', 'rollout', 'xds'];
+export type CheckName = 'spread' | 'health' | 'rollout' | 'xds' | 'gateway';
+export const CHECK_NAMES: readonly CheckName[] = ['spread', 'health', 'rollout', 'xds', 'gateway'];
 
 export interface CheckResult {
   readonly check: CheckName;

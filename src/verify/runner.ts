@@ -4,6 +4,7 @@
  * unreadable CA file, say) fails with why, rather than ending the others.
  */
 import { runControlPlane, type ControlPlaneOptions } from './control-plane.ts';
+import { runGatewayCheck, type GatewayCheckOptions } from './gateway-status.ts';
 import { runHealthExposure, type HealthExposureOptions } from './health-exposure.ts';
 import type { Progress } from './progress.ts';
 import { reportOf, type CheckName, type CheckResult, type VerifyReport } from './report.ts';
@@ -15,6 +16,7 @@ export interface VerifyOptions {
   readonly health?: HealthExposureOptions | undefined;
   readonly xds?: ControlPlaneOptions | undefined;
   readonly rollout?: RolloutOptions | undefined;
+  readonly gateway?: GatewayCheckOptions | undefined;
 }
 
 export async function runVerify(options: VerifyOptions, progress: Progress): Promise<VerifyReport> {
@@ -31,6 +33,7 @@ export async function runVerify(options: VerifyOptions, progress: Progress): Pro
   if (options.spread) await run('spread', () => runSpread(options.spread!, progress));
   if (options.health) await run('health', () => runHealthExposure(options.health!, progress));
   if (options.xds) await run('xds', () => runControlPlane(options.xds!, progress));
+  if (options.gateway) await run('gateway', () => runGatewayCheck(options.gateway!, progress));
   if (options.rollout) await run('rollout', () => runRollout(options.rollout!, progress));
   return reportOf(checks);
 }

@@ -1,7 +1,7 @@
 /**
  * Rendering and checking the Kubernetes manifests under deploy/: `kubectl kustomize`, schema validation
- * with the kubernetes-models validators (offline; CRDs from @kubernetes-models/cert-manager and
- * @kubernetes-models/prometheus-operator), and a small NetworkPolicy evaluator. Shared by
+ * with the kubernetes-models validators (offline; CRDs from @kubernetes-models/cert-manager,
+ * @kubernetes-models/prometheus-operator and @kubernetes-models/gateway-api), and a small NetworkPolicy evaluator. Shared by
  * test/e2e/deploy-manifests.test.ts and test/e2e/deploy-monitoring.test.ts.
  */
 import assert from 'node:assert/strict';
@@ -69,7 +69,9 @@ export async function modelFor(apiVersion: string, kind: string): Promise<ModelC
       ? `@kubernetes-models/cert-manager/${group}/${version}/${kind}`
       : group === 'monitoring.coreos.com'
         ? `@kubernetes-models/prometheus-operator/${group}/${version}/${kind}`
-        : `kubernetes-models/${group}/${version}/${kind}`;
+        : group === 'gateway.networking.k8s.io'
+          ? `@kubernetes-models/gateway-api/${group}/${version}/${kind}`
+          : `kubernetes-models/${group}/${version}/${kind}`;
   let module: Record<string, unknown>;
   try {
     module = await import(specifier) as Record<string, unknown>;

@@ -229,7 +229,7 @@ clusters:
   - { name: b, endpoints: [{ address: a, port: 0 }] }
   - { name: c, lb_policy: fastest, dns: { name: x, port: 1, servers: [8.8.8.8, "1.1.1.1:53", "[::1]:53", "dns:53"] } }
 `)));
-    assertProblem(error, 'routes[0]', 'a route needs exactly one action: cluster or direct_response');
+    assertProblem(error, 'routes[0]', 'a route needs exactly one action: cluster, weighted_clusters or direct_response');
     assertProblem(error, 'routes[1].direct_response.code', /^unknown gRPC status "NOPE"/);
     assertProblem(error, 'routes[2].direct_response.code', 'expected a number <= 16, got 17');
     assertProblem(error, 'clusters[0]', 'a cluster needs exactly one endpoint source: endpoints, dns or kubernetes');

@@ -151,10 +151,14 @@ test('routes that cannot be applied are refused, naming the field', () => {
     'RouteConfiguration "rc": virtual_hosts[0].routes[1].route.cluster: no Cluster named "ghost" (the control plane sent "c")');
   rejects(() => compose({ match: { path: '/not-a-method' }, route: { cluster: 'c' } }),
     'RouteConfiguration "rc": virtual_hosts[0].routes[1].match.path: expected "/package.Service/Method"');
-  rejects(() => compose({ match: { safe_regex: { regex: '.*' } }, route: { cluster: 'c' } }),
-    'RouteConfiguration "rc": virtual_hosts[0].routes[1].match.safe_regex: is not supported (Switchyard matches path, prefix and headers)');
-  rejects(() => compose({ match: { prefix: '/' }, route: { weighted_clusters: { clusters: [{ name: 'c', weight: { value: 1 } }] } } }),
-    'RouteConfiguration "rc": virtual_hosts[0].routes[1].route.weighted_clusters: is not supported: route to one cluster (route.cluster)');
+  rejects(() => compose({ match: { safe_regex: { regex: '(' } }, route: { cluster: 'c' } }),
+    /^RouteConfiguration "rc": virtual_hosts\[0\]\.routes\[1\]\.match\.safe_regex\.regex: invalid regular expression/);
+  rejects(() => compose({ match: { prefix: '/' }, route: { weighted_clusters: { clusters: [{ name: 'c', weight: { value: 1 } }, { name: 'ghost', weight: { value: 1 } }] } } }),
+    'RouteConfiguration "rc": virtual_hosts[0].routes[1].route.weighted_clusters: no Cluster named "ghost" (the control plane sent "c")');
+  rejects(() => compose({ match: { prefix: '/' }, route: { weighted_clusters: { clusters: [{ name: 'c', weight: { value: 0 } }] } } }),
+    'RouteConfiguration "rc": virtual_hosts[0].routes[1].route.weighted_clusters.clusters: at least one weight must be above 0');
+  rejects(() => compose({ match: { prefix: '/' }, route: { cluster: 'c' }, request_headers_to_add: [{ header: { key: ':path', value: '/x' } }] }),
+    /^RouteConfiguration "rc": virtual_hosts\[0\]\.routes\[1\]\.request_headers_to_add: expected an HTTP header name/);
   rejects(() => compose({ match: { prefix: '/' }, direct_response: { status: 503 } }),
     'RouteConfiguration "rc": virtual_hosts[0].routes[1].direct_response: not supported: a route must forward to a cluster (route.cluster)');
   rejects(() => compose({ match: { prefix: '/' }, route: { cluster: 'c', prefix_rewrite: '/x' } }),
@@ -167,17 +171,40 @@ test('routes that cannot be applied are refused, naming the field', () => {
     /^RouteConfiguration "rc": virtual_hosts\[0\]\.routes\[1\]\.match\.headers\[0\]: invalid regular expression/);
 });
 
-test('the virtual host with domain "*" is used, else the first', () => {
+test('every virtual host is kept: routes of a host with domains other than "*" carry them as match.hosts', () => {
   const message = unpackAny(packAny(TYPE_URL.route, {
     name: 'rc',
     virtual_hosts: [
-      { name: 'one', domains: ['a.example'], routes: [{ match: { prefix: '/a' }, route: { cluster: 'a' } }] },
+      { name: 'one', domains: ['a.example', '*.b.example'], routes: [{ match: { prefix: '/a' }, route: { cluster: 'a' } }] },
       { name: 'any', domains: ['*'], routes: [{ match: { prefix: '/b' }, route: { cluster: 'b' } }] },
     ],
   }));
   const translated = translateRouteConfiguration(message);
-  assert.equal(translated.routes[0]!.cluster, 'b');
-  assert.equal(translated.routes[0]!.where, 'RouteConfiguration "rc": virtual_hosts[1].routes[0]');
+  assert.deepEqual(translated.routes.map((r) => [r.where, r.cluster, (r.config.match as { hosts?: string[] }).hosts]), [
+    ['RouteConfiguration "rc": virtual_hosts[0].routes[0]', 'a', ['a.example', '*.b.example']],
+    ['RouteConfiguration "rc": virtual_hosts[1].routes[0]', 'b', undefined],
+  ]);
+});
+
+test('weighted_clusters, safe_regex paths and header edits become Switchyard routes', () => {
+  const a = translateCluster('a', cluster({}));
+  const b = translateCluster('b', cluster({}));
+  const part = composeConfig(translateRouteConfiguration(route([{
+    match: { safe_regex: { regex: '/[^/]+/Get' } },
+    route: { weighted_clusters: { clusters: [{ name: 'a', weight: { value: 70 } }, { name: 'b', weight: { value: 30 } }] } },
+    request_headers_to_add: [
+      { header: { key: 'X-Set', value: 's' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+      { header: { key: 'x-add', value: 'a' }, append_action: 'APPEND_IF_EXISTS_OR_ADD' },
+    ],
+    request_headers_to_remove: ['x-gone'],
+    response_headers_to_add: [{ header: { key: 'x-resp', value: 'r' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+  }])), clustersOf(a, b));
+  const [r] = part.routes;
+  assert.equal(r!.match.path_regex, '/[^/]+/Get');
+  assert.deepEqual(r!.weighted_clusters, [{ cluster: 'a', weight: 70 }, { cluster: 'b', weight: 30 }]);
+  assert.deepEqual(r!.request_headers, { remove: ['x-gone'], set: [{ name: 'x-set', value: 's' }], add: [{ name: 'x-add', value: 'a' }] });
+  assert.deepEqual(r!.response_headers, { remove: [], set: [{ name: 'x-resp', value: 'r' }], add: [] });
+  assert.deepEqual(part.clusters.map((c) => c.name), ['a', 'b']);
 });
 
 test('ClusterLoadAssignment: weights, zones, DRAINING kept as draining, UNHEALTHY and TIMEOUT left out', () => {

@@ -42,7 +42,10 @@ export interface TranslatedCluster {
 export interface TranslatedRoute {
   /** `RouteConfiguration "rc": virtual_hosts[0].routes[2]`, for messages. */
   readonly where: string;
+  /** The route's cluster; with weighted_clusters, the first of them. */
   readonly cluster: string;
+  /** Every cluster the route sends to (one, or each of weighted_clusters). */
+  readonly clusters: readonly string[];
   /** The first header hash_policy, lower-cased. */
   readonly hashHeader: string | undefined;
   /** Config-file input for this route. */
@@ -62,10 +65,10 @@ const POLICY_BY_ENUM: Readonly<Record<string, LbPolicyName>> = Object.fromEntrie
 /** RouteAction fields whose meaning Switchyard cannot honour: refused rather than silently dropped. */
 const UNSUPPORTED_ROUTE_ACTION = [
   'prefix_rewrite', 'regex_rewrite', 'path_rewrite_policy', 'host_rewrite_literal', 'auto_host_rewrite', 'host_rewrite_header',
-  'host_rewrite_path_regex', 'request_mirror_policies', 'weighted_clusters', 'cluster_header', 'cluster_specifier_plugin',
+  'host_rewrite_path_regex', 'request_mirror_policies', 'cluster_header', 'cluster_specifier_plugin',
   'inline_cluster_specifier_plugin',
 ];
-const ROUTE_MATCH_FIELDS = new Set(['prefix', 'path', 'path_specifier', 'headers', 'grpc', 'case_sensitive']);
+const ROUTE_MATCH_FIELDS = new Set(['prefix', 'path', 'safe_regex', 'path_specifier', 'headers', 'grpc', 'case_sensitive']);
 
 /** One Cluster resource on its own. */
 export function translateCluster(name: string, message: Obj): TranslatedCluster {
@@ -122,17 +125,25 @@ export function translateCluster(name: string, message: Obj): TranslatedCluster 
   return { name, serviceName, policy, config };
 }
 
-/** The RouteConfiguration on its own: the virtual host with domain "*", else the first one. */
+/**
+ * The RouteConfiguration on its own. Every virtual host is kept: routes of a
+ * host whose domains are not just `*` carry them as match.hosts, and the
+ * route table picks a host by :authority as Envoy does.
+ */
 export function translateRouteConfiguration(message: Obj): TranslatedRouteConfig {
   const name = str(message.name) ?? '';
   const hosts = array(message.virtual_hosts).map((host) => obj(host) ?? {});
-  if (hosts.length === 0) return { name, routes: [] };
-  const index = Math.max(0, hosts.findIndex((host) => array(host.domains).includes('*')));
-  const routes = array(hosts[index]!.routes).map((route, i) => translateRoute(obj(route) ?? {}, `RouteConfiguration "${name}": virtual_hosts[${index}].routes[${i}]`));
+  const routes = hosts.flatMap((host, index) => {
+    const domains = array(host.domains).filter((domain): domain is string => typeof domain === 'string');
+    const where = `RouteConfiguration "${name}": virtual_hosts[${index}]`;
+    if (domains.length === 0) throw new XdsRejection(`${where}.domains: must name at least one domain`);
+    const scoped = domains.length === 1 && domains[0] === '*' ? undefined : domains;
+    return array(host.routes).map((route, i) => translateRoute(obj(route) ?? {}, `${where}.routes[${i}]`, scoped));
+  });
   return { name, routes };
 }
 
-function translateRoute(route: Obj, where: string): TranslatedRoute {
+function translateRoute(route: Obj, where: string, hosts: readonly string[] | undefined): TranslatedRoute {
   const fail = (field: string, why: string): never => {
     throw new XdsRejection(`${where}.${field}: ${why}`);
   };
@@ -140,20 +151,21 @@ function translateRoute(route: Obj, where: string): TranslatedRoute {
   if (action !== 'route') fail(action ?? 'route', `${action === undefined ? 'missing' : 'not supported'}: a route must forward to a cluster (route.cluster)`);
   const forward = obj(route.route)!;
   const specifier = str(forward.cluster_specifier);
-  if (specifier !== 'cluster') fail(`route.${specifier ?? 'cluster'}`, specifier === undefined ? 'missing: name the cluster to forward to' : 'is not supported: route to one cluster (route.cluster)');
-  const cluster = str(forward.cluster);
-  if (!cluster) return fail('route.cluster', 'must not be empty');
+  if (specifier !== 'cluster' && specifier !== 'weighted_clusters') fail(`route.${specifier ?? 'cluster'}`, specifier === undefined ? 'missing: name the cluster to forward to' : 'is not supported: route to one cluster (route.cluster) or weighted_clusters');
+  const target = specifier === 'cluster' ? { cluster: str(forward.cluster) } : { weighted_clusters: translateWeightedClusters(obj(forward.weighted_clusters) ?? {}, (why) => fail('route.weighted_clusters', why)) };
+  if (target.cluster === '') return fail('route.cluster', 'must not be empty');
   for (const field of UNSUPPORTED_ROUTE_ACTION) if (forward[field] !== undefined) fail(`route.${field}`, 'is not supported');
 
   const match = obj(route.match) ?? {};
-  for (const field of Object.keys(match)) if (!ROUTE_MATCH_FIELDS.has(field)) fail(`match.${field}`, 'is not supported (Switchyard matches path, prefix and headers)');
+  for (const field of Object.keys(match)) if (!ROUTE_MATCH_FIELDS.has(field)) fail(`match.${field}`, 'is not supported (Switchyard matches path, prefix, safe_regex and headers)');
   if (obj(match.case_sensitive)?.value === false) fail('match.case_sensitive', 'false is not supported: gRPC paths match case-sensitively');
   const pathMatch: Obj = typeof match.path === 'string' ? { method: match.path }
     : typeof match.prefix === 'string' ? { prefix: match.prefix === '' ? '/' : match.prefix }
-    : fail('match', 'needs prefix or path');
+    : typeof obj(match.safe_regex)?.regex === 'string' ? { path_regex: str(obj(match.safe_regex)!.regex) }
+    : fail('match', 'needs prefix, path or safe_regex');
   const headers = array(match.headers).map((header, i) => translateHeaderMatch(obj(header) ?? {}, (why) => fail(`match.headers[${i}]`, why)));
 
-  const config: Obj = { match: { ...pathMatch, headers }, cluster };
+  const config: Obj = { match: { ...pathMatch, headers, ...(hosts && { hosts }) }, ...target };
   const name = str(route.name);
   if (name) config.name = name;
   const limits = obj(forward.max_stream_duration);
@@ -164,9 +176,50 @@ function translateRoute(route: Obj, where: string): TranslatedRoute {
   if (maxDuration !== undefined && maxDuration > 0) config.max_stream_duration = `${maxDuration}ms`;
   const retry = obj(forward.retry_policy);
   if (retry) config.retry_policy = translateRetryPolicy(retry, (field, why) => fail(`route.retry_policy.${field}`, why));
+  const requestHeaders = translateHeaderEdit(route.request_headers_to_add, route.request_headers_to_remove, (field, why) => fail(`request_headers_to_${field}`, why));
+  if (requestHeaders) config.request_headers = requestHeaders;
+  const responseHeaders = translateHeaderEdit(route.response_headers_to_add, route.response_headers_to_remove, (field, why) => fail(`response_headers_to_${field}`, why));
+  if (responseHeaders) config.response_headers = responseHeaders;
 
   const hashHeader = array(forward.hash_policy).map((policy) => str(obj(obj(policy)?.header)?.header_name)).find((header) => header !== undefined);
-  return { where, cluster, hashHeader: hashHeader?.toLowerCase(), config };
+  const clusters = target.weighted_clusters?.map((entry) => entry.cluster) ?? [target.cluster!];
+  return { where, cluster: clusters[0]!, clusters, hashHeader: hashHeader?.toLowerCase(), config };
+}
+
+function translateWeightedClusters(weighted: Obj, fail: (why: string) => never): { cluster: string; weight: number }[] {
+  const entries = array(weighted.clusters).map((item, i) => {
+    const entry = obj(item) ?? {};
+    const cluster = str(entry.name);
+    if (!cluster) return fail(`clusters[${i}].name must not be empty`);
+    for (const field of ['cluster_header', 'request_headers_to_add', 'request_headers_to_remove', 'response_headers_to_add', 'response_headers_to_remove', 'typed_per_filter_config']) {
+      const value = entry[field];
+      if (value !== undefined && !(Array.isArray(value) && value.length === 0) && !(obj(value) && Object.keys(value as Obj).length === 0)) fail(`clusters[${i}].${field} is not supported`);
+    }
+    return { cluster, weight: wrappedNumber(entry.weight) ?? 0 };
+  });
+  if (entries.length === 0) return fail('must name at least one cluster');
+  return entries;
+}
+
+/** request_headers_to_add/remove (or response_): append_action OVERWRITE_IF_EXISTS_OR_ADD is a set, APPEND_IF_EXISTS_OR_ADD an add. */
+function translateHeaderEdit(toAdd: unknown, toRemove: unknown, fail: (field: string, why: string) => never): Obj | undefined {
+  const set: Obj[] = [];
+  const add: Obj[] = [];
+  array(toAdd).forEach((item, i) => {
+    const option = obj(item) ?? {};
+    const header = obj(option.header) ?? {};
+    const name = str(header.key);
+    if (!name) return fail(`add[${i}].header.key`, 'must not be empty');
+    if (header.raw_value !== undefined && header.value === undefined) fail(`add[${i}].header.raw_value`, 'is not supported: send value');
+    const value = str(header.value) ?? '';
+    const appendAction = str(option.append_action) ?? (obj(option.append)?.value === false ? 'OVERWRITE_IF_EXISTS_OR_ADD' : 'APPEND_IF_EXISTS_OR_ADD');
+    if (appendAction === 'OVERWRITE_IF_EXISTS_OR_ADD') set.push({ name, value });
+    else if (appendAction === 'APPEND_IF_EXISTS_OR_ADD') add.push({ name, value });
+    else fail(`add[${i}].append_action`, `${appendAction} is not supported (OVERWRITE_IF_EXISTS_OR_ADD or APPEND_IF_EXISTS_OR_ADD)`);
+    if (option.keep_empty_value === true) fail(`add[${i}].keep_empty_value`, 'is not supported');
+  });
+  const remove = array(toRemove).filter((name): name is string => typeof name === 'string');
+  return set.length + add.length + remove.length === 0 ? undefined : { remove, set, add };
 }
 
 function translateHeaderMatch(header: Obj, fail: (why: string) => never): Obj {
@@ -266,10 +319,13 @@ const VALIDATION_LISTENER = { name: 'xds-validation', port: 0, plaintext: true }
 export function composeConfig(routeConfig: TranslatedRouteConfig, clusters: ReadonlyMap<string, TranslatedCluster>): XdsConfigPart {
   const users = new Map<string, TranslatedRoute[]>();
   for (const route of routeConfig.routes) {
-    if (!clusters.has(route.cluster)) {
-      throw new XdsRejection(`${route.where}.route.cluster: no Cluster named "${route.cluster}" (the control plane sent ${clusters.size === 0 ? 'none' : [...clusters.keys()].map((name) => `"${name}"`).join(', ')})`);
+    for (const cluster of route.clusters) {
+      if (!clusters.has(cluster)) {
+        const field = route.clusters.length === 1 && route.config.cluster !== undefined ? 'route.cluster' : 'route.weighted_clusters';
+        throw new XdsRejection(`${route.where}.${field}: no Cluster named "${cluster}" (the control plane sent ${clusters.size === 0 ? 'none' : [...clusters.keys()].map((name) => `"${name}"`).join(', ')})`);
+      }
+      users.set(cluster, [...(users.get(cluster) ?? []), route]);
     }
-    users.set(route.cluster, [...(users.get(route.cluster) ?? []), route]);
   }
   const used = [...users.keys()].sort().map((name) => clusters.get(name)!);
   const clusterInputs = used.map((cluster) => {
@@ -315,12 +371,16 @@ export function samePart(a: XdsConfigPart | undefined, b: XdsConfigPart | undefi
 function routeField(path: readonly PropertyKey[]): string {
   const [first, second, ...rest] = path.map(String);
   if (first === 'match' && second === 'method') return 'match.path';
+  if (first === 'match' && second === 'path_regex') return 'match.safe_regex.regex';
+  if (first === 'match' && second === 'hosts') return 'domains (of its virtual host)';
   if (first === 'match' && second === 'headers') return `match.headers[${rest[0] ?? ''}]`;
   if (first === 'match') return `match${second ? `.${second}` : ''}`;
   if (first === 'timeout') return 'route.max_stream_duration.grpc_timeout_header_max';
   if (first === 'max_stream_duration') return 'route.max_stream_duration.max_stream_duration';
   if (first === 'retry_policy') return `route.retry_policy${second ? `.${second}` : ''}`;
   if (first === 'cluster') return 'route.cluster';
+  if (first === 'weighted_clusters') return `route.weighted_clusters.clusters${second ? `[${second}]` : ''}`;
+  if (first === 'request_headers' || first === 'response_headers') return `${first}_to_${second === 'remove' ? 'remove' : 'add'}`;
   return [first, second, ...rest].filter((key) => key !== undefined).join('.') || '(route)';
 }
 

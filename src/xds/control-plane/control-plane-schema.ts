@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { duration } from '../../config/schema-primitives.ts';
-import { clusterSchema, routeSchema } from '../../config/schema.ts';
+import { clusterSchema, LB_POLICIES, routeSchema } from '../../config/schema.ts';
 import { adminSettings } from '../../config/admin-schema.ts';
 import { xdsAuthorizationSettings, xdsLimits } from '../server/xds-auth-schema.ts';
 
@@ -28,6 +28,28 @@ const apiListener = z.strictObject({
   route_config: z.string().min(1),
 });
 
+/** The Gateway API source (docs/gateway-api.md). */
+const gatewayApi = z.strictObject({
+  /** GatewayClasses whose spec.controllerName is this are Switchyard's. */
+  controller_name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9\/\-._~%!$&'()*+,;=:]+$/, 'expected a domain-prefixed path, e.g. switchyard.io/gateway-controller').default('switchyard.io/gateway-controller'),
+  /** A kubeconfig file; default: KUBECONFIG, then ~/.kube/config, then the in-cluster service account. */
+  kubeconfig: z.string().min(1).optional(),
+  /** Where clients reach the Switchyard proxies (their Service's address): reported in each Gateway's status.addresses. */
+  addresses: z.array(z.strictObject({ type: z.enum(['IPAddress', 'Hostname']).default('IPAddress'), value: z.string().min(1) })).default([]),
+  /** The Lease that elects the one replica writing status. */
+  lease: z.strictObject({
+    namespace: z.string().min(1).default('switchyard'),
+    name: z.string().min(1).default('switchyard-gateway-status'),
+    duration: duration.default(15_000),
+    retry: duration.default(5_000),
+  }).prefault({}),
+  /** Status patches a second, at most. */
+  status_rate: z.number().min(0.1).max(1000).default(10),
+  /** How Switchyard proxies balance each backend's endpoints. */
+  lb_policy: z.enum(LB_POLICIES).default('round_robin'),
+  connect_timeout: duration.default(2_000),
+});
+
 export const controlPlaneSchema = z
   .strictObject({
     server: z.strictObject({
@@ -39,6 +61,8 @@ export const controlPlaneSchema = z
     clusters: z.array(clusterSchema).default([]),
     route_configs: z.array(routeConfig).default([]),
     listeners: z.array(apiListener).default([]),
+    /** Serve Gateways, GRPCRoutes and HTTPRoutes of this controller; unset: none. */
+    gateway_api: gatewayApi.optional(),
     authorization: xdsAuthorizationSettings,
     limits: xdsLimits.prefault({}),
     /** /metrics, /ready and /live; loopback only unless allow_remote. */

@@ -15,6 +15,8 @@ import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { startAdsServer, type AdsServer } from '../server/ads-server.ts';
 import { ConfigResourceProvider } from './config-provider.ts';
+import { MergedResourceProvider } from './merged-provider.ts';
+import { GatewayResourceProvider } from '../gateway-api/provider.ts';
 import type { LoadedControlPlaneConfig } from './load.ts';
 import { listen } from '../../listener/listen.ts';
 
@@ -23,6 +25,8 @@ export interface ControlPlane {
   readonly port: number;
   readonly server: AdsServer;
   readonly provider: ConfigResourceProvider;
+  /** With a gateway_api section. */
+  readonly gatewayApi: GatewayResourceProvider | undefined;
   /** Where /metrics is served, with an admin section. */
   readonly adminAddress: AddressInfo | undefined;
   close(graceMs?: number): Promise<void>;
@@ -38,13 +42,34 @@ export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger
 
   const provider = new ConfigResourceProvider(config, { logger });
   provider.start();
+  let gatewayApi: GatewayResourceProvider | undefined;
+  if (config.gateway_api) {
+    const settings = config.gateway_api;
+    const k8s = await import('@kubernetes/client-node');
+    const kubeConfig = new k8s.KubeConfig();
+    if (settings.kubeconfig !== undefined) kubeConfig.loadFromFile(settings.kubeconfig);
+    else kubeConfig.loadFromDefault();
+    gatewayApi = new GatewayResourceProvider({
+      kubeConfig,
+      controllerName: settings.controller_name,
+      addresses: settings.addresses,
+      lease: { namespace: settings.lease.namespace, name: settings.lease.name, durationMs: settings.lease.duration, retryMs: settings.lease.retry },
+      identity: `${hostname()}/${process.pid}`,
+      statusRatePerSecond: settings.status_rate,
+      lbPolicy: settings.lb_policy,
+      connectTimeoutMs: settings.connect_timeout,
+      logger,
+    });
+    await gatewayApi.start();
+  }
+  const served = gatewayApi ? new MergedResourceProvider([provider, gatewayApi]) : provider;
   let server: AdsServer;
   try {
     server = await startAdsServer({
       address: config.server.address,
       port: config.server.port,
       tls: { caPem: tls.clientCa, certPem: tls.cert, keyPem: tls.key },
-      provider,
+      provider: served,
       authorization: config.authorization,
       limits: config.limits,
       debounceMs: config.debounce,
@@ -56,6 +81,7 @@ export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger
     });
   } catch (error) {
     provider.close();
+    await gatewayApi?.close();
     throw error;
   }
   new Gauge({
@@ -65,7 +91,7 @@ export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger
   new Gauge({
     name: 'switchyard_xds_resources', help: 'Resources served, by type (clusters as sent to gRPC clients).', labelNames: ['type'], registers,
     collect() {
-      for (const type of ['listener', 'route', 'cluster', 'endpoint'] as const) this.set({ type }, provider.resources(type, { leastRequest: false, switchyardPolicies: false }).size);
+      for (const type of ['listener', 'route', 'cluster', 'endpoint'] as const) this.set({ type }, served.resources(type, { leastRequest: false, switchyardPolicies: false }).size);
     },
   });
   collectDefaultMetrics({ register: registry });
@@ -92,10 +118,12 @@ export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger
     port: server.port,
     server,
     provider,
+    gatewayApi,
     adminAddress: admin?.address() as AddressInfo | undefined,
     async close(graceMs = 1_000) {
       await server.close(graceMs);
       provider.close();
+      await gatewayApi?.close();
       if (admin) await new Promise<void>((resolve) => { admin!.close(() => resolve()); admin!.closeAllConnections(); });
     },
   };
