@@ -28,15 +28,16 @@ export const http2AbuseFields = {
    */
   stalled_stream_timeout: durationOrOff.default(30_000),
   /**
-   * Rapid reset (CVE-2023-44487): a client may reset this many streams at once… nghttp2 sends GOAWAY
-   * past it; past as many streams reset before they were routed, the listener destroys the connection.
-   * A stream reset in the read that opened it is never routed (src/listener/listener.ts), so the burst
-   * costs Node's stream objects, not 200 forwarded RPCs. 200: twice the default max_concurrent_streams.
+   * Rapid reset (CVE-2023-44487) and MadeYouReset (CVE-2025-8671): a client may have this many streams
+   * reset, by itself or by the proxy for what it sent, at once… past it the connection gets GOAWAY
+   * ENHANCE_YOUR_CALM and is closed. A stream reset in the read that opened it is never routed
+   * (src/http2/server-connection.ts), so the burst costs map entries, not 200 forwarded RPCs.
+   * 200: twice the default max_concurrent_streams.
    */
   stream_reset_burst: positiveInt(1_000_000).default(200),
   /** …and this many per second after that (a busy client's deadline cancellations fit); beyond, the connection is closed. */
   stream_reset_rate: positiveInt(1_000_000).default(100),
-  /** Memory nghttp2 may hold for one connection (header tables, queued frames), MiB. */
+  /** Data one connection's streams may hold buffered (both ways), MiB; past it new streams are refused. */
   max_session_memory_mb: positiveInt(1024).default(64),
   /** PING and SETTINGS frames a client may send at once… */
   control_frame_burst: positiveInt(1_000_000).default(1000),

@@ -41,6 +41,11 @@ export interface DownstreamStream {
   readonly headersSent: boolean;
   /** Closed or reset: nothing more can be sent. */
   readonly closed: boolean;
+  /**
+   * Set when the request's header list went past the connection's limit while it was decoded: the
+   * header map is then empty, and this is the size that was refused.
+   */
+  readonly headerListSize?: number | undefined;
   /** Subscribes the RPC; called at most once. A request that already ended is reported at once. */
   attach(events: DownstreamEvents): void;
   /** Sends response headers; with `endStream` they are also the trailers (trailers-only). */

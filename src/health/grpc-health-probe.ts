@@ -5,7 +5,6 @@
  * `ServingStatus status = 1` (UNKNOWN 0, SERVING 1, NOT_SERVING 2,
  * SERVICE_UNKNOWN 3). Only SERVING passes.
  */
-import type { OutgoingHttpHeaders } from 'node:http2';
 import type { StreamReceiver } from '../upstream/endpoint-pool.ts';
 import type { HeaderMap, UpstreamBreak, UpstreamEvents, UpstreamStream } from '../grpc/streams.ts';
 import { Status } from '../grpc/status.ts';
@@ -25,7 +24,7 @@ export type ProbeResult = { readonly passed: true } | { readonly passed: false; 
 
 /** What a probe needs of a pool: EndpointPool fits. */
 export interface StreamOpener {
-  open(headers: OutgoingHttpHeaders, receiver: StreamReceiver): void;
+  open(headers: HeaderMap, receiver: StreamReceiver): void;
 }
 
 export interface ProbeOptions {

@@ -8,7 +8,6 @@
  */
 import type { ClusterTlsFiles, ConfigSecrets, ListenerTlsFiles } from '../config/load.ts';
 import type { ClusterConfig, ListenerConfig, SwitchyardConfig } from '../config/schema.ts';
-import { sameServerAbuseOptions } from '../security/listener-limits.ts';
 
 export interface ConfigState {
   readonly config: SwitchyardConfig;
@@ -131,15 +130,14 @@ export function sameListener(a: ListenerConfig, aTls: ListenerTlsFiles | undefin
 
 /**
  * A running listener can take the change without a new socket when it keeps
- * its address, port and kind (TLS or h2c): certificates, HTTP/2 settings and
- * connection age can all change under it.
+ * its address, port and kind (TLS or h2c): certificates, HTTP/2 settings,
+ * abuse limits and connection age can all change under it (settings and limits
+ * apply to the connections opened after the reload).
  */
 export function canUpdateInPlace(a: ListenerConfig, aTls: ListenerTlsFiles | undefined, b: ListenerConfig, bTls: ListenerTlsFiles | undefined): boolean {
   return a.name === b.name && a.address === b.address && a.port === b.port && a.plaintext === b.plaintext && (aTls === undefined) === (bTls === undefined)
     // Asking for client certificates, and the handshake timeout, are server options, not part of the secure context.
-    && a.tls?.client_certificates === b.tls?.client_certificates && a.tls?.handshake_timeout === b.tls?.handshake_timeout
-    // So are the rapid-reset, memory and frame limits.
-    && sameServerAbuseOptions(a, b);
+    && a.tls?.client_certificates === b.tls?.client_certificates && a.tls?.handshake_timeout === b.tls?.handshake_timeout;
 }
 
 function sameBuffers(a: Buffer | undefined, b: Buffer | undefined): boolean {

@@ -1,29 +1,33 @@
 /**
- * A downstream HTTP/2 listener: TLS 1.3 with ALPN h2, or cleartext h2c with
- * prior knowledge for local use. It knows nothing of routing: every stream
- * goes to the handler it was given. Admin and health traffic get listeners of
- * their own (see docs/architecture.md); the serving listener never answers them.
+ * A downstream listener: TLS 1.3 with ALPN h2, or cleartext h2c with prior
+ * knowledge, each connection an HTTP/2 server connection of Switchyard's own
+ * engine (src/http2/). It knows nothing of routing: every stream goes to the
+ * handler it was given, once the read that opened it has been parsed (a
+ * stream reset in that same read is never handed on). Admin and health traffic
+ * get listeners of their own (see docs/architecture.md).
  *
- * Every way a connection ends on our initiative (draining, max connection
- * age, a reload that removes the listener) goes through the two-phase GOAWAY
- * of goaway.ts, so no RPC is lost to it.
+ * Every way a connection ends on our initiative (draining, max connection age,
+ * idleness, a reload that removes the listener) goes through the two-phase
+ * GOAWAY of goaway.ts, so no RPC is lost to it; what is still running when a
+ * connection must close anyway ends with UNAVAILABLE first.
  */
-import * as http2 from 'node:http2';
-import { Server as NetServer, type AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
 import type { ListenerConfig } from '../config/schema.ts';
+import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
+import { ServerConnection } from '../http2/server-connection.ts';
+import type { ServerStream } from '../http2/server-stream.ts';
+import { guardConnection, type AbuseLimit } from '../security/connection-guard.ts';
+import { connectionGuardConfig, idleTimeouts, localSettings, serverLimits } from './listener-limits.ts';
 import { goAwayGracefully, type ConnectionState } from './goaway.ts';
 import { listen } from './listen.ts';
-import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
-import { NodeDownstream } from './node-downstream.ts';
-import { guardConnection, streamResetBeforeRouting, type AbuseLimit } from '../security/connection-guard.ts';
-import { connectionGuardConfig, serverAbuseOptions } from '../security/listener-limits.ts';
 
 /** Takes every new stream; `headers` are the request's, decoded, and the handler's to change. */
 export type StreamHandler = (stream: DownstreamStream, headers: HeaderMap, listener: string) => void;
 
 export interface ListenerEvents {
-  /** A client connection is being closed for abuse (src/security/connection-guard.ts). */
+  /** A client connection is being closed for abuse. */
   onAbusiveConnection?(listener: string, peer: string, limit: AbuseLimit): void;
 }
 
@@ -45,156 +49,134 @@ export interface Listener {
   /** Client connections accepted since the listener started. */
   readonly connectionsAccepted: number;
   /**
-   * Applies `config` without closing the socket when it can: same address,
-   * port and kind (TLS or h2c). New TLS material is used for new handshakes;
-   * HTTP/2 settings are sent to open connections too; max connection age
-   * applies to new connections. Returns false, changing nothing, when the
-   * listener would have to be bound again.
+   * Applies `config` without closing the socket when it can: same address, port and kind (TLS or
+   * h2c). New TLS material is used for new handshakes; HTTP/2 settings and limits apply to new
+   * connections. Returns false, changing nothing, when the listener would have to be bound again.
    */
   update(config: ListenerConfig, tls: ListenerTls | undefined): boolean;
   /**
-   * Stops accepting connections and sends the two-phase GOAWAY to every open
-   * one (and to any that completes its handshake later). Never cuts a stream.
-   * Resolves when every connection has closed. Idempotent.
+   * Stops accepting connections and sends the two-phase GOAWAY to every open one (and to any that
+   * completes its handshake later). Never cuts a stream. Resolves when every connection has closed.
    */
   drain(): Promise<void>;
   /**
-   * Closes every connection still open: each of its streams is first ended with UNAVAILABLE (see
-   * cutStreams), then the connection is destroyed. Resolves with how many connections there were.
+   * Closes every connection still open: each of its streams is first ended with UNAVAILABLE, then the
+   * connection is destroyed. Resolves with how many connections there were.
    */
   destroy(): Promise<number>;
   /** drain(), then destroy() what is left after `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }
 
-/** Per-connection state, kept on the session object so the stream path needs no lookup. */
-interface Connection extends ConnectionState {
+/** What the listener keeps per connection. */
+interface Tracked extends ConnectionState {
+  readonly connection: ServerConnection;
+  readonly peer: string;
   ageTimer: NodeJS.Timeout | undefined;
   graceTimer: NodeJS.Timeout | undefined;
-  /** Streams handed to the handler and not yet closed. */
-  readonly streams: Set<NodeDownstream>;
+  idleTimer: NodeJS.Timeout | undefined;
+  streamSweep: NodeJS.Timeout | undefined;
+  readonly idle: ReturnType<typeof idleTimeouts>;
 }
 
 /** After the streams are told, the time they get to send their status before the connection is destroyed. */
 const CUT_FLUSH_MS = 100;
 const CUT_POLL_MS = 5;
-
-const CONNECTION = Symbol('switchyard.connection');
-type TrackedSession = http2.ServerHttp2Session & { [CONNECTION]?: Connection };
-
 /** Max connection age is spread ±10% so connections opened together do not all go away together. */
 const AGE_JITTER = 0.1;
 
-export async function startListener(config: ListenerConfig, tls: ListenerTls | undefined, handler: StreamHandler, events: ListenerEvents = {}): Promise<Listener> {
-  const options = { settings: http2Settings(config), ...serverAbuseOptions(config) };
-  const server: http2.Http2Server | http2.Http2SecureServer = tls
-    ? http2.createSecureServer({
-        ...options,
-        cert: tls.cert,
-        key: tls.key,
-        minVersion: 'TLSv1.3',
-        ALPNProtocols: ['h2'],
-        allowHTTP1: false,
-        ...clientCertificateOptions(config, tls),
-      })
-    : http2.createServer(options);
-  // Beyond it, net.Server closes each new socket as soon as it is accepted.
-  server.maxConnections = config.max_connections;
-
+export async function startListener(config: ListenerConfig, material: ListenerTls | undefined, handler: StreamHandler, events: ListenerEvents = {}): Promise<Listener> {
   let current = config;
-  let currentTls = tls;
+  let currentTls = material;
   let draining: Promise<void> | undefined;
   let accepted = 0;
-  const sessions = new Set<TrackedSession>();
+  const connections = new Set<Tracked>();
 
-  server.on('session', (session: TrackedSession) => {
+  const onSocket = (socket: net.Socket) => {
     accepted++;
-    const connection: Connection = { lastStreamId: 0, goingAway: false, ageTimer: undefined, graceTimer: undefined, streams: new Set() };
-    session[CONNECTION] = connection;
-    sessions.add(session);
-    session.once('close', () => {
-      sessions.delete(session);
-      clearTimeout(connection.ageTimer);
-      clearTimeout(connection.graceTimer);
+    socket.on('error', ignore);
+    const settings = current;
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    let tracked: Tracked | undefined;
+    const connection = new ServerConnection(socket, {
+      local: localSettings(settings),
+      limits: serverLimits(settings),
+      onStream: (stream, headers) => handler(stream, headers, config.name),
+      onAbusive: (kind) => events.onAbusiveConnection?.(config.name, peer, kind),
+      onStreamCount: (open) => tracked && armIdle(tracked, open),
+      onClosed: () => {
+        if (!tracked) return;
+        connections.delete(tracked);
+        clearTimeout(tracked.ageTimer);
+        clearTimeout(tracked.graceTimer);
+        clearTimeout(tracked.idleTimer);
+        clearInterval(tracked.streamSweep);
+      },
     });
-    session.setLocalWindowSize(current.http2.connection_window);
-    // A misbehaving client is an ordinary event, never a crash.
-    session.on('error', () => {});
-    guardConnection(session, connectionGuardConfig(current), {
-      onIdle: () => goAwayGracefully(session, connection),
-      onAbusive: (limit) => events.onAbusiveConnection?.(config.name, peerOf(session), limit),
-    });
+    if (connection.closed) return;
+    const idle = idleTimeouts(settings);
+    tracked = { connection, peer, goingAway: false, ageTimer: undefined, graceTimer: undefined, idleTimer: undefined, streamSweep: undefined, idle };
+    connections.add(tracked);
+    guardConnection(connection, connectionGuardConfig(settings));
+    armIdle(tracked, 0);
+    if (idle.streamMs !== undefined) tracked.streamSweep = sweepIdleStreams(connection, idle.streamMs);
     // A handshake that was under way when draining began still gets a connection, and is sent away at once.
-    if (draining) return goAwayGracefully(session, connection);
-    const maxAge = current.max_connection_age;
+    if (draining) return goAwayGracefully(connection, tracked);
+    const maxAge = settings.max_connection_age;
     if (maxAge !== undefined) {
-      const grace = current.max_connection_age_grace;
-      connection.ageTimer = setTimeout(() => {
-        goAwayGracefully(session, connection);
-        connection.graceTimer = setTimeout(() => void cutConnection(session, connection, 'max_connection_age_grace ended'), grace);
-        connection.graceTimer.unref();
+      const grace = settings.max_connection_age_grace;
+      const it = tracked;
+      it.ageTimer = setTimeout(() => {
+        goAwayGracefully(connection, it);
+        it.graceTimer = setTimeout(() => void cutConnection(it, 'max_connection_age_grace ended'), grace);
+        it.graceTimer.unref();
       }, maxAge * (1 - AGE_JITTER + 2 * AGE_JITTER * Math.random()));
-      connection.ageTimer.unref();
-    }
-  });
-  /**
-   * Rapid reset (CVE-2023-44487): an attacker writes HEADERS and RST_STREAM
-   * back to back, so each stream's reset comes in the same read as its HEADERS.
-   * Node emits 'stream' while nghttp2 is still parsing that read, before the
-   * reset, and runs queued ticks after every callback; a handler run then
-   * would route and forward every such stream (a backend stream opened and
-   * cancelled, ~0.2 ms each) in one task that holds the event loop from every
-   * other connection. So new streams are handed to the handler in the check
-   * phase, after all the bytes read in this turn of the event loop are parsed,
-   * and a stream already reset by then is dropped at the cost of its Node
-   * object: it never reaches the router, a backend or the logs. Past
-   * stream_reset_burst of those the connection is destroyed, not read further
-   * (src/security/connection-guard.ts).
-   */
-  let arrived: [http2.ServerHttp2Stream, http2.IncomingHttpHeaders][] = [];
-  const dispatchArrived = () => {
-    const streams = arrived;
-    arrived = [];
-    for (const [stream, headers] of streams) {
-      if (stream.closed || stream.destroyed) {
-        streamResetBeforeRouting(stream.session);
-        continue;
-      }
-      const downstream = new NodeDownstream(stream);
-      const tracked = (stream.session as TrackedSession | undefined)?.[CONNECTION]?.streams;
-      if (tracked) {
-        tracked.add(downstream);
-        stream.once('close', () => tracked.delete(downstream));
-      }
-      handler(downstream, headers as HeaderMap, config.name);
+      it.ageTimer.unref();
     }
   };
-  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
-    const connection = (stream.session as TrackedSession | undefined)?.[CONNECTION];
-    const id = stream.id ?? 0;
-    if (connection && id > connection.lastStreamId) connection.lastStreamId = id;
-    // A stream reset with an error code before the handler sees it emits 'error': never a crash.
-    stream.on('error', ignoreError);
-    if (arrived.push([stream, headers]) === 1) setImmediate(dispatchArrived);
-  });
-  if (tls) refuseUnverifiedClientCertificates(server as http2.Http2SecureServer);
-  server.on('sessionError', () => {});
-  server.on('tlsClientError', () => {});
 
+  const server: net.Server = material
+    ? tls.createServer({
+        cert: material.cert,
+        key: material.key,
+        minVersion: 'TLSv1.3',
+        ALPNProtocols: ['h2'],
+        ...clientCertificateOptions(config, material),
+      }, (socket) => {
+        // A client that negotiated no h2, or sent a certificate that does not verify, is not served.
+        if (socket.alpnProtocol !== 'h2' || presentedUnverified(socket)) return void socket.destroy();
+        onSocket(socket);
+      })
+    : net.createServer(onSocket);
+  // Beyond it, net.Server closes each new socket as soon as it is accepted.
+  server.maxConnections = config.max_connections;
+  // A failed or timed-out handshake is reported here and nowhere else; the socket is still open until closed.
+  server.on('tlsClientError', (_error: Error, socket: tls.TLSSocket) => socket.destroy());
   const address = await listen(server, { port: config.port, host: config.address });
-  server.on('error', () => {});
+  server.on('error', ignore);
 
   const destroy = async () => {
-    const open = [...sessions];
-    await Promise.all(open.map((session) => cutConnection(session, session[CONNECTION]!, 'drain timeout')));
+    const open = [...connections];
+    await Promise.all(open.map((tracked) => cutConnection(tracked, 'drain timeout')));
     return open.length;
   };
 
   const drain = () => {
     draining ??= new Promise<void>((resolve) => {
-      // net.Server's close, not Http2Server's: that one also close()s every session at once, a one-phase GOAWAY.
-      NetServer.prototype.close.call(server, () => resolve());
-      for (const session of sessions) goAwayGracefully(session, session[CONNECTION]!);
+      let closed = false;
+      let remaining = connections.size;
+      const check = () => closed && connections.size === 0 && resolve();
+      server.close(() => {
+        closed = true;
+        check();
+      });
+      for (const tracked of connections) {
+        goAwayGracefully(tracked.connection, tracked);
+        tracked.connection.socket.once('close', () => {
+          remaining--;
+          if (remaining <= 0) setImmediate(check);
+        });
+      }
     });
     return draining;
   };
@@ -206,7 +188,7 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
     },
     address,
     get connectionCount() {
-      return sessions.size;
+      return connections.size;
     },
     get connectionsAccepted() {
       return accepted;
@@ -214,20 +196,7 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
     update(next, nextTls) {
       if (next.address !== current.address || next.port !== current.port || (nextTls === undefined) !== (currentTls === undefined)) return false;
       if (nextTls && currentTls && !(nextTls.cert.equals(currentTls.cert) && nextTls.key.equals(currentTls.key) && sameCa(nextTls.clientCa, currentTls.clientCa))) {
-        (server as http2.Http2SecureServer).setSecureContext({ cert: nextTls.cert, key: nextTls.key, minVersion: 'TLSv1.3', ...(nextTls.clientCa && { ca: nextTls.clientCa }) });
-      }
-      if (JSON.stringify(next.http2) !== JSON.stringify(current.http2)) {
-        const settings = http2Settings(next);
-        server.updateSettings(settings);
-        for (const session of sessions) {
-          if (session.closed || session.destroyed) continue;
-          try {
-            session.settings(settings);
-            session.setLocalWindowSize(next.http2.connection_window);
-          } catch {
-            // Too many unacknowledged SETTINGS: this connection keeps the old ones.
-          }
-        }
+        (server as tls.Server).setSecureContext({ cert: nextTls.cert, key: nextTls.key, minVersion: 'TLSv1.3', ...(nextTls.clientCa && { ca: nextTls.clientCa }) });
       }
       server.maxConnections = next.max_connections;
       current = next;
@@ -245,57 +214,66 @@ export async function startListener(config: ListenerConfig, tls: ListenerTls | u
   };
 }
 
-function ignoreError(): void {}
+/** Idle timeout: a connection with no open stream for idle_timeout is sent away. */
+function armIdle(tracked: Tracked, open: number): void {
+  const idleMs = tracked.idle.connectionMs;
+  if (idleMs === undefined) return;
+  clearTimeout(tracked.idleTimer);
+  tracked.idleTimer = undefined;
+  if (open > 0 || tracked.goingAway) return;
+  tracked.idleTimer = setTimeout(() => goAwayGracefully(tracked.connection, tracked), idleMs);
+  tracked.idleTimer.unref();
+}
+
+/** Sweeps a connection's streams this many times per stream_idle_timeout: a stream is reset 1 to 1¼ timeouts after its last frame. */
+const SWEEPS_PER_TIMEOUT = 4;
 
 /**
- * Ends every stream of the connection with UNAVAILABLE, waits (briefly) for them to close, then destroys
- * the connection. Resolves when it is destroyed.
+ * Stream idle timeout: a stream with no frame either way for stream_idle_timeout is reset (CANCEL).
+ * A sweep, not a timer per stream: the data path only zeroes a counter.
  */
-async function cutConnection(session: TrackedSession, connection: Connection, reason: string): Promise<void> {
-  if (session.destroyed) return;
-  const open = [...connection.streams];
-  // Each stream ends with UNAVAILABLE, which clients retry. A bare reset would reach gRPC clients as
-  // INTERNAL ("RST_STREAM with code 0"), which they do not.
-  for (const stream of open) stream.cut(reason);
+function sweepIdleStreams(connection: ServerConnection, timeoutMs: number): NodeJS.Timeout {
+  const sweep = setInterval(() => {
+    for (const stream of connection.openStreamList()) {
+      if (++stream.quietSweeps > SWEEPS_PER_TIMEOUT) stream.reset();
+    }
+  }, timeoutMs / SWEEPS_PER_TIMEOUT);
+  sweep.unref();
+  return sweep;
+}
+
+/**
+ * Ends every stream of the connection with UNAVAILABLE (which clients retry; a bare reset would reach
+ * gRPC clients as INTERNAL), waits briefly for them to close, then destroys the connection.
+ */
+async function cutConnection(tracked: Tracked, reason: string): Promise<void> {
+  const connection = tracked.connection;
+  if (connection.closed) return;
+  for (const stream of connection.openStreamList()) (stream as ServerStream).cut(reason);
   const deadline = performance.now() + CUT_FLUSH_MS;
-  while (connection.streams.size > 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, CUT_POLL_MS));
-  session.destroy();
+  while (connection.openStreams > 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, CUT_POLL_MS));
+  connection.destroy();
 }
 
-function peerOf(session: http2.ServerHttp2Session): string {
-  const socket = session.socket;
-  return socket ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown';
-}
-
-function http2Settings(config: ListenerConfig): http2.Settings {
-  return {
-    maxConcurrentStreams: config.http2.max_concurrent_streams,
-    initialWindowSize: config.http2.initial_stream_window,
-    maxHeaderListSize: config.http2.max_header_list_size,
-    enablePush: false,
-  };
-}
+function ignore(): void {}
 
 /** Whether the handshake asks for a client certificate, and whether it fails without a valid one. */
-function clientCertificateOptions(config: ListenerConfig, tls: ListenerTls) {
+function clientCertificateOptions(config: ListenerConfig, material: ListenerTls) {
   const mode = config.tls?.client_certificates ?? 'none';
   return {
     handshakeTimeout: config.tls?.handshake_timeout ?? 10_000,
-    ...(mode !== 'none' && tls.clientCa && { ca: tls.clientCa, requestCert: true, rejectUnauthorized: mode === 'required' }),
+    ...(mode !== 'none' && material.clientCa && { ca: material.clientCa, requestCert: true, rejectUnauthorized: mode === 'required' }),
   };
 }
 
 /**
- * With `client_certificates: optional` the handshake succeeds without a
- * certificate; one that is sent but does not verify still closes the connection,
- * so a caller is either verified or anonymous, never unverified.
+ * With `client_certificates: optional` the handshake succeeds without a certificate; one that is sent
+ * but does not verify still closes the connection, so a caller is either verified or anonymous.
  */
-function refuseUnverifiedClientCertificates(server: http2.Http2SecureServer): void {
-  server.on('secureConnection', (socket: TLSSocket) => {
-    if (socket.authorized) return;
-    const presented = socket.getPeerCertificate();
-    if (presented && Object.keys(presented).length > 0) socket.destroy();
-  });
+function presentedUnverified(socket: tls.TLSSocket): boolean {
+  if (socket.authorized) return false;
+  const presented = socket.getPeerCertificate();
+  return presented !== null && Object.keys(presented).length > 0;
 }
 
 function sameCa(a: Buffer | undefined, b: Buffer | undefined): boolean {

@@ -188,7 +188,7 @@ export class RpcBridge implements AttemptOwner, DownstreamEvents {
   }
 
   /** The pool's answer for an attempt: its stream, or why there is none. */
-  onAttemptStream(attempt: Attempt, error: (Error & { code?: string }) | undefined, upstream: UpstreamStream | undefined): void {
+  onAttemptStream(attempt: Attempt, error: (Error & { refused?: boolean }) | undefined, upstream: UpstreamStream | undefined): void {
     if (attempt !== this.attempt || this.statusSent) {
       upstream?.cancel();
       this.#endAttempt(attempt);
@@ -197,8 +197,8 @@ export class RpcBridge implements AttemptOwner, DownstreamEvents {
     if (!upstream) {
       if (error instanceof LimitExceededError) return this.fail(failed(overflowReason(error)), error.message, error.message);
       const detail = `upstream ${attempt.endpoint.key}: ${error?.message ?? 'no stream'}`;
-      // Node refuses to open a stream on a connection that has just received a GOAWAY: never sent, so refused.
-      return this.attemptFailed(attempt, error?.code === 'ERR_HTTP2_GOAWAY_SESSION' ? REFUSED : CONNECT_FAILURE, detail);
+      // A stream the connection would not open (it had just received a GOAWAY) was never sent: refused.
+      return this.attemptFailed(attempt, error?.refused === true ? REFUSED : CONNECT_FAILURE, detail);
     }
     attempt.upstream = upstream;
     upstream.attach(attempt);

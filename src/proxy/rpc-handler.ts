@@ -84,7 +84,7 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
 
     const maxHeaderListSize = guardOf(session)?.config.maxHeaderListSize;
     if (maxHeaderListSize !== undefined) {
-      const size = headerListSize(headers);
+      const size = stream.headerListSize ?? headerListSize(headers);
       if (size > maxHeaderListSize) {
         protocolViolation(session);
         return refuseRpc(stream, record, 'header_list_too_large', `request header list of ${size} bytes exceeds max_header_list_size ${maxHeaderListSize}`);

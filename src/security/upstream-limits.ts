@@ -4,8 +4,6 @@
  * compromised or buggy one must not be able to exhaust the proxy either.
  * (Response message sizes are checked per RPC: max_response_message_bytes.)
  */
-import type { ClientSessionOptions } from 'node:http2';
-
 /** Response header block (metadata and trailers) accepted from a backend: 64 KiB, four times the client-side default. */
 export const UPSTREAM_MAX_HEADER_LIST_SIZE = 64 << 10;
 
@@ -19,9 +17,5 @@ export const UPSTREAM_MAX_HEADER_LIST_SIZE = 64 << 10;
 export const UPSTREAM_RESET_BURST = 500;
 export const UPSTREAM_RESETS_PER_SECOND = 30;
 
-export const UPSTREAM_SESSION_LIMITS: ClientSessionOptions = {
-  /** MiB nghttp2 may hold for one backend connection; shared by up to SETTINGS_MAX_CONCURRENT_STREAMS RPCs. */
-  maxSessionMemory: 64,
-  maxHeaderListPairs: 128,
-  maxSettings: 32,
-};
+/** Header fields per response header block from a backend. */
+export const UPSTREAM_MAX_HEADER_FIELDS = 128;

@@ -1,5 +1,6 @@
 /**
- * HTTP/2 connections to one backend endpoint, shared by every RPC sent to it.
+ * HTTP/2 connections to one backend endpoint, shared by every RPC sent to it;
+ * each a client connection of Switchyard's own engine (src/http2/).
  *
  * A stream goes on a connection whose peer SETTINGS have arrived and that is
  * below the peer's SETTINGS_MAX_CONCURRENT_STREAMS. Until a new connection's
@@ -9,13 +10,13 @@
  * the endpoint in a jittered exponential backoff, which the cluster reads to
  * stop picking it.
  */
-import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { OutgoingHttpHeaders } from 'node:http2';
-import { UPSTREAM_MAX_HEADER_LIST_SIZE, UPSTREAM_RESET_BURST, UPSTREAM_RESETS_PER_SECOND, UPSTREAM_SESSION_LIMITS } from '../security/upstream-limits.ts';
+import { ClientConnection } from '../http2/client-connection.ts';
+import type { LocalSettings } from '../http2/connection.ts';
+import { UPSTREAM_MAX_HEADER_FIELDS, UPSTREAM_MAX_HEADER_LIST_SIZE, UPSTREAM_RESET_BURST, UPSTREAM_RESETS_PER_SECOND } from '../security/upstream-limits.ts';
 import { TokenBucket } from '../security/token-bucket.ts';
-import type { UpstreamStream } from '../grpc/streams.ts';
-import { NodeUpstream, type CancelCounter } from './node-upstream.ts';
+import type { HeaderMap, UpstreamStream } from '../grpc/streams.ts';
 import { subjectAltNameChecker } from '../security/san.ts';
 
 export interface UpstreamTls {
@@ -65,7 +66,7 @@ export interface UpstreamPool {
   readonly inBackoff: boolean;
   readonly connectionCount: number;
   /** Opens a stream with these request headers and hands it to `receiver` (see EndpointPool.open). */
-  open(headers: OutgoingHttpHeaders, receiver: StreamReceiver): void;
+  open(headers: HeaderMap, receiver: StreamReceiver): void;
   /** Stops new streams; open streams finish, then the connections close. */
   close(): void;
 }
@@ -76,11 +77,9 @@ const INITIAL_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
 const UPSTREAM_CONNECTION_WINDOW = 16 << 20;
 
-interface PooledSession extends CancelCounter {
-  readonly session: http2.ClientHttp2Session;
-  /** Lets waiting RPCs have the slot a closed stream freed. */
-  readonly onSlotFreed: () => void;
-  active: number;
+interface Pooled {
+  /** Undefined while the socket is connecting. */
+  connection: ClientConnection | undefined;
   /** The peer's SETTINGS have arrived, so its stream limit is known. */
   ready: boolean;
   usable: boolean;
@@ -89,14 +88,17 @@ interface PooledSession extends CancelCounter {
 }
 
 interface WaitingRequest {
-  readonly headers: OutgoingHttpHeaders;
+  readonly headers: HeaderMap;
   readonly receiver: StreamReceiver;
 }
 
 export class EndpointPool implements UpstreamPool {
   readonly #options: EndpointPoolOptions;
+  /** What the backend is called in messages, and the default :authority. */
   readonly #authority: string;
-  readonly #sessions: PooledSession[] = [];
+  readonly #scheme: 'http' | 'https';
+  readonly #local: LocalSettings;
+  readonly #connections: Pooled[] = [];
   readonly #waiting: WaitingRequest[] = [];
   readonly #now: () => number;
   #consecutiveFailures = 0;
@@ -108,8 +110,17 @@ export class EndpointPool implements UpstreamPool {
   constructor(options: EndpointPoolOptions) {
     this.#options = options;
     const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-    this.#authority = `${options.tls ? 'https' : 'http'}://${host}:${options.port}`;
+    this.#authority = `${host}:${options.port}`;
+    this.#scheme = options.tls ? 'https' : 'http';
     this.#now = options.now ?? Date.now;
+    this.#local = {
+      // The backend opens no streams toward us.
+      maxConcurrentStreams: 0,
+      streamWindow: options.streamWindow ?? DEFAULT_STREAM_WINDOW,
+      connectionWindow: UPSTREAM_CONNECTION_WINDOW,
+      maxHeaderListSize: UPSTREAM_MAX_HEADER_LIST_SIZE,
+      maxHeaderFields: UPSTREAM_MAX_HEADER_FIELDS,
+    };
   }
 
   /** True while recent connects failed and the backoff has not yet elapsed. */
@@ -118,33 +129,22 @@ export class EndpointPool implements UpstreamPool {
   }
 
   get connectionCount(): number {
-    return this.#sessions.length;
+    return this.#connections.length;
   }
 
   /**
-   * Opens a stream to the endpoint and hands it to `callback`: at once when a
-   * connection has room, else once one has. Fails (through the callback) when
-   * the pool is closed, the connect fails or times out, or Node refuses the headers.
+   * Opens a stream to the endpoint and hands it to `receiver`: at once when a connection has room,
+   * else once one has. Fails (through the receiver) when the pool is closed or the connect fails or
+   * times out; an error with `refused: true` means the stream was never sent (safe to send elsewhere).
    */
-  open(headers: OutgoingHttpHeaders, receiver: StreamReceiver): void {
+  open(headers: HeaderMap, receiver: StreamReceiver): void {
     if (this.#closed) return receiver.onStream(new Error(`connection pool for ${this.#authority} is closed`), undefined);
-    const pooled = this.#sessionWithRoom();
-    if (pooled) return this.#start(pooled, headers, receiver);
+    const connection = this.#connectionWithRoom();
+    if (connection) return this.#start(connection, headers, receiver);
     const overflow = this.#options.limits?.startPending();
     if (overflow) return receiver.onStream(overflow, undefined);
     this.#waiting.push({ headers, receiver });
-    if (!this.#sessions.some((s) => s.usable && !s.ready)) this.#connect();
-  }
-
-  /**
-   * One more stream cancelled on this connection. One that has cancelled too many gets no new streams
-   * and closes when its last one ends (UPSTREAM_RESET_BURST).
-   */
-  #cancelled(pooled: PooledSession): void {
-    if (!pooled.usable || pooled.resets.tryTake()) return;
-    this.#retire(pooled);
-    pooled.session.close();
-    this.#dispatch();
+    if (!this.#connections.some((c) => c.usable && !c.ready)) this.#connect();
   }
 
   /** Stops new streams; open streams finish, then the connections close. */
@@ -152,28 +152,27 @@ export class EndpointPool implements UpstreamPool {
     this.#closed = true;
     clearTimeout(this.#backoffTimer);
     this.#failWaiting(new Error(`connection pool for ${this.#authority} is closed`));
-    for (const pooled of this.#sessions.splice(0)) {
+    for (const pooled of this.#connections.splice(0)) {
       pooled.usable = false;
-      pooled.session.close();
+      pooled.connection?.shutdown();
     }
   }
 
-  #start(pooled: PooledSession, headers: OutgoingHttpHeaders, receiver: StreamReceiver): void {
-    let stream: http2.ClientHttp2Stream;
+  #start(connection: ClientConnection, headers: HeaderMap, receiver: StreamReceiver): void {
+    headers[':scheme'] = this.#scheme;
+    headers[':authority'] ??= this.#authority;
+    let stream: UpstreamStream;
     try {
-      stream = pooled.session.request(headers, REQUEST_OPTIONS);
+      stream = connection.request(headers);
     } catch (error) {
       return receiver.onStream(error as Error, undefined);
     }
-    pooled.active++;
-    (stream as PooledStream)[POOLED] = pooled;
-    stream.on('close', onPooledStreamClose);
-    receiver.onStream(undefined, new NodeUpstream(stream, pooled));
+    receiver.onStream(undefined, stream);
   }
 
-  #sessionWithRoom(): PooledSession | undefined {
-    for (const pooled of this.#sessions) {
-      if (pooled.usable && pooled.ready && pooled.active < pooled.session.remoteSettings.maxConcurrentStreams!) return pooled;
+  #connectionWithRoom(): ClientConnection | undefined {
+    for (const { usable, ready, connection } of this.#connections) {
+      if (usable && ready && connection!.activeStreams < connection!.peerMaxConcurrentStreams) return connection;
     }
     return undefined;
   }
@@ -181,13 +180,13 @@ export class EndpointPool implements UpstreamPool {
   /** Hands waiting RPCs to connections with room; opens one more if some are left waiting. */
   #dispatch(): void {
     while (this.#waiting.length > 0) {
-      const pooled = this.#sessionWithRoom();
-      if (!pooled) break;
+      const connection = this.#connectionWithRoom();
+      if (!connection) break;
       const { headers, receiver } = this.#waiting.shift()!;
       this.#options.limits?.endPending();
-      this.#start(pooled, headers, receiver);
+      this.#start(connection, headers, receiver);
     }
-    if (this.#waiting.length > 0 && !this.#closed && !this.#sessions.some((s) => s.usable && !s.ready)) this.#connect();
+    if (this.#waiting.length > 0 && !this.#closed && !this.#connections.some((c) => c.usable && !c.ready)) this.#connect();
   }
 
   #failWaiting(error: Error): void {
@@ -197,106 +196,129 @@ export class EndpointPool implements UpstreamPool {
     }
   }
 
+  /**
+   * One more stream cancelled on this connection. One that has cancelled too many gets no new streams
+   * and closes when its last one ends (UPSTREAM_RESET_BURST).
+   */
+  #cancelled(pooled: Pooled): void {
+    if (!pooled.usable || pooled.resets.tryTake()) return;
+    this.#retire(pooled);
+    pooled.connection?.shutdown();
+    this.#dispatch();
+  }
+
   #connect(): void {
     const overflow = this.#options.limits?.startConnection();
     if (overflow) {
       // Without a connection of its own this endpoint cannot serve the waiting RPCs.
-      if (!this.#sessions.some((s) => s.usable)) this.#failWaiting(overflow);
+      if (!this.#connections.some((c) => c.usable)) this.#failWaiting(overflow);
       return;
     }
-    const upstreamTls = this.#options.tls;
-    const session = http2.connect(this.#authority, {
-      ...UPSTREAM_SESSION_LIMITS,
-      settings: { enablePush: false, initialWindowSize: this.#options.streamWindow ?? DEFAULT_STREAM_WINDOW, maxHeaderListSize: UPSTREAM_MAX_HEADER_LIST_SIZE },
-      ...(upstreamTls && {
-        ca: upstreamTls.ca,
-        cert: upstreamTls.cert,
-        key: upstreamTls.key,
-        servername: upstreamTls.serverName ?? (isIp(this.#options.host) ? undefined : this.#options.host),
-        ALPNProtocols: ['h2'],
-        minVersion: 'TLSv1.2',
-        ...(upstreamTls.serverName !== undefined && { checkServerIdentity: serverIdentityChecker(upstreamTls.serverName) }),
-        ...(upstreamTls.verifySubjectAltNames !== undefined && { checkServerIdentity: subjectAltNameChecker(upstreamTls.verifySubjectAltNames) }),
-      }),
-    });
-    const pooled: PooledSession = {
-      session,
-      onSlotFreed: () => this.#waiting.length > 0 && this.#dispatch(),
-      active: 0,
-      ready: false,
-      usable: true,
-      resets: new TokenBucket(UPSTREAM_RESETS_PER_SECOND, UPSTREAM_RESET_BURST),
-      cancelled: () => this.#cancelled(pooled),
-    };
-    this.#sessions.push(pooled);
-
+    const socket = this.#dial();
+    // Holds its place from the start, so no second connect begins while this one is under way.
+    const pooled: Pooled = { connection: undefined, ready: false, usable: true, resets: new TokenBucket(UPSTREAM_RESETS_PER_SECOND, UPSTREAM_RESET_BURST) };
+    this.#connections.push(pooled);
+    let failure: Error | undefined;
     const connectTimer = setTimeout(() => {
-      session.destroy(new Error(`connect to ${this.#authority} timed out after ${this.#options.connectTimeoutMs} ms`));
+      socket.destroy(new Error(`connect to ${this.#authority} timed out after ${this.#options.connectTimeoutMs} ms`));
     }, this.#options.connectTimeoutMs);
-
-    session.once('connect', () => {
-      session.setLocalWindowSize(UPSTREAM_CONNECTION_WINDOW);
+    // A pending connect must not keep the process alive on shutdown, nor an idle pooled connection.
+    connectTimer.unref();
+    socket.unref();
+    socket.on('error', (error: Error) => {
+      failure ??= error;
     });
-    session.once('remoteSettings', () => {
-      clearTimeout(connectTimer);
-      pooled.ready = true;
-      this.#startKeepalive(session);
-      if (this.#consecutiveFailures > 0) {
-        this.#consecutiveFailures = 0;
-        this.#backoffUntil = 0;
-        this.#options.onStateChange?.();
-      }
-      this.#dispatch();
+    socket.once(this.#options.tls ? 'secureConnect' : 'connect', () => {
+      const alpn = (socket as tls.TLSSocket).alpnProtocol;
+      if (this.#options.tls && alpn !== 'h2') return socket.destroy(new Error(`${this.#authority} did not negotiate HTTP/2 (ALPN ${alpn || 'none'})`));
+      const connection = new ClientConnection(socket, {
+        local: this.#local,
+        onReady: () => {
+          clearTimeout(connectTimer);
+          if (pooled.ready) return;
+          pooled.ready = true;
+          this.#startKeepalive(connection);
+          if (this.#consecutiveFailures > 0) {
+            this.#consecutiveFailures = 0;
+            this.#backoffUntil = 0;
+            this.#options.onStateChange?.();
+          }
+          this.#dispatch();
+        },
+        onGoAway: () => {
+          this.#retire(pooled);
+          this.#dispatch();
+        },
+        onStreamClosed: () => this.#waiting.length > 0 && this.#dispatch(),
+        onCancel: () => this.#cancelled(pooled),
+        onClosed: (error) => {
+          if (error && !pooled.ready) failure ??= error;
+        },
+      });
+      pooled.connection = connection;
+      // Retired (the pool closed) while connecting: nothing will be sent here.
+      if (!pooled.usable) connection.shutdown();
     });
-    session.on('error', (error: Error) => {
-      if (!pooled.ready) this.#recordConnectFailure(error);
-    });
-    session.once('goaway', () => {
-      this.#retire(pooled);
-      this.#dispatch();
-    });
-    session.once('close', () => {
+    socket.once('close', () => {
       clearTimeout(connectTimer);
       this.#options.limits?.endConnection();
       const failedBeforeReady = !pooled.ready;
+      if (failedBeforeReady) this.#recordConnectFailure(failure ?? new Error('connection closed before SETTINGS'));
       this.#retire(pooled);
-      if (failedBeforeReady && !this.#sessions.some((s) => s.usable)) {
+      if (failedBeforeReady && !this.#connections.some((c) => c.usable)) {
         this.#failWaiting(new Error(`cannot connect to ${this.#authority}: ${this.#lastConnectError?.message ?? 'connection closed before SETTINGS'}`));
       } else {
         this.#dispatch();
       }
     });
-    // An idle pooled connection must not keep the process alive on shutdown.
-    session.unref();
+  }
+
+  /** A TCP or TLS socket to the endpoint. */
+  #dial(): net.Socket {
+    const { host, port } = this.#options;
+    const upstreamTls = this.#options.tls;
+    if (!upstreamTls) return net.connect({ host, port });
+    return tls.connect({
+      host,
+      port,
+      ca: upstreamTls.ca,
+      cert: upstreamTls.cert,
+      key: upstreamTls.key,
+      servername: upstreamTls.serverName ?? (isIp(host) ? undefined : host),
+      ALPNProtocols: ['h2'],
+      minVersion: 'TLSv1.2',
+      ...(upstreamTls.serverName !== undefined && { checkServerIdentity: serverIdentityChecker(upstreamTls.serverName) }),
+      ...(upstreamTls.verifySubjectAltNames !== undefined && { checkServerIdentity: subjectAltNameChecker(upstreamTls.verifySubjectAltNames) }),
+    });
   }
 
   /**
    * A connection whose peer vanished without a FIN or RST (a blackhole, a dead node) would hold
    * its streams until their deadlines; an unanswered PING closes it, and its streams fail as resets.
    */
-  #startKeepalive(session: http2.ClientHttp2Session): void {
+  #startKeepalive(connection: ClientConnection): void {
     const keepalive = this.#options.keepalive;
     if (!keepalive) return;
     const timer = setInterval(() => {
-      if (session.destroyed) return clearInterval(timer);
+      if (connection.closed) return clearInterval(timer);
       const deadline = setTimeout(() => {
-        session.destroy(new Error(`no PING ack from ${this.#authority} within ${keepalive.timeoutMs} ms`));
+        connection.destroy(new Error(`no PING ack from ${this.#authority} within ${keepalive.timeoutMs} ms`));
       }, keepalive.timeoutMs);
       deadline.unref();
-      const sent = session.ping((error) => {
+      const sent = connection.ping((error) => {
         clearTimeout(deadline);
-        if (error && !session.destroyed) session.destroy(error);
+        if (error && !connection.closed) connection.destroy(error);
       });
       if (!sent) clearTimeout(deadline);
     }, keepalive.intervalMs);
     timer.unref();
-    session.once('close', () => clearInterval(timer));
+    connection.socket.once('close', () => clearInterval(timer));
   }
 
-  #retire(pooled: PooledSession): void {
+  #retire(pooled: Pooled): void {
     pooled.usable = false;
-    const index = this.#sessions.indexOf(pooled);
-    if (index >= 0) this.#sessions.splice(index, 1);
+    const index = this.#connections.indexOf(pooled);
+    if (index >= 0) this.#connections.splice(index, 1);
   }
 
   #recordConnectFailure(error: Error): void {
@@ -316,17 +338,6 @@ export class EndpointPool implements UpstreamPool {
     this.#options.onConnectFailure?.(error);
     this.#options.onStateChange?.();
   }
-}
-
-const REQUEST_OPTIONS: http2.ClientSessionRequestOptions = { endStream: false };
-const POOLED = Symbol('switchyard.pooledSession');
-type PooledStream = http2.ClientHttp2Stream & { [POOLED]: PooledSession };
-
-/** Shared by every stream, so no closure is made per RPC. */
-function onPooledStreamClose(this: http2.ClientHttp2Stream): void {
-  const pooled = (this as PooledStream)[POOLED];
-  pooled.active--;
-  pooled.onSlotFreed();
 }
 
 function isIp(host: string): boolean {

@@ -9,6 +9,7 @@ import { afterEach, describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { Status } from '../../src/grpc/status.ts';
 import { dataPath, grpcMessage, type DataPath } from '../helpers/data-path.ts';
+import { StreamRefusedError } from '../../src/http2/client-connection.ts';
 
 const UNARY = '/shop.v1.Orders/Get';
 const endpoints = (count: number) => Array.from({ length: count }, (_, i) => ({ address: '10.0.0.1', port: 9000 + i }));
@@ -118,13 +119,13 @@ describe('the bridge: retries', () => {
     assert.deepEqual(path.attempts[0]!.outcome, { status: Status.UNAVAILABLE, failure: 'upstream_refused' });
   });
 
-  it('a stream Node would not open after a GOAWAY (ERR_HTTP2_GOAWAY_SESSION) is a transparent retry too', async () => {
+  it('a stream the connection would not open after a GOAWAY (refused: true) is a transparent retry too', async () => {
     path = setup();
     const pool = () => path!.pools.get('10.0.0.1:9000');
     pool().autoAccept = false;
     path.pools.get('10.0.0.1:9001').autoAccept = true;
     const { finished } = path.call(UNARY);
-    pool().refuse(Object.assign(new Error('The session has been destroyed'), { code: 'ERR_HTTP2_GOAWAY_SESSION' }));
+    pool().refuse(new StreamRefusedError('the connection is going away'));
     await waitFor(() => path!.pools.opened.length === 1);
     path.pools.opened[0]!.answer(Status.OK);
     assert.equal((await finished).status, Status.OK);

@@ -29,11 +29,19 @@ export function encodedLength(headers: HeaderMap): number {
   return length;
 }
 
-/** Writes `headers` into `out` at `offset` (room for encodedLength() bytes); returns the offset after them. */
+/**
+ * Writes `headers` into `out` at `offset` (room for encodedLength() bytes); returns the offset after them.
+ * Pseudo-header fields go first (RFC 9113 §8.3), wherever they are in the map.
+ */
 export function encodeHeaders(headers: HeaderMap, out: Buffer, offset: number): number {
+  offset = encodeFields(headers, out, offset, true);
+  return encodeFields(headers, out, offset, false);
+}
+
+function encodeFields(headers: HeaderMap, out: Buffer, offset: number, pseudo: boolean): number {
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined) continue;
+    if (value === undefined || (name.charCodeAt(0) === COLON) !== pseudo) continue;
     if (Array.isArray(value)) {
       for (const item of value) offset = encodeField(name, item, out, offset);
     } else {
@@ -43,8 +51,10 @@ export function encodeHeaders(headers: HeaderMap, out: Buffer, offset: number): 
   return offset;
 }
 
+const COLON = 0x3a;
+
 function fieldLength(name: string, value: string): number {
-  const exact = STATIC_PAIRS.get(`${name}\0${value}`);
+  const exact = STATIC_PAIRS.get(name)?.get(value);
   if (exact !== undefined) return integerLength(exact, 7);
   const nameIndex = STATIC_NAMES.get(name);
   const head = nameIndex === undefined ? 1 + stringLength(name) : integerLength(nameIndex, 4);
@@ -52,7 +62,7 @@ function fieldLength(name: string, value: string): number {
 }
 
 function encodeField(name: string, value: string, out: Buffer, offset: number): number {
-  const exact = STATIC_PAIRS.get(`${name}\0${value}`);
+  const exact = STATIC_PAIRS.get(name)?.get(value);
   if (exact !== undefined) return writeInteger(exact, 7, 0x80, out, offset);
   const neverIndexed = NEVER_INDEXED.has(name);
   // Literal without indexing (0000) or never indexed (0001), with an indexed or a new name.

@@ -66,8 +66,17 @@ export const STATIC_TABLE: readonly (readonly [string, string])[] = [
 
 export const STATIC_TABLE_LENGTH = STATIC_TABLE.length - 1;
 
-/** Index of each exact (name, value) pair, by `name + '\0' + value`. */
-export const STATIC_PAIRS: ReadonlyMap<string, number> = new Map(STATIC_TABLE.slice(1).map(([name, value], i) => [`${name}\0${value}`, i + 1]));
+/** Index of each exact (name, value) pair: by name, then value (two lookups, no string built per field). */
+export const STATIC_PAIRS: ReadonlyMap<string, ReadonlyMap<string, number>> = (() => {
+  const pairs = new Map<string, Map<string, number>>();
+  STATIC_TABLE.forEach(([name, value], index) => {
+    if (index === 0) return;
+    let values = pairs.get(name);
+    if (!values) pairs.set(name, (values = new Map()));
+    if (!values.has(value)) values.set(value, index);
+  });
+  return pairs;
+})();
 
 /** Index of the first entry with each name. */
 export const STATIC_NAMES: ReadonlyMap<string, number> = new Map(STATIC_TABLE.slice(1).map(([name], i) => [name, i + 1]).reverse() as [string, number][]);

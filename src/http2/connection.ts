@@ -1,0 +1,559 @@
+/**
+ * One HTTP/2 connection (RFC 9113), whichever side: reading frames from the
+ * socket and checking them against §4–6, settings, PING, GOAWAY, both levels
+ * of flow control, header blocks (HEADERS + CONTINUATION, decoded with HPACK),
+ * and the streams' life. server-connection.ts and client-connection.ts add
+ * what differs: who opens streams and what they mean.
+ *
+ * Frames are parsed from each read in place: a DATA payload is a slice of the
+ * read, handed on without a copy. Everything written while a read is handled
+ * leaves in one writev (frame-writer.ts).
+ */
+import type { Socket } from 'node:net';
+import type { HeaderMap } from '../grpc/streams.ts';
+import {
+  DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ErrorCode, Flag, FRAME_HEADER_LENGTH, FrameType, Http2Error,
+  MAX_FRAME_SIZE_LIMIT, MAX_WINDOW, Setting,
+} from './constants.ts';
+import { FrameWriter } from './frame-writer.ts';
+import { HeaderList, HpackDecoder } from './hpack/decoder.ts';
+import type { StreamCore, StreamHost } from './stream.ts';
+
+/** What this side announces, and enforces whether or not the peer has acknowledged it. */
+export interface LocalSettings {
+  readonly maxConcurrentStreams: number;
+  /** SETTINGS_INITIAL_WINDOW_SIZE: each stream's receive window. */
+  readonly streamWindow: number;
+  /** The connection's receive window, raised from 65,535 with a WINDOW_UPDATE at the start. */
+  readonly connectionWindow: number;
+  readonly maxHeaderListSize: number;
+  /** Header fields per block. */
+  readonly maxHeaderFields: number;
+  /** SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441). */
+  readonly enableConnectProtocol?: boolean;
+}
+
+/** A header block may be split over this many CONTINUATION frames at most. */
+const MAX_CONTINUATIONS = 32;
+/** Recently closed streams remembered, to tell a late frame from a protocol error (§5.1). */
+const RECENTLY_CLOSED = 1_000;
+/** PINGs of ours awaiting their ACK. */
+const MAX_OUTSTANDING_PINGS = 10;
+
+/** Why a recently closed stream closed: what a frame arriving on it now means (§5.1 "closed"). */
+type ClosedHow = 'reset_by_us' | 'reset_by_peer' | 'ended';
+
+export abstract class Http2Connection implements StreamHost {
+  readonly socket: Socket;
+  protected readonly writer: FrameWriter;
+  protected readonly local: LocalSettings;
+  readonly #decoder = new HpackDecoder();
+  protected readonly headerList = new HeaderList();
+  readonly streams = new Map<number, StreamCore>();
+  /** Streams with outbound data waiting for window, in the order they will be served. */
+  readonly #blocked = new Set<StreamCore>();
+  readonly #recentlyClosed = new Map<number, ClosedHow>();
+  // The peer's settings.
+  peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
+  peerInitialWindow = DEFAULT_WINDOW;
+  peerMaxConcurrentStreams = Number.POSITIVE_INFINITY;
+  peerEnableConnectProtocol = false;
+  peerSettingsReceived = false;
+  connectionSendWindow = DEFAULT_WINDOW;
+  #connectionRecvWindow = DEFAULT_WINDOW;
+  #connectionConsumed = 0;
+  // Reading.
+  #pending: Buffer | undefined;
+  /** Bytes of the client preface still expected (a server's first read). */
+  protected prefaceRemaining = 0;
+  #firstFrame = true;
+  // A header block being assembled: its stream, flags of the HEADERS frame, the fragments.
+  #blockStream = 0;
+  #blockFlags = 0;
+  #blockParts: Buffer[] = [];
+  #blockBytes = 0;
+  #continuations = 0;
+  /** The HEADERS frame made its stream depend on itself: a stream error once the block is decoded. */
+  #blockSelfDependent = false;
+  /** Highest stream id the peer opened (server) or we opened (client). */
+  lastPeerStreamId = 0;
+  lastLocalStreamId = 0;
+  goAwaySent = false;
+  /** The last stream id of the GOAWAY received, if any. */
+  goAwayReceived: number | undefined;
+  closed = false;
+  #pings = new Map<bigint, (error: Error | undefined) => void>();
+
+  constructor(socket: Socket, local: LocalSettings) {
+    this.socket = socket;
+    this.local = local;
+    this.writer = new FrameWriter(socket);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (error: Error) => this.destroy(error));
+    socket.on('close', () => this.destroy(new Error('the connection closed')));
+    socket.on('end', () => this.destroy(new Error('the peer ended the connection')));
+  }
+
+  /** Our SETTINGS, and the connection window raised. Subclasses call it to open the connection. */
+  protected sendInitialSettings(extra: readonly (readonly [number, number])[] = []): void {
+    const local = this.local;
+    this.writer.settings([
+      [Setting.MAX_CONCURRENT_STREAMS, local.maxConcurrentStreams],
+      [Setting.INITIAL_WINDOW_SIZE, local.streamWindow],
+      [Setting.MAX_HEADER_LIST_SIZE, local.maxHeaderListSize],
+      ...(local.enableConnectProtocol ? [[Setting.ENABLE_CONNECT_PROTOCOL, 1] as const] : []),
+      ...extra,
+    ]);
+    if (local.connectionWindow > DEFAULT_WINDOW) {
+      this.writer.windowUpdate(0, local.connectionWindow - DEFAULT_WINDOW);
+      this.#connectionRecvWindow = local.connectionWindow;
+    }
+  }
+
+  get localStreamWindow(): number {
+    return this.local.streamWindow;
+  }
+
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  // What subclasses define.
+
+  /** A complete header block on stream `streamId` (flags of its HEADERS frame); `result` says how decoding went. */
+  protected abstract onHeaderBlock(streamId: number, flags: number, result: 'ok' | 'too_large'): void;
+  /** The peer reset `stream`. */
+  protected abstract onPeerReset(stream: StreamCore, code: number): void;
+  /** The peer's GOAWAY. */
+  protected abstract onGoAway(lastStreamId: number, code: number): void;
+  /** The peer's SETTINGS were applied (and ACKed). */
+  protected onSettings(): void {}
+  /** A stream of ours is gone. */
+  protected onStreamClosed(_stream: StreamCore): void {}
+  /** Whether `id` is a stream the peer may open (server: odd; client: none, pushes being disabled). */
+  protected abstract peerOpens(id: number): boolean;
+  /** A frame of `type` arrived (for flood limits); throws an Http2Error to close the connection. */
+  protected frameReceived(_type: number, _flags: number, _streamId: number, _length: number): void {}
+  /** We are about to reset a stream because of what the peer sent (MadeYouReset counts these). */
+  protected resettingForPeer(_code: number): void {}
+  /** The connection is gone; every stream has been closed. */
+  protected onClosed(_error: Error | undefined): void {}
+
+  // Reading.
+
+  #onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let data = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk]);
+    this.#pending = undefined;
+    try {
+      if (this.prefaceRemaining > 0) {
+        data = this.readPreface(data);
+        if (this.closed || data.length === 0) return;
+      }
+      let offset = 0;
+      const end = data.length;
+      while (end - offset >= FRAME_HEADER_LENGTH) {
+        const length = (data[offset]! << 16) | (data[offset + 1]! << 8) | data[offset + 2]!;
+        if (length > DEFAULT_MAX_FRAME_SIZE) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes exceeds SETTINGS_MAX_FRAME_SIZE ${DEFAULT_MAX_FRAME_SIZE}`);
+        if (end - offset < FRAME_HEADER_LENGTH + length) break;
+        const type = data[offset + 3]!;
+        const flags = data[offset + 4]!;
+        const streamId = data.readUInt32BE(offset + 5) & 0x7fffffff;
+        const payload = data.subarray(offset + FRAME_HEADER_LENGTH, offset + FRAME_HEADER_LENGTH + length);
+        offset += FRAME_HEADER_LENGTH + length;
+        this.#frame(type, flags, streamId, payload);
+        if (this.closed) return;
+      }
+      if (offset < end) this.#pending = data.subarray(offset);
+      this.afterRead();
+    } catch (error) {
+      if (error instanceof Http2Error) this.connectionError(error.code, error.message);
+      else this.destroy(error as Error);
+      return;
+    }
+    this.writer.flush();
+  }
+
+  /** Server side: checks the client preface (§3.4); returns what follows it. */
+  protected readPreface(data: Buffer): Buffer {
+    return data;
+  }
+
+  /** After every frame of a read was handled (a server dispatches the streams that arrived in it). */
+  protected afterRead(): void {}
+
+  #frame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (this.#blockStream !== 0 && type !== FrameType.CONTINUATION) {
+      throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'a header block was interrupted by another frame (§6.10)');
+    }
+    if (this.#firstFrame) {
+      this.#firstFrame = false;
+      if (type !== FrameType.SETTINGS || (flags & Flag.ACK) !== 0) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'the connection must begin with SETTINGS (§3.4)');
+    }
+    this.frameReceived(type, flags, streamId, payload.length);
+    switch (type) {
+      case FrameType.DATA: return this.#data(flags, streamId, payload);
+      case FrameType.HEADERS: return this.#headers(flags, streamId, payload);
+      case FrameType.PRIORITY: return this.#priority(streamId, payload);
+      case FrameType.RST_STREAM: return this.#rstStream(streamId, payload);
+      case FrameType.SETTINGS: return this.#settings(flags, streamId, payload);
+      case FrameType.PUSH_PROMISE: throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'PUSH_PROMISE is not allowed (SETTINGS_ENABLE_PUSH is 0)');
+      case FrameType.PING: return this.#ping(flags, streamId, payload);
+      case FrameType.GOAWAY: return this.#goAway(streamId, payload);
+      case FrameType.WINDOW_UPDATE: return this.#windowUpdate(streamId, payload);
+      case FrameType.CONTINUATION: return this.#continuation(flags, streamId, payload);
+      default: return; // Unknown frame types are ignored (§4.1, §5.5).
+    }
+  }
+
+  #data(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'DATA on stream 0 (§6.1)');
+    const frameLength = payload.length;
+    const body = this.#unpad(flags, payload, 'DATA');
+    // The connection window counts every DATA frame, whatever becomes of it (§6.9).
+    this.#connectionRecvWindow -= frameLength;
+    if (this.#connectionRecvWindow < 0) throw new Http2Error(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window (§6.9.1)');
+    this.#creditConnection(frameLength);
+    const stream = this.streams.get(streamId);
+    if (!stream) return this.#frameOnClosedStream(streamId, 'DATA');
+    if (stream.remoteEnded) {
+      this.resettingForPeer(ErrorCode.STREAM_CLOSED);
+      return stream.reset(ErrorCode.STREAM_CLOSED);
+    }
+    if (frameLength > stream.recvWindow) {
+      this.resettingForPeer(ErrorCode.FLOW_CONTROL_ERROR);
+      return stream.reset(ErrorCode.FLOW_CONTROL_ERROR);
+    }
+    this.dataReceived(stream, body.length, (flags & Flag.END_STREAM) !== 0);
+    stream.receiveData(body, frameLength, (flags & Flag.END_STREAM) !== 0);
+  }
+
+  /** Hook for checks on a stream's body (content-length: server-stream.ts). */
+  protected dataReceived(_stream: StreamCore, _bytes: number, _endStream: boolean): void {}
+
+  #headers(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0 (§6.2)');
+    let fragment = this.#unpad(flags, payload, 'HEADERS');
+    if (flags & Flag.PRIORITY) {
+      if (fragment.length < 5) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority fields (§6.2)');
+      const dependency = fragment.readUInt32BE(0) & 0x7fffffff;
+      fragment = fragment.subarray(5);
+      // A stream cannot depend on itself (§5.3.1): a stream error, after the block is decoded.
+      this.#startBlock(streamId, flags, fragment, dependency === streamId);
+      return;
+    }
+    this.#startBlock(streamId, flags, fragment, false);
+  }
+
+  #startBlock(streamId: number, flags: number, fragment: Buffer, selfDependent: boolean): void {
+    this.#blockSelfDependent = selfDependent;
+    this.#blockStream = streamId;
+    this.#blockFlags = flags;
+    this.#blockParts = [fragment];
+    this.#blockBytes = fragment.length;
+    this.#continuations = 0;
+    if (flags & Flag.END_HEADERS) this.#endBlock();
+  }
+
+  #continuation(flags: number, streamId: number, payload: Buffer): void {
+    if (this.#blockStream === 0 || streamId !== this.#blockStream) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'CONTINUATION without a header block to continue (§6.10)');
+    if (++this.#continuations > MAX_CONTINUATIONS || this.#blockBytes + payload.length > this.#maxBlockBytes()) {
+      throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, 'header block too long (CONTINUATION flood)');
+    }
+    this.#blockParts.push(payload);
+    this.#blockBytes += payload.length;
+    if (flags & Flag.END_HEADERS) this.#endBlock();
+  }
+
+  /** Encoded header blocks beyond this are a flood, whatever they decode to. */
+  #maxBlockBytes(): number {
+    return Math.max(2 * this.local.maxHeaderListSize, 64 << 10);
+  }
+
+  #endBlock(): void {
+    const streamId = this.#blockStream;
+    const flags = this.#blockFlags;
+    const block = this.#blockParts.length === 1 ? this.#blockParts[0]! : Buffer.concat(this.#blockParts);
+    this.#blockStream = 0;
+    this.#blockParts = [];
+    const result = this.#decoder.decode(block, 0, block.length, this.headerList, this.local.maxHeaderListSize, this.local.maxHeaderFields);
+    if (result === 'error') throw new Http2Error(ErrorCode.COMPRESSION_ERROR, 'the header block does not decode (HPACK)');
+    if (this.#blockSelfDependent) {
+      this.resettingForPeer(ErrorCode.PROTOCOL_ERROR);
+      if (this.peerOpens(streamId) && streamId > this.lastPeerStreamId) this.lastPeerStreamId = streamId;
+      return this.#resetById(streamId, ErrorCode.PROTOCOL_ERROR);
+    }
+    this.onHeaderBlock(streamId, flags, result);
+  }
+
+  #unpad(flags: number, payload: Buffer, frame: string): Buffer {
+    if ((flags & Flag.PADDED) === 0) return payload;
+    if (payload.length < 1) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, `${frame} too short for its pad length (§6.1)`);
+    const padLength = payload[0]!;
+    if (padLength >= payload.length) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `${frame} padding as long as the frame (§6.1)`);
+    return payload.subarray(1, payload.length - padLength);
+  }
+
+  #priority(streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0 (§6.3)');
+    if (payload.length !== 5) {
+      this.resettingForPeer(ErrorCode.FRAME_SIZE_ERROR);
+      return this.#resetById(streamId, ErrorCode.FRAME_SIZE_ERROR);
+    }
+    // Accepted and ignored (RFC 9113 deprecates the priority scheme), but never on itself.
+    if ((payload.readUInt32BE(0) & 0x7fffffff) === streamId) {
+      this.resettingForPeer(ErrorCode.PROTOCOL_ERROR);
+      this.#resetById(streamId, ErrorCode.PROTOCOL_ERROR);
+    }
+  }
+
+  #rstStream(streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on stream 0 (§6.4)');
+    if (payload.length !== 4) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM of the wrong length (§6.4)');
+    if (this.#isIdle(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on an idle stream (§6.4)');
+    const stream = this.streams.get(streamId);
+    if (!stream) return;
+    this.#recentlyClosed.set(streamId, 'reset_by_peer');
+    this.onPeerReset(stream, payload.readUInt32BE(0));
+  }
+
+  #settings(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'SETTINGS on a stream (§6.5)');
+    if (flags & Flag.ACK) {
+      if (payload.length !== 0) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload (§6.5)');
+      return;
+    }
+    if (payload.length % 6 !== 0) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS length not a multiple of 6 (§6.5)');
+    for (let offset = 0; offset < payload.length; offset += 6) {
+      const id = payload.readUInt16BE(offset);
+      const value = payload.readUInt32BE(offset + 2);
+      switch (id) {
+        case Setting.ENABLE_PUSH:
+          if (value > 1) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH must be 0 or 1 (§6.5.2)');
+          break;
+        case Setting.MAX_CONCURRENT_STREAMS:
+          this.peerMaxConcurrentStreams = value;
+          break;
+        case Setting.INITIAL_WINDOW_SIZE: {
+          if (value > MAX_WINDOW) throw new Http2Error(ErrorCode.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1 (§6.5.2)');
+          const delta = value - this.peerInitialWindow;
+          this.peerInitialWindow = value;
+          for (const stream of this.streams.values()) {
+            stream.sendWindow += delta;
+            if (stream.sendWindow > MAX_WINDOW) throw new Http2Error(ErrorCode.FLOW_CONTROL_ERROR, 'a stream window above 2^31-1 after SETTINGS_INITIAL_WINDOW_SIZE (§6.9.2)');
+          }
+          break;
+        }
+        case Setting.MAX_FRAME_SIZE:
+          if (value < DEFAULT_MAX_FRAME_SIZE || value > MAX_FRAME_SIZE_LIMIT) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range (§6.5.2)');
+          this.peerMaxFrameSize = value;
+          break;
+        case Setting.ENABLE_CONNECT_PROTOCOL:
+          if (value > 1) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'SETTINGS_ENABLE_CONNECT_PROTOCOL must be 0 or 1 (RFC 8441)');
+          this.peerEnableConnectProtocol = value === 1;
+          break;
+        default:
+          // HEADER_TABLE_SIZE: our encoder uses no dynamic table. MAX_HEADER_LIST_SIZE is advisory. Unknown ids are ignored.
+          break;
+      }
+    }
+    this.writer.settingsAck();
+    this.peerSettingsReceived = true;
+    this.#flushBlocked();
+    this.onSettings();
+  }
+
+  #ping(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'PING on a stream (§6.7)');
+    if (payload.length !== 8) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'PING of the wrong length (§6.7)');
+    if (flags & Flag.ACK) {
+      const key = payload.readBigUInt64BE(0);
+      const callback = this.#pings.get(key);
+      this.#pings.delete(key);
+      callback?.(undefined);
+      return;
+    }
+    this.writer.ping(Buffer.from(payload), true);
+  }
+
+  #goAway(streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'GOAWAY on a stream (§6.8)');
+    if (payload.length < 8) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'GOAWAY too short (§6.8)');
+    const lastStreamId = payload.readUInt32BE(0) & 0x7fffffff;
+    const code = payload.readUInt32BE(4);
+    this.goAwayReceived = Math.min(this.goAwayReceived ?? lastStreamId, lastStreamId);
+    this.onGoAway(lastStreamId, code);
+  }
+
+  #windowUpdate(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'WINDOW_UPDATE of the wrong length (§6.9)');
+    const increment = payload.readUInt32BE(0) & 0x7fffffff;
+    if (streamId === 0) {
+      if (increment === 0) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0 on the connection (§6.9)');
+      this.connectionSendWindow += increment;
+      if (this.connectionSendWindow > MAX_WINDOW) throw new Http2Error(ErrorCode.FLOW_CONTROL_ERROR, 'connection window above 2^31-1 (§6.9.1)');
+      this.#flushBlocked();
+      return;
+    }
+    if (this.#isIdle(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream (§5.1)');
+    const stream = this.streams.get(streamId);
+    if (!stream) return;
+    if (increment === 0) {
+      this.resettingForPeer(ErrorCode.PROTOCOL_ERROR);
+      return stream.reset(ErrorCode.PROTOCOL_ERROR);
+    }
+    stream.sendWindow += increment;
+    if (stream.sendWindow > MAX_WINDOW) {
+      this.resettingForPeer(ErrorCode.FLOW_CONTROL_ERROR);
+      return stream.reset(ErrorCode.FLOW_CONTROL_ERROR);
+    }
+    stream.flushOutbound();
+    if (!stream.hasQueuedOutbound) this.#blocked.delete(stream);
+  }
+
+  /** A frame of `kind` on a stream that is not open: idle, recently closed, or long gone (§5.1). */
+  #frameOnClosedStream(streamId: number, kind: string): void {
+    if (this.#isIdle(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `${kind} on an idle stream (§5.1)`);
+    const how = this.#recentlyClosed.get(streamId);
+    // After we reset a stream, what was already on its way is ignored (§5.4.2); after the peer reset it, or
+    // ended it and we did too, more frames are an error.
+    if (how === 'reset_by_peer') {
+      this.resettingForPeer(ErrorCode.STREAM_CLOSED);
+      this.writer.rstStream(streamId, ErrorCode.STREAM_CLOSED);
+    } else if (how === 'ended') {
+      throw new Http2Error(ErrorCode.STREAM_CLOSED, `${kind} on a closed stream (§5.1)`);
+    }
+  }
+
+  /** A stream id that was never opened: above the last one either side opened. */
+  #isIdle(streamId: number): boolean {
+    return this.peerOpens(streamId) ? streamId > this.lastPeerStreamId : streamId > this.lastLocalStreamId;
+  }
+
+  /** Header blocks on streams that are not open are decoded (to keep HPACK state) and then judged here. */
+  protected headersOnClosedStream(streamId: number): void {
+    this.#frameOnClosedStream(streamId, 'HEADERS');
+  }
+
+  #resetById(streamId: number, code: number): void {
+    const stream = this.streams.get(streamId);
+    if (stream) stream.reset(code);
+    else this.writer.rstStream(streamId, code);
+  }
+
+  #creditConnection(bytes: number): void {
+    this.#connectionConsumed += bytes;
+    if (this.#connectionConsumed < this.local.connectionWindow / 2) return;
+    this.#connectionRecvWindow += this.#connectionConsumed;
+    this.writer.windowUpdate(0, this.#connectionConsumed);
+    this.#connectionConsumed = 0;
+  }
+
+  #flushBlocked(): void {
+    for (const stream of this.#blocked) {
+      if (this.connectionSendWindow <= 0) break;
+      stream.flushOutbound();
+      if (!stream.hasQueuedOutbound) this.#blocked.delete(stream);
+    }
+  }
+
+  // StreamHost: what streams send.
+
+  sendData(stream: StreamCore, payload: Buffer, endStream: boolean): void {
+    stream.quietSweeps = 0;
+    this.connectionSendWindow -= payload.length;
+    this.writer.data(stream.id, payload, endStream);
+  }
+
+  sendHeaders(stream: StreamCore, headers: HeaderMap, endStream: boolean): void {
+    stream.quietSweeps = 0;
+    this.writer.headers(stream.id, headers, endStream, this.peerMaxFrameSize);
+  }
+
+  sendWindowUpdate(streamId: number, increment: number): void {
+    this.writer.windowUpdate(streamId, increment);
+  }
+
+  sendReset(stream: StreamCore, code: number): void {
+    this.writer.rstStream(stream.id, code);
+    this.#recentlyClosed.set(stream.id, 'reset_by_us');
+  }
+
+  /** A stream whose outbound data is waiting for window. */
+  blocked(stream: StreamCore): void {
+    this.#blocked.add(stream);
+  }
+
+  streamClosed(stream: StreamCore): void {
+    this.streams.delete(stream.id);
+    this.#blocked.delete(stream);
+    if (!this.#recentlyClosed.has(stream.id)) this.#recentlyClosed.set(stream.id, 'ended');
+    if (this.#recentlyClosed.size > RECENTLY_CLOSED) this.#recentlyClosed.delete(this.#recentlyClosed.keys().next().value!);
+    this.onStreamClosed(stream);
+  }
+
+  // The connection as a whole.
+
+  /**
+   * PING the peer; `callback` hears the ACK (undefined) or why it will not come. False when too many
+   * PINGs are outstanding already.
+   */
+  ping(callback: (error: Error | undefined) => void): boolean {
+    if (this.closed || this.#pings.size >= MAX_OUTSTANDING_PINGS) return false;
+    const payload = Buffer.allocUnsafe(8);
+    const key = BigInt(Date.now()) * 1000n + BigInt(this.#pings.size);
+    payload.writeBigUInt64BE(key, 0);
+    this.#pings.set(key, callback);
+    this.writer.ping(payload, false);
+    return true;
+  }
+
+  /** Sends GOAWAY; streams up to `lastStreamId` go on (the default: every stream the peer opened so far). */
+  goAway(code: number = ErrorCode.NO_ERROR, lastStreamId: number = this.lastPeerStreamId, debug?: string): void {
+    if (this.closed) return;
+    this.goAwaySent = true;
+    this.writer.goAway(lastStreamId, code, debug);
+  }
+
+  /** A connection error: GOAWAY with `code`, then the connection is closed (§5.4.1). */
+  connectionError(code: number, message: string): void {
+    if (this.closed) return;
+    this.writer.goAway(this.lastPeerStreamId, code, message);
+    this.writer.flush();
+    this.closeSocket(new Http2Error(code, message));
+  }
+
+  /** Ends the socket once what is written has gone; then the connection closes. */
+  protected closeSocket(error: Error | undefined): void {
+    // What is still batched goes before the FIN: written after end(), it would be lost.
+    this.writer.flush();
+    this.socket.end();
+    // A peer that does not read must not hold the socket open.
+    setTimeout(() => this.destroy(error), 1_000).unref();
+    this.destroy(error, false);
+  }
+
+  /**
+   * Closes the connection at once: every open stream closes (as broken), and the socket is destroyed
+   * (`destroySocket` false: it is already ending). Idempotent.
+   */
+  destroy(error?: Error, destroySocket = true): void {
+    if (this.closed) {
+      if (destroySocket && !this.socket.destroyed) this.socket.destroy();
+      return;
+    }
+    this.closed = true;
+    this.writer.flush();
+    this.writer.close();
+    if (destroySocket) this.socket.destroy();
+    for (const [, callback] of this.#pings) callback(error ?? new Error('the connection closed'));
+    this.#pings.clear();
+    const cause = error ?? new Error('the connection closed');
+    for (const stream of [...this.streams.values()]) this.connectionLostFor(stream, cause);
+    this.onClosed(error);
+  }
+
+  /** The connection went under `stream`. */
+  protected abstract connectionLostFor(stream: StreamCore, error: Error): void;
+}

@@ -1,0 +1,197 @@
+/**
+ * What a connection sends, batched: frames produced while a read is processed
+ * (or in one turn of the event loop) leave in one writev. Small frames and
+ * frame headers are packed into a shared chunk; DATA payloads of any size are
+ * passed by reference (the slices of what was read from the other side), never
+ * copied.
+ */
+import type { Socket } from 'node:net';
+import { FRAME_HEADER_LENGTH, FrameType } from './constants.ts';
+import { encodedLength, encodeHeaders } from './hpack/encoder.ts';
+import type { HeaderMap } from '../grpc/streams.ts';
+import { Flag } from './constants.ts';
+
+/** Chunk size for packed frames; a larger header block gets a chunk of its own. */
+const CHUNK = 16 << 10;
+/** Payloads below this are copied into the packed chunk rather than written by reference. */
+const COPY_BELOW = 512;
+
+export class FrameWriter {
+  readonly #socket: Socket;
+  /** Buffers ready to go, in order. */
+  #queue: Buffer[] = [];
+  #queuedBytes = 0;
+  #chunk: Buffer = Buffer.allocUnsafe(CHUNK);
+  /** Where the next packed byte goes in #chunk, and where the unqueued part of it starts. */
+  #at = 0;
+  #from = 0;
+  #scheduled = false;
+  #closed = false;
+
+  constructor(socket: Socket) {
+    this.#socket = socket;
+  }
+
+  /** Bytes waiting in the socket's own buffer: the peer is not reading when this grows. */
+  get socketBacklog(): number {
+    return this.#socket.writableLength;
+  }
+
+  /** Frame header (9 bytes) into the packed chunk. */
+  header(length: number, type: number, flags: number, streamId: number): void {
+    const out = this.#room(FRAME_HEADER_LENGTH);
+    const at = this.#at;
+    out[at] = (length >>> 16) & 0xff;
+    out[at + 1] = (length >>> 8) & 0xff;
+    out[at + 2] = length & 0xff;
+    out[at + 3] = type;
+    out[at + 4] = flags;
+    out.writeUInt32BE(streamId & 0x7fffffff, at + 5);
+    this.#at += FRAME_HEADER_LENGTH;
+  }
+
+  /** A DATA frame of `payload` (the caller keeps it within the peer's frame size and window). */
+  data(streamId: number, payload: Buffer, endStream: boolean): void {
+    this.header(payload.length, FrameType.DATA, endStream ? Flag.END_STREAM : 0, streamId);
+    this.#payload(payload);
+  }
+
+  /** HEADERS (+ CONTINUATION) carrying `headers`, split at `maxFrameSize`. */
+  headers(streamId: number, headers: HeaderMap, endStream: boolean, maxFrameSize: number): void {
+    const length = encodedLength(headers);
+    if (length <= maxFrameSize) {
+      this.header(length, FrameType.HEADERS, Flag.END_HEADERS | (endStream ? Flag.END_STREAM : 0), streamId);
+      const out = this.#room(length);
+      encodeHeaders(headers, out, this.#at);
+      this.#at += length;
+      this.#schedule();
+      return;
+    }
+    const block = Buffer.allocUnsafe(length);
+    encodeHeaders(headers, block, 0);
+    for (let offset = 0; offset < length; offset += maxFrameSize) {
+      const piece = block.subarray(offset, Math.min(length, offset + maxFrameSize));
+      const last = offset + maxFrameSize >= length;
+      const type = offset === 0 ? FrameType.HEADERS : FrameType.CONTINUATION;
+      const flags = (last ? Flag.END_HEADERS : 0) | (offset === 0 && endStream ? Flag.END_STREAM : 0);
+      this.header(piece.length, type, flags, streamId);
+      this.#payload(piece);
+    }
+  }
+
+  rstStream(streamId: number, code: number): void {
+    this.header(4, FrameType.RST_STREAM, 0, streamId);
+    this.#uint32(code);
+  }
+
+  windowUpdate(streamId: number, increment: number): void {
+    this.header(4, FrameType.WINDOW_UPDATE, 0, streamId);
+    this.#uint32(increment);
+  }
+
+  settings(values: readonly (readonly [number, number])[]): void {
+    this.header(values.length * 6, FrameType.SETTINGS, 0, 0);
+    for (const [id, value] of values) {
+      const out = this.#room(6);
+      out.writeUInt16BE(id, this.#at);
+      out.writeUInt32BE(value, this.#at + 2);
+      this.#at += 6;
+    }
+    this.#schedule();
+  }
+
+  settingsAck(): void {
+    this.header(0, FrameType.SETTINGS, Flag.ACK, 0);
+    this.#schedule();
+  }
+
+  ping(payload: Buffer, ack: boolean): void {
+    this.header(8, FrameType.PING, ack ? Flag.ACK : 0, 0);
+    this.#payload(payload);
+  }
+
+  goAway(lastStreamId: number, code: number, debug?: string): void {
+    const debugBytes = debug === undefined ? 0 : Buffer.byteLength(debug);
+    this.header(8 + debugBytes, FrameType.GOAWAY, 0, 0);
+    this.#uint32(lastStreamId & 0x7fffffff);
+    this.#uint32(code);
+    if (debug !== undefined) this.#payload(Buffer.from(debug));
+  }
+
+  /** Raw bytes, as they are (the connection preface). */
+  raw(bytes: Buffer): void {
+    this.#payload(bytes);
+  }
+
+  /** Sends what is queued now, in one writev. */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#closed) return;
+    this.#seal();
+    const queue = this.#queue;
+    if (queue.length === 0) return;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    const socket = this.#socket;
+    if (socket.destroyed) return;
+    if (queue.length === 1) {
+      socket.write(queue[0]!);
+      return;
+    }
+    socket.cork();
+    for (const buffer of queue) socket.write(buffer);
+    socket.uncork();
+  }
+
+  /** Nothing more is sent (the socket is gone or going). */
+  close(): void {
+    this.#closed = true;
+    this.#queue = [];
+  }
+
+  #uint32(value: number): void {
+    const out = this.#room(4);
+    out.writeUInt32BE(value >>> 0, this.#at);
+    this.#at += 4;
+    this.#schedule();
+  }
+
+  #payload(payload: Buffer): void {
+    if (payload.length < COPY_BELOW) {
+      const out = this.#room(payload.length);
+      payload.copy(out, this.#at);
+      this.#at += payload.length;
+    } else {
+      this.#seal();
+      this.#queue.push(payload);
+      this.#queuedBytes += payload.length;
+    }
+    this.#schedule();
+  }
+
+  /** The packed chunk with room for `bytes` more. */
+  #room(bytes: number): Buffer {
+    if (this.#at + bytes > this.#chunk.length) {
+      this.#seal();
+      this.#chunk = Buffer.allocUnsafe(Math.max(CHUNK, bytes));
+      this.#at = 0;
+      this.#from = 0;
+    }
+    return this.#chunk;
+  }
+
+  /** Queues the packed bytes written since the last seal. */
+  #seal(): void {
+    if (this.#at > this.#from) {
+      this.#queue.push(this.#chunk.subarray(this.#from, this.#at));
+      this.#queuedBytes += this.#at - this.#from;
+      this.#from = this.#at;
+    }
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(() => this.flush());
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Turns a decoded field list into a header map, checking what RFC 9113 §8.2–8.3
+ * asks of HTTP/2 fields: lower-case names of valid characters, values without
+ * NUL, CR or LF or surrounding whitespace, pseudo-header fields first and only
+ * the defined ones, once each, no connection-specific fields, `te` only
+ * "trailers". A message that breaks a rule is malformed: a stream error the
+ * caller answers with RST_STREAM PROTOCOL_ERROR (§8.1.1).
+ */
+import type { HeaderMap } from '../grpc/streams.ts';
+import type { HeaderList } from './hpack/decoder.ts';
+
+const CONNECTION_SPECIFIC = new Set(['connection', 'proxy-connection', 'keep-alive', 'transfer-encoding', 'upgrade']);
+const REQUEST_PSEUDO = new Set([':method', ':scheme', ':authority', ':path', ':protocol']);
+
+/** A malformed message: why (for logs and counters). */
+export class Malformed {
+  readonly reason: string;
+  constructor(reason: string) {
+    this.reason = reason;
+  }
+}
+
+/** Request headers: the map, or why the request is malformed. `extendedConnect`: RFC 8441's :protocol is allowed. */
+export function requestHeaders(list: HeaderList, extendedConnect: boolean): HeaderMap | Malformed {
+  const map = toMap(list, REQUEST_PSEUDO);
+  if (map instanceof Malformed) return map;
+  const method = map[':method'];
+  if (typeof method !== 'string' || method === '') return new Malformed(':method is missing');
+  if (map[':protocol'] !== undefined && (!extendedConnect || method !== 'CONNECT')) return new Malformed(':protocol without an extended CONNECT (RFC 8441)');
+  if (method === 'CONNECT' && map[':protocol'] === undefined) {
+    if (map[':scheme'] !== undefined || map[':path'] !== undefined) return new Malformed('CONNECT with :scheme or :path (§8.5)');
+    if (map[':authority'] === undefined) return new Malformed('CONNECT without :authority (§8.5)');
+    return map;
+  }
+  if (typeof map[':scheme'] !== 'string' || map[':scheme'] === '') return new Malformed(':scheme is missing');
+  if (typeof map[':path'] !== 'string' || map[':path'] === '') return new Malformed(':path is missing or empty');
+  return map;
+}
+
+/** Response headers: only :status, three digits. */
+export function responseHeaders(list: HeaderList): HeaderMap | Malformed {
+  const map = toMap(list, STATUS_ONLY);
+  if (map instanceof Malformed) return map;
+  const status = map[':status'];
+  if (typeof status !== 'string' || !/^[1-9]\d\d$/.test(status)) return new Malformed(':status is missing or not three digits');
+  return map;
+}
+
+/** Trailers: no pseudo-header fields at all. */
+export function trailerHeaders(list: HeaderList): HeaderMap | Malformed {
+  return toMap(list, NO_PSEUDO);
+}
+
+const STATUS_ONLY = new Set([':status']);
+const NO_PSEUDO = new Set<string>();
+
+function toMap(list: HeaderList, allowedPseudo: ReadonlySet<string>): HeaderMap | Malformed {
+  const map: HeaderMap = Object.create(null) as HeaderMap;
+  let regularSeen = false;
+  for (let i = 0; i < list.count; i++) {
+    const name = list.names[i]!;
+    const value = list.values[i]!;
+    if (!validName(name)) return new Malformed(`field name ${JSON.stringify(name.slice(0, 64))} is not lower-case token characters`);
+    if (!validValue(value)) return new Malformed(`field ${name} has a value with NUL, CR, LF or surrounding whitespace`);
+    if (name.charCodeAt(0) === 0x3a) {
+      if (regularSeen) return new Malformed(`pseudo-header ${name} after a regular field`);
+      if (!allowedPseudo.has(name)) return new Malformed(`pseudo-header ${name} is not allowed here`);
+      if (map[name] !== undefined) return new Malformed(`pseudo-header ${name} twice`);
+      map[name] = value;
+      continue;
+    }
+    regularSeen = true;
+    if (CONNECTION_SPECIFIC.has(name)) return new Malformed(`connection-specific field ${name}`);
+    if (name === 'te' && value !== 'trailers') return new Malformed('te other than "trailers"');
+    const previous = map[name];
+    if (previous === undefined) map[name] = value;
+    else if (Array.isArray(previous)) previous.push(value);
+    else map[name] = [previous as string, value];
+  }
+  return map;
+}
+
+/** Lower-case token characters (RFC 9110 §5.6.2), or a leading colon for a pseudo-header. */
+function validName(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = name.charCodeAt(0) === 0x3a ? 1 : 0; i < name.length; i++) {
+    if (!TOKEN[name.charCodeAt(i)]) return false;
+  }
+  return true;
+}
+
+function validValue(value: string): boolean {
+  if (value.length === 0) return true;
+  const first = value.charCodeAt(0);
+  const last = value.charCodeAt(value.length - 1);
+  if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0x00 || c === 0x0a || c === 0x0d) return false;
+  }
+  return true;
+}
+
+/** tchar, without the upper-case letters HTTP/2 forbids in field names. */
+const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") TOKEN[c.charCodeAt(0)] = 1;

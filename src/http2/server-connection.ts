@@ -1,0 +1,270 @@
+/**
+ * The server side of an HTTP/2 connection: a client's requests become
+ * ServerStreams, handed to the listener's handler once the whole read they
+ * arrived in has been parsed. So a stream the client reset in that same read
+ * (rapid reset, CVE-2023-44487) is never handed on: it costs a map entry.
+ *
+ * What a client may not do without being cut off, each a budget that refills
+ * (HAProxy's "glitch" counters, nghttp2's reset limits):
+ * - control frames (SETTINGS, PING, PRIORITY) past control_frame_burst/rate;
+ * - streams reset, by the client or by us because of what it sent
+ *   (MadeYouReset, CVE-2025-8671), past stream_reset_burst/rate;
+ * - other glitches (empty DATA frames, streams refused over the concurrency
+ *   limit, malformed requests) past GLITCH_BURST/rate;
+ * and the preface and SETTINGS must come within the handshake timeout.
+ * A client over a budget gets GOAWAY ENHANCE_YOUR_CALM and is disconnected.
+ */
+import type { Socket } from 'node:net';
+import type { HeaderMap } from '../grpc/streams.ts';
+import { TokenBucket } from '../security/token-bucket.ts';
+import { ErrorCode, Flag, FrameType, Http2Error, PREFACE } from './constants.ts';
+import { Http2Connection, type LocalSettings } from './connection.ts';
+import { Malformed, requestHeaders, trailerHeaders } from './header-rules.ts';
+import { ServerStream } from './server-stream.ts';
+import type { StreamCore } from './stream.ts';
+
+/** Other glitches a connection may commit at once, and per second after that. */
+const GLITCH_BURST = 200;
+const GLITCHES_PER_SECOND = 20;
+
+/** Which budget a client went past. */
+export type AbuseKind = 'control_frame_flood' | 'stream_reset_flood' | 'protocol_violations' | 'handshake_timeout';
+
+export interface ServerLimits {
+  readonly controlFrameBurst: number;
+  readonly controlFramesPerSecond: number;
+  readonly streamResetBurst: number;
+  readonly streamResetRate: number;
+  /** The preface and first SETTINGS must arrive within this, ms. */
+  readonly handshakeTimeoutMs: number;
+  /** Bytes the connection's streams may hold buffered (both ways) before new streams are refused. */
+  readonly maxBufferedBytes: number;
+}
+
+export interface ServerConnectionOptions {
+  readonly local: LocalSettings;
+  readonly limits: ServerLimits;
+  /** A new request, with its headers (empty when its header list was too large: see stream.headerListSize). */
+  onStream(stream: ServerStream, headers: HeaderMap): void;
+  /** The client went past a budget; the connection is being closed. Called once. */
+  onAbusive?(kind: AbuseKind): void;
+  /** Streams opened, and closed (the listener's idle timer). */
+  onStreamCount?(open: number): void;
+  onClosed?(error: Error | undefined): void;
+}
+
+export class ServerConnection extends Http2Connection {
+  readonly #options: ServerConnectionOptions;
+  readonly #control: TokenBucket;
+  readonly #resets: TokenBucket;
+  readonly #glitches = new TokenBucket(GLITCHES_PER_SECOND, GLITCH_BURST);
+  /** Streams opened in the read being handled, dispatched after it. */
+  #arrived: [ServerStream, HeaderMap][] = [];
+  #handshakeTimer: NodeJS.Timeout | undefined;
+  #abusive = false;
+
+  constructor(socket: Socket, options: ServerConnectionOptions) {
+    super(socket, options.local);
+    this.#options = options;
+    this.#control = new TokenBucket(options.limits.controlFramesPerSecond, options.limits.controlFrameBurst);
+    this.#resets = new TokenBucket(options.limits.streamResetRate, options.limits.streamResetBurst);
+    this.prefaceRemaining = PREFACE.length;
+    this.sendInitialSettings();
+    this.writer.flush();
+    this.#handshakeTimer = setTimeout(() => this.#abuse('handshake_timeout', 'no connection preface and SETTINGS in time'), options.limits.handshakeTimeoutMs);
+    this.#handshakeTimer.unref();
+  }
+
+  /** Streams open now. */
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  protected override readPreface(data: Buffer): Buffer {
+    const expected = PREFACE.length - this.prefaceRemaining;
+    const take = Math.min(this.prefaceRemaining, data.length);
+    if (!data.subarray(0, take).equals(PREFACE.subarray(expected, expected + take))) {
+      throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
+    }
+    this.prefaceRemaining -= take;
+    return data.subarray(take);
+  }
+
+  protected override onSettings(): void {
+    clearTimeout(this.#handshakeTimer);
+  }
+
+  protected override peerOpens(id: number): boolean {
+    return id % 2 === 1;
+  }
+
+  protected override frameReceived(type: number, flags: number, _streamId: number, length: number): void {
+    if (type === FrameType.PING || type === FrameType.PRIORITY || (type === FrameType.SETTINGS && (flags & Flag.ACK) === 0)) {
+      if (!this.#control.tryTake()) this.#abuse('control_frame_flood', 'too many control frames');
+    } else if (type === FrameType.DATA && length === 0 && (flags & Flag.END_STREAM) === 0) {
+      // An empty DATA frame moves nothing: a stream of them is a way to burn CPU.
+      this.#glitch('empty DATA frames');
+    }
+    if (this.closed) throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, 'closed for abuse');
+  }
+
+  protected override resettingForPeer(): void {
+    if (!this.#resets.tryTake()) this.#abuse('stream_reset_flood', 'too many streams reset');
+  }
+
+  #glitch(what: string): void {
+    if (!this.#glitches.tryTake()) this.#abuse('protocol_violations', `too many protocol violations (${what})`);
+  }
+
+  /** What the open streams hold in buffers now. */
+  #bufferedBytes(): number {
+    let held = 0;
+    for (const stream of this.streams.values()) held += stream.bufferedBytes;
+    return held;
+  }
+
+  /** Counts one protocol violation the RPC path found on a stream of this connection. */
+  protocolViolation(): void {
+    this.#glitch('requests the proxy refused as malformed');
+  }
+
+  /** GOAWAY ENHANCE_YOUR_CALM (SETTINGS_TIMEOUT for the handshake), tell the listener, close. Nothing more is read. */
+  #abuse(kind: AbuseKind, message: string): void {
+    if (this.#abusive || this.closed) return;
+    this.#abusive = true;
+    this.#options.onAbusive?.(kind);
+    this.connectionError(kind === 'handshake_timeout' ? ErrorCode.SETTINGS_TIMEOUT : ErrorCode.ENHANCE_YOUR_CALM, message);
+  }
+
+  /** Closes the connection for a budget the RPC path keeps (src/security/connection-guard.ts). */
+  closeAsAbusive(): void {
+    if (this.#abusive || this.closed) return;
+    this.#abusive = true;
+    this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'too many protocol violations');
+  }
+
+  protected override onHeaderBlock(streamId: number, flags: number, result: 'ok' | 'too_large'): void {
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    const existing = this.streams.get(streamId);
+    if (existing) return this.#trailers(existing as ServerStream, endStream, result);
+    if (!this.peerOpens(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `the client opened stream ${streamId}, an even id (§5.1.1)`);
+    if (streamId <= this.lastPeerStreamId) return this.headersOnClosedStream(streamId);
+    this.lastPeerStreamId = streamId;
+    // After our GOAWAY, streams past its last stream id are not processed; the client knows to retry them.
+    if (this.goAwaySent && streamId > this.goAwayLastStreamId) return;
+    if (this.streams.size >= this.local.maxConcurrentStreams) {
+      this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+      return this.#glitch('streams over SETTINGS_MAX_CONCURRENT_STREAMS');
+    }
+    // Refused, not a glitch: the client did nothing wrong, its streams are just not being read fast enough.
+    if (this.#bufferedBytes() >= this.#options.limits.maxBufferedBytes) return this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+    const stream = new ServerStream(streamId, this, this.peerInitialWindow);
+    let headers: HeaderMap;
+    if (result === 'too_large') {
+      stream.headerListSize = this.headerList.size;
+      headers = Object.create(null) as HeaderMap;
+    } else {
+      const parsed = requestHeaders(this.headerList, this.local.enableConnectProtocol === true);
+      if (parsed instanceof Malformed) return this.#malformed(streamId, parsed);
+      headers = parsed;
+      const length = headers['content-length'];
+      if (length !== undefined) {
+        if (typeof length !== 'string' || !/^\d{1,15}$/.test(length)) return this.#malformed(streamId, new Malformed('content-length is not a number'));
+        stream.expectedLength = Number(length);
+      }
+    }
+    this.streams.set(streamId, stream);
+    this.#options.onStreamCount?.(this.streams.size);
+    if (endStream) {
+      if (stream.expectedLength !== undefined && stream.expectedLength !== 0) return this.#malformedStream(stream, 'content-length with no body');
+      stream.receiveEnd();
+    }
+    this.#arrived.push([stream, headers]);
+  }
+
+  /** HEADERS on an open stream: trailers, which end the request (§8.1). */
+  #trailers(stream: ServerStream, endStream: boolean, result: 'ok' | 'too_large'): void {
+    if (stream.remoteEnded) return this.#malformedStream(stream, 'HEADERS after the end of the request');
+    if (!endStream) return this.#malformedStream(stream, 'trailers without END_STREAM');
+    if (result === 'too_large') return this.#malformedStream(stream, 'trailers over the header list limit');
+    const parsed = trailerHeaders(this.headerList);
+    if (parsed instanceof Malformed) return this.#malformedStream(stream, parsed.reason);
+    this.dataReceived(stream, 0, true);
+    if (!stream.closed) stream.receiveEnd();
+  }
+
+  protected override dataReceived(stream: StreamCore, bytes: number, endStream: boolean): void {
+    const server = stream as ServerStream;
+    if (server.expectedLength === undefined) return;
+    server.receivedLength += bytes;
+    if (server.receivedLength > server.expectedLength || (endStream && server.receivedLength !== server.expectedLength)) {
+      this.#malformedStream(server, 'the body does not match content-length');
+    }
+  }
+
+  #malformed(streamId: number, why: Malformed): void {
+    this.resettingForPeer();
+    this.writer.rstStream(streamId, ErrorCode.PROTOCOL_ERROR);
+    void why;
+  }
+
+  #malformedStream(stream: ServerStream, _why: string): void {
+    this.resettingForPeer();
+    stream.reset(ErrorCode.PROTOCOL_ERROR);
+  }
+
+  protected override afterRead(): void {
+    if (this.#arrived.length === 0) return;
+    const arrived = this.#arrived;
+    this.#arrived = [];
+    for (const [stream, headers] of arrived) {
+      // Reset in the read that opened it: never routed (its reset was counted when it came).
+      if (stream.closed) continue;
+      this.#options.onStream(stream, headers);
+      if (this.closed) return;
+    }
+  }
+
+  protected override onPeerReset(stream: StreamCore): void {
+    stream.close();
+    if (!this.#resets.tryTake()) this.#abuse('stream_reset_flood', 'too many streams reset');
+  }
+
+  protected override onGoAway(): void {
+    // The client is leaving: its streams finish; the connection closes with the last of them.
+    if (this.streams.size === 0) this.closeSocket(undefined);
+  }
+
+  protected override onStreamClosed(): void {
+    this.#options.onStreamCount?.(this.streams.size);
+    if ((this.goAwaySent || this.goAwayReceived !== undefined) && this.streams.size === 0 && this.#closeWhenIdle) this.closeSocket(undefined);
+  }
+
+  #closeWhenIdle = false;
+  /** The last stream id of our GOAWAY (streams past it are not processed). */
+  goAwayLastStreamId = 2 ** 31 - 1;
+
+  /** GOAWAY with `lastStreamId`; the connection closes when its last stream has. */
+  shutdown(lastStreamId: number): void {
+    if (this.closed) return;
+    this.goAwayLastStreamId = lastStreamId;
+    this.goAway(ErrorCode.NO_ERROR, lastStreamId);
+    this.writer.flush();
+    this.#closeWhenIdle = true;
+    if (this.streams.size === 0) this.closeSocket(undefined);
+  }
+
+  /** The streams open now (to end them before the connection is destroyed). */
+  openStreamList(): ServerStream[] {
+    return [...this.streams.values()] as ServerStream[];
+  }
+
+  protected override connectionLostFor(stream: StreamCore): void {
+    stream.close();
+  }
+
+  protected override onClosed(error: Error | undefined): void {
+    clearTimeout(this.#handshakeTimer);
+    this.#options.onClosed?.(error);
+  }
+}

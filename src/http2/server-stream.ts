@@ -1,0 +1,90 @@
+/**
+ * A stream a client opened: one request, answered through the
+ * DownstreamStream contract (src/grpc/streams.ts) that the RPC path uses.
+ */
+import type { DownstreamConnection, DownstreamEvents, DownstreamStream, HeaderMap } from '../grpc/streams.ts';
+import { FAILURES } from '../grpc/failures.ts';
+import { trailersOnly } from '../grpc/respond.ts';
+import { ErrorCode } from './constants.ts';
+import { StreamCore, type StreamHost } from './stream.ts';
+
+export class ServerStream extends StreamCore implements DownstreamStream {
+  readonly connection: DownstreamConnection;
+  events: DownstreamEvents | undefined;
+  headersSent = false;
+  /** The decoded request header list's size when it went past the limit (the map is then empty). */
+  headerListSize: number | undefined;
+  /** The request's content-length, when it gave one: the DATA must add up to it (§8.1.1). */
+  expectedLength: number | undefined;
+  receivedLength = 0;
+
+  constructor(id: number, host: StreamHost & DownstreamConnection, sendWindow: number) {
+    super(id, host, sendWindow);
+    this.connection = host;
+  }
+
+  attach(events: DownstreamEvents): void {
+    this.events = events;
+    if (!this.paused) this.releaseInbound();
+  }
+
+  respond(headers: HeaderMap, endStream: boolean): void {
+    if (this.closed || this.headersSent) return;
+    this.headersSent = true;
+    if (endStream) this.endWithHeaders(headers);
+    else this.host.sendHeaders(this, headers, false);
+  }
+
+  end(trailers: HeaderMap): void {
+    if (!this.headersSent) {
+      // Trailers with nothing before them are a trailers-only response.
+      this.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, true);
+      return;
+    }
+    this.endOutbound(trailers);
+  }
+
+  answerHttp(status: number, body: string): void {
+    if (this.closed || this.headersSent) return;
+    this.headersSent = true;
+    this.host.sendHeaders(this, { ':status': status, 'content-type': 'text/plain; charset=utf-8' }, false);
+    this.write(Buffer.from(body));
+    this.endOutbound();
+  }
+
+  /** The connection is about to close: the RPC ends itself (UNAVAILABLE); a stream nobody answered gets that here. */
+  cut(reason: string): void {
+    if (this.events) this.events.onCut(reason);
+    else if (!this.headersSent && !this.closed) this.respond(trailersOnly(FAILURES.draining.status, `${FAILURES.draining.message} (${reason})`), true);
+  }
+
+  protected deliverData(chunk: Buffer): void {
+    this.events!.onRequestData(chunk);
+  }
+
+  protected deliverEnd(): void {
+    this.events!.onRequestEnd();
+  }
+
+  protected deliverDrain(): void {
+    this.events?.onResponseDrain();
+  }
+
+  /** The response is complete while the client may still send: ask it to stop, without error (§8.1). */
+  protected override localEndSent(): void {
+    this.host.sendReset(this, ErrorCode.NO_ERROR);
+    this.close();
+  }
+
+  /**
+   * Told on the next tick, never inside the call that closed the stream: respond() that ends the
+   * response closes it, and the RPC must finish what it was doing before it hears so.
+   */
+  protected closedHook(): void {
+    if (this.events) process.nextTick(tellClosed, this.events);
+  }
+}
+
+function tellClosed(events: DownstreamEvents): void {
+  events.onDownstreamClose();
+}
