@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { echoClient, startBackends, startProxy, staticCluster, unary, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
+import { startEchoSetup, type EchoSetup } from '../helpers/harness.ts';
+import { steadyLoad, type SteadyLoad } from '../helpers/load.ts';
 import { adminUrl } from '../helpers/admin.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 
@@ -27,46 +28,36 @@ interface PageElement {
 declare const document: { querySelector(selector: string): PageElement | null; querySelectorAll(selector: string): Iterable<PageElement> };
 
 describe('dashboard history in headless Chromium', () => {
+  let setup: EchoSetup | undefined;
   let backends: EchoServerHandle[];
-  let proxy: RunningProxy;
-  let client: EchoClient;
   let browser: Browser;
   let page: Page;
   let failingKey: string;
   const pageErrors: string[] = [];
-  let running = true;
-  let workers: Promise<void>[] = [];
+  let load: SteadyLoad | undefined;
 
   before(async () => {
     mkdirSync(OUTPUT_DIR, { recursive: true });
-    backends = await startBackends(3);
-    failingKey = `127.0.0.1:${backends[0]!.port}`;
-    proxy = await startProxy({
-      admin: { port: 0 },
-      clusters: [staticCluster('echo', backends, {
+    setup = await startEchoSetup(3, { admin: { port: 0 } }, {
+      cluster: {
         lb_policy: 'round_robin',
         outlier_detection: { consecutive_gateway_errors: 3, base_ejection_time: EJECTION, max_ejection_time: EJECTION },
-      })],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+      },
     });
-    client = echoClient(`127.0.0.1:${proxy.port}`);
-    workers = Array.from({ length: CONCURRENCY }, async () => {
-      while (running) await unary(client, {}).catch(() => {});
-    });
+    backends = setup.backends;
+    failingKey = `127.0.0.1:${backends[0]!.port}`;
+    load = steadyLoad(setup.client, { concurrency: CONCURRENCY });
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
     page = await browser.newPage({ viewport: { width: 1100, height: 1000 } });
     page.on('pageerror', (error) => pageErrors.push(error.message));
     page.on('console', (message) => { if (message.type() === 'error') pageErrors.push(`${message.text()} ${message.location().url}`); });
-    await page.goto(adminUrl(proxy.proxy, '/dashboard'));
+    await page.goto(adminUrl(setup.proxy.proxy, '/dashboard'));
   });
 
   after(async () => {
-    running = false;
-    await Promise.all(workers);
+    await load?.stop();
     await browser?.close();
-    client?.close();
-    await proxy?.close();
-    await Promise.all((backends ?? []).map((backend) => backend.close()));
+    await setup?.close();
   });
 
   /** The failing endpoint's share per history step (NaN where a step had no traffic), oldest first. */
