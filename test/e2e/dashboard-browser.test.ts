@@ -10,13 +10,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { startEchoSetup, startProxy, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import { steadyLoad, type SteadyLoad } from '../helpers/load.ts';
 import { adminUrl } from '../helpers/admin.ts';
+import { launchChromium, openDashboard } from '../helpers/dashboard-page.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT_DIR = fileURLToPath(new URL('../../test-output/', import.meta.url));
 const WAIT = { timeout: 10_000, polling: 100 } as const;
 const CONCURRENCY = 4;
@@ -36,7 +36,7 @@ describe('dashboard in headless Chromium', () => {
   let browser: Browser;
   let page: Page;
   let failingKey: string;
-  const pageErrors: string[] = [];
+  let pageErrors: string[] = [];
   let load: SteadyLoad | undefined;
 
   before(async () => {
@@ -50,11 +50,7 @@ describe('dashboard in headless Chromium', () => {
     });
     ({ backends, proxy } = setup);
     failingKey = `127.0.0.1:${backends[0]!.port}`;
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
-    page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    page.on('console', (message) => { if (message.type() === 'error') pageErrors.push(`${message.text()} ${message.location().url}`); });
-    await page.goto(adminUrl(proxy.proxy, '/dashboard'));
+    ({ browser, page, pageErrors } = await openDashboard(proxy.proxy, { width: 1100, height: 800 }));
   });
 
   after(async () => {
@@ -138,7 +134,7 @@ describe('dashboard in headless Chromium', () => {
 
 test('dashboard with zero clusters says so', async () => {
   const proxy = await startProxy({ admin: { port: 0 } });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     await page.goto(adminUrl(proxy.proxy, '/dashboard/'));

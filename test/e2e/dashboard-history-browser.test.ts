@@ -9,13 +9,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { startEchoSetup, type EchoSetup } from '../helpers/harness.ts';
 import { steadyLoad, type SteadyLoad } from '../helpers/load.ts';
-import { adminUrl } from '../helpers/admin.ts';
+import { openDashboard } from '../helpers/dashboard-page.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT_DIR = fileURLToPath(new URL('../../test-output/', import.meta.url));
 const CONCURRENCY = 4;
 /** Longer than two 5 s history steps, so at least one whole step falls inside the ejection. */
@@ -33,7 +32,7 @@ describe('dashboard history in headless Chromium', () => {
   let browser: Browser;
   let page: Page;
   let failingKey: string;
-  const pageErrors: string[] = [];
+  let pageErrors: string[] = [];
   let load: SteadyLoad | undefined;
 
   before(async () => {
@@ -47,11 +46,7 @@ describe('dashboard history in headless Chromium', () => {
     backends = setup.backends;
     failingKey = `127.0.0.1:${backends[0]!.port}`;
     load = steadyLoad(setup.client, { concurrency: CONCURRENCY });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
-    page = await browser.newPage({ viewport: { width: 1100, height: 1000 } });
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    page.on('console', (message) => { if (message.type() === 'error') pageErrors.push(`${message.text()} ${message.location().url}`); });
-    await page.goto(adminUrl(setup.proxy.proxy, '/dashboard'));
+    ({ browser, page, pageErrors } = await openDashboard(setup.proxy.proxy, { width: 1100, height: 1000 }));
   });
 
   after(async () => {
