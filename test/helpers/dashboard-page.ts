@@ -6,7 +6,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import type { Switchyard } from '../../src/switchyard.ts';
 import { adminUrl } from './admin.ts';
 
-export const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = '/usr/bin/chromium';
 
 export interface DashboardPage {
   readonly browser: Browser;
