@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
-import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { startBackends, startEchoSetup, unary, waitFor, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import { startChildProxy, wellBehavedLoad, type ChildProxy } from '../helpers/abuse.ts';
 import { FrameType, ping, rawConnect, settings } from '../helpers/raw-h2.ts';
 
@@ -76,22 +76,17 @@ routes:
 });
 
 describe('max_connections, idle_timeout and stream_idle_timeout', () => {
-  let backends: EchoServerHandle[];
+  let setup: EchoSetup;
   let proxy: RunningProxy;
 
   before(async () => {
-    backends = await startBackends(1);
-    proxy = await startProxy({
+    setup = await startEchoSetup(1, {
       listeners: [{ name: 'main', port: 0, plaintext: true, max_connections: 3, http2: { idle_timeout: '300ms', stream_idle_timeout: '300ms' } }],
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
     });
+    ({ proxy } = setup);
   });
 
-  after(async () => {
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  after(() => setup.close());
 
   it('closes a connection beyond max_connections at once, and accepts again when one goes', async () => {
     const open = await Promise.all([rawConnect(proxy.port), rawConnect(proxy.port), rawConnect(proxy.port)]);
@@ -114,44 +109,37 @@ describe('max_connections, idle_timeout and stream_idle_timeout', () => {
   });
 
   it('resets a stream with no frames for stream_idle_timeout; an active one is not cut', async () => {
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
-    try {
-      const quiet = client.Bidi();
-      const error = await new Promise<grpc.ServiceError>((resolve) => {
-        quiet.on('data', () => {});
-        quiet.on('error', resolve);
-      });
-      assert.equal(error.code, grpc.status.CANCELLED);
+    const { client } = setup;
+    const quiet = client.Bidi();
+    const error = await new Promise<grpc.ServiceError>((resolve) => {
+      quiet.on('data', () => {});
+      quiet.on('error', resolve);
+    });
+    assert.equal(error.code, grpc.status.CANCELLED);
 
-      // Messages every 100 ms for a second: never idle for 300 ms.
-      const busy = client.Bidi();
-      let replies = 0;
-      const done = new Promise<void>((resolve, reject) => {
-        busy.on('data', () => replies++);
-        busy.on('end', resolve);
-        busy.on('error', reject);
-      });
-      for (let i = 0; i < 10; i++) {
-        busy.write({ payload: Buffer.from([i]) });
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      busy.end();
-      await done;
-      assert.equal(replies, 10);
-      assert.equal((await unary(client, {})).response.backend, 'backend-0');
-    } finally {
-      client.close();
+    // Messages every 100 ms for a second: never idle for 300 ms.
+    const busy = client.Bidi();
+    let replies = 0;
+    const done = new Promise<void>((resolve, reject) => {
+      busy.on('data', () => replies++);
+      busy.on('end', resolve);
+      busy.on('error', reject);
+    });
+    for (let i = 0; i < 10; i++) {
+      busy.write({ payload: Buffer.from([i]) });
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    busy.end();
+    await done;
+    assert.equal(replies, 10);
+    assert.equal((await unary(client, {})).response.backend, 'backend-0');
   });
 });
 
 describe('control frame limit (control_frame_burst, control_frames_per_second)', () => {
   it('a client sending PINGs and SETTINGS beyond the bucket gets GOAWAY ENHANCE_YOUR_CALM and is closed', async () => {
-    const backends = await startBackends(1);
-    const proxy = await startProxy({
+    const { proxy, client, close } = await startEchoSetup(1, {
       listeners: [{ name: 'main', port: 0, plaintext: true, http2: { control_frame_burst: 20, control_frames_per_second: 1 } }],
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
     });
     try {
       const connection = await rawConnect(proxy.port);
@@ -162,15 +150,9 @@ describe('control frame limit (control_frame_burst, control_frames_per_second)',
       }
       await connection.closed;
       assert.equal(connection.goawayCode, 11, 'GOAWAY ENHANCE_YOUR_CALM');
-      const client = echoClient(`127.0.0.1:${proxy.port}`);
-      try {
-        assert.equal((await unary(client, {})).response.backend, 'backend-0');
-      } finally {
-        client.close();
-      }
+      assert.equal((await unary(client, {})).response.backend, 'backend-0');
     } finally {
-      await proxy.close();
-      await Promise.all(backends.map((b) => b.close()));
+      await close();
     }
   });
 });

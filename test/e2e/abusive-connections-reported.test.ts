@@ -4,33 +4,27 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { startBackends, staticCluster, waitFor } from '../helpers/harness.ts';
+import { startEchoSetup, waitFor, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import { adminUrl, parseSamples } from '../helpers/admin.ts';
-import { capturingLogger, startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
+import { capturingLogger } from '../helpers/secure-proxy.ts';
 import { Flag, FrameType, frame, grpcRequestHeaders, ping, rawConnect } from '../helpers/raw-h2.ts';
 
 const ENHANCE_YOUR_CALM = 0xb;
 
 describe('connections closed as abusive', () => {
-  let backends: EchoServerHandle[];
-  let proxy: SecureProxy;
+  let setup: EchoSetup;
+  let proxy: RunningProxy;
   const { logger, lines } = capturingLogger();
 
   before(async () => {
-    backends = await startBackends(1);
-    proxy = await startSecureProxy({
+    setup = await startEchoSetup(1, {
       admin: { port: 0 },
       listeners: [{ name: 'main', port: 0, plaintext: true, http2: { control_frame_burst: 20, control_frames_per_second: 1 } }],
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    }, logger);
+    }, { logger });
+    ({ proxy } = setup);
   });
 
-  after(async () => {
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  after(() => setup.close());
 
   async function abusiveCount(limit: string): Promise<number> {
     const samples = parseSamples(await (await fetch(adminUrl(proxy.proxy, '/metrics'))).text());

@@ -4,26 +4,21 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor } from '../helpers/harness.ts';
+import { startEchoSetup, unary, waitFor } from '../helpers/harness.ts';
 
 it('writes one JSON line per RPC to the access log file', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'switchyard-log-'));
   const file = path.join(dir, 'logs', 'access.log');
-  const backends = await startBackends(1);
-  const proxy = await startProxy({
-    clusters: [staticCluster('echo', backends)],
+  const { backends, proxy, client, close } = await startEchoSetup(1, {
     routes: [{ name: 'echo', match: { service: 'switchyard.demo.v1.Echo' }, cluster: 'echo' }],
     access_log: { output: file },
   });
-  const client = echoClient(`127.0.0.1:${proxy.port}`);
   try {
     await unary(client, { payload: Buffer.from('abc') });
     await unary(client, { fail_code: grpc.status.NOT_FOUND, fail_message: 'nope' }).catch(() => {});
     await waitFor(() => proxy.records.length === 2, 'two RPC records');
   } finally {
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await close();
   }
   const lines = (await readFile(file, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
   assert.equal(lines.length, 2);

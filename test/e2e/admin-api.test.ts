@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { echoClient, expectStatus, startBackends, startProxy, staticCluster, unary, waitFor, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
+import { expectStatus, startEchoSetup, startProxy, unary, waitFor, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import { adminJson, adminUrl } from '../helpers/admin.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { formatStatusTable } from '../../src/cli/status.ts';
@@ -30,34 +30,31 @@ function rawRequest(port: number, path: string, options: { method?: string; head
 }
 
 describe('admin API', () => {
+  let setup: EchoSetup;
   let backends: EchoServerHandle[];
   let proxy: RunningProxy;
   let client: EchoClient;
   let adminPort: number;
 
   before(async () => {
-    backends = await startBackends(3);
-    proxy = await startProxy({
+    setup = await startEchoSetup(3, {
       admin: { port: 0 },
       drain: { delay: '1ms', timeout: '2s' },
-      clusters: [staticCluster('echo', backends, {
-        lb_policy: 'least_request',
-        outlier_detection: { consecutive_gateway_errors: 3, base_ejection_time: '30s', max_ejection_percent: 50 },
-      })],
       routes: [
         { name: 'reads', match: { method: '/switchyard.demo.v1.Echo/Unary', headers: [{ name: 'authorization', exact: 'Bearer s3cret' }] }, cluster: 'echo' },
         { match: { prefix: '/' }, cluster: 'echo', timeout: '5s' },
       ],
+    }, {
+      cluster: {
+        lb_policy: 'least_request',
+        outlier_detection: { consecutive_gateway_errors: 3, base_ejection_time: '30s', max_ejection_percent: 50 },
+      },
     });
+    ({ backends, proxy, client } = setup);
     adminPort = proxy.proxy.adminAddress!.port;
-    client = echoClient(`127.0.0.1:${proxy.port}`);
   });
 
-  after(async () => {
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((backend) => backend.close()));
-  });
+  after(() => setup.close());
 
   test('binds to 127.0.0.1 by default', () => {
     assert.equal(proxy.proxy.adminAddress?.address, '127.0.0.1');

@@ -5,38 +5,36 @@ import { X509Certificate, createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { EchoClient, EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
-import { echoClient, expectStatus, startBackends, startProxy, staticCluster, unary } from '../helpers/harness.ts';
-import { capturingLogger, startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
+import { echoClient, expectStatus, startEchoSetup, unary, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
+import { capturingLogger } from '../helpers/secure-proxy.ts';
 
 const UNARY = '/switchyard.demo.v1.Echo/Unary';
 const BIDI = '/switchyard.demo.v1.Echo/Bidi';
 
 describe('method authorization', () => {
+  let setup: EchoSetup;
   let backends: EchoServerHandle[];
   let pki: TestPki;
   let other: TestIdentity;
-  let proxy: SecureProxy;
+  let proxy: RunningProxy;
   const log = capturingLogger();
 
   before(async () => {
-    [backends, pki] = await Promise.all([startBackends(1), makeTestPki()]);
+    pki = await makeTestPki();
     other = await issueIdentity(pki, 'other', { subject: '/CN=other.test', san: 'URI:spiffe://test/other, DNS:other.test' });
-    proxy = await startSecureProxy({
-      listeners: [{ name: 'secure', port: 0, tls: { cert_file: pki.server.cert, key_file: pki.server.key, client_ca_file: pki.caCert, client_certificates: 'optional', forward_client_cert: true } }],
-      clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: backends[0]!.port }] }],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+    setup = await startEchoSetup(1, {
       authorization: {
         rules: [
           { name: 'client-unary', principals: ['spiffe://test/client'], methods: [UNARY], action: 'allow' },
           { name: 'no-anonymous-bidi', principals: ['anonymous'], methods: ['switchyard.demo.v1.Echo/*'], action: 'deny' },
         ],
       },
-    }, log.logger);
+    }, { tls: { pki, listener: { client_ca_file: pki.caCert, client_certificates: 'optional', forward_client_cert: true } }, logger: log.logger });
+    ({ backends, proxy } = setup);
   });
 
   after(async () => {
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await setup.close();
     await pki.cleanup();
   });
 
@@ -107,9 +105,7 @@ describe('method authorization', () => {
 
 describe('x-forwarded-client-cert without a client certificate', () => {
   it('strips a forged header on a cleartext listener with no rules, and sets none', async () => {
-    const backends = await startBackends(1);
-    const proxy = await startProxy({ clusters: [staticCluster('echo', backends)], routes: [{ match: { prefix: '/' }, cluster: 'echo' }] });
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    const { client, close } = await startEchoSetup(1);
     try {
       const metadata = new grpc.Metadata();
       metadata.set('x-forwarded-client-cert', 'Hash=00;URI=spiffe://test/admin');
@@ -118,9 +114,7 @@ describe('x-forwarded-client-cert without a client certificate', () => {
       assert.ok(!response.metadata.some((line) => line.startsWith('x-forwarded-client-cert')), response.metadata.join('\n'));
       assert.ok(response.metadata.includes('x-other=kept'));
     } finally {
-      client.close();
-      await proxy.close();
-      await Promise.all(backends.map((b) => b.close()));
+      await close();
     }
   });
 });

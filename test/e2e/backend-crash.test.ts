@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { echoClient, expectStatus, startProxy, unary, waitFor } from '../helpers/harness.ts';
 import { spawnEchoProcess, type EchoProcess } from '../helpers/echo-process.ts';
+import { steadyLoad } from '../helpers/load.ts';
 
 it('kill -9 one of three backends under load: zero failed RPCs; it is ejected, then re-admitted when it returns', async () => {
   const backends: EchoProcess[] = await Promise.all(['pod-0', 'pod-1', 'pod-2'].map((name) => spawnEchoProcess(name)));
@@ -15,40 +16,27 @@ it('kill -9 one of three backends under load: zero failed RPCs; it is ejected, t
     routes: [{ match: { prefix: '/' }, cluster: 'echo', retry_policy: { retry_on: ['unavailable', 'reset', 'connect_failure', 'refused_stream'], num_retries: 2 } }],
   });
   const client = echoClient(`127.0.0.1:${proxy.port}`);
-  const served = new Map<string, number>();
-  const failures: string[] = [];
-  let running = true;
-  const worker = async () => {
-    while (running) {
-      try {
-        const { response } = await unary(client, { delay_ms: 5 });
-        served.set(response.backend, (served.get(response.backend) ?? 0) + 1);
-      } catch (error) {
-        failures.push(`${(error as grpc.ServiceError).code}: ${(error as grpc.ServiceError).details}`);
-      }
-    }
-  };
-  const workers = Array.from({ length: 8 }, worker);
+  const load = steadyLoad(client, { concurrency: 8, request: { delay_ms: 5 } });
+  const others = () => load.count('pod-0') + load.count('pod-2');
   let victim = backends[1]!;
   try {
-    await waitFor(() => (served.get('pod-1') ?? 0) > 100, 'traffic on every pod');
+    await waitFor(() => load.count('pod-1') > 100, 'traffic on every pod');
     await victim.kill('SIGKILL');
-    const afterKill = served.get('pod-1') ?? 0;
-    const othersAtKill = (served.get('pod-0') ?? 0) + (served.get('pod-2') ?? 0);
-    await waitFor(() => (served.get('pod-0') ?? 0) + (served.get('pod-2') ?? 0) > othersAtKill + 500, 'traffic to go on without it');
-    assert.equal(served.get('pod-1') ?? 0, afterKill, 'the dead pod served nothing');
+    const afterKill = load.count('pod-1');
+    const othersAtKill = others();
+    await waitFor(() => others() > othersAtKill + 500, 'traffic to go on without it');
+    assert.equal(load.count('pod-1'), afterKill, 'the dead pod served nothing');
 
     // It comes back on the same port: traffic returns once its backoff or ejection ends.
     victim = await spawnEchoProcess('pod-1', victim.port);
-    await waitFor(() => (served.get('pod-1') ?? 0) > afterKill + 50, 'the pod to be re-admitted', 15_000);
+    await waitFor(() => load.count('pod-1') > afterKill + 50, 'the pod to be re-admitted', 15_000);
   } finally {
-    running = false;
-    await Promise.all(workers);
+    await load.stop();
     client.close();
     await proxy.close();
     await Promise.all([victim, backends[0]!, backends[2]!].map((b) => b.kill()));
   }
-  assert.deepEqual(failures, []);
+  assert.deepEqual(load.failures, []);
 });
 
 it('without retries, RPCs in flight on a backend that is killed end UNAVAILABLE (which clients retry), not INTERNAL', async () => {

@@ -4,43 +4,25 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { echoClient, startBackends, startProxy, staticCluster, unary, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
-
-/** Sends `total` unary RPCs over the client's one connection with `concurrency` in flight; counts per backend. */
-async function spread(client: EchoClient, total: number, concurrency: number): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  let sent = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (sent < total) {
-      sent++;
-      const { response } = await unary(client, {});
-      counts.set(response.backend, (counts.get(response.backend) ?? 0) + 1);
-    }
-  }));
-  return counts;
-}
+import { startEchoSetup, type EchoClient, type EchoSetup } from '../helpers/harness.ts';
+import { spread } from '../helpers/load.ts';
 
 const maxOverMin = (counts: Map<string, number>) => Math.max(...counts.values()) / Math.min(...counts.values());
 const show = (counts: Map<string, number>) => JSON.stringify([...counts].sort());
 
 describe('peak_ewma with real backends', () => {
+  let setup: EchoSetup;
   let backends: EchoServerHandle[];
-  let proxy: RunningProxy;
   let client: EchoClient;
 
   before(async () => {
-    backends = await startBackends(3);
-    proxy = await startProxy({ clusters: [staticCluster('ewma', backends, { lb_policy: 'peak_ewma' })], routes: [{ match: { prefix: '/' }, cluster: 'ewma' }] });
-    client = echoClient(`127.0.0.1:${proxy.port}`);
+    setup = await startEchoSetup(3, {}, { cluster: { lb_policy: 'peak_ewma' } });
+    ({ backends, client } = setup);
     // Connections set up and code compiled: what follows measures balancing, not a cold start.
     await spread(client, 300, 4);
   });
 
-  after(async () => {
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  after(() => setup.close());
 
   it('identical backends, 3,000 sequential RPCs over one connection: max/min <= 1.2', async (t) => {
     const counts = await spread(client, 3_000, 1);

@@ -6,19 +6,18 @@ import { X509Certificate } from 'node:crypto';
 import { copyFile, mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tls from 'node:tls';
-import * as grpc from '@grpc/grpc-js';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { watchCertificates, type CertificateWatcher } from '../../src/lifecycle/cert-rotation.ts';
 import { loadedCertificates } from '../../src/security/certificate-expiry.ts';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
-import { echoClient, startBackends, unary, waitFor } from '../helpers/harness.ts';
-import { capturingLogger, startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
+import { startEchoSetup, waitFor, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
+import { steadyLoad } from '../helpers/load.ts';
+import { capturingLogger } from '../helpers/secure-proxy.ts';
 
 describe('certificate rotation', () => {
-  let backends: EchoServerHandle[];
+  let setup: EchoSetup;
   let pki: TestPki;
   let next: TestIdentity;
-  let proxy: SecureProxy;
+  let proxy: RunningProxy;
   let watcher: CertificateWatcher;
   let secretDir: string;
   const log = capturingLogger();
@@ -42,26 +41,24 @@ describe('certificate rotation', () => {
   });
 
   before(async () => {
-    [backends, pki] = await Promise.all([startBackends(2), makeTestPki()]);
+    pki = await makeTestPki();
     next = await issueIdentity(pki, 'server-v2', { subject: '/CN=localhost', san: 'DNS:localhost, IP:127.0.0.1', usage: 'serverAuth' });
     secretDir = path.join(pki.dir, 'secret');
     await mkdir(secretDir);
     await publish(pki.server, 'v1');
     await symlink('..data/tls.crt', path.join(secretDir, 'tls.crt'));
     await symlink('..data/tls.key', path.join(secretDir, 'tls.key'));
-    proxy = await startSecureProxy({
-      listeners: [{ name: 'secure', port: 0, tls: { cert_file: path.join(secretDir, 'tls.crt'), key_file: path.join(secretDir, 'tls.key') } }],
-      clusters: [{ name: 'echo', endpoints: backends.map((b) => ({ address: '127.0.0.1', port: b.port })) }],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-      drain: { delay: '1ms', timeout: '2s' },
-    }, log.logger);
+    setup = await startEchoSetup(2, { drain: { delay: '1ms', timeout: '2s' } }, {
+      tls: { pki, listener: { cert_file: path.join(secretDir, 'tls.crt'), key_file: path.join(secretDir, 'tls.key') } },
+      logger: log.logger,
+    });
+    ({ proxy } = setup);
     watcher = await watchCertificates(proxy.proxy, 50);
   });
 
   after(async () => {
     watcher.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await setup.close();
     await pki.cleanup();
   });
 
@@ -70,33 +67,17 @@ describe('certificate rotation', () => {
     const newSerial = new X509Certificate(next.certPem).serialNumber;
     assert.equal(await servedSerial(proxy.port), oldSerial);
 
-    const client = echoClient(`localhost:${proxy.port}`, grpc.credentials.createSsl(pki.caCertPem));
-    let stop = false;
-    let ok = 0;
-    const failures: unknown[] = [];
-    const worker = async () => {
-      while (!stop) {
-        try {
-          await unary(client, {}, new grpc.Metadata(), { deadline: Date.now() + 5_000 });
-          ok++;
-        } catch (error) {
-          failures.push(error);
-        }
-      }
-    };
-    const load = Promise.all(Array.from({ length: 4 }, worker));
+    const load = steadyLoad(setup.client, { concurrency: 4 });
     try {
-      await waitFor(() => ok > 50, 'load before the rotation');
+      await waitFor(() => load.answered() > 50, 'load before the rotation');
       await publish(next, 'v2');
       await waitFor(async () => (await servedSerial(proxy.port)) === newSerial, 'the new certificate on a new connection');
-      const atRotation = ok;
-      await waitFor(() => ok > atRotation + 50, 'load after the rotation');
+      const atRotation = load.answered();
+      await waitFor(() => load.answered() > atRotation + 50, 'load after the rotation');
     } finally {
-      stop = true;
-      await load;
-      client.close();
+      await load.stop();
     }
-    assert.deepEqual(failures, []);
+    assert.deepEqual(load.failures, []);
     assert.ok(log.lines.some((l) => l.msg === 'certificates reloaded'));
     const listed = loadedCertificates(proxy.proxy.config, proxy.proxy.secrets);
     assert.equal(listed[0]?.serialNumber, newSerial);

@@ -1,18 +1,14 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor } from '../helpers/harness.ts';
+import { startEchoSetup, unary, waitFor } from '../helpers/harness.ts';
 
 it('max_requests overflow fails fast with UNAVAILABLE naming the limit, and memory stays bounded', async () => {
-  const backends = await startBackends(1);
-  backends[0]!.behaviour.extraDelayMs = 500;
-  const proxy = await startProxy({
+  const { backends, proxy, client, close } = await startEchoSetup(1, {
     // All 2000 calls on the client's one connection at once: above the default of 100 streams, which would queue them in the client.
     listeners: [{ name: 'main', port: 0, plaintext: true, http2: { max_concurrent_streams: 2_000 } }],
-    clusters: [staticCluster('echo', backends, { circuit_breakers: { max_requests: 20 } })],
-    routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-  });
-  const client = echoClient(`127.0.0.1:${proxy.port}`);
+  }, { cluster: { circuit_breakers: { max_requests: 20 } } });
+  backends[0]!.behaviour.extraDelayMs = 500;
   try {
     const rssBefore = process.memoryUsage().rss;
     const started = Date.now();
@@ -27,21 +23,16 @@ it('max_requests overflow fails fast with UNAVAILABLE naming the limit, and memo
     assert.ok(process.memoryUsage().rss - rssBefore < 200 << 20, 'memory grew by more than 200 MiB');
   } finally {
     backends[0]!.behaviour.extraDelayMs = 0;
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await close();
   }
 });
 
 it('max_pending_requests: RPCs beyond the backend stream limit wait, up to the limit, then fail fast', async () => {
-  const { startEchoServer } = await import('../../src/demo/echo-service.ts');
-  const backend = await startEchoServer({ name: 'narrow', serverOptions: { 'grpc.max_concurrent_streams': 2 } });
-  backend.behaviour.extraDelayMs = 300;
-  const proxy = await startProxy({
-    clusters: [staticCluster('echo', [backend], { circuit_breakers: { max_connections: 1, max_pending_requests: 3 } })],
-    routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+  const { backends, proxy, client, close } = await startEchoSetup(1, {}, {
+    backend: { serverOptions: { 'grpc.max_concurrent_streams': 2 } },
+    cluster: { circuit_breakers: { max_connections: 1, max_pending_requests: 3 } },
   });
-  const client = echoClient(`127.0.0.1:${proxy.port}`);
+  backends[0]!.behaviour.extraDelayMs = 300;
   try {
     // Warm the one allowed connection so its stream limit is known.
     await unary(client, {});
@@ -51,8 +42,6 @@ it('max_pending_requests: RPCs beyond the backend stream limit wait, up to the l
     assert.ok(outcomes.filter((o) => o !== 'ok').every((d) => /max_pending_requests \(3\)/.test(d)));
     await waitFor(() => proxy.proxy.clusters.get('echo')!.limits.pendingRequests === 0, 'the pending queue to drain');
   } finally {
-    client.close();
-    await proxy.close();
-    await backend.close();
+    await close();
   }
 });

@@ -10,12 +10,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { echoClient, startBackends, startProxy, staticCluster, unary, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
+import type { Browser, Page } from 'playwright-core';
+import { startEchoSetup, startProxy, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
+import { steadyLoad, type SteadyLoad } from '../helpers/load.ts';
 import { adminUrl } from '../helpers/admin.ts';
+import { launchChromium, openDashboard } from '../helpers/dashboard-page.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT_DIR = fileURLToPath(new URL('../../test-output/', import.meta.url));
 const WAIT = { timeout: 10_000, polling: 100 } as const;
 const CONCURRENCY = 4;
@@ -29,44 +30,33 @@ interface PageElement {
 declare const document: { querySelector(selector: string): PageElement | null; querySelectorAll(selector: string): Iterable<PageElement> };
 
 describe('dashboard in headless Chromium', () => {
+  let setup: EchoSetup | undefined;
   let backends: EchoServerHandle[];
   let proxy: RunningProxy;
-  let client: EchoClient;
   let browser: Browser;
   let page: Page;
   let failingKey: string;
-  const pageErrors: string[] = [];
-  let running = false;
-  let workers: Promise<void>[] = [];
+  let pageErrors: string[] = [];
+  let load: SteadyLoad | undefined;
 
   before(async () => {
     mkdirSync(OUTPUT_DIR, { recursive: true });
-    backends = await startBackends(3);
-    failingKey = `127.0.0.1:${backends[0]!.port}`;
-    proxy = await startProxy({
-      admin: { port: 0 },
-      clusters: [staticCluster('echo', backends, {
+    setup = await startEchoSetup(3, { admin: { port: 0 } }, {
+      cluster: {
         lb_policy: 'round_robin',
         // Ejected for longer than the test runs, so the page can be watched while it lasts.
         outlier_detection: { consecutive_gateway_errors: 3, base_ejection_time: '60s', max_ejection_time: '60s' },
-      })],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+      },
     });
-    client = echoClient(`127.0.0.1:${proxy.port}`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
-    page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    page.on('console', (message) => { if (message.type() === 'error') pageErrors.push(`${message.text()} ${message.location().url}`); });
-    await page.goto(adminUrl(proxy.proxy, '/dashboard'));
+    ({ backends, proxy } = setup);
+    failingKey = `127.0.0.1:${backends[0]!.port}`;
+    ({ browser, page, pageErrors } = await openDashboard(proxy.proxy, { width: 1100, height: 800 }));
   });
 
   after(async () => {
-    running = false;
-    await Promise.all(workers);
+    await load?.stop();
     await browser?.close();
-    client?.close();
-    await proxy?.close();
-    await Promise.all((backends ?? []).map((backend) => backend.close()));
+    await setup?.close();
   });
 
   const endpoint = (key: string) => page.locator(`[data-cluster="echo"] [data-endpoint="${key}"]`);
@@ -87,10 +77,7 @@ describe('dashboard in headless Chromium', () => {
   });
 
   test('when traffic flows, the bars move: each endpoint carries about a third', async () => {
-    running = true;
-    workers = Array.from({ length: CONCURRENCY }, async () => {
-      while (running) await unary(client, {}).catch(() => {});
-    });
+    load = steadyLoad(setup!.client, { concurrency: CONCURRENCY });
     await page.waitForFunction(() => {
       const rows = [...document.querySelectorAll('[data-cluster="echo"] .endpoint')];
       const card = document.querySelector('[data-cluster="echo"]')!;
@@ -137,8 +124,7 @@ describe('dashboard in headless Chromium', () => {
   });
 
   test('when the admin listener goes away, the page says disconnected and keeps the last figures', async () => {
-    running = false;
-    await Promise.all(workers);
+    await load?.stop();
     await proxy.close();
     await page.locator('#connection[data-connection="disconnected"]').waitFor(WAIT);
     assert.match(await page.locator('#connection').innerText(), /Disconnected .*retrying/);
@@ -148,7 +134,7 @@ describe('dashboard in headless Chromium', () => {
 
 test('dashboard with zero clusters says so', async () => {
   const proxy = await startProxy({ admin: { port: 0 } });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     await page.goto(adminUrl(proxy.proxy, '/dashboard/'));

@@ -9,12 +9,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { echoClient, startBackends, startProxy, staticCluster, unary, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
-import { adminUrl } from '../helpers/admin.ts';
+import type { Browser, Page } from 'playwright-core';
+import { startEchoSetup, type EchoSetup } from '../helpers/harness.ts';
+import { steadyLoad, type SteadyLoad } from '../helpers/load.ts';
+import { openDashboard } from '../helpers/dashboard-page.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT_DIR = fileURLToPath(new URL('../../test-output/', import.meta.url));
 const CONCURRENCY = 4;
 /** Longer than two 5 s history steps, so at least one whole step falls inside the ejection. */
@@ -27,46 +27,32 @@ interface PageElement {
 declare const document: { querySelector(selector: string): PageElement | null; querySelectorAll(selector: string): Iterable<PageElement> };
 
 describe('dashboard history in headless Chromium', () => {
+  let setup: EchoSetup | undefined;
   let backends: EchoServerHandle[];
-  let proxy: RunningProxy;
-  let client: EchoClient;
   let browser: Browser;
   let page: Page;
   let failingKey: string;
-  const pageErrors: string[] = [];
-  let running = true;
-  let workers: Promise<void>[] = [];
+  let pageErrors: string[] = [];
+  let load: SteadyLoad | undefined;
 
   before(async () => {
     mkdirSync(OUTPUT_DIR, { recursive: true });
-    backends = await startBackends(3);
-    failingKey = `127.0.0.1:${backends[0]!.port}`;
-    proxy = await startProxy({
-      admin: { port: 0 },
-      clusters: [staticCluster('echo', backends, {
+    setup = await startEchoSetup(3, { admin: { port: 0 } }, {
+      cluster: {
         lb_policy: 'round_robin',
         outlier_detection: { consecutive_gateway_errors: 3, base_ejection_time: EJECTION, max_ejection_time: EJECTION },
-      })],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+      },
     });
-    client = echoClient(`127.0.0.1:${proxy.port}`);
-    workers = Array.from({ length: CONCURRENCY }, async () => {
-      while (running) await unary(client, {}).catch(() => {});
-    });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
-    page = await browser.newPage({ viewport: { width: 1100, height: 1000 } });
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    page.on('console', (message) => { if (message.type() === 'error') pageErrors.push(`${message.text()} ${message.location().url}`); });
-    await page.goto(adminUrl(proxy.proxy, '/dashboard'));
+    backends = setup.backends;
+    failingKey = `127.0.0.1:${backends[0]!.port}`;
+    load = steadyLoad(setup.client, { concurrency: CONCURRENCY });
+    ({ browser, page, pageErrors } = await openDashboard(setup.proxy.proxy, { width: 1100, height: 1000 }));
   });
 
   after(async () => {
-    running = false;
-    await Promise.all(workers);
+    await load?.stop();
     await browser?.close();
-    client?.close();
-    await proxy?.close();
-    await Promise.all((backends ?? []).map((backend) => backend.close()));
+    await setup?.close();
   });
 
   /** The failing endpoint's share per history step (NaN where a step had no traffic), oldest first. */

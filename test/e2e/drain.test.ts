@@ -8,9 +8,10 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { echoClient, startBackends, unary, waitFor, type EchoClient } from '../helpers/harness.ts';
+import { echoClient, startBackends, waitFor, type EchoClient } from '../helpers/harness.ts';
 import { collectLogs, exitOf, logEntries, runCli, type LogEntry } from '../helpers/cli.ts';
 import { probe } from '../helpers/http-probe.ts';
+import { steadyLoad } from '../helpers/load.ts';
 import { startFaultProxy } from '../helpers/fault-proxy.ts';
 
 const DRAIN_DELAY_MS = 500;
@@ -37,25 +38,6 @@ async function startProxyProcess(config: string, args: string[] = []): Promise<P
 
 function portOf(entry: LogEntry): number {
   return Number(entry.address!.split(':').at(-1));
-}
-
-/** Unary RPCs back to back on `loops` concurrent loops until stop(); counts outcomes. */
-function steadyLoad(client: EchoClient, loops: number) {
-  let running = true;
-  const outcome = { ok: 0, failed: [] as string[] };
-  const loop = async () => {
-    while (running) {
-      try {
-        await unary(client, {}, new grpc.Metadata(), { deadline: Date.now() + 5_000 });
-        outcome.ok++;
-      } catch (error) {
-        const e = error as grpc.ServiceError;
-        outcome.failed.push(`${e.code}: ${e.details}`);
-      }
-    }
-  };
-  const done = Promise.all(Array.from({ length: loops }, loop));
-  return { outcome, stop: async () => { running = false; await done; } };
 }
 
 /** A server stream of `count` messages, `delayMs` apart; resolves with how many arrived and the status. */
@@ -109,8 +91,8 @@ routes: [{ match: { prefix: / }, cluster: echo }]
     const streamClient = echoClient(`127.0.0.1:${portA}`);
     try {
       assert.deepEqual(await probe(a.healthPort, '/ready').then((r) => [r.status, r.body]), [200, 'ready']);
-      const load = steadyLoad(client, 4);
-      await waitFor(() => load.outcome.ok > 50, 'traffic through both proxies');
+      const load = steadyLoad(client, { concurrency: 4 });
+      await waitFor(() => load.answered() > 50, 'traffic through both proxies');
       const streams = [serverStream(streamClient, 12, 100), serverStream(streamClient, 12, 100)];
       await waitFor(() => backends.reduce((n, backend) => n + backend.active, 0) >= 2, 'the streams to be in flight');
 
@@ -121,7 +103,7 @@ routes: [{ match: { prefix: / }, cluster: echo }]
       assert.equal((await probe(a.healthPort, '/ready')).body, 'draining');
       assert.equal((await probe(a.healthPort, '/live')).status, 200);
 
-      const okBefore = load.outcome.ok;
+      const okBefore = load.answered();
       const { code } = await a.exited;
       const elapsed = Date.now() - signalledAt;
       assert.equal(code, 0);
@@ -130,9 +112,9 @@ routes: [{ match: { prefix: / }, cluster: echo }]
       for (const result of await Promise.all(streams)) assert.deepEqual(result, { messages: 12, code: grpc.status.OK });
 
       // Traffic carries on through the other proxy.
-      await waitFor(() => load.outcome.ok > okBefore + 200, 'RPCs through the remaining proxy');
+      await waitFor(() => load.answered() > okBefore + 200, 'RPCs through the remaining proxy');
       await load.stop();
-      assert.deepEqual(load.outcome.failed, [], `no RPC failed (${load.outcome.ok} succeeded)`);
+      assert.deepEqual(load.failures, [], `no RPC failed (${load.answered()} succeeded)`);
 
       const messages = a.logs.map((entry) => entry.msg);
       for (const step of [

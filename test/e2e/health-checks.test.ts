@@ -1,8 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { startEchoServer, type EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { echoClient, expectStatus, startProxy, staticCluster, unary, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
+import { expectStatus, startEchoSetup, staticCluster, unary, waitFor } from '../helpers/harness.ts';
+import { steadyLoad } from '../helpers/load.ts';
 
 const INTERVAL_MS = 100;
 const UNHEALTHY_THRESHOLD = 2;
@@ -15,43 +16,15 @@ const HEALTH_CHECK = {
   healthy_threshold: HEALTHY_THRESHOLD,
 };
 
-function startHealthyBackends(count: number): Promise<EchoServerHandle[]> {
-  return Promise.all(Array.from({ length: count }, (_, i) => startEchoServer({ name: `backend-${i}`, health: true })));
-}
-
-/** Unary calls from `concurrency` workers until stop() is called. */
-function steadyLoad(proxy: RunningProxy, concurrency = 4) {
-  const client = echoClient(`127.0.0.1:${proxy.port}`);
-  let running = true;
-  const failures: string[] = [];
-  const workers = Array.from({ length: concurrency }, async () => {
-    while (running) {
-      await unary(client, {}).catch((error: grpc.ServiceError) => failures.push(`${error.code}: ${error.details}`));
-    }
-  });
-  return {
-    failures,
-    stop: async () => {
-      running = false;
-      await Promise.all(workers);
-      client.close();
-    },
-  };
-}
-
 const keyOf = (backend: EchoServerHandle) => `127.0.0.1:${backend.port}`;
 
 describe('active health checks through the proxy', () => {
   it('health checks: an endpoint reporting NOT_SERVING stops receiving RPCs within interval × threshold, and returns when SERVING', async () => {
-    const backends = await startHealthyBackends(3);
-    const proxy = await startProxy({
-      clusters: [staticCluster('echo', backends, { health_check: HEALTH_CHECK })],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
+    const { backends, proxy, client, close } = await startEchoSetup(3, {}, { backend: { health: true }, cluster: { health_check: HEALTH_CHECK } });
     const cluster = proxy.proxy.clusters.get('echo')!;
     const endpointOf = (backend: EchoServerHandle) => cluster.endpoints.get(keyOf(backend))!;
     const victim = backends[1]!;
-    const load = steadyLoad(proxy);
+    const load = steadyLoad(client);
     try {
       await waitFor(() => backends.every((b) => (b.calls.get('Unary') ?? 0) > 20), 'traffic on every backend');
 
@@ -73,25 +46,22 @@ describe('active health checks through the proxy', () => {
       assert.ok(back < INTERVAL_MS * (HEALTHY_THRESHOLD + 1) + 200, `back after ${Math.round(back)} ms`);
     } finally {
       await load.stop();
-      await proxy.close();
-      await Promise.all(backends.map((b) => b.close()));
+      await close();
     }
     assert.deepEqual(load.failures, []);
   });
 
   it('all_unhealthy: fail_closed answers UNAVAILABLE naming the cause; fail_open keeps sending', async () => {
-    const backends = await startHealthyBackends(3);
-    const closed = await startProxy({
+    const { backends, proxy: closed, client, close } = await startEchoSetup(3, (all) => ({
       clusters: [
-        staticCluster('closed', backends, { health_check: HEALTH_CHECK, all_unhealthy: 'fail_closed' }),
-        staticCluster('open', backends, { health_check: HEALTH_CHECK, all_unhealthy: 'fail_open' }),
+        staticCluster('closed', all, { health_check: HEALTH_CHECK, all_unhealthy: 'fail_closed' }),
+        staticCluster('open', all, { health_check: HEALTH_CHECK, all_unhealthy: 'fail_open' }),
       ],
       routes: [
         { match: { prefix: '/', headers: [{ name: 'x-cluster', exact: 'open' }] }, cluster: 'open' },
         { match: { prefix: '/' }, cluster: 'closed' },
       ],
-    });
-    const client = echoClient(`127.0.0.1:${closed.port}`);
+    }), { backend: { health: true } });
     const toOpen = new grpc.Metadata();
     toOpen.set('x-cluster', 'open');
     const allIn = (name: string, state: string) => [...closed.proxy.clusters.get(name)!.endpoints.values()].every((e) => e.health === state);
@@ -111,9 +81,7 @@ describe('active health checks through the proxy', () => {
       await waitFor(() => closed.proxy.clusters.get('closed')!.endpoints.get(keyOf(backends[2]!))!.health === 'healthy', 'one endpoint healthy again');
       for (let i = 0; i < 5; i++) assert.equal((await unary(client, {})).response.backend, 'backend-2');
     } finally {
-      client.close();
-      await closed.close();
-      await Promise.all(backends.map((b) => b.close()));
+      await close();
     }
   });
 });

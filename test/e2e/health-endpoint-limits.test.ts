@@ -2,7 +2,7 @@
 // and go silent: it holds at most health.max_connections, closes the rest as
 // they come and the idle ones after health.idle_timeout, and however full it
 // is, it never takes the file descriptors the serving listener needs.
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -10,9 +10,8 @@ import { connect, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { collectLogs, exitOf, type LogEntry } from '../helpers/cli.ts';
-import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { echoClient, startBackends, startEchoSetup, unary, waitFor } from '../helpers/harness.ts';
 import { probe } from '../helpers/http-probe.ts';
 import { settings } from '../helpers/raw-h2.ts';
 
@@ -47,24 +46,9 @@ async function silentHttp2Flood(port: number, count: number): Promise<Flood> {
 }
 
 describe('the health port under a flood of silent HTTP/2 connections', () => {
-  let backends: EchoServerHandle[];
-
-  before(async () => {
-    backends = await startBackends(1);
-  });
-
-  after(async () => {
-    await Promise.all(backends.map((b) => b.close()));
-  });
-
   it('holds at most max_connections, closes idle ones after idle_timeout, and serving goes on', async () => {
-    const running: RunningProxy = await startProxy({
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-      health: { port: 0, max_connections: 50, idle_timeout: '1s' },
-    });
-    const client = echoClient(`127.0.0.1:${running.port}`);
-    const healthPort = running.proxy.healthAddress!.port;
+    const { proxy, client, close } = await startEchoSetup(1, { health: { port: 0, max_connections: 50, idle_timeout: '1s' } });
+    const healthPort = proxy.proxy.healthAddress!.port;
     const flood = await silentHttp2Flood(healthPort, 3_000);
     try {
       // Everything past the cap is closed as it arrives.
@@ -77,12 +61,13 @@ describe('the health port under a flood of silent HTTP/2 connections', () => {
       assert.deepEqual([ready.status, ready.body], [200, 'ready'], 'a probe gets in again once they are gone');
     } finally {
       flood.destroy();
-      client.close();
-      await running.close();
+      await close();
     }
   });
 
   it('refuses health connections before the process runs short of file descriptors: the serving listener still accepts new clients', async (t) => {
+    const backends = await startBackends(1);
+    t.after(() => Promise.all(backends.map((b) => b.close())));
     const dir = await mkdtemp(path.join(os.tmpdir(), 'switchyard-fds-'));
     const config = path.join(dir, 'switchyard.yaml');
     // A cap and a timeout that do not protect, so that the descriptor reserve must.

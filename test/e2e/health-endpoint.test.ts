@@ -2,29 +2,21 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import { startHealthEndpoint } from '../../src/admin/health-endpoint.ts';
-import { startBackends, startProxy, staticCluster, unary, echoClient, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { startEchoSetup, unary, waitFor, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import { probe } from '../helpers/http-probe.ts';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 
 describe("Switchyard's readiness and liveness endpoint", () => {
-  let backends: EchoServerHandle[];
+  let setup: EchoSetup;
   let running: RunningProxy;
   let healthPort: number;
 
   before(async () => {
-    backends = await startBackends(1);
-    running = await startProxy({
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-      health: { port: 0 },
-    });
+    setup = await startEchoSetup(1, { health: { port: 0 } });
+    running = setup.proxy;
     healthPort = running.proxy.healthAddress!.port;
   });
 
-  after(async () => {
-    await running.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  after(() => setup.close());
 
   it('answers GET /ready 200 "ready" and GET /live 200 "live" while serving, and reveals nothing else', async () => {
     const ready = await probe(healthPort, '/ready');
@@ -76,13 +68,8 @@ describe("Switchyard's readiness and liveness endpoint", () => {
   });
 
   it('answers 503 "draining" as soon as a drain begins, while /live stays 200 and RPCs are still served', async () => {
-    const proxy = await startProxy({
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-      health: { port: 0 },
-    });
+    const { proxy, client, close } = await startEchoSetup(1, { health: { port: 0 } });
     const port = proxy.proxy.healthAddress!.port;
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
     try {
       await unary(client, {});
       const drained = proxy.proxy.drain({ delayMs: 400, timeoutMs: 1_000 });
@@ -96,7 +83,7 @@ describe("Switchyard's readiness and liveness endpoint", () => {
       assert.equal(proxy.proxy.state, 'stopped');
       await waitFor(async () => probe(port, '/live').then(() => false, () => true), 'the endpoint to close with the proxy', 2_000);
     } finally {
-      client.close();
+      await close();
     }
   });
 });

@@ -2,15 +2,15 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, startBackends, startProxy, staticCluster, unary } from '../helpers/harness.ts';
+import { startEchoSetup, unary } from '../helpers/harness.ts';
 
 it('a client pinging every second through the proxy never sees too_many_pings', async () => {
-  const backends = await startBackends(1);
-  const proxy = await startProxy({ clusters: [staticCluster('echo', backends)], routes: [{ match: { prefix: '/' }, cluster: 'echo' }] });
-  const client = echoClient(`127.0.0.1:${proxy.port}`, undefined, {
-    'grpc.keepalive_time_ms': 1_000,
-    'grpc.keepalive_timeout_ms': 1_000,
-    'grpc.keepalive_permit_without_calls': 1,
+  const { proxy, client, close } = await startEchoSetup(1, {}, {
+    client: {
+      'grpc.keepalive_time_ms': 1_000,
+      'grpc.keepalive_timeout_ms': 1_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    },
   });
   try {
     await unary(client, {});
@@ -23,8 +23,6 @@ it('a client pinging every second through the proxy never sees too_many_pings', 
     assert.equal(response.backend, 'backend-0');
     assert.equal(proxy.proxy.listeners[0]!.connectionCount, 1, 'the client kept its one connection: no GOAWAY');
   } finally {
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await close();
   }
 });

@@ -15,6 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as HEALTH_PROTO } from 'grpc-health-check';
 import { echoClient, startProxy, unary, waitFor } from '../helpers/harness.ts';
+import { steadyLoad } from '../helpers/load.ts';
 import { collectLogs, type LogEntry } from '../helpers/cli.ts';
 import { findPortFreeOnAll } from '../helpers/ports.ts';
 import { startDnsServer } from '../helpers/dns-server.ts';
@@ -73,31 +74,6 @@ async function spawnKitEcho(name: string, host: string, args: Record<string, num
   };
 }
 
-/** Unary calls (each held `delayMs` by the backend, so some are always in flight) until stop(). */
-function steadyLoad(port: number, concurrency: number, delayMs: number) {
-  const client = echoClient(`127.0.0.1:${port}`);
-  let running = true;
-  const failures: string[] = [];
-  let ok = 0;
-  const workers = Array.from({ length: concurrency }, async () => {
-    while (running) {
-      await unary(client, { delay_ms: delayMs }).then(
-        () => { ok++; },
-        (error: grpc.ServiceError) => { failures.push(`${error.code}: ${error.details}`); },
-      );
-    }
-  });
-  return {
-    failures,
-    get ok() { return ok; },
-    stop: async () => {
-      running = false;
-      await Promise.all(workers);
-      client.close();
-    },
-  };
-}
-
 type HealthClient = grpc.Client & {
   Check(request: { service: string }, options: grpc.CallOptions, callback: grpc.requestCallback<{ status: string }>): grpc.ClientUnaryCall;
   Watch(request: { service: string }): grpc.ClientReadableStream<{ status: string }>;
@@ -137,7 +113,9 @@ describe('server kit', () => {
     });
     const cluster = proxy.proxy.clusters.get('echo')!;
     const keyOf = (b: KitEcho) => `${b.host}:${b.port}`;
-    const load = steadyLoad(proxy.port, 8, 20);
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    // Each call held 20 ms by the backend, so some are always in flight.
+    const load = steadyLoad(client, { concurrency: 8, request: { delay_ms: 20 } });
     try {
       await waitFor(() => backends.every((b) => cluster.endpoints.get(keyOf(b))!.health === 'healthy'), 'both backends healthy');
       await waitFor(() => backends.every((b) => proxy.records.filter((r) => r.endpoint === keyOf(b)).length > 30), 'traffic on both backends');
@@ -152,8 +130,8 @@ describe('server kit', () => {
       const [code] = await exited;
       assert.equal(code, 0, 'a clean shutdown exits 0');
       // Load keeps running on the survivor after the victim has gone.
-      const before = load.ok;
-      await waitFor(() => load.ok > before + 100, '100 more RPCs after the exit');
+      const before = load.answered();
+      await waitFor(() => load.answered() > before + 100, '100 more RPCs after the exit');
       await load.stop();
 
       const steps = victim.logs.filter((e) => e.step).map((e) => e.step);
@@ -177,6 +155,7 @@ describe('server kit', () => {
       assert.ok(proxy.records.every((r) => r.status === 0), 'every RPC the proxy saw ended OK');
     } finally {
       await load.stop();
+      client.close();
       await proxy.close();
       await Promise.all(backends.map((b) => b.stop()));
     }

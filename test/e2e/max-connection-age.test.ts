@@ -1,10 +1,9 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { MAX_STREAM_ID } from '../../src/listener/goaway.ts';
-import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor } from '../helpers/harness.ts';
+import { startEchoSetup, unary, waitFor } from '../helpers/harness.ts';
 
 /** A gRPC frame holding an EchoRequest with only delay_ms (field 2, varint) set. */
 function echoRequestFrame(delayMs: number): Buffer {
@@ -19,23 +18,13 @@ function echoRequestFrame(delayMs: number): Buffer {
   return Buffer.concat([header, message]);
 }
 
+/** Two backends behind a proxy whose one h2c listener ages connections out. */
+const ageing = (age: string, grace: string) =>
+  startEchoSetup(2, { listeners: [{ name: 'main', port: 0, plaintext: true, max_connection_age: age, max_connection_age_grace: grace }] });
+
 describe('max_connection_age', () => {
-  let backends: EchoServerHandle[];
-
-  before(async () => {
-    backends = await startBackends(2);
-  });
-
-  after(async () => {
-    await Promise.all(backends.map((b) => b.close()));
-  });
-
   it('sends the two-phase GOAWAY after the age, and an RPC in flight still completes within the grace', async () => {
-    const proxy = await startProxy({
-      listeners: [{ name: 'main', port: 0, plaintext: true, max_connection_age: '300ms', max_connection_age_grace: '2s' }],
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
+    const { proxy, close } = await ageing('300ms', '2s');
     const session = http2.connect(`http://127.0.0.1:${proxy.port}`);
     try {
       const connectedAt = Date.now();
@@ -56,16 +45,12 @@ describe('max_connection_age', () => {
       assert.ok(goaways[0]!.at >= 260 && goaways[0]!.at < 700, `GOAWAY after the age (${goaways[0]!.at} ms)`);
     } finally {
       session.destroy();
-      await proxy.close();
+      await close();
     }
   });
 
   it('destroys a connection whose RPCs outlast the grace', async () => {
-    const proxy = await startProxy({
-      listeners: [{ name: 'main', port: 0, plaintext: true, max_connection_age: '100ms', max_connection_age_grace: '200ms' }],
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
+    const { proxy, close } = await ageing('100ms', '200ms');
     const session = http2.connect(`http://127.0.0.1:${proxy.port}`);
     session.on('error', () => {});
     try {
@@ -79,17 +64,12 @@ describe('max_connection_age', () => {
       assert.ok(elapsed < 1_500, `closed after age + grace, not after the RPC's 5 s (${elapsed} ms)`);
     } finally {
       session.destroy();
-      await proxy.close();
+      await close();
     }
   });
 
   it('calls still running when the grace ends reach grpc-js as UNAVAILABLE, never INTERNAL', async () => {
-    const proxy = await startProxy({
-      listeners: [{ name: 'main', port: 0, plaintext: true, max_connection_age: '100ms', max_connection_age_grace: '200ms' }],
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    const { proxy, client, close } = await ageing('100ms', '200ms');
     try {
       // A unary call (no response yet) and a stream (headers and messages already sent) outlast the grace.
       const unaryCall = unary(client, { delay_ms: 5_000 }).then(() => grpc.status.OK, (error: grpc.ServiceError) => error.code);
@@ -103,18 +83,12 @@ describe('max_connection_age', () => {
       await waitFor(() => proxy.records.length === 2, 'both records');
       assert.deepEqual(proxy.records.map((r) => r.reason), ['draining', 'draining']);
     } finally {
-      client.close();
-      await proxy.close();
+      await close();
     }
   });
 
   it('a grpc-js client moves to new connections as old ones age out, and no RPC fails', async () => {
-    const proxy = await startProxy({
-      listeners: [{ name: 'main', port: 0, plaintext: true, max_connection_age: '200ms', max_connection_age_grace: '5s' }],
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    const { proxy, client, close } = await ageing('200ms', '5s');
     const listener = proxy.proxy.listener('main');
     try {
       const failures: string[] = [];
@@ -131,8 +105,7 @@ describe('max_connection_age', () => {
       const peers = new Set(proxy.records.map((record) => record.peer));
       assert.ok(peers.size >= 3, `RPCs arrived on ${peers.size} connections`);
     } finally {
-      client.close();
-      await proxy.close();
+      await close();
     }
   });
 });

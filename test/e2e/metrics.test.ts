@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, expectStatus, startBackends, startProxy, staticCluster, unary, waitFor, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
+import { expectStatus, startEchoSetup, unary, waitFor, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import { samplesOf, scrape, valueOf, type Sample } from '../helpers/admin.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 
@@ -31,29 +31,24 @@ async function scrapeWhen(proxy: RunningProxy, ready: (samples: Sample[]) => boo
 }
 
 describe('metrics after a known set of RPCs', () => {
+  let setup: EchoSetup;
   let backends: EchoServerHandle[];
   let proxy: RunningProxy;
   let client: EchoClient;
 
   before(async () => {
-    backends = await startBackends(3);
-    proxy = await startProxy({
+    setup = await startEchoSetup(3, {
       admin: { port: 0 },
       metrics: { methods: [`/${SERVICE}/ServerStream`] },
-      clusters: [staticCluster('echo', backends)],
       routes: [
         { name: 'unary', match: { method: UNARY }, cluster: 'echo' },
         { name: 'echo', match: { service: SERVICE }, cluster: 'echo' },
       ],
     });
-    client = echoClient(`127.0.0.1:${proxy.port}`);
+    ({ backends, proxy, client } = setup);
   });
 
-  after(async () => {
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((backend) => backend.close()));
-  });
+  after(() => setup.close());
 
   test('counts per method, status code and endpoint are exact', async () => {
     for (let i = 0; i < 30; i++) await unary(client, { payload: Buffer.from('ok') });
@@ -103,26 +98,21 @@ describe('metrics after a known set of RPCs', () => {
 });
 
 describe('method labels stay bounded', () => {
-  let backends: EchoServerHandle[];
+  let setup: EchoSetup;
   let proxy: RunningProxy;
+  // Any method path, whatever the Echo service has: the client's untyped calls.
   let client: grpc.Client;
 
   before(async () => {
-    backends = await startBackends(2);
-    proxy = await startProxy({
+    setup = await startEchoSetup(2, {
       admin: { port: 0 },
       metrics: { max_methods: 2 },
-      clusters: [staticCluster('echo', backends)],
       routes: [{ name: 'all', match: { prefix: '/' }, cluster: 'echo' }],
     });
-    client = new grpc.Client(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
+    ({ proxy, client } = setup);
   });
 
-  after(async () => {
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((backend) => backend.close()));
-  });
+  after(() => setup.close());
 
   const call = (path: string) => new Promise<number>((resolve) => {
     client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (error) => resolve(error?.code ?? grpc.status.OK));

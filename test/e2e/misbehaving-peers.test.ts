@@ -2,8 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, startBackends, startProxy, staticCluster, unary, type RunningProxy } from '../helpers/harness.ts';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
+import { echoClient, startEchoSetup, startProxy, unary, waitFor, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 
 /** A gRPC frame: compressed flag, 4-byte length, message. */
 function grpcFrame(message: Buffer): Buffer {
@@ -20,18 +19,15 @@ const GRPC_HEADERS = {
 };
 
 describe('peers that reset or vanish at any moment', () => {
-  let backends: EchoServerHandle[];
+  let setup: EchoSetup;
   let proxy: RunningProxy;
 
   before(async () => {
-    backends = await startBackends(2);
-    proxy = await startProxy({ clusters: [staticCluster('echo', backends)], routes: [{ match: { prefix: '/' }, cluster: 'echo' }] });
+    setup = await startEchoSetup(2);
+    ({ proxy } = setup);
   });
 
-  after(async () => {
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  after(() => setup.close());
 
   it('survives clients that reset streams and drop connections at every stage', async () => {
     const stages = ['before-data', 'half-frame', 'after-frame', 'after-response', 'destroy-session'] as const;
@@ -63,14 +59,8 @@ describe('peers that reset or vanish at any moment', () => {
       }
     }
     // The proxy is alive and serving, and every cancelled call was released.
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
-    try {
-      const { response } = await unary(client, { payload: Buffer.from('still here') });
-      assert.equal(response.payload.toString(), 'still here');
-    } finally {
-      client.close();
-    }
-    const { waitFor } = await import('../helpers/harness.ts');
+    const { response } = await unary(setup.client, { payload: Buffer.from('still here') });
+    assert.equal(response.payload.toString(), 'still here');
     await waitFor(() => [...proxy.proxy.clusters.get('echo')!.endpoints.values()].every((e) => e.activeRequests === 0), 'active request counts to return to zero');
   });
 

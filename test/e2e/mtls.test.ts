@@ -7,36 +7,33 @@ import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from '../../src/config/load.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
-import { echoClient, expectStatus, startBackends, unary } from '../helpers/harness.ts';
-import { startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
+import { echoClient, expectStatus, startEchoSetup, unary, type EchoSetup } from '../helpers/harness.ts';
+import { startSecureProxy } from '../helpers/secure-proxy.ts';
 
 describe('downstream mTLS', () => {
   let backends: EchoServerHandle[];
   let pki: TestPki;
   let untrusted: TestPki;
   let expired: TestIdentity;
-  let required: SecureProxy;
-  let optional: SecureProxy;
+  let required: EchoSetup;
+  let optional: EchoSetup;
 
   before(async () => {
-    [backends, pki, untrusted] = await Promise.all([startBackends(1), makeTestPki(), makeTestPki()]);
+    [pki, untrusted] = await Promise.all([makeTestPki(), makeTestPki()]);
     expired = await issueIdentity(pki, 'expired', { subject: '/CN=expired.test', san: 'URI:spiffe://test/expired', expired: true });
-    const config = (mode: string) => ({
-      listeners: [{ name: 'secure', port: 0, tls: { cert_file: pki.server.cert, key_file: pki.server.key, client_ca_file: pki.caCert, client_certificates: mode } }],
-      clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: backends[0]!.port }] }],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
-    [required, optional] = await Promise.all([startSecureProxy(config('required')), startSecureProxy(config('optional'))]);
+    const secured = (mode: string) => startEchoSetup(1, {}, { tls: { pki, listener: { client_ca_file: pki.caCert, client_certificates: mode } } });
+    [required, optional] = await Promise.all([secured('required'), secured('optional')]);
+    backends = required.backends;
   });
 
   after(async () => {
     await Promise.all([required.close(), optional.close()]);
-    await Promise.all(backends.map((b) => b.close()));
     await Promise.all([pki.cleanup(), untrusted.cleanup()]);
   });
 
-  const call = async (proxy: SecureProxy, credentials: grpc.ChannelCredentials) => {
-    const client = echoClient(`localhost:${proxy.port}`, credentials);
+  /** One call on a client of its own, with `credentials`. */
+  const call = async (setup: EchoSetup, credentials: grpc.ChannelCredentials) => {
+    const client = echoClient(`localhost:${setup.proxy.port}`, credentials);
     try {
       return await unary(client, {}, new grpc.Metadata(), { deadline: Date.now() + 3_000 });
     } finally {

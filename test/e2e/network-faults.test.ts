@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as grpc from '@grpc/grpc-js';
-import { echoClient, startBackends, startProxy, unary, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { echoClient, startBackends, startProxy, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { steadyLoad } from '../helpers/load.ts';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 
@@ -34,24 +34,16 @@ describe('network faults between the proxy and one backend', () => {
   });
 
   /** Runs unary load until `until` resolves; returns the failures. */
-  async function underLoad(until: () => Promise<void>): Promise<string[]> {
+  async function underLoad(until: () => Promise<void>): Promise<readonly string[]> {
     const client = echoClient(`127.0.0.1:${proxy.port}`);
-    const failures: string[] = [];
-    let running = true;
-    const worker = async () => {
-      while (running) {
-        await unary(client, {}, new grpc.Metadata(), { deadline: Date.now() + 3_000 }).catch((e: grpc.ServiceError) => failures.push(`${e.code}: ${e.details}`));
-      }
-    };
-    const workers = Array.from({ length: 6 }, worker);
+    const load = steadyLoad(client, { concurrency: 6, deadlineMs: 3_000 });
     try {
       await until();
     } finally {
-      running = false;
-      await Promise.all(workers);
+      await load.stop();
       client.close();
     }
-    return failures;
+    return load.failures;
   }
 
   it('a blackholed backend: per-try timeouts retry elsewhere, outlier detection ejects it, zero failures', async () => {

@@ -9,20 +9,19 @@ import { X509Certificate } from 'node:crypto';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { watchCertificates, type CertificateWatcher } from '../../src/lifecycle/cert-rotation.ts';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
-import { echoClient, expectStatus, startBackends, unary, waitFor } from '../helpers/harness.ts';
-import { capturingLogger, startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
+import { echoClient, expectStatus, startEchoSetup, unary, waitFor, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
+import { capturingLogger } from '../helpers/secure-proxy.ts';
 import { adminJson, scrape, valueOf } from '../helpers/admin.ts';
 
 const BEARER = 'Bearer tok-SECRET-7f3a91';
 
 describe('observability of a TLS proxy', () => {
-  let backends: EchoServerHandle[];
+  let setup: EchoSetup;
   let pki: TestPki;
   let next: TestIdentity;
-  let proxy: SecureProxy;
+  let proxy: RunningProxy;
   let watcher: CertificateWatcher;
   let accessLogFile: string;
   let certFile: string;
@@ -30,29 +29,29 @@ describe('observability of a TLS proxy', () => {
   const log = capturingLogger();
 
   before(async () => {
-    [backends, pki] = await Promise.all([startBackends(1), makeTestPki()]);
+    pki = await makeTestPki();
     next = await issueIdentity(pki, 'server-v2', { subject: '/CN=localhost', san: 'DNS:localhost, IP:127.0.0.1', usage: 'serverAuth' });
     accessLogFile = path.join(pki.dir, 'access.log');
     certFile = path.join(pki.dir, 'live.crt');
     keyFile = path.join(pki.dir, 'live.key');
     await copyFile(pki.server.cert, certFile);
     await copyFile(pki.server.key, keyFile);
-    proxy = await startSecureProxy({
-      listeners: [{ name: 'secure', port: 0, tls: { cert_file: certFile, key_file: keyFile, client_ca_file: pki.caCert, client_certificates: 'optional', forward_client_cert: true } }],
-      clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: backends[0]!.port }] }],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
+    setup = await startEchoSetup(1, {
       authorization: { rules: [{ name: 'client', principals: ['spiffe://test/client'], methods: ['switchyard.demo.v1.Echo/*'], action: 'allow' }] },
       access_log: { output: accessLogFile },
       admin: { port: 0 },
       log_level: 'debug',
-    }, log.logger);
+    }, {
+      tls: { pki, listener: { cert_file: certFile, key_file: keyFile, client_ca_file: pki.caCert, client_certificates: 'optional', forward_client_cert: true } },
+      logger: log.logger,
+    });
+    ({ proxy } = setup);
     watcher = await watchCertificates(proxy.proxy, 50);
   });
 
   after(async () => {
     watcher.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await setup.close();
     await pki.cleanup();
   });
 

@@ -1,30 +1,22 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor } from '../helpers/harness.ts';
+import { startEchoSetup, waitFor } from '../helpers/harness.ts';
+import { steadyLoad } from '../helpers/load.ts';
 
 const BASE_EJECTION_MS = 300;
 const CONCURRENCY = 4;
 
 it('outlier detection: a backend answering UNAVAILABLE in trailers is ejected after N consecutive errors, then re-admitted after the ejection time', async () => {
-  const backends = await startBackends(3);
+  const { backends, proxy, client, close } = await startEchoSetup(3, {}, {
+    cluster: { outlier_detection: { consecutive_gateway_errors: 3, base_ejection_time: `${BASE_EJECTION_MS}ms`, max_ejection_time: '10s' } },
+  });
   const failing = backends[0]!;
   const failingKey = `127.0.0.1:${failing.port}`;
   // Every call fails after response headers were sent: HTTP 200, grpc-status 14 in the trailers.
   failing.behaviour.unavailableEvery = 1;
-  const proxy = await startProxy({
-    clusters: [staticCluster('echo', backends, {
-      outlier_detection: { consecutive_gateway_errors: 3, base_ejection_time: `${BASE_EJECTION_MS}ms`, max_ejection_time: '10s' },
-    })],
-    routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-  });
   const cluster = proxy.proxy.clusters.get('echo')!;
-  const client = echoClient(`127.0.0.1:${proxy.port}`);
-  const failures: number[] = [];
-  let running = true;
-  const workers = Array.from({ length: CONCURRENCY }, async () => {
-    while (running) await unary(client, {}).catch((error: grpc.ServiceError) => failures.push(error.code));
-  });
+  const load = steadyLoad(client, { concurrency: CONCURRENCY });
   try {
     await waitFor(() => cluster.endpoints.get(failingKey)!.ejected, 'the failing endpoint to be ejected');
     const outlier = cluster.healthSnapshot().find((view) => view.key === failingKey)!.outlier!;
@@ -40,8 +32,7 @@ it('outlier detection: a backend answering UNAVAILABLE in trailers is ejected af
     assert.equal(second.totalEjections, 2);
     assert.equal(second.ejectionCount, 2);
     assert.ok(second.ejectedUntil! - outlier.ejectedUntil! >= 2 * BASE_EJECTION_MS);
-    running = false;
-    await Promise.all(workers);
+    await load.stop();
 
     const onFailing = proxy.records.filter((r) => r.endpoint === failingKey);
     const beforeEjection = onFailing.filter((r) => r.startedAt <= ejectedAt);
@@ -50,13 +41,10 @@ it('outlier detection: a backend answering UNAVAILABLE in trailers is ejected af
     const duringEjection = onFailing.filter((r) => r.startedAt > ejectedAt && r.startedAt < outlier.ejectedUntil! - 5);
     assert.deepEqual(duringEjection.map((r) => r.startedAt - ejectedAt), [], 'no RPC went to the ejected endpoint');
     assert.ok(proxy.records.filter((r) => r.startedAt > ejectedAt && r.startedAt < outlier.ejectedUntil! - 5).length > 20, 'the others kept serving');
-    assert.ok(failures.every((code) => code === grpc.status.UNAVAILABLE));
-    assert.equal(failures.length, onFailing.length);
+    assert.ok(load.failures.every((failure) => failure.startsWith(`${grpc.status.UNAVAILABLE}: `)));
+    assert.equal(load.failures.length, onFailing.length);
   } finally {
-    running = false;
-    await Promise.all(workers);
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await load.stop();
+    await close();
   }
 });

@@ -7,33 +7,27 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { echoClient, expectStatus, startBackends, startProxy, staticCluster, unary, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { expectStatus, startEchoSetup, unary, waitFor, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import { adminUrl, parseSamples } from '../helpers/admin.ts';
 
 describe('overload', () => {
+  let setup: EchoSetup;
   let backends: EchoServerHandle[];
   let proxy: RunningProxy;
+  let client: EchoClient;
 
   before(async () => {
-    backends = await startBackends(1);
     // A limit far below what any Node process holds: overloaded from the first sample.
-    proxy = await startProxy({ admin: { port: 0 }, overload: { max_memory_mb: 1 }, clusters: [staticCluster('echo', backends)], routes: [{ match: { prefix: '/' }, cluster: 'echo' }] });
+    setup = await startEchoSetup(1, { admin: { port: 0 }, overload: { max_memory_mb: 1 } });
+    ({ backends, proxy, client } = setup);
   });
 
-  after(async () => {
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  after(() => setup.close());
 
   it('refuses new RPCs with UNAVAILABLE, says so, and reports it', async () => {
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
-    try {
-      const error = await expectStatus(unary(client, {}));
-      assert.equal(error.code, grpc.status.UNAVAILABLE);
-      assert.equal(error.details, 'the proxy is overloaded');
-    } finally {
-      client.close();
-    }
+    const error = await expectStatus(unary(client, {}));
+    assert.equal(error.code, grpc.status.UNAVAILABLE);
+    assert.equal(error.details, 'the proxy is overloaded');
     assert.equal(backends[0]!.calls.get('Unary') ?? 0, 0, 'no backend was called');
     await waitFor(() => proxy.records.length === 1, 'the record');
     assert.equal(proxy.records[0]!.reason, 'overloaded');
@@ -43,11 +37,6 @@ describe('overload', () => {
 
   it('a reload that raises the limit accepts RPCs again', async () => {
     await proxy.proxy.reload({ config: { ...proxy.proxy.config, overload: { max_memory_mb: 1 << 20 } } });
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
-    try {
-      assert.equal((await unary(client, {})).response.backend, backends[0]!.name);
-    } finally {
-      client.close();
-    }
+    assert.equal((await unary(client, {})).response.backend, backends[0]!.name);
   });
 });

@@ -2,34 +2,29 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, expectStatus, startBackends, startProxy, staticCluster, unary, waitFor, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
+import { expectStatus, startEchoSetup, unary, waitFor, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import type { EchoResponse, EchoServerHandle } from '../../src/demo/echo-service.ts';
 
 const deadlineIn = (ms: number) => new Date(Date.now() + ms);
 
 describe('deadlines, timeouts and cancellation through the proxy', () => {
+  let setup: EchoSetup;
   let backends: EchoServerHandle[];
   let proxy: RunningProxy;
   let client: EchoClient;
 
   before(async () => {
-    backends = await startBackends(1);
-    proxy = await startProxy({
-      clusters: [staticCluster('echo', backends)],
+    setup = await startEchoSetup(1, {
       routes: [
         { name: 'timed', match: { method: '/switchyard.demo.v1.Echo/Unary', headers: [{ name: 'x-timed', present: true }] }, cluster: 'echo', timeout: '300ms' },
         { name: 'capped', match: { method: '/switchyard.demo.v1.Echo/Bidi' }, cluster: 'echo', max_stream_duration: '400ms' },
         { name: 'default', match: { prefix: '/' }, cluster: 'echo' },
       ],
     });
-    client = echoClient(`127.0.0.1:${proxy.port}`);
+    ({ backends, proxy, client } = setup);
   });
 
-  after(async () => {
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  after(() => setup.close());
 
   const backend = () => backends[0]!;
 
@@ -115,9 +110,9 @@ describe('deadlines, timeouts and cancellation through the proxy', () => {
   });
 
   it('an upstream that dies mid-stream gives the client a gRPC status, and the proxy lives on', async () => {
-    const [doomed] = await startBackends(1);
-    const local = await startProxy({ clusters: [staticCluster('echo', [doomed!])], routes: [{ match: { prefix: '/' }, cluster: 'echo' }] });
-    const localClient = echoClient(`127.0.0.1:${local.port}`);
+    const local = await startEchoSetup(1);
+    const [doomed] = local.backends;
+    const localClient = local.client;
     try {
       const call = localClient.ServerStream({ count: 1_000, delay_ms: 20 });
       await new Promise<void>((resolve) => call.once('data', () => resolve()));
@@ -135,7 +130,6 @@ describe('deadlines, timeouts and cancellation through the proxy', () => {
       const error = await expectStatus(unary(localClient, {}));
       assert.equal(error.code, grpc.status.UNAVAILABLE);
     } finally {
-      localClient.close();
       await local.close();
     }
   });

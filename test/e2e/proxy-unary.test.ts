@@ -2,25 +2,25 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import * as http2 from 'node:http2';
-import { echoClient, expectStatus, startBackends, startProxy, staticCluster, unary, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
+import { expectStatus, startEchoSetup, staticCluster, unary, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
 
 describe('unary RPCs through the proxy', () => {
+  let setup: EchoSetup;
   let backends: EchoServerHandle[];
   let proxy: RunningProxy;
   let client: EchoClient;
   let dns: TestDnsServer;
 
   before(async () => {
-    backends = await startBackends(2);
     // A headless Service with no ready pods: its name resolves to nothing.
     dns = await startDnsServer();
-    proxy = await startProxy({
+    setup = await startEchoSetup(2, (echo) => ({
       // Above the 4 MiB default, for the large-message test.
       listeners: [{ name: 'main', port: 0, plaintext: true, http2: { max_request_message_bytes: 8 << 20, max_response_message_bytes: 8 << 20 } }],
       clusters: [
-        staticCluster('echo', backends),
+        staticCluster('echo', echo),
         { name: 'nobody', dns: { name: 'nobody.test', port: 50051, families: ['ipv4'], servers: [dns.address] } },
       ],
       routes: [
@@ -29,14 +29,12 @@ describe('unary RPCs through the proxy', () => {
         { match: { service: 'switchyard.demo.v1.Empty' }, cluster: 'nobody' },
         { match: { service: 'switchyard.demo.v1.Denied' }, direct_response: { code: 'PERMISSION_DENIED', message: 'denied by default' } },
       ],
-    });
-    client = echoClient(`127.0.0.1:${proxy.port}`);
+    }));
+    ({ backends, proxy, client } = setup);
   });
 
   after(async () => {
-    client.close();
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await setup.close();
     await dns.close();
   });
 

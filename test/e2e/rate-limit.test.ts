@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type { EchoClient, EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
-import { echoClient, expectStatus, startBackends, startProxy, staticCluster, unary, waitFor, type RunningProxy } from '../helpers/harness.ts';
-import { startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
+import { echoClient, expectStatus, startEchoSetup, unary, waitFor, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 
 /** Its own connection: grpc-js otherwise shares one between clients of the same target. */
 const ownConnection = { 'grpc.use_local_subchannel_pool': 1 };
@@ -16,47 +15,40 @@ const ownConnection = { 'grpc.use_local_subchannel_pool': 1 };
 const backendCalls = (backends: EchoServerHandle[]) => backends.reduce((sum, b) => sum + [...b.calls.values()].reduce((a, n) => a + n, 0), 0);
 
 describe('rate limits', () => {
+  let setup: EchoSetup;
   let backends: EchoServerHandle[];
   let proxy: RunningProxy;
-  let perConnection: RunningProxy;
+  let perConnection: EchoSetup;
 
   before(async () => {
-    backends = await startBackends(1);
-    proxy = await startProxy({
-      clusters: [staticCluster('echo', backends)],
+    setup = await startEchoSetup(1, {
       routes: [
         { name: 'unary', match: { method: '/switchyard.demo.v1.Echo/Unary' }, cluster: 'echo', rate_limit: { requests_per_second: 2, burst: 3 } },
         { name: 'stream', match: { prefix: '/' }, cluster: 'echo', rate_limit: { requests_per_second: 1_000, burst: 1_000, per_identity: { requests_per_second: 1, burst: 2 } } },
       ],
     });
-    perConnection = await startProxy({
+    ({ backends, proxy } = setup);
+    perConnection = await startEchoSetup(1, {
       listeners: [{ name: 'main', port: 0, plaintext: true, http2: { max_rpcs_per_second_per_connection: 4 } }],
-      clusters: [staticCluster('echo', backends)],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
     });
   });
 
   after(async () => {
-    await proxy.close();
+    await setup.close();
     await perConnection.close();
-    await Promise.all(backends.map((b) => b.close()));
   });
 
   it('a route\'s bucket: burst calls pass, the next is RESOURCE_EXHAUSTED with no backend contacted, then it refills', async () => {
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
-    try {
-      for (let i = 0; i < 3; i++) await unary(client, {});
-      const before = backendCalls(backends);
-      const error = await expectStatus(unary(client, {}));
-      assert.equal(error.code, grpc.status.RESOURCE_EXHAUSTED);
-      assert.equal(error.details, 'rate limit of route unary exceeded (2/s, burst 3)');
-      assert.equal(backendCalls(backends), before, 'no backend was contacted');
-      assert.equal(proxy.records.at(-1)?.endpoint, undefined);
-      // 2/s: a token every 500 ms. Refused attempts cost no token.
-      await waitFor(() => unary(client, {}).then(() => true, () => false), 'the bucket to refill', 2_000);
-    } finally {
-      client.close();
-    }
+    const { client } = setup;
+    for (let i = 0; i < 3; i++) await unary(client, {});
+    const before = backendCalls(backends);
+    const error = await expectStatus(unary(client, {}));
+    assert.equal(error.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(error.details, 'rate limit of route unary exceeded (2/s, burst 3)');
+    assert.equal(backendCalls(backends), before, 'no backend was contacted');
+    assert.equal(proxy.records.at(-1)?.endpoint, undefined);
+    // 2/s: a token every 500 ms. Refused attempts cost no token.
+    await waitFor(() => unary(client, {}).then(() => true, () => false), 'the bucket to refill', 2_000);
   });
 
   it('per identity: callers without a certificate share the "anonymous" bucket, across connections', async () => {
@@ -81,8 +73,8 @@ describe('rate limits', () => {
   });
 
   it('per connection: a connection over max_rpcs_per_second_per_connection is refused; another connection is not', async () => {
-    const greedy = echoClient(`127.0.0.1:${perConnection.port}`, undefined, ownConnection);
-    const other = echoClient(`127.0.0.1:${perConnection.port}`, undefined, ownConnection);
+    const greedy = echoClient(`127.0.0.1:${perConnection.proxy.port}`, undefined, ownConnection);
+    const other = echoClient(`127.0.0.1:${perConnection.proxy.port}`, undefined, ownConnection);
     try {
       const results = await Promise.allSettled(Array.from({ length: 8 }, () => unary(greedy, {})));
       const refused = results.filter((r) => r.status === 'rejected').map((r) => (r.reason as grpc.ServiceError));
@@ -100,26 +92,25 @@ describe('rate limits', () => {
 });
 
 describe('per-identity rate limit with mTLS', () => {
+  let setup: EchoSetup;
   let backends: EchoServerHandle[];
   let pki: TestPki;
   let other: TestIdentity;
-  let proxy: SecureProxy;
+  let proxy: RunningProxy;
   // About one token per 100 s: no refill while the test runs, so every count below is exact.
   const LIMIT = '(0.01/s, burst 3)';
 
   before(async () => {
-    [backends, pki] = await Promise.all([startBackends(1), makeTestPki()]);
+    pki = await makeTestPki();
     other = await issueIdentity(pki, 'other', { subject: '/CN=other.test', san: 'URI:spiffe://test/other, DNS:other.test' });
-    proxy = await startSecureProxy({
-      listeners: [{ name: 'secure', port: 0, tls: { cert_file: pki.server.cert, key_file: pki.server.key, client_ca_file: pki.caCert, client_certificates: 'optional', forward_client_cert: true } }],
-      clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: backends[0]!.port }] }],
+    setup = await startEchoSetup(1, {
       routes: [{ name: 'limited', match: { prefix: '/' }, cluster: 'echo', rate_limit: { requests_per_second: 1_000, burst: 1_000, per_identity: { requests_per_second: 0.01, burst: 3 } } }],
-    });
+    }, { tls: { pki, listener: { client_ca_file: pki.caCert, client_certificates: 'optional', forward_client_cert: true } } });
+    ({ backends, proxy } = setup);
   });
 
   after(async () => {
-    await proxy.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await setup.close();
     await pki.cleanup();
   });
 

@@ -7,28 +7,13 @@ import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { configSchema } from '../../src/config/schema.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
+import { echoClient, startEchoSetup, startProxy, staticCluster, unary, waitFor, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
+import { steadyLoad } from '../helpers/load.ts';
 
 const LISTENERS = [{ name: 'main', port: 0, plaintext: true }];
 
 function config(value: Record<string, unknown>) {
   return { config: configSchema.parse({ listeners: LISTENERS, ...value }) };
-}
-
-/** Unary RPCs back to back on `loops` concurrent loops until stop(); counts outcomes. */
-function steadyLoad(client: EchoClient, loops: number) {
-  let running = true;
-  const outcome = { ok: 0, failed: [] as string[] };
-  const loop = async () => {
-    while (running) {
-      await unary(client, {}).then(
-        () => { outcome.ok++; },
-        (error: grpc.ServiceError) => { outcome.failed.push(`${error.code}: ${error.details}`); },
-      );
-    }
-  };
-  const done = Promise.all(Array.from({ length: loops }, loop));
-  return { outcome, stop: async () => { running = false; await done; } };
 }
 
 const canary = () => {
@@ -38,24 +23,18 @@ const canary = () => {
 };
 
 describe('reloading the config', () => {
+  let setup: EchoSetup;
   let backends: EchoServerHandle[];
   let running: RunningProxy;
   let client: EchoClient;
 
   before(async () => {
-    backends = await startBackends(3);
-    running = await startProxy({
-      clusters: [staticCluster('echo', backends.slice(0, 1))],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
-    client = echoClient(`127.0.0.1:${running.port}`);
+    // Three backends, only the first in the cluster at first.
+    setup = await startEchoSetup(3, (all) => ({ clusters: [staticCluster('echo', all.slice(0, 1))] }));
+    ({ backends, proxy: running, client } = setup);
   });
 
-  after(async () => {
-    client.close();
-    await running.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  after(() => setup.close());
 
   it('adds a backend, a cluster and a route under load: no RPC fails, and new RPCs see the change at once', async () => {
     const { proxy } = running;
@@ -63,8 +42,8 @@ describe('reloading the config', () => {
     // In flight on the cluster about to be replaced: it must finish there.
     const slow = unary(client, { delay_ms: 600 });
     await waitFor(() => backends[0]!.active > 0, 'the slow RPC to be in flight');
-    const load = steadyLoad(client, 4);
-    await waitFor(() => load.outcome.ok > 50, 'traffic');
+    const load = steadyLoad(client, { concurrency: 4 });
+    await waitFor(() => load.answered() > 50, 'traffic');
 
     const summary = await proxy.reload(config({
       clusters: [staticCluster('echo', backends.slice(0, 2)), staticCluster('canary', backends.slice(2))],
@@ -83,10 +62,10 @@ describe('reloading the config', () => {
     assert.deepEqual([...seen].sort(), ['backend-0', 'backend-1']);
 
     assert.equal((await slow).response.backend, 'backend-0');
-    const okBefore = load.outcome.ok;
-    await waitFor(() => load.outcome.ok > okBefore + 50, 'traffic after the reload');
+    const okBefore = load.answered();
+    await waitFor(() => load.answered() > okBefore + 50, 'traffic after the reload');
     await load.stop();
-    assert.deepEqual(load.outcome.failed, [], `no RPC failed (${load.outcome.ok} succeeded)`);
+    assert.deepEqual(load.failures, [], `no RPC failed (${load.answered()} succeeded)`);
     // The replaced cluster is closed once its last RPC is done.
     assert.notEqual(proxy.clusters.get('echo'), oldEcho);
     await waitFor(() => oldEcho.endpoints.size === 0, 'the replaced cluster to close', 2_000);

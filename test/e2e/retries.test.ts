@@ -1,13 +1,12 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, startBackends, startProxy, staticCluster, unary, type RunningProxy } from '../helpers/harness.ts';
+import { echoClient, startEchoSetup, startProxy, unary, type EchoClient } from '../helpers/harness.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 
 /** Sends `total` unary RPCs, `concurrency` at a time; returns the errors. */
-async function load(proxy: RunningProxy, total: number, concurrency: number, options: grpc.CallOptions = {}): Promise<grpc.ServiceError[]> {
-  const client = echoClient(`127.0.0.1:${proxy.port}`);
+async function load(client: EchoClient, total: number, concurrency: number, options: grpc.CallOptions = {}): Promise<grpc.ServiceError[]> {
   const errors: grpc.ServiceError[] = [];
   let sent = 0;
   const worker = async () => {
@@ -17,72 +16,53 @@ async function load(proxy: RunningProxy, total: number, concurrency: number, opt
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  client.close();
   return errors;
 }
 
 const unaryCalls = (backends: readonly EchoServerHandle[]) => backends.reduce((sum, b) => sum + (b.calls.get('Unary') ?? 0), 0);
 
 const RETRY_UNAVAILABLE = { retry_on: ['unavailable', 'reset', 'connect_failure', 'refused_stream'], num_retries: 2 };
+/** Failures never eject an endpoint: what the client sees is up to the retry policy alone. */
+const NO_EJECTION = { outlier_detection: { consecutive_gateway_errors: 0 } };
 
 describe('retries', () => {
-  let backends: EchoServerHandle[];
-
-  before(async () => {
-    backends = await startBackends(3);
-  });
-
-  after(async () => {
-    await Promise.all(backends.map((b) => b.close()));
-  });
-
   it('one backend failing 20% of calls with UNAVAILABLE in trailers: zero client failures', async () => {
-    backends[0]!.behaviour.unavailableEvery = 5;
-    const proxy = await startProxy({
-      clusters: [staticCluster('echo', backends, { outlier_detection: { consecutive_gateway_errors: 0 } })],
+    const { backends, proxy, client, close } = await startEchoSetup(3, {
       routes: [{ match: { prefix: '/' }, cluster: 'echo', retry_policy: RETRY_UNAVAILABLE }],
-    });
+    }, { cluster: NO_EJECTION });
+    backends[0]!.behaviour.unavailableEvery = 5;
     try {
-      const errors = await load(proxy, 900, 8);
+      const errors = await load(client, 900, 8);
       assert.deepEqual(errors.map((e) => e.details), []);
       const retried = proxy.records.filter((r) => r.retries > 0).length;
       assert.ok(retried >= 20, `only ${retried} RPCs were retried`);
       // A retry goes to another endpoint: the retried RPCs ended on a healthy backend.
       assert.ok(proxy.records.filter((r) => r.retries > 0).every((r) => r.endpoint !== `127.0.0.1:${backends[0]!.port}`));
     } finally {
-      backends[0]!.behaviour.unavailableEvery = 0;
-      await proxy.close();
+      await close();
     }
   });
 
   it('without a retry policy the same failures reach the client (the test above can fail)', async () => {
+    const { backends, client, close } = await startEchoSetup(3, {}, { cluster: NO_EJECTION });
     backends[0]!.behaviour.unavailableEvery = 5;
-    const proxy = await startProxy({
-      clusters: [staticCluster('echo', backends, { outlier_detection: { consecutive_gateway_errors: 0 } })],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
     try {
-      const errors = await load(proxy, 300, 8);
+      const errors = await load(client, 300, 8);
       assert.ok(errors.length > 0 && errors.every((e) => e.code === grpc.status.UNAVAILABLE));
     } finally {
-      backends[0]!.behaviour.unavailableEvery = 0;
-      await proxy.close();
+      await close();
     }
   });
 
   it('the retry budget caps retries when every backend fails: no retry storm', async () => {
-    for (const b of backends) b.behaviour.unavailableEvery = 1;
-    const proxy = await startProxy({
-      clusters: [staticCluster('echo', backends, {
-        outlier_detection: { consecutive_gateway_errors: 0 },
-        retry_budget: { budget_percent: 20, min_retry_concurrency: 2 },
-      })],
+    const { backends, proxy, client, close } = await startEchoSetup(3, {
       routes: [{ match: { prefix: '/' }, cluster: 'echo', retry_policy: { ...RETRY_UNAVAILABLE, num_retries: 3 } }],
-    });
+    }, { cluster: { ...NO_EJECTION, retry_budget: { budget_percent: 20, min_retry_concurrency: 2 } } });
+    for (const b of backends) b.behaviour.unavailableEvery = 1;
     const before = unaryCalls(backends);
     try {
       const total = 400;
-      const errors = await load(proxy, total, 40);
+      const errors = await load(client, total, 40);
       assert.equal(errors.length, total);
       const upstream = unaryCalls(backends) - before;
       // Unbudgeted, 3 retries each would make 4 × 400 = 1600 upstream calls.
@@ -91,37 +71,33 @@ describe('retries', () => {
       // The backend's own answer reaches the client unchanged; the access log and metrics say why it was not retried.
       assert.ok(proxy.records.some((r) => r.reason === 'retry_budget_exhausted' && /retry budget exhausted/.test(r.error ?? '')));
     } finally {
-      for (const b of backends) b.behaviour.unavailableEvery = 0;
-      await proxy.close();
+      await close();
     }
   });
 
   it('a hanging backend: the per-try timeout and a retry keep every call within its deadline', async () => {
-    backends[1]!.behaviour.extraDelayMs = 60_000;
-    const proxy = await startProxy({
-      clusters: [staticCluster('echo', backends, { outlier_detection: { consecutive_gateway_errors: 0 } })],
+    const { backends, proxy, client, close } = await startEchoSetup(3, {
       routes: [{ match: { prefix: '/' }, cluster: 'echo', retry_policy: { ...RETRY_UNAVAILABLE, per_try_timeout: '150ms' } }],
-    });
+    }, { cluster: NO_EJECTION });
+    backends[1]!.behaviour.extraDelayMs = 60_000;
     try {
       const started = Date.now();
-      const errors = await load(proxy, 60, 6, { deadline: 2_000 });
+      const errors = await load(client, 60, 6, { deadline: 2_000 });
       assert.deepEqual(errors.map((e) => e.details), []);
       assert.ok(Date.now() - started < 10_000);
       const retried = proxy.records.filter((r) => r.retries > 0);
       assert.ok(retried.length > 0, 'some calls hit the hanging backend and were retried');
     } finally {
       backends[1]!.behaviour.extraDelayMs = 0;
-      await proxy.close();
+      await close();
     }
   });
 
   it('a request larger than max_buffered_bytes is not retried', async () => {
-    backends[0]!.behaviour.unavailableEvery = 1;
-    const proxy = await startProxy({
-      clusters: [staticCluster('echo', [backends[0]!])],
+    const { backends, client, close } = await startEchoSetup(1, {
       routes: [{ match: { prefix: '/' }, cluster: 'echo', retry_policy: { ...RETRY_UNAVAILABLE, max_buffered_bytes: 1024 } }],
     });
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    backends[0]!.behaviour.unavailableEvery = 1;
     try {
       const before = backends[0]!.calls.get('Unary') ?? 0;
       const error = await unary(client, { payload: Buffer.alloc(4096) }).then(() => undefined, (e: grpc.ServiceError) => e);
@@ -131,9 +107,7 @@ describe('retries', () => {
       assert.equal(small?.code, grpc.status.UNAVAILABLE);
       assert.equal((backends[0]!.calls.get('Unary') ?? 0) - before, 1 + 3, 'the small request was tried 3 times');
     } finally {
-      backends[0]!.behaviour.unavailableEvery = 0;
-      client.close();
-      await proxy.close();
+      await close();
     }
   });
 });

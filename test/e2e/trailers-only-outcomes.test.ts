@@ -10,8 +10,7 @@ import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { echoClient, expectStatus, startBackends, startProxy, type RunningProxy } from '../helpers/harness.ts';
+import { expectStatus, startEchoSetup, staticCluster, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import { adminUrl, parseSamples } from '../helpers/admin.ts';
 
 const CALLS = 40;
@@ -45,42 +44,38 @@ async function attemptCodes(proxy: RunningProxy, cluster: string): Promise<Recor
 
 describe('trailers-only answers from backends', () => {
   let raw: { port: number; close(): Promise<void> };
-  let echo: EchoServerHandle[];
+  let setup: EchoSetup;
   let proxy: RunningProxy;
 
   before(async () => {
-    [raw, echo] = await Promise.all([startTrailersOnlyBackend(), startBackends(2)]);
+    raw = await startTrailersOnlyBackend();
     // Strict outlier detection: a handful of gateway errors in a row would eject.
     const outlier = { consecutive_gateway_errors: 3, base_ejection_time: '30s', max_ejection_percent: 100 };
-    proxy = await startProxy({
+    setup = await startEchoSetup(2, (echo) => ({
       admin: { port: 0 },
       clusters: [
         { name: 'raw', endpoints: [{ address: '127.0.0.1', port: raw.port }], outlier_detection: outlier },
-        { name: 'echo', endpoints: echo.map((b) => ({ address: '127.0.0.1', port: b.port })), outlier_detection: outlier },
+        staticCluster('echo', echo, { outlier_detection: outlier }),
       ],
       routes: [
         { match: { service: 'switchyard.demo.v1.Echo' }, cluster: 'raw' },
         { match: { prefix: '/' }, cluster: 'echo' },
       ],
-    });
+    }));
+    ({ proxy } = setup);
   });
 
   after(async () => {
-    await proxy.close();
+    await setup.close();
     await raw.close();
-    await Promise.all(echo.map((b) => b.close()));
   });
 
   it('NOT_FOUND trailers-only from a raw HTTP/2 backend is recorded as NOT_FOUND, and ejects nothing', async () => {
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
-    try {
-      for (let i = 0; i < CALLS; i++) {
-        const error = await expectStatus(new Promise((resolve, reject) => client.Unary({}, new grpc.Metadata(), {}, (e, r) => (e ? reject(e) : resolve(r)))));
-        assert.equal(error.code, grpc.status.NOT_FOUND);
-        assert.equal(error.details, 'no such thing');
-      }
-    } finally {
-      client.close();
+    const { client } = setup;
+    for (let i = 0; i < CALLS; i++) {
+      const error = await expectStatus(new Promise((resolve, reject) => client.Unary({}, new grpc.Metadata(), {}, (e, r) => (e ? reject(e) : resolve(r)))));
+      assert.equal(error.code, grpc.status.NOT_FOUND);
+      assert.equal(error.details, 'no such thing');
     }
     assert.deepEqual(await attemptCodes(proxy, 'raw'), { NOT_FOUND: CALLS });
     assert.ok(proxy.proxy.clusters.get('raw')!.healthSnapshot().every((endpoint) => !endpoint.ejected), 'no endpoint ejected');
@@ -88,16 +83,13 @@ describe('trailers-only answers from backends', () => {
   });
 
   it('an unknown method on a grpc-js backend is recorded as UNIMPLEMENTED, and ejects nothing', async () => {
-    const client = new grpc.Client(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
-    try {
-      for (let i = 0; i < CALLS; i++) {
-        const error = await expectStatus(new Promise((resolve, reject) => {
-          client.makeUnaryRequest('/no.such.Service/Nothing', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (e, r) => (e ? reject(e) : resolve(r)));
-        }));
-        assert.equal(error.code, grpc.status.UNIMPLEMENTED);
-      }
-    } finally {
-      client.close();
+    // Any method path: the client's untyped calls.
+    const { client } = setup;
+    for (let i = 0; i < CALLS; i++) {
+      const error = await expectStatus(new Promise((resolve, reject) => {
+        client.makeUnaryRequest('/no.such.Service/Nothing', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (e, r) => (e ? reject(e) : resolve(r)));
+      }));
+      assert.equal(error.code, grpc.status.UNIMPLEMENTED);
     }
     assert.deepEqual(await attemptCodes(proxy, 'echo'), { UNIMPLEMENTED: CALLS });
     assert.ok(proxy.proxy.clusters.get('echo')!.healthSnapshot().every((endpoint) => !endpoint.ejected), 'no endpoint ejected');

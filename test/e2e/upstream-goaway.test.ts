@@ -9,8 +9,7 @@ import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { echoClient, startBackends, startProxy, unary, waitFor, type RunningProxy } from '../helpers/harness.ts';
+import { startEchoSetup, unary, waitFor, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 
 const CALLS = 20;
 /** The backend sends its GOAWAY once this many streams are open on its first connection. */
@@ -57,12 +56,12 @@ async function startGoAwayBackend(): Promise<{ port: number; ignored: number; cl
 
 describe('a backend that sends GOAWAY with streams queued', () => {
   let goaway: Awaited<ReturnType<typeof startGoAwayBackend>>;
-  let echo: EchoServerHandle[];
+  let setup: EchoSetup;
   let proxy: RunningProxy;
 
   before(async () => {
-    [goaway, echo] = await Promise.all([startGoAwayBackend(), startBackends(1)]);
-    proxy = await startProxy({
+    goaway = await startGoAwayBackend();
+    setup = await startEchoSetup(1, (echo) => ({
       clusters: [{
         name: 'mixed',
         endpoints: [{ address: '127.0.0.1', port: goaway.port }, { address: '127.0.0.1', port: echo[0]!.port }],
@@ -70,24 +69,19 @@ describe('a backend that sends GOAWAY with streams queued', () => {
       }],
       // No retry policy: only transparent retries may happen.
       routes: [{ match: { prefix: '/' }, cluster: 'mixed' }],
-    });
+    }));
+    ({ proxy } = setup);
   });
 
   after(async () => {
-    await proxy.close();
+    await setup.close();
     await goaway.close();
-    await Promise.all(echo.map((b) => b.close()));
   });
 
   it('every call succeeds elsewhere, and the backend is not ejected', async () => {
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
-    try {
-      const results = await Promise.allSettled(Array.from({ length: CALLS }, () => unary(client, {}, new grpc.Metadata(), { deadline: Date.now() + 5_000 })));
-      const failures = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
-      assert.deepEqual(failures, []);
-    } finally {
-      client.close();
-    }
+    const results = await Promise.allSettled(Array.from({ length: CALLS }, () => unary(setup.client, {}, new grpc.Metadata(), { deadline: Date.now() + 5_000 })));
+    const failures = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
+    assert.deepEqual(failures, []);
     await waitFor(() => proxy.records.length === CALLS, 'every record');
     assert.ok(goaway.ignored >= QUEUED - 1, 'streams past the GOAWAY were left unprocessed');
     assert.ok(proxy.records.filter((r) => r.retries > 0).length >= goaway.ignored, 'and each of them was retried');

@@ -1,38 +1,30 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { startEchoServer } from '../../src/demo/echo-service.ts';
-import { echoClient, startBackends, startProxy, staticCluster, unary, waitFor } from '../helpers/harness.ts';
+import { startEchoSetup, unary, waitFor } from '../helpers/harness.ts';
 import { closedPort } from '../helpers/ports.ts';
 
 
 describe('upstream connection pools', () => {
   it("opens another connection when the backend's max concurrent streams is reached", async () => {
-    const backend = await startEchoServer({ name: 'narrow', serverOptions: { 'grpc.max_concurrent_streams': 4 } });
-    const proxy = await startProxy({ clusters: [staticCluster('echo', [backend])], routes: [{ match: { prefix: '/' }, cluster: 'echo' }] });
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    const { backends: [backend], proxy, client, close } = await startEchoSetup(1, {}, { backend: { serverOptions: { 'grpc.max_concurrent_streams': 4 } } });
     try {
       const calls = Array.from({ length: 16 }, () => unary(client, { delay_ms: 300 }));
       const endpoint = [...proxy.proxy.clusters.get('echo')!.endpoints.values()][0]!;
-      await waitFor(() => backend.active >= 16, '16 calls in flight on the backend at once');
+      await waitFor(() => backend!.active >= 16, '16 calls in flight on the backend at once');
       assert.ok(endpoint.pool.connectionCount >= 4, `${endpoint.pool.connectionCount} connection(s) for 16 streams at 4 per connection`);
       const results = await Promise.all(calls);
       assert.equal(results.length, 16);
     } finally {
-      client.close();
-      await proxy.close();
-      await backend.close();
+      await close();
     }
   });
 
   it('an endpoint that refuses connections is backed off while another can serve', async () => {
-    const [live] = await startBackends(1);
     const dead = await closedPort();
-    const proxy = await startProxy({
-      clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: live!.port }, { address: '127.0.0.1', port: dead }] }],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    const { backends: [live], proxy, client, close } = await startEchoSetup(1, (backends) => ({
+      clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: backends[0]!.port }, { address: '127.0.0.1', port: dead }] }],
+    }));
     try {
       const outcomes: (string | number)[] = [];
       for (let i = 0; i < 40; i++) {
@@ -45,18 +37,13 @@ describe('upstream connection pools', () => {
       const error = proxy.records.find((r) => r.status === grpc.status.UNAVAILABLE)?.error ?? '';
       if (failed) assert.match(error, /ECONNREFUSED/);
     } finally {
-      client.close();
-      await proxy.close();
-      await live!.close();
+      await close();
     }
   });
 
   it('every endpoint down: the client gets UNAVAILABLE saying why, quickly', async () => {
-    const proxy = await startProxy({
-      clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: await closedPort() }] }],
-      routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    });
-    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    const dead = await closedPort();
+    const { proxy, client, close } = await startEchoSetup(0, { clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: dead }] }] });
     try {
       const error = await unary(client, {}).then(() => undefined, (e: grpc.ServiceError) => e);
       assert.equal(error?.code, grpc.status.UNAVAILABLE);
@@ -65,8 +52,7 @@ describe('upstream connection pools', () => {
       assert.equal(proxy.records[0]!.reason, 'upstream_connect_failure');
       assert.match(proxy.records[0]!.error ?? '', /^upstream 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
     } finally {
-      client.close();
-      await proxy.close();
+      await close();
     }
   });
 });

@@ -19,6 +19,7 @@ import { scrape, valueOf } from '../helpers/admin.ts';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
 import { FakeAdsServer } from '../helpers/fake-ads-server.ts';
 import { echoClient, expectStatus, startBackends, unary, waitFor, type EchoClient } from '../helpers/harness.ts';
+import { spread, steadyLoad } from '../helpers/load.ts';
 import { closedPort } from '../helpers/ports.ts';
 import { startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
 
@@ -78,44 +79,6 @@ function startXdsProxy(server: string, extra: Record<string, unknown> = {}): Pro
   });
 }
 
-async function spread(client: EchoClient, calls: number): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for (let i = 0; i < calls; i++) {
-    const { response } = await unary(client, {});
-    counts.set(response.backend, (counts.get(response.backend) ?? 0) + 1);
-  }
-  return counts;
-}
-
-/** Unary calls from `concurrency` loops until stop(); counts answers per backend and keeps every failure. */
-function startLoad(client: EchoClient, concurrency = 8, request: { delay_ms?: number } = {}) {
-  let running = true;
-  const counts = new Map<string, number>();
-  const failures: Error[] = [];
-  let total = 0;
-  const loop = async () => {
-    while (running) {
-      try {
-        const { response } = await unary(client, request);
-        counts.set(response.backend, (counts.get(response.backend) ?? 0) + 1);
-        total++;
-      } catch (error) {
-        failures.push(error as Error);
-      }
-    }
-  };
-  const loops = Array.from({ length: concurrency }, loop);
-  return {
-    counts,
-    failures,
-    get total() { return total; },
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-    },
-  };
-}
-
 describe('a proxy fed by xDS', () => {
   let ads: FakeAdsServer;
   let proxy: SecureProxy;
@@ -138,7 +101,7 @@ describe('a proxy fed by xDS', () => {
     assert.equal(proxy.proxy.xds?.startedFrom, 'control-plane');
     assert.deepEqual([...proxy.proxy.clusters.keys()], ['echo']);
     assert.equal(proxy.proxy.clusters.get('echo')!.config.eds?.service_name, 'echo');
-    const counts = await spread(client, 30);
+    const counts = await spread(client, 30, 1);
     assert.deepEqual([...counts.keys()].sort(), ['backend-0', 'backend-1', 'backend-2']);
     for (const count of counts.values()) assert.equal(count, 10, `round robin: ${JSON.stringify([...counts])}`);
 
@@ -191,7 +154,7 @@ describe('a proxy fed by xDS', () => {
     assert.equal(proxy.proxy.clusters.get('echo'), echo);
     assert.equal(proxy.proxy.config.routes.length, routeCount);
     assert.equal(proxy.proxy.config.log_level, 'warn', 'the rest of the file is applied');
-    assert.equal((await spread(client, 3)).size, 3);
+    assert.equal((await spread(client, 3, 1)).size, 3);
     await assert.rejects(proxy.proxy.reload({ ...file, config: { ...file.config, xds: undefined } }), /xds: the section cannot be removed by a reload; restart the proxy/);
   });
 
@@ -202,18 +165,18 @@ describe('a proxy fed by xDS', () => {
     const config = proxy.proxy.config;
     const reloads = valueOf(await scrape(proxy.proxy), 'switchyard_reloads_total');
 
-    const load = startLoad(client, 8);
-    await waitFor(() => load.total > 100, 'load');
+    const load = steadyLoad(client, { concurrency: 8 });
+    await waitFor(() => load.answered() > 100, 'load');
     ads.set('endpoint', [assignment('echo', backends)]);
-    await waitFor(() => (load.counts.get('backend-2') ?? 0) > 20, 'backend-2 to take traffic');
+    await waitFor(() => load.count('backend-2') > 20, 'backend-2 to take traffic');
     ads.set('endpoint', [assignment('echo', backends.slice(1))]);
     await waitFor(() => !echo.endpoints.has(`127.0.0.1:${backends[0]!.port}`), 'backend-0 to leave');
-    const served = load.counts.get('backend-0') ?? 0;
-    await waitFor(() => load.total > served + 300, 'more load');
+    const served = load.count('backend-0');
+    await waitFor(() => load.answered() > served + 300, 'more load');
     await load.stop();
 
-    assert.deepEqual(load.failures.map((error) => error.message), []);
-    assert.ok((load.counts.get('backend-0') ?? 0) - served <= 8, 'backend-0 takes no new RPCs once removed (at most those in flight)');
+    assert.deepEqual(load.failures, []);
+    assert.ok(load.count('backend-0') - served <= 8, 'backend-0 takes no new RPCs once removed (at most those in flight)');
     assert.equal(proxy.proxy.clusters.get('echo'), echo, 'the same cluster object: its connections and balancer state are kept');
     assert.equal(proxy.proxy.config, config, 'no reload');
     assert.equal(valueOf(await scrape(proxy.proxy), 'switchyard_reloads_total'), reloads);
@@ -223,19 +186,19 @@ describe('a proxy fed by xDS', () => {
     const other = await startEchoServer({ name: 'other-0' });
     try {
       const echo = proxy.proxy.clusters.get('echo')!;
-      const slow = startLoad(client, 4, { delay_ms: 300 });
-      const load = startLoad(client, 4);
-      await waitFor(() => load.total > 50, 'load');
+      const slow = steadyLoad(client, { concurrency: 4, request: { delay_ms: 300 } });
+      const load = steadyLoad(client, { concurrency: 4 });
+      await waitFor(() => load.answered() > 50, 'load');
       serve(ads, {
         clusters: ['echo', 'other'],
         endpoints: { echo: backends.slice(1), other: [other] },
         routes: [{ path: UNARY, cluster: 'other', timeoutMs: 5_000 }, { prefix: '', cluster: 'echo' }],
       });
-      await waitFor(() => (load.counts.get('other-0') ?? 0) > 20, 'RPCs to follow the new route');
+      await waitFor(() => load.count('other-0') > 20, 'RPCs to follow the new route');
       await load.stop();
       await slow.stop();
-      assert.deepEqual([...load.failures, ...slow.failures].map((error) => error.message), []);
-      assert.ok(slow.total > 0);
+      assert.deepEqual([...load.failures, ...slow.failures], []);
+      assert.ok(slow.answered() > 0);
       assert.equal(proxy.proxy.clusters.get('echo'), echo, 'echo did not change: same object');
       assert.deepEqual([...proxy.proxy.clusters.keys()].sort(), ['echo', 'other']);
       const route = proxy.proxy.config.routes[0]!;
@@ -257,7 +220,7 @@ describe('a proxy fed by xDS', () => {
 
   test('a changed cluster is replaced; RPCs in flight on the old one finish', async () => {
     const old = proxy.proxy.clusters.get('echo')!;
-    const slow = startLoad(client, 6, { delay_ms: 200 });
+    const slow = steadyLoad(client, { concurrency: 6, request: { delay_ms: 200 } });
     await waitFor(() => old.limits.activeRequests >= 3, 'RPCs in flight');
     ads.set('cluster', [clusterResource({ name: 'echo', policy: 'least_request', connectTimeoutMs: 2_000 }, SWITCHYARD)]);
     await waitFor(() => proxy.proxy.clusters.get('echo') !== old, 'the new cluster');
@@ -265,9 +228,9 @@ describe('a proxy fed by xDS', () => {
     assert.equal(replaced.config.lb_policy, 'least_request');
     assert.equal(replaced.config.connect_timeout, 2_000);
     assert.equal(replaced.endpoints.size, 3, 'the new cluster starts with the endpoints the proxy has');
-    await waitFor(() => slow.total > 30, 'RPCs on the new cluster');
+    await waitFor(() => slow.answered() > 30, 'RPCs on the new cluster');
     await slow.stop();
-    assert.deepEqual(slow.failures.map((error) => error.message), []);
+    assert.deepEqual(slow.failures, []);
     await waitFor(() => old.endpoints.size === 0, 'the old cluster to close once idle');
     ads.set('cluster', [clusterResource({ name: 'echo', policy: 'round_robin', connectTimeoutMs: 1_000 }, SWITCHYARD)]);
     await waitFor(() => proxy.proxy.clusters.get('echo')!.config.lb_policy === 'round_robin', 'round robin again');
@@ -276,17 +239,17 @@ describe('a proxy fed by xDS', () => {
   test('routes to a new cluster wait for its endpoints: no RPC finds it empty', async () => {
     const late = await startEchoServer({ name: 'late-0' });
     try {
-      const load = startLoad(client, 6);
-      await waitFor(() => load.total > 50, 'load');
+      const load = steadyLoad(client, { concurrency: 6 });
+      await waitFor(() => load.answered() > 50, 'load');
       ads.set('cluster', ['echo', 'late'].map((name) => clusterResource({ name, policy: 'round_robin', connectTimeoutMs: 1_000 }, SWITCHYARD)));
       // The route comes before the new cluster's endpoints: the proxy holds it until they arrive.
       ads.set('route', [routes({ path: UNARY, cluster: 'late' }, { prefix: '', cluster: 'echo' })]);
       await new Promise((resolve) => setTimeout(resolve, 300));
       assert.equal(proxy.proxy.clusters.has('late'), false, 'not applied while the endpoints are missing');
       ads.set('endpoint', [assignment('echo', backends), assignment('late', [late])]);
-      await waitFor(() => (load.counts.get('late-0') ?? 0) > 20, 'RPCs on the new route');
+      await waitFor(() => load.count('late-0') > 20, 'RPCs on the new route');
       await load.stop();
-      assert.deepEqual(load.failures.map((error) => error.message), []);
+      assert.deepEqual(load.failures, []);
     } finally {
       ads.set('route', [routes({ prefix: '', cluster: 'echo' })]);
       serve(ads);
@@ -342,7 +305,7 @@ describe('a proxy fed by xDS', () => {
     assert.equal(nack.errorDetail!.code, 3);
     assert.equal(nack.errorDetail!.message, 'RouteConfiguration "main": virtual_hosts[0].routes[0].route.cluster: no Cluster named "ghost" (the control plane sent "echo")');
     assert.equal(nack.versionInfo, routeVersion, 'a NACK carries the last good version');
-    assert.equal((await spread(client, 6)).size, 3, 'still serving on the last good routes');
+    assert.equal((await spread(client, 6, 1)).size, 3, 'still serving on the last good routes');
 
     // An unknown policy in the io.switchyard metadata.
     const badCluster = packAny(TYPE_URL.cluster, {
@@ -364,7 +327,7 @@ describe('a proxy fed by xDS', () => {
     assert.equal(nack.errorDetail!.message, 'ClusterLoadAssignment "echo": endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: "not-an-ip" is not an IP address');
 
     assert.equal(ads.nacks().length, nacks + 3);
-    assert.equal((await spread(client, 6)).size, 3, 'still serving on the last good config');
+    assert.equal((await spread(client, 6, 1)).size, 3, 'still serving on the last good config');
     const samples = await scrape(proxy.proxy);
     for (const type of ['route', 'cluster', 'endpoint']) assert.equal(valueOf(samples, 'switchyard_xds_updates_total', { type, result: 'nack' }), 1, type);
 
@@ -377,21 +340,21 @@ describe('a proxy fed by xDS', () => {
   });
 
   test('the control plane going away: the proxy keeps serving, says so in metrics, and reconnects', async () => {
-    const load = startLoad(client, 8);
-    await waitFor(() => load.total > 50, 'load');
+    const load = steadyLoad(client, { concurrency: 8 });
+    await waitFor(() => load.answered() > 50, 'load');
     // The versions it accepted last (the NACKed ones are not among them).
     const versions = Object.fromEntries((['route', 'cluster', 'endpoint'] as const).map((type) => [type, ads.acks(type).at(-1)!.versionInfo]));
     await ads.close();
     await waitFor(async () => valueOf(await scrape(proxy.proxy), 'switchyard_xds_connected') === 0, 'switchyard_xds_connected 0');
-    const during = load.total;
-    await waitFor(() => load.total > during + 200, 'RPCs while the control plane is down');
+    const during = load.answered();
+    await waitFor(() => load.answered() > during + 200, 'RPCs while the control plane is down');
     assert.equal(proxy.proxy.xds!.status().state, 'disconnected');
 
     const requests = ads.requests.length;
     await ads.restart();
     await waitFor(async () => valueOf(await scrape(proxy.proxy), 'switchyard_xds_connected') === 1, 'switchyard_xds_connected 1 again', 15_000);
     await load.stop();
-    assert.deepEqual(load.failures.map((error) => error.message), []);
+    assert.deepEqual(load.failures, []);
 
     // On the new stream the proxy says which versions it has.
     const resubscribed = () => ads.requests.slice(requests).filter((request) => request.responseNonce === '');
@@ -426,7 +389,7 @@ describe('starting without a reachable control plane', () => {
     try {
       assert.ok(Date.now() - started >= 450, 'waited initial_fetch_timeout');
       assert.equal(proxy.proxy.xds?.startedFrom, 'cache');
-      assert.deepEqual([...(await spread(client, 10)).keys()].sort(), ['backend-0', 'backend-1']);
+      assert.deepEqual([...(await spread(client, 10, 1)).keys()].sort(), ['backend-0', 'backend-1']);
       const samples = await scrape(proxy.proxy);
       assert.equal(valueOf(samples, 'switchyard_xds_connected'), 0);
       assert.ok(valueOf(samples, 'switchyard_xds_last_update_timestamp_seconds') > 0, 'the cached snapshot\'s time');
@@ -467,7 +430,7 @@ describe('starting without a reachable control plane', () => {
           return false;
         }
       }, 'RPCs to be served once the config arrives', 15_000);
-      assert.deepEqual([...(await spread(client, 9)).keys()].sort(), ['backend-0', 'backend-1', 'backend-2']);
+      assert.deepEqual([...(await spread(client, 9, 1)).keys()].sort(), ['backend-0', 'backend-1', 'backend-2']);
     } finally {
       client.close();
       await proxy.close();

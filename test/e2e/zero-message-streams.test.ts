@@ -7,10 +7,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { echoClient, waitFor, startBackends, startProxy, staticCluster, type EchoClient, type RunningProxy } from '../helpers/harness.ts';
+import { waitFor, startEchoSetup, type EchoClient, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
-import { startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
 import { Flag, FrameType, frame, grpcRequestHeaders, rawConnect } from '../helpers/raw-h2.ts';
 
 /** Generous: a call that is answered at all is answered in milliseconds; a hang runs into it. */
@@ -40,27 +38,22 @@ function zeroMessageBidi(client: EchoClient): Promise<number> {
 }
 
 describe('calls that send no message', () => {
-  let backends: EchoServerHandle[];
-  let plain: RunningProxy;
-  let secure: SecureProxy;
   let pki: TestPki;
+  let plainSetup: EchoSetup;
+  let secureSetup: EchoSetup;
+  let plain: RunningProxy;
   let plainClient: EchoClient;
   let secureClient: EchoClient;
 
   before(async () => {
-    [backends, pki] = await Promise.all([startBackends(2), makeTestPki()]);
-    const common = { clusters: [staticCluster('echo', backends)], routes: [{ match: { prefix: '/' }, cluster: 'echo' }] };
-    plain = await startProxy(common);
-    secure = await startSecureProxy({ ...common, listeners: [{ name: 'secure', port: 0, tls: { cert_file: pki.server.cert, key_file: pki.server.key } }] });
-    plainClient = echoClient(`127.0.0.1:${plain.port}`);
-    secureClient = echoClient(`localhost:${secure.port}`, grpc.credentials.createSsl(pki.caCertPem));
+    pki = await makeTestPki();
+    [plainSetup, secureSetup] = await Promise.all([startEchoSetup(2), startEchoSetup(2, {}, { tls: { pki } })]);
+    ({ proxy: plain, client: plainClient } = plainSetup);
+    secureClient = secureSetup.client;
   });
 
   after(async () => {
-    plainClient.close();
-    secureClient.close();
-    await Promise.all([plain.close(), secure.close()]);
-    await Promise.all(backends.map((b) => b.close()));
+    await Promise.all([plainSetup.close(), secureSetup.close()]);
     await pki.cleanup();
   });
 

@@ -1,14 +1,19 @@
 /** Real processes on loopback for end-to-end tests: Echo backends, a proxy, and grpc-js clients. */
 import * as grpc from '@grpc/grpc-js';
 import { configSchema } from '../../src/config/schema.ts';
-import { loadEchoPackage, startEchoServer, type EchoClient, type EchoServerHandle, type EchoRequest, type EchoResponse } from '../../src/demo/echo-service.ts';
+import { loadEchoPackage, startEchoServer, type EchoClient, type EchoServerHandle, type EchoServerOptions, type EchoRequest, type EchoResponse } from '../../src/demo/echo-service.ts';
 export type { EchoClient };
 import { Switchyard } from '../../src/switchyard.ts';
 import type { ConfigSecrets } from '../../src/config/load.ts';
 import type { RpcRecord } from '../../src/grpc/rpc-record.ts';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
+import type { TestPki } from './certs.ts';
+import { startSecureProxy } from './secure-proxy.ts';
 
-export async function startBackends(count: number, options: { credentials?: grpc.ServerCredentials; host?: string } = {}): Promise<EchoServerHandle[]> {
+/** How each Echo backend is started: everything but its name ("backend-<i>") and port (0). */
+export type BackendOptions = Omit<EchoServerOptions, 'name' | 'port'>;
+
+export async function startBackends(count: number, options: BackendOptions = {}): Promise<EchoServerHandle[]> {
   return Promise.all(Array.from({ length: count }, (_, i) => startEchoServer({ name: `backend-${i}`, ...options })));
 }
 
@@ -24,7 +29,7 @@ export interface RunningProxy {
 }
 
 /** Starts a proxy with one h2c listener on port 0 unless the config names listeners itself. */
-export async function startProxy(config: Record<string, unknown>, secrets?: ConfigSecrets): Promise<RunningProxy> {
+export async function startProxy(config: Record<string, unknown>, secrets?: ConfigSecrets, logger: Logger = pino({ level: 'silent' })): Promise<RunningProxy> {
   const parsed = configSchema.parse({
     listeners: [{ name: 'main', port: 0, plaintext: true }],
     ...config,
@@ -33,7 +38,7 @@ export async function startProxy(config: Record<string, unknown>, secrets?: Conf
   const proxy = await Switchyard.start({
     config: parsed,
     ...(secrets && { secrets }),
-    logger: pino({ level: 'silent' }),
+    logger,
     onRpcEnd: (record) => records.push(record),
   });
   return { proxy, port: proxy.listeners[0]!.address.port, records, close: () => proxy.stop(1_000) };
@@ -91,21 +96,53 @@ export interface EchoSetup {
   readonly backends: EchoServerHandle[];
   readonly proxy: RunningProxy;
   readonly client: EchoClient;
+  /** Closes the client, stops the proxy, then closes the backends. Safe after the proxy was stopped by the test. */
   close(): Promise<void>;
+}
+
+export interface EchoSetupOptions {
+  /** Options of the "echo" cluster beside its endpoints (lb_policy, outlier_detection, circuit_breakers…). */
+  cluster?: Record<string, unknown>;
+  /** How each backend is started (a health service, grpc.Server options). */
+  backend?: BackendOptions;
+  /** Channel options of the client. */
+  client?: grpc.ClientOptions;
+  /**
+   * Serve TLS with `pki`'s server certificate on a listener "secure" (its `tls` extended by `listener`),
+   * the files read as `switchyard run` reads them; the client connects to localhost and trusts the test CA.
+   */
+  tls?: { pki: TestPki; listener?: Record<string, unknown> };
+  /** The proxy's logger; silent unless given. */
+  logger?: Logger;
 }
 
 /**
  * The common arrangement: `backendCount` Echo backends in one cluster "echo", a proxy routing
- * everything to it (plus `config`, which may override routes, clusters or listeners), and a client.
+ * everything to it (plus `config`, which may override routes, clusters or listeners; a function
+ * of the backends where the override needs their ports), and a client.
  */
-export async function startEchoSetup(backendCount: number, config: Record<string, unknown> = {}): Promise<EchoSetup> {
-  const backends = await startBackends(backendCount);
-  const proxy = await startProxy({
-    clusters: [staticCluster('echo', backends)],
+export async function startEchoSetup(
+  backendCount: number,
+  config: Record<string, unknown> | ((backends: EchoServerHandle[]) => Record<string, unknown>) = {},
+  options: EchoSetupOptions = {},
+): Promise<EchoSetup> {
+  const backends = await startBackends(backendCount, options.backend);
+  const full = {
+    clusters: [staticCluster('echo', backends, options.cluster)],
     routes: [{ match: { prefix: '/' }, cluster: 'echo' }],
-    ...config,
-  });
-  const client = echoClient(`127.0.0.1:${proxy.port}`);
+    ...(options.tls && { listeners: [{ name: 'secure', port: 0, tls: { cert_file: options.tls.pki.server.cert, key_file: options.tls.pki.server.key, ...options.tls.listener } }] }),
+    ...(typeof config === 'function' ? config(backends) : config),
+  };
+  let proxy: RunningProxy;
+  try {
+    proxy = options.tls ? await startSecureProxy(full, options.logger) : await startProxy(full, undefined, options.logger);
+  } catch (error) {
+    await Promise.all(backends.map((b) => b.close()));
+    throw error;
+  }
+  const client = options.tls
+    ? echoClient(`localhost:${proxy.port}`, grpc.credentials.createSsl(options.tls.pki.caCertPem), options.client)
+    : echoClient(`127.0.0.1:${proxy.port}`, undefined, options.client);
   return {
     backends,
     proxy,
