@@ -42,8 +42,8 @@ export interface DownstreamStream {
   /** Closed or reset: nothing more can be sent. */
   readonly closed: boolean;
   /**
-   * Set when the request's header list went past the connection's limit while it was decoded: the
-   * header map is then empty, and this is the size that was refused.
+   * The request's header list size as decoded (RFC 9113 §6.5.2), when the transport counted it; when it
+   * went past the connection's limit the header map is empty and this is the size that was refused.
    */
   readonly headerListSize?: number | undefined;
   /** Subscribes the RPC; called at most once. A request that already ended is reported at once. */

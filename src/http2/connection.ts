@@ -35,13 +35,17 @@ export interface LocalSettings {
 
 /** A header block may be split over this many CONTINUATION frames at most. */
 const MAX_CONTINUATIONS = 32;
-/** Recently closed streams remembered, to tell a late frame from a protocol error (§5.1). */
-const RECENTLY_CLOSED = 1_000;
+/**
+ * Recently closed streams remembered, to tell a late frame from a protocol error (§5.1): a
+ * direct-mapped table by stream id (a power of two), so closing a stream writes two numbers.
+ */
+const RECENTLY_CLOSED = 1024;
 /** PINGs of ours awaiting their ACK. */
 const MAX_OUTSTANDING_PINGS = 10;
 
 /** Why a recently closed stream closed: what a frame arriving on it now means (§5.1 "closed"). */
-type ClosedHow = 'reset_by_us' | 'reset_by_peer' | 'ended';
+const ClosedHow = { Unknown: 0, ResetByUs: 1, ResetByPeer: 2, Ended: 3 } as const;
+type ClosedHow = (typeof ClosedHow)[keyof typeof ClosedHow];
 
 export abstract class Http2Connection implements StreamHost {
   readonly socket: Socket;
@@ -52,7 +56,8 @@ export abstract class Http2Connection implements StreamHost {
   readonly streams = new Map<number, StreamCore>();
   /** Streams with outbound data waiting for window, in the order they will be served. */
   readonly #blocked = new Set<StreamCore>();
-  readonly #recentlyClosed = new Map<number, ClosedHow>();
+  readonly #closedIds = new Uint32Array(RECENTLY_CLOSED);
+  readonly #closedHow = new Uint8Array(RECENTLY_CLOSED);
   // The peer's settings.
   peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
   peerInitialWindow = DEFAULT_WINDOW;
@@ -170,9 +175,7 @@ export abstract class Http2Connection implements StreamHost {
     } catch (error) {
       if (error instanceof Http2Error) this.connectionError(error.code, error.message);
       else this.destroy(error as Error);
-      return;
     }
-    this.writer.flush();
   }
 
   /** Server side: checks the client preface (§3.4); returns what follows it. */
@@ -314,7 +317,7 @@ export abstract class Http2Connection implements StreamHost {
     if (this.#isIdle(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on an idle stream (§6.4)');
     const stream = this.streams.get(streamId);
     if (!stream) return;
-    this.#recentlyClosed.set(streamId, 'reset_by_peer');
+    this.#rememberClosed(streamId, ClosedHow.ResetByPeer);
     this.onPeerReset(stream, payload.readUInt32BE(0));
   }
 
@@ -415,15 +418,27 @@ export abstract class Http2Connection implements StreamHost {
   /** A frame of `kind` on a stream that is not open: idle, recently closed, or long gone (§5.1). */
   #frameOnClosedStream(streamId: number, kind: string): void {
     if (this.#isIdle(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `${kind} on an idle stream (§5.1)`);
-    const how = this.#recentlyClosed.get(streamId);
+    const how = this.#howClosed(streamId);
     // After we reset a stream, what was already on its way is ignored (§5.4.2); after the peer reset it, or
     // ended it and we did too, more frames are an error.
-    if (how === 'reset_by_peer') {
+    if (how === ClosedHow.ResetByPeer) {
       this.resettingForPeer(ErrorCode.STREAM_CLOSED);
       this.writer.rstStream(streamId, ErrorCode.STREAM_CLOSED);
-    } else if (how === 'ended') {
+    } else if (how === ClosedHow.Ended) {
       throw new Http2Error(ErrorCode.STREAM_CLOSED, `${kind} on a closed stream (§5.1)`);
     }
+  }
+
+  #rememberClosed(streamId: number, how: ClosedHow): void {
+    const slot = (streamId >>> 1) & (RECENTLY_CLOSED - 1);
+    this.#closedIds[slot] = streamId;
+    this.#closedHow[slot] = how;
+  }
+
+  /** How stream `streamId` closed, if it is among the last RECENTLY_CLOSED of its side. */
+  #howClosed(streamId: number): ClosedHow {
+    const slot = (streamId >>> 1) & (RECENTLY_CLOSED - 1);
+    return this.#closedIds[slot] === streamId ? (this.#closedHow[slot] as ClosedHow) : ClosedHow.Unknown;
   }
 
   /** A stream id that was never opened: above the last one either side opened. */
@@ -477,7 +492,7 @@ export abstract class Http2Connection implements StreamHost {
 
   sendReset(stream: StreamCore, code: number): void {
     this.writer.rstStream(stream.id, code);
-    this.#recentlyClosed.set(stream.id, 'reset_by_us');
+    this.#rememberClosed(stream.id, ClosedHow.ResetByUs);
   }
 
   /** A stream whose outbound data is waiting for window. */
@@ -488,8 +503,7 @@ export abstract class Http2Connection implements StreamHost {
   streamClosed(stream: StreamCore): void {
     this.streams.delete(stream.id);
     this.#blocked.delete(stream);
-    if (!this.#recentlyClosed.has(stream.id)) this.#recentlyClosed.set(stream.id, 'ended');
-    if (this.#recentlyClosed.size > RECENTLY_CLOSED) this.#recentlyClosed.delete(this.#recentlyClosed.keys().next().value!);
+    if (this.#howClosed(stream.id) === ClosedHow.Unknown) this.#rememberClosed(stream.id, ClosedHow.Ended);
     this.onStreamClosed(stream);
   }
 

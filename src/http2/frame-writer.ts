@@ -28,6 +28,11 @@ export class FrameWriter {
   #scheduled = false;
   #closed = false;
 
+  /** A flush is due at the end of this turn of the event loop. */
+  get scheduled(): boolean {
+    return this.#scheduled;
+  }
+
   constructor(socket: Socket) {
     this.#socket = socket;
   }
@@ -189,9 +194,18 @@ export class FrameWriter {
     }
   }
 
+  /**
+   * Flushes once the event loop has run every I/O callback of this turn: what all the reads of the
+   * turn produced for this socket leaves in one write. A system call per write, not per frame or per
+   * read, is most of what a proxy saves (they were a third of its CPU when each read flushed).
+   */
   #schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
-    queueMicrotask(() => this.flush());
+    setImmediate(flushWriter, this);
   }
+}
+
+function flushWriter(writer: FrameWriter): void {
+  if (writer.scheduled) writer.flush();
 }

@@ -54,8 +54,21 @@ export function trailerHeaders(list: HeaderList): HeaderMap | Malformed {
 const STATUS_ONLY = new Set([':status']);
 const NO_PSEUDO = new Set<string>();
 
+/**
+ * Header maps with no Object.prototype under them (a field named `__proto__` or `constructor` is just
+ * a field), made by a constructor: V8 keeps such objects in fast mode, where Object.create(null) makes
+ * them dictionaries, and every for-in over a dictionary sorts its keys again.
+ */
+const FieldMap = function FieldMap() {} as unknown as new () => HeaderMap;
+FieldMap.prototype = Object.create(null);
+
+/** An empty header map of the engine's kind. */
+export function emptyHeaderMap(): HeaderMap {
+  return new FieldMap();
+}
+
 function toMap(list: HeaderList, allowedPseudo: ReadonlySet<string>): HeaderMap | Malformed {
-  const map: HeaderMap = Object.create(null) as HeaderMap;
+  const map = new FieldMap();
   let regularSeen = false;
   for (let i = 0; i < list.count; i++) {
     const name = list.names[i]!;

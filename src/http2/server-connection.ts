@@ -19,7 +19,7 @@ import type { HeaderMap } from '../grpc/streams.ts';
 import { TokenBucket } from '../security/token-bucket.ts';
 import { ErrorCode, Flag, FrameType, Http2Error, PREFACE } from './constants.ts';
 import { Http2Connection, type LocalSettings } from './connection.ts';
-import { Malformed, requestHeaders, trailerHeaders } from './header-rules.ts';
+import { emptyHeaderMap, Malformed, requestHeaders, trailerHeaders } from './header-rules.ts';
 import { ServerStream } from './server-stream.ts';
 import type { StreamCore } from './stream.ts';
 
@@ -160,9 +160,9 @@ export class ServerConnection extends Http2Connection {
     if (this.#bufferedBytes() >= this.#options.limits.maxBufferedBytes) return this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
     const stream = new ServerStream(streamId, this, this.peerInitialWindow);
     let headers: HeaderMap;
+    stream.headerListSize = this.headerList.size;
     if (result === 'too_large') {
-      stream.headerListSize = this.headerList.size;
-      headers = Object.create(null) as HeaderMap;
+      headers = emptyHeaderMap();
     } else {
       const parsed = requestHeaders(this.headerList, this.local.enableConnectProtocol === true);
       if (parsed instanceof Malformed) return this.#malformed(streamId, parsed);

@@ -12,7 +12,7 @@ export class ServerStream extends StreamCore implements DownstreamStream {
   readonly connection: DownstreamConnection;
   events: DownstreamEvents | undefined;
   headersSent = false;
-  /** The decoded request header list's size when it went past the limit (the map is then empty). */
+  /** The decoded request header list's size, in octets (RFC 9113 §6.5.2); the map is empty when it went past the limit. */
   headerListSize: number | undefined;
   /** The request's content-length, when it gave one: the DATA must add up to it (§8.1.1). */
   expectedLength: number | undefined;

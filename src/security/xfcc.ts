@@ -15,7 +15,7 @@ export const IDENTITY_HEADERS: readonly string[] = [XFCC_HEADER, 'x-spiffe-id'];
 
 /** Removes every identity header a client sent. */
 export function stripIdentityHeaders(headers: HeaderMap): void {
-  for (const name of IDENTITY_HEADERS) if (headers[name] !== undefined) delete headers[name];
+  for (const name of IDENTITY_HEADERS) if (headers[name] !== undefined) headers[name] = undefined;
 }
 
 /** The header value for `caller`, or undefined for an anonymous caller. `socket` gives the proxy's own certificate for By=. */

@@ -30,7 +30,7 @@ export function traceRpc(settings: TracingSettings, headers: HeaderMap, record: 
     traceId = newTraceId();
     flags = settings.sample_new_traces ? SAMPLED : 0;
     // A tracestate belongs to the traceparent it came with; without a valid one it is dropped (W3C Trace Context §3.3.1).
-    if (headers.tracestate !== undefined) delete headers.tracestate;
+    if (headers.tracestate !== undefined) headers.tracestate = undefined;
   }
   let spanId: string | undefined;
   if (settings.opentelemetry) {

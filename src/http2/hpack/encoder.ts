@@ -31,24 +31,44 @@ export function encodedLength(headers: HeaderMap): number {
 
 /**
  * Writes `headers` into `out` at `offset` (room for encodedLength() bytes); returns the offset after them.
- * Pseudo-header fields go first (RFC 9113 §8.3), wherever they are in the map.
+ * Pseudo-header fields go first (RFC 9113 §8.3): in one pass when the map has them first, as maps
+ * decoded from a peer do; in two when one was added after a regular field.
  */
 export function encodeHeaders(headers: HeaderMap, out: Buffer, offset: number): number {
-  offset = encodeFields(headers, out, offset, true);
-  return encodeFields(headers, out, offset, false);
-}
-
-function encodeFields(headers: HeaderMap, out: Buffer, offset: number, pseudo: boolean): number {
+  const start = offset;
+  let regularSeen = false;
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || (name.charCodeAt(0) === COLON) !== pseudo) continue;
-    if (Array.isArray(value)) {
-      for (const item of value) offset = encodeField(name, item, out, offset);
+    if (value === undefined) continue;
+    if (name.charCodeAt(0) === COLON) {
+      if (regularSeen) return encodeInOrder(headers, out, start);
     } else {
-      offset = encodeField(name, typeof value === 'string' ? value : String(value), out, offset);
+      regularSeen = true;
     }
+    offset = encodeValue(name, value, out, offset);
   }
   return offset;
+}
+
+function encodeInOrder(headers: HeaderMap, out: Buffer, offset: number): number {
+  for (const name in headers) {
+    const value = headers[name];
+    if (value !== undefined && name.charCodeAt(0) === COLON) offset = encodeValue(name, value, out, offset);
+  }
+  for (const name in headers) {
+    const value = headers[name];
+    if (value !== undefined && name.charCodeAt(0) !== COLON) offset = encodeValue(name, value, out, offset);
+  }
+  return offset;
+}
+
+function encodeValue(name: string, value: string | string[] | number, out: Buffer, offset: number): number {
+  if (typeof value === 'string') return encodeField(name, value, out, offset);
+  if (Array.isArray(value)) {
+    for (const item of value) offset = encodeField(name, item, out, offset);
+    return offset;
+  }
+  return encodeField(name, String(value), out, offset);
 }
 
 const COLON = 0x3a;
