@@ -78,7 +78,7 @@ describe('XdsAuthorizer', () => {
 
 describe('xDS authorization schema', () => {
   it('applies limit defaults and rejects unknown fields, duplicates and empty rule lists', () => {
-    assert.deepEqual(xdsLimits.parse({}), { max_streams_per_identity: 100, max_resource_names: 10_000 });
+    assert.deepEqual(xdsLimits.parse({}), { max_streams_per_identity: 100, max_resource_names: 10_000, max_streams_per_connection: 1_000 });
     assert.throws(() => xdsLimits.parse({ max_streams: 1 }));
     assert.throws(() => xdsAuthorizationSettings.parse({ identities: [] }), /at least one identity/);
     assert.throws(() => xdsAuthorizationSettings.parse({ identities: [{ ...rule('a'), extra: 1 }] }));

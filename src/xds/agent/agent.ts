@@ -19,6 +19,7 @@ import { chmodSync, existsSync, statSync, unlinkSync } from 'node:fs';
 import { connect, isIP } from 'node:net';
 import path from 'node:path';
 import { checkServerIdentity } from 'node:tls';
+import { clip } from '../clip.ts';
 import { ResponseCache } from './cache.ts';
 import { isLoopback } from './loopback.ts';
 import { DeltaRelay, Relay, SotwRelay, type AgentLogger, type Duplex, type RelayContext, type RelayProtocol, type UpstreamCall } from './relay.ts';
@@ -166,7 +167,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     upstreamFailed(status: grpc.StatusObject) {
       if (reachable !== false) {
         logger.warn(
-          { controlPlane: options.controlPlane.target, code: grpc.status[status.code], details: status.details },
+          { controlPlane: options.controlPlane.target, code: grpc.status[status.code], details: clip(status.details) },
           'stream to the control plane failed; local clients keep their config and get the cached one, retrying',
         );
       }

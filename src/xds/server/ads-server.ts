@@ -136,7 +136,12 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
   const unsubscribe = options.provider.subscribe(() => debouncer.trigger());
 
   let closed = false;
-  const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, ...options.serverOptions });
+  const server = new grpc.Server({
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.max_concurrent_streams': limits.max_streams_per_connection,
+    ...options.serverOptions,
+  });
   const opened = (stream: AdsStream): void => {
     if (closed) stream.end(grpc.status.UNAVAILABLE, 'xDS server shutting down');
     else if (!stream.ended) streams.add(stream);

@@ -8,6 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { CallerIdentity } from '../../security/identity.ts';
+import { clip, clipOptional } from '../clip.ts';
 import { RESOURCE_TYPES, resourceTypeOf, TYPE_URL, type ResourceType } from '../protos.ts';
 import { capabilitiesOf, type ClientCapabilities } from '../resources.ts';
 import type { ResourceProvider, XdsResource } from '../snapshot.ts';
@@ -135,6 +136,9 @@ interface Snapshot {
   routes: ((name: string) => boolean) | undefined;
 }
 
+/** A NACK's message is the client's explanation: longer than the usual clip, still bounded. */
+const MAX_NACK_MESSAGE_CHARS = 1_024;
+
 export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMessage, Plan extends { readonly requested: boolean } = { readonly requested: boolean }> {
   readonly protocol: AdsProtocol;
   protected readonly call: grpc.ServerDuplexStream<Request, unknown>;
@@ -169,8 +173,9 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     return this.#rule?.identity;
   }
 
+  /** The claimed node.id, clipped for logs and events (clip.ts); undefined before the first request. */
   get nodeId(): string | undefined {
-    return this.#node?.id;
+    return this.#node ? clip(this.#node.id) : undefined;
   }
 
   get ended(): boolean {
@@ -194,7 +199,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
       const typeUrl = message.type_url ?? '';
       const type = resourceTypeOf(typeUrl);
       if (!type) {
-        this.context.logger.debug({ node: this.#node!.id, typeUrl }, 'xDS request for a type this server does not serve; ignored');
+        this.context.logger.debug({ node: this.nodeId, typeUrl: clip(typeUrl) }, 'xDS request for a type this server does not serve; ignored');
         return;
       }
       this.#report(type, this.receive(type, message));
@@ -226,7 +231,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     this.#capabilities = capabilitiesOf(node?.user_agent_name);
     this.context.stats.streamsAdmitted++;
     this.context.logger.info(
-      { protocol: this.protocol, identity: rule.identity, node: claim.id, nodeCluster: claim.cluster, userAgent: node?.user_agent_name, peer: this.call.getPeer() },
+      { protocol: this.protocol, identity: rule.identity, node: clip(claim.id), nodeCluster: clip(claim.cluster), userAgent: clipOptional(node?.user_agent_name), peer: this.call.getPeer() },
       'xDS stream admitted',
     );
     return true;
@@ -236,16 +241,16 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
   #sameNode(node: NodeMessage | undefined): boolean {
     const claim = this.#node!;
     if (!node?.id) return true;
-    if (node.id !== claim.id) return this.refuse(grpc.status.PERMISSION_DENIED, `node.id changed on the stream from "${claim.id}" to "${node.id}"`);
+    if (node.id !== claim.id) return this.refuse(grpc.status.PERMISSION_DENIED, `node.id changed on the stream from "${clip(claim.id)}" to "${clip(node.id)}"`);
     if (node.cluster && node.cluster !== claim.cluster) {
-      return this.refuse(grpc.status.PERMISSION_DENIED, `node.cluster changed on the stream from "${claim.cluster}" to "${node.cluster}"`);
+      return this.refuse(grpc.status.PERMISSION_DENIED, `node.cluster changed on the stream from "${clip(claim.cluster)}" to "${clip(node.cluster)}"`);
     }
     return true;
   }
 
   #report(type: ResourceType, answer: Answer): void {
     const { stats, hooks, logger } = this.context;
-    const base = { protocol: this.protocol, identity: this.#rule!.identity, nodeId: this.#node!.id, type };
+    const base = { protocol: this.protocol, identity: this.#rule!.identity, nodeId: this.nodeId!, type };
     if (answer.kind === 'ack') {
       stats.acks++;
       logger.debug({ ...base, version: answer.version }, 'xDS ACK');
@@ -253,7 +258,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     } else if (answer.kind === 'nack') {
       stats.nacks++;
       const event: NackEvent = {
-        ...base, typeUrl: TYPE_URL[type], version: answer.version, keptVersion: answer.keptVersion ?? '', message: answer.message, resourceNames: answer.resourceNames,
+        ...base, typeUrl: TYPE_URL[type], version: answer.version, keptVersion: answer.keptVersion ?? '', message: clip(answer.message, MAX_NACK_MESSAGE_CHARS), resourceNames: answer.resourceNames,
       };
       logger.warn(
         { protocol: this.protocol, identity: event.identity, node: event.nodeId, type, version: event.version, keptVersion: event.keptVersion, error: event.message, resources: event.resourceNames },
@@ -316,7 +321,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
   protected refuse(code: grpc.status, reason: string): false {
     if (this.#ended) return false;
     const event: RefusalEvent = {
-      protocol: this.protocol, identity: this.caller.label, nodeId: this.#node?.id ?? '', nodeCluster: this.#node?.cluster ?? '', code, reason,
+      protocol: this.protocol, identity: this.caller.label, nodeId: clip(this.#node?.id ?? ''), nodeCluster: clip(this.#node?.cluster ?? ''), code, reason,
     };
     this.context.stats.refusals++;
     this.context.logger.warn(
@@ -342,7 +347,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     clearTimeout(this.#firstRequestTimer);
     if (this.#rule) {
       this.context.release(this.#rule.identity);
-      this.context.logger.debug({ protocol: this.protocol, identity: this.#rule.identity, node: this.#node?.id }, 'xDS stream ended');
+      this.context.logger.debug({ protocol: this.protocol, identity: this.#rule.identity, node: this.nodeId }, 'xDS stream ended');
     }
     this.context.forget(this);
   }

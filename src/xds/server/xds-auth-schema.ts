@@ -43,6 +43,13 @@ export const xdsLimits = z.strictObject({
   max_streams_per_identity: z.number().int().min(1).default(100),
   /** Resource names one subscription (one type on one stream) may hold; more is refused with RESOURCE_EXHAUSTED. */
   max_resource_names: z.number().int().min(1).default(10_000),
+  /**
+   * Concurrent HTTP/2 streams on one connection (SETTINGS_MAX_CONCURRENT_STREAMS): a stream past it is
+   * reset with REFUSED_STREAM before it costs anything. Counts streams not yet admitted, so one client
+   * cannot hold thousands of them open on one connection. An agent relays each local stream on its one
+   * connection: its --max-local-streams (default 1000) must not exceed this.
+   */
+  max_streams_per_connection: z.number().int().min(1).max(2 ** 31 - 1).default(1_000),
 });
 
 export type XdsAuthorizationConfig = z.output<typeof xdsAuthorizationSettings>;
