@@ -10,7 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
 import { AdsTestClient } from '../helpers/ads-client.ts';
-import { exitOf, logEntries, runCli } from '../helpers/cli.ts';
+import { collectLogs, exitOf, logEntries, runCli } from '../helpers/cli.ts';
+import { waitFor } from '../helpers/harness.ts';
+import * as grpc from '@grpc/grpc-js';
 import { FakeKubeApi, endpointSlice } from '../helpers/fake-kube-api.ts';
 import { TYPE_URL } from '../../src/xds/protos.ts';
 import { loadControlPlaneConfig } from '../../src/xds/control-plane/load.ts';
@@ -142,6 +144,59 @@ authorization: { identities: [{ identity: spiffe://test/frontend, node_ids: ['*'
     child.kill('SIGTERM');
     assert.equal((await exited).code, 0);
     client.close();
+  });
+
+  test('SIGHUP reloads the config: new clusters and rules reach open streams, a bad file is refused, the process lives on', async () => {
+    const file = path.join(dir, 'reload.yaml');
+    const config = (clusters: string, nodeIds: string, allowed: string) => `
+server: { address: 127.0.0.1, port: 0, tls: { cert_file: ${pki.server.cert}, key_file: ${pki.server.key}, client_ca_file: ${pki.caCert} } }
+clusters: [${clusters}]
+authorization: { identities: [{ identity: spiffe://test/frontend, node_ids: [${nodeIds}], clusters: [${allowed}], listeners: [] }] }
+`;
+    await writeFile(file, config(`{ name: echo, endpoints: [{ address: 10.0.0.1, port: 1 }] }`, `'*'`, `'*'`));
+    const child = runCli(['control-plane', '--config', file]);
+    const exited = exitOf(child);
+    const logs = collectLogs(child);
+    const [listening] = await logEntries(child, (e) => e.msg === 'xDS control plane listening (mTLS)');
+    const port = Number(listening!.address!.split(':').at(-1));
+    const client = new AdsTestClient({ host: 'localhost', port, ca: pki.caCertPem, cert: frontend.certPem, key: frontend.keyPem });
+    try {
+      const kept = client.sotw({ id: 'keep-1' });
+      const dropped = client.sotw({ id: 'drop-1' });
+      for (const stream of [kept, dropped]) {
+        stream.request({ typeUrl: TYPE_URL.cluster });
+        const cds = await stream.next(TYPE_URL.cluster);
+        assert.deepEqual(cds.names, ['echo']);
+        stream.ack(cds);
+      }
+
+      // A second cluster, and rules that now give this identity only it, and only as keep-*.
+      await writeFile(file, config(`{ name: echo, endpoints: [{ address: 10.0.0.1, port: 1 }] }, { name: second, endpoints: [{ address: 10.0.0.2, port: 2 }] }`, `'keep-*'`, `second`));
+      child.kill('SIGHUP');
+      const pushed = await kept.next(TYPE_URL.cluster);
+      assert.deepEqual(pushed.names, ['second'], 'the open stream gets the new cluster under the new rules');
+      kept.ack(pushed);
+      const status = await dropped.closed;
+      assert.equal(status.code, grpc.status.PERMISSION_DENIED, 'a node the new rules do not allow is ended');
+      await waitFor(() => logs.some((l) => l.msg === 'config reloaded'), 'the reload to be logged');
+
+      // A bad file: logged, and the running config stays.
+      await writeFile(file, config(`{ name: echo, lb_policy: sideways, endpoints: [] }`, `'*'`, `'*'`));
+      child.kill('SIGHUP');
+      await waitFor(() => logs.some((l) => l.msg === 'config reload rejected; the running config stays in force'), 'the bad reload to be logged');
+      const rejected = logs.find((l) => l.msg === 'config reload rejected; the running config stays in force')!;
+      assert.match(String(rejected.error), /reload\.yaml: invalid config\n\s+clusters\[0\]\.lb_policy/);
+      const later = client.sotw({ id: 'keep-2' });
+      later.request({ typeUrl: TYPE_URL.cluster });
+      assert.deepEqual((await later.next(TYPE_URL.cluster)).names, ['second'], 'still serving the config of the last good reload');
+      assert.equal(child.exitCode, null, 'SIGHUP never ends the process');
+
+      child.kill('SIGTERM');
+      assert.equal((await exited).code, 0);
+    } finally {
+      client.close();
+      child.kill('SIGKILL');
+    }
   });
 });
 

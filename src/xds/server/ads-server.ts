@@ -80,14 +80,30 @@ export interface AdsServer {
   readonly streamCount: number;
   /** Admitted streams per identity (as written in the rules). */
   streamsByIdentity(): ReadonlyMap<string, number>;
+  /**
+   * Applies a reloaded config: another provider, rules, limits or debounce.
+   * Admitted streams are checked against new rules (ending those no longer
+   * allowed) and every stream is then sent what changed for it. Limits apply
+   * to new admissions; streams already admitted are not ended by a lower one.
+   */
+  update(changes: AdsServerUpdate): void;
   /** Ends every stream with UNAVAILABLE (clients reconnect, to another replica if there is one) and stops listening. */
   close(graceMs?: number): Promise<void>;
 }
 
+export interface AdsServerUpdate {
+  readonly provider?: ResourceProvider;
+  readonly authorization?: z.input<typeof xdsAuthorizationSettings>;
+  readonly limits?: z.input<typeof xdsLimits>;
+  readonly debounceMs?: number;
+  readonly maxDebounceMs?: number;
+}
+
 export async function startAdsServer(options: AdsServerOptions): Promise<AdsServer> {
   const credentials = serverCredentials(options);
-  const authorizer = new XdsAuthorizer(xdsAuthorizationSettings.parse(options.authorization));
-  const limits: XdsLimitsConfig = xdsLimits.parse(options.limits ?? {});
+  let provider = options.provider;
+  let authorizer = new XdsAuthorizer(xdsAuthorizationSettings.parse(options.authorization));
+  let limits: XdsLimitsConfig = xdsLimits.parse(options.limits ?? {});
   const logger = options.logger ?? pino({ level: 'silent' });
   const stats: AdsServerStats = { streamsAdmitted: 0, refusals: 0, responses: 0, acks: 0, nacks: 0, staleRequests: 0 };
   const hooks: AdsServerHooks = { onNack: options.onNack, onAck: options.onAck, onRefusal: options.onRefusal };
@@ -98,9 +114,15 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
   /** Publications of provider changes (see StreamContext.generation). */
   let generation = 0;
   const context: StreamContext = {
-    provider: options.provider,
-    authorizer,
-    limits,
+    get provider() {
+      return provider;
+    },
+    get authorizer() {
+      return authorizer;
+    },
+    get limits() {
+      return limits;
+    },
     logger,
     stats,
     hooks,
@@ -108,9 +130,9 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
     firstRequestTimeoutMs: options.firstRequestTimeoutMs ?? 10_000,
     generation: () => generation,
     identify: (call) => insecureCaller ?? callerOf(call),
-    acquire: (identity) => {
+    acquire: (identity, force = false) => {
       const count = perIdentity.get(identity) ?? 0;
-      if (count >= limits.max_streams_per_identity) return false;
+      if (count >= limits.max_streams_per_identity && !force) return false;
       perIdentity.set(identity, count + 1);
       return true;
     },
@@ -132,8 +154,9 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
       }
     }
   };
-  const debouncer = new Debouncer(pushAll, { delayMs: options.debounceMs ?? 100, maxDelayMs: options.maxDebounceMs ?? 1_000 });
-  const unsubscribe = options.provider.subscribe(() => debouncer.trigger());
+  let debounce = { delayMs: options.debounceMs ?? 100, maxDelayMs: options.maxDebounceMs ?? 1_000 };
+  let debouncer = new Debouncer(pushAll, debounce);
+  let unsubscribe = provider.subscribe(() => debouncer.trigger());
 
   let closed = false;
   const server = new grpc.Server({
@@ -171,6 +194,28 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
       return streams.size;
     },
     streamsByIdentity: () => new Map(perIdentity),
+    update: (changes) => {
+      if (closed) return;
+      // Everything is parsed before anything changes: a bad update changes nothing.
+      const nextAuthorizer = changes.authorization ? new XdsAuthorizer(xdsAuthorizationSettings.parse(changes.authorization)) : undefined;
+      const nextLimits = changes.limits ? xdsLimits.parse(changes.limits) : undefined;
+      if (nextLimits) limits = nextLimits;
+      if (changes.debounceMs !== undefined || changes.maxDebounceMs !== undefined) {
+        debouncer.close();
+        debounce = { delayMs: changes.debounceMs ?? debounce.delayMs, maxDelayMs: changes.maxDebounceMs ?? debounce.maxDelayMs };
+        debouncer = new Debouncer(pushAll, debounce);
+      }
+      if (changes.provider && changes.provider !== provider) {
+        unsubscribe();
+        provider = changes.provider;
+        unsubscribe = provider.subscribe(() => debouncer.trigger());
+      }
+      if (nextAuthorizer) {
+        authorizer = nextAuthorizer;
+        for (const stream of [...streams]) stream.reauthorize();
+      }
+      pushAll();
+    },
     close: async (graceMs = 2_000) => {
       if (closed) return;
       closed = true;

@@ -109,8 +109,8 @@ export interface StreamContext {
   generation(): number;
   /** The caller: from the verified client certificate, or the configured identity in insecure mode. */
   identify(call: grpc.ServerDuplexStream<unknown, unknown>): CallerIdentity;
-  /** Takes a stream slot for `identity`; false at the limit. */
-  acquire(identity: string): boolean;
+  /** Takes a stream slot for `identity`; false at the limit (unless `force`: a reload moving an admitted stream). */
+  acquire(identity: string, force?: boolean): boolean;
   release(identity: string): void;
   /** The stream has ended. */
   forget(stream: AdsStream): void;
@@ -315,6 +315,33 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     }
     if (type === 'listener') return { resources, allowed: (name) => rule.allowsListener(name) };
     return { resources, allowed: (name) => rule.allowsCluster(name) };
+  }
+
+  /**
+   * The rules changed (a config reload): an admitted stream is checked again
+   * as if it were new. One its identity or node may no longer hold ends with
+   * PERMISSION_DENIED; the others go on under the new rule (the next flush
+   * sends what it now allows, and stops sending what it no longer does).
+   */
+  reauthorize(): void {
+    const previous = this.#rule;
+    if (!previous || this.#ended) return;
+    const rule = this.context.authorizer.ruleFor(this.caller);
+    if (!rule) {
+      this.refuse(grpc.status.PERMISSION_DENIED, `${this.caller.label} is no longer authorized for xDS`);
+      return;
+    }
+    const problem = rule.checkNode(this.#node!);
+    if (problem) {
+      this.refuse(grpc.status.PERMISSION_DENIED, problem);
+      return;
+    }
+    if (rule.identity !== previous.identity) {
+      this.context.release(previous.identity);
+      this.context.acquire(rule.identity, true);
+    }
+    this.#rule = rule;
+    this.#snapshot = undefined;
   }
 
   /** Logs and counts a refusal, then ends the stream with `code`. Returns false, for `return this.refuse(…)`. */
