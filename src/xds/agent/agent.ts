@@ -33,6 +33,9 @@ const METHODS: Record<RelayProtocol, string> = {
   delta: `${SERVICE}/DeltaAggregatedResources`,
 };
 
+/** grpc-js's BACKOFF_JITTER: each reconnect delay is the nominal one ±20 %. */
+const GRPC_RECONNECT_JITTER = 0.2;
+
 /** When the control plane is back, relays waiting out a backoff reconnect at random within this. */
 const RECONNECT_SPREAD_MS = 1_000;
 
@@ -124,6 +127,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     throw new AgentConfigError(`agent: the control-plane TLS files cannot be used: ${(error as Error).message}`, { cause: error });
   }
   const { credentials, options: tlsOptions } = tls;
+  const backoff = { initialMs: options.backoff?.initialMs ?? 250, maxMs: options.backoff?.maxMs ?? 15_000 };
+  // grpc-js spreads each reconnect delay by ±20 % around a nominal one capped at max_reconnect_backoff_ms:
+  // a nominal cap of maxMs / 1.2 keeps every delay, jitter included, within maxMs.
+  const channelMaxMs = Math.max(1, Math.floor(backoff.maxMs / (1 + GRPC_RECONNECT_JITTER)));
   const upstream = new grpc.Client(options.controlPlane.target, credentials, {
     ...tlsOptions,
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
@@ -131,8 +138,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     // A control plane that vanishes without closing the connection (a partition) is noticed within ~40 s.
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.initial_reconnect_backoff_ms': options.backoff?.initialMs ?? 250,
-    'grpc.max_reconnect_backoff_ms': options.backoff?.maxMs ?? 15_000,
+    'grpc.initial_reconnect_backoff_ms': Math.min(backoff.initialMs, channelMaxMs),
+    'grpc.max_reconnect_backoff_ms': channelMaxMs,
     'grpc.enable_retries': 0,
   });
 
@@ -145,13 +152,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const context: RelayContext = {
     cache: new ResponseCache(options.maxCachedNodes ?? 1000),
     logger,
-    backoff: { initialMs: options.backoff?.initialMs ?? 250, maxMs: options.backoff?.maxMs ?? 15_000 },
+    backoff,
     cacheFallbackMs: options.cacheFallbackMs ?? 3_000,
     get reachable() {
       return reachable;
     },
     openUpstream(protocol: RelayProtocol): UpstreamCall {
-      const call = upstream.makeBidiStreamRequest(METHODS[protocol], passthrough, passthrough) as UpstreamCall;
+      // Wait for ready: while the control plane is away the call waits for the channel's next
+      // successful connect, which comes within the backoff cap, instead of failing at once and
+      // waiting out a backoff of its own on top of the channel's (18.8 s measured for a 15 s cap).
+      const call = upstream.makeBidiStreamRequest(METHODS[protocol], passthrough, passthrough, new grpc.Metadata({ waitForReady: true })) as UpstreamCall;
       upstreamStreams++;
       call.on('status', () => upstreamStreams--);
       return call;
