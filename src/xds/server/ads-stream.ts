@@ -121,6 +121,8 @@ export interface Subscription<Plan extends { readonly requested: boolean }> {
   readonly awaiting: boolean;
   plan(view: TypeView): Plan | undefined;
   sent(plan: Plan, nonce: string): void;
+  /** Forgets what the client last rejected, so that it is offered again. */
+  forgetRejection(): void;
 }
 
 export type Answer =
@@ -253,6 +255,9 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     const base = { protocol: this.protocol, identity: this.#rule!.identity, nodeId: this.nodeId!, type };
     if (answer.kind === 'ack') {
       stats.acks++;
+      // A client may reject one type for what another type says (a Cluster removed while its routes,
+      // not yet updated, still name it): once another type is accepted, rejected content is offered again.
+      for (const [other, subscription] of this.subscriptions) if (other !== type) subscription.forgetRejection();
       logger.debug({ ...base, version: answer.version }, 'xDS ACK');
       this.#callHook(() => hooks.onAck?.({ ...base, version: answer.version }));
     } else if (answer.kind === 'nack') {

@@ -215,6 +215,10 @@ export class DeltaSubscription {
     return { resources, removed, systemVersion: versionOf(all), requested };
   }
 
+  forgetRejection(): void {
+    this.#rejected = undefined;
+  }
+
   sent(plan: DeltaPlan, nonce: string): void {
     this.#inflight = {
       nonce,

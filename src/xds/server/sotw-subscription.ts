@@ -191,6 +191,10 @@ export class SotwSubscription {
     return { resources, holds, version: versionOf(holds), requested };
   }
 
+  forgetRejection(): void {
+    this.#rejected = undefined;
+  }
+
   /** Records that `plan` went out with `nonce`. */
   sent(plan: SotwPlan, nonce: string): void {
     this.#inflight = { nonce, version: plan.version, content: plan.holds, names: plan.resources.map((r) => r.name) };
