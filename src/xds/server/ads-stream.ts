@@ -255,9 +255,11 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     const base = { protocol: this.protocol, identity: this.#rule!.identity, nodeId: this.nodeId!, type };
     if (answer.kind === 'ack') {
       stats.acks++;
-      // A client may reject one type for what another type says (a Cluster removed while its routes,
-      // not yet updated, still name it): once another type is accepted, rejected content is offered again.
-      for (const [other, subscription] of this.subscriptions) if (other !== type) subscription.forgetRejection();
+      // A client may reject a type for what a later one says (a Cluster removed while the routes, not
+      // yet updated, still name it): once a type later in push order is accepted, the earlier types'
+      // rejected content is offered again.
+      const position = PUSH_ORDER.indexOf(type);
+      for (const [other, subscription] of this.subscriptions) if (PUSH_ORDER.indexOf(other) < position) subscription.forgetRejection();
       logger.debug({ ...base, version: answer.version }, 'xDS ACK');
       this.#callHook(() => hooks.onAck?.({ ...base, version: answer.version }));
     } else if (answer.kind === 'nack') {
