@@ -54,9 +54,11 @@ describe('AdsClient', () => {
       if (refuse) throw new Error(refuse);
       updates.push(update);
     });
+    const opened = ads.streamsOpened;
     const from = ads.requests.length;
     ads1.start();
-    const mine = () => ads.requests.slice(from);
+    const mine = () => ads.requests.filter((request) => request.stream > opened);
+    const sentToMe = () => ads.responses.filter((response) => response.stream > opened);
     // Counted by the client when it sends the ACK; waited for here as the server gets it.
     await waitFor(() => mine().length === 2, 'the first ACK');
     assert.deepEqual(mine()[0]!.resourceNames, [], 'the wildcard is an empty list');
@@ -64,7 +66,7 @@ describe('AdsClient', () => {
     const good = ads.lastVersion('cluster');
     const ack = mine()[1]!;
     assert.equal(ack.versionInfo, good);
-    assert.equal(ack.responseNonce, ads.responses.at(-1)!.nonce);
+    assert.equal(ack.responseNonce, sentToMe().at(-1)!.nonce);
     assert.equal(ack.node, undefined, 'node only on the first request of a stream');
     assert.deepEqual([...updates[0]!.resources.keys()], ['a', 'b']);
     assert.equal(updates[0]!.resources.get('a')!.message.name, 'a', 'decoded');
@@ -72,11 +74,11 @@ describe('AdsClient', () => {
 
     refuse = 'Cluster "b": nope';
     ads.set('cluster', [cluster('a')]);
-    const nack = await ads.waitForRequest((request) => request.errorDetail !== undefined, 'the NACK', from);
+    const nack = await ads.waitForRequest((request) => request.stream > opened && request.errorDetail !== undefined, 'the NACK', from);
     assert.equal(ads1.status().nacks.cluster, 1);
     assert.deepEqual(nack.errorDetail, { code: 3, message: 'Cluster "b": nope' });
     assert.equal(nack.versionInfo, good, 'the last good version');
-    assert.equal(nack.responseNonce, ads.responses.at(-1)!.nonce);
+    assert.equal(nack.responseNonce, sentToMe().at(-1)!.nonce);
     assert.deepEqual([...ads1.resources('cluster').keys()], ['a', 'b'], 'still the last good resources');
     assert.equal(ads1.version('cluster'), good);
     assert.equal(ads1.status().lastNack?.message, 'Cluster "b": nope');
@@ -96,18 +98,19 @@ describe('AdsClient', () => {
     const ads2 = client();
     const updates: AdsUpdate[] = [];
     ads2.watch('endpoint', [], (update) => void updates.push(update));
+    const opened = ads.streamsOpened;
     const from = ads.requests.length;
     ads2.start();
     await waitFor(() => ads2.state === 'connected', 'connected');
     await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.equal(ads.requests.slice(from).length, 0, 'an empty named subscription is not sent (it would read as the wildcard)');
+    assert.equal(ads.requests.filter((request) => request.stream > opened).length, 0, 'an empty named subscription is not sent (it would read as the wildcard)');
 
     ads2.subscribe('endpoint', ['x']);
     await waitFor(() => ads2.status().acks.endpoint === 1, 'x');
     assert.deepEqual([...ads2.resources('endpoint').keys()], ['x']);
-    const nonce = ads.responses.at(-1)!.nonce;
+    const nonce = ads.responses.filter((response) => response.stream > opened).at(-1)!.nonce;
     ads2.subscribe('endpoint', ['x', 'y']);
-    const change = await ads.waitForRequest((request) => request.resourceNames.length === 2, 'the new subscription', from);
+    const change = await ads.waitForRequest((request) => request.stream > opened && request.resourceNames.length === 2, 'the new subscription', from);
     assert.equal(change.responseNonce, nonce, 'a subscription change carries the latest nonce');
     await waitFor(() => ads2.resources('endpoint').size === 2, 'x and y');
 

@@ -144,6 +144,11 @@ export class XdsTestServer {
     return this.#server;
   }
 
+  /** Streams opened so far (the id of the last one): requests of streams opened later have a higher `stream`. */
+  get streamsOpened(): number {
+    return this.#streamIds;
+  }
+
   get openStreams(): number {
     return this.#streams.size;
   }
