@@ -20,7 +20,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { EndpointAddress } from '../../src/discovery/source.ts';
-import { resourceTypeOf, TYPE_URL, unpackAny, type AnyMessage, type ResourceType } from '../../src/xds/protos.ts';
+import { resourceRoot, resourceTypeOf, TYPE_URL, unpackAny, type AnyMessage, type ResourceType } from '../../src/xds/protos.ts';
 import {
   clusterLoadAssignmentResource, clusterResource, listenerResource, routeConfigurationResource, type ClientCapabilities, type XdsLbPolicy,
 } from '../../src/xds/resources.ts';
@@ -256,7 +256,7 @@ export class XdsTestServer {
         onCancel: () => stream && this.#streams.delete(stream),
       }),
       sendMessage: (message, pass) => {
-        if (stream) this.#recordResponse(stream, message, false);
+        if (stream) this.#recordResponse(stream, Buffer.isBuffer(message) ? decodeResponse(stream.protocol, message) : message, false);
         pass(message);
       },
       sendStatus: (status, pass) => {
@@ -328,6 +328,12 @@ export class XdsTestServer {
       raw,
     });
   }
+}
+
+/** The server writes responses as encoded bytes; decoded here as proto-loader would (snake_case). */
+function decodeResponse(protocol: Protocol, bytes: Buffer): Record<string, any> {
+  const type = resourceRoot().lookupType(protocol === 'sotw' ? 'envoy.service.discovery.v3.DiscoveryResponse' : 'envoy.service.discovery.v3.DeltaDiscoveryResponse');
+  return type.toObject(type.decode(bytes), { enums: String, longs: String, defaults: false, oneofs: true });
 }
 
 function nameOf(any: AnyMessage): string {

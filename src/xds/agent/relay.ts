@@ -17,6 +17,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { clip, clipOptional } from '../clip.ts';
+import { retryPushbackMs } from '../pushback.ts';
 import { isFullStateType, nodeKey, type Interest, type ResponseCache } from './cache.ts';
 import {
   readDeltaRequest, readDeltaResponse, readSotwRequest, readSotwResponse, resourceNameOf,
@@ -210,7 +211,7 @@ export abstract class Relay {
     const base = Math.min(this.context.backoff.maxMs, this.context.backoff.initialMs * 2 ** this.#attempt);
     this.#attempt = Math.min(this.#attempt + 1, 30);
     // Jitter: 50–100 % of the step, so relays that lost the control plane together do not return together.
-    const delay = Math.round(base * (0.5 + Math.random() * 0.5));
+    const delay = Math.max(Math.round(base * (0.5 + Math.random() * 0.5)), retryPushbackMs(status.metadata));
     logger.debug({ protocol: this.protocol, node: this.nodeLabel, code: grpc.status[status.code], details: clip(status.details), retryInMs: delay }, 'upstream xDS stream ended; retrying');
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;

@@ -23,6 +23,7 @@ import { isIP } from 'node:net';
 import { checkServerIdentity } from 'node:tls';
 import { VERSION } from '../../version.ts';
 import { adsService, resourceTypeOf, RESOURCE_TYPES, TYPE_URL, unpackAny, type AnyMessage, type ResourceType } from '../protos.ts';
+import { retryPushbackMs } from '../pushback.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
 
 export type AdsConnectionState = 'connecting' | 'connected' | 'disconnected';
@@ -340,7 +341,8 @@ export class AdsClient {
     this.#lastError = reason;
     // A stream that worked starts the backoff over; one that never answered makes it grow.
     if (stream.responded) this.#backoff.reset();
-    const delay = this.#backoff.next();
+    // A control plane that sheds load says how long to wait (and the next connection may reach another replica).
+    const delay = Math.max(this.#backoff.next(), retryPushbackMs(status.metadata));
     const wasConnected = this.#state === 'connected';
     this.#setState('disconnected');
     // The first failure in a row is a warning; the retries after it are noise unless debugging.

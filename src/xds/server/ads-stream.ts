@@ -9,11 +9,12 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { CallerIdentity } from '../../security/identity.ts';
 import { clip, clipOptional } from '../clip.ts';
-import { RESOURCE_TYPES, resourceTypeOf, TYPE_URL, type ResourceType } from '../protos.ts';
+import { resourceTypeOf, TYPE_URL, type ResourceType } from '../protos.ts';
 import { capabilitiesOf, type ClientCapabilities } from '../resources.ts';
 import type { ResourceProvider, XdsResource } from '../snapshot.ts';
 import type { NodeClaim, XdsAuthorizer, XdsIdentityRule } from './authorization.ts';
-import { routeNamesOf } from './listener-routes.ts';
+import type { ResponseEncoder } from './response-encoder.ts';
+import { resetStream } from './transport.ts';
 import { PUSH_ORDER, SubscriptionLimitError, type TypeView } from './subscriptions.ts';
 import type { XdsLimitsConfig } from './xds-auth-schema.ts';
 
@@ -83,6 +84,10 @@ export interface AdsServerStats {
   nacks: number;
   /** Requests whose response_nonce was not the latest sent while a response was outstanding. */
   staleRequests: number;
+  /** Streams refused for limits.max_streams (UNAVAILABLE with a retry hint). */
+  shed: number;
+  /** Streams reset because their client read nothing for limits.stalled_stream_timeout. */
+  stalled: number;
 }
 
 export interface AdsServerHooks {
@@ -114,6 +119,16 @@ export interface StreamContext {
   release(identity: string): void;
   /** The stream has ended. */
   forget(stream: AdsStream): void;
+  /** Encodes responses from resources serialised once for every stream. */
+  readonly encoder: ResponseEncoder;
+  /** Has the stream flushed in a coming batch (it may have something to send). */
+  schedule(stream: AdsStream): void;
+  /** A write of `bytes` completed, or its stream ended with it outstanding. */
+  completed(bytes: number): void;
+  /** The provider's resources of this generation for a client kind: the same maps for every stream of that kind. */
+  resourcesFor(capabilities: ClientCapabilities): ReadonlyMap<ResourceType, ReadonlyMap<string, XdsResource>>;
+  /** Which RouteConfigurations `rule` may receive given `listeners`: computed once per rule and listener set. */
+  routeFilter(rule: XdsIdentityRule, listeners: ReadonlyMap<string, XdsResource>): (name: string) => boolean;
 }
 
 /** The part of a subscription the stream drives. */
@@ -135,7 +150,6 @@ export type Answer =
 interface Snapshot {
   readonly generation: number;
   readonly maps: ReadonlyMap<ResourceType, ReadonlyMap<string, XdsResource>>;
-  routes: ((name: string) => boolean) | undefined;
 }
 
 /** A NACK's message is the client's explanation: longer than the usual clip, still bounded. */
@@ -154,6 +168,10 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
   #ended = false;
   #snapshot: Snapshot | undefined;
   #firstRequestTimer: NodeJS.Timeout | undefined;
+  /** Bytes of the response written and not yet flushed (0: none outstanding). */
+  #outstanding = 0;
+  /** When the outstanding write started (performance.now()). */
+  #writingSince = 0;
 
   constructor(protocol: AdsProtocol, call: grpc.ServerDuplexStream<Request, unknown>, context: StreamContext) {
     this.protocol = protocol;
@@ -187,8 +205,18 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
   /** Applies one request of `type` to its subscription (creating it), returning what it answered. */
   protected abstract receive(type: ResourceType, request: Request): Answer;
 
-  /** Writes one response. */
-  protected abstract write(type: ResourceType, plan: Plan, nonce: string): void;
+  /** One response, encoded. */
+  protected abstract encode(type: ResourceType, plan: Plan, nonce: string): Buffer;
+
+  /** A response is written and not yet flushed to the connection. */
+  get writing(): boolean {
+    return this.#outstanding > 0;
+  }
+
+  /** How long the outstanding write has waited for the client to read, in ms (0: none outstanding). */
+  stalledFor(now: number): number {
+    return this.#outstanding > 0 ? now - this.#writingSince : 0;
+  }
 
   #onRequest(message: Request): void {
     if (this.#ended) return;
@@ -205,7 +233,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
         return;
       }
       this.#report(type, this.receive(type, message));
-      this.flush();
+      this.context.schedule(this);
     } catch (error) {
       if (error instanceof SubscriptionLimitError) {
         this.refuse(grpc.status.RESOURCE_EXHAUSTED, `${this.#rule?.identity ?? this.caller.label}: ${error.message}`);
@@ -286,9 +314,15 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     }
   }
 
-  /** Sends what each type has pending: CDS, EDS, LDS, RDS; a push waits behind an earlier type's unsent change. */
-  flush(): void {
-    if (!this.#rule || this.#ended) return;
+  /**
+   * Writes the first response due, in push order (CDS, EDS, LDS, RDS; a push
+   * waits behind an earlier type's unsent change), unless one is still being
+   * written: at most one response per stream is outstanding, and the next is
+   * planned when it has been flushed (so it reflects the latest resources).
+   * Returns the bytes written (0: nothing). Called by the fan-out (fan-out.ts).
+   */
+  flush(): number {
+    if (!this.#rule || this.#ended || this.#outstanding > 0) return 0;
     let held = false;
     for (const type of PUSH_ORDER) {
       const subscription = this.subscriptions.get(type);
@@ -301,25 +335,35 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
       }
       if (held && !plan.requested) continue;
       const nonce = String(++this.#nonce);
-      this.write(type, plan, nonce);
+      const response = this.encode(type, plan, nonce);
       subscription.sent(plan, nonce);
       this.context.stats.responses++;
+      this.#send(response);
+      return response.length;
     }
+    return 0;
+  }
+
+  #send(response: Buffer): void {
+    const bytes = response.length;
+    this.#outstanding = bytes;
+    this.#writingSince = performance.now();
+    this.call.write(response, () => {
+      // After the stream ended, cleanup already freed the budget.
+      if (this.#outstanding !== bytes || this.#ended) return;
+      this.#outstanding = 0;
+      this.context.completed(bytes);
+      this.context.schedule(this);
+    });
   }
 
   #view(type: ResourceType): TypeView {
     const rule = this.#rule!;
     const generation = this.context.generation();
-    if (this.#snapshot?.generation !== generation) {
-      const maps = new Map(RESOURCE_TYPES.map((t) => [t, this.context.provider.resources(t, this.#capabilities)] as const));
-      this.#snapshot = { generation, maps, routes: undefined };
-    }
-    const snapshot = this.#snapshot;
-    const resources = snapshot.maps.get(type)!;
-    if (type === 'route') {
-      const allowed = (snapshot.routes ??= rule.routeFilter(snapshot.maps.get('listener')!, routeNamesOf));
-      return { resources, allowed };
-    }
+    if (this.#snapshot?.generation !== generation) this.#snapshot = { generation, maps: this.context.resourcesFor(this.#capabilities) };
+    const { maps } = this.#snapshot;
+    const resources = maps.get(type)!;
+    if (type === 'route') return { resources, allowed: this.context.routeFilter(rule, maps.get('listener')!) };
     if (type === 'listener') return { resources, allowed: (name) => rule.allowsListener(name) };
     return { resources, allowed: (name) => rule.allowsCluster(name) };
   }
@@ -367,6 +411,11 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     return false;
   }
 
+  /** Drops the stream at the HTTP/2 level (RST_STREAM), with whatever was queued for it: for a client that stopped reading. */
+  reset(): void {
+    resetStream(this.call as grpc.ServerDuplexStream<unknown, unknown>);
+  }
+
   /** Ends the stream with a status (OK ends it cleanly). */
   end(code: grpc.status, details: string): void {
     if (this.#ended) return;
@@ -379,6 +428,10 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     if (this.#ended) return;
     this.#ended = true;
     clearTimeout(this.#firstRequestTimer);
+    if (this.#outstanding > 0) {
+      this.context.completed(this.#outstanding);
+      this.#outstanding = 0;
+    }
     if (this.#rule) {
       this.context.release(this.#rule.identity);
       this.context.logger.debug({ protocol: this.protocol, identity: this.#rule.identity, node: this.nodeId }, 'xDS stream ended');

@@ -29,18 +29,11 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequestMessage, DeltaPl
     );
   }
 
-  protected write(type: ResourceType, plan: DeltaPlan, nonce: string): void {
-    this.call.write({
-      system_version_info: plan.systemVersion,
-      resources: plan.resources.map((r) => ({ name: r.name, version: r.version, resource: r.resource })),
-      type_url: TYPE_URL[type],
-      removed_resources: plan.removed,
-      nonce,
-      ...(this.context.controlPlaneId !== undefined && { control_plane: { identifier: this.context.controlPlaneId } }),
-    });
-    this.context.logger.debug(
-      { node: this.nodeId, type, systemVersion: plan.systemVersion, resources: plan.resources.length, removed: plan.removed.length, nonce },
-      'xDS delta response sent',
-    );
+  protected encode(type: ResourceType, plan: DeltaPlan, nonce: string): Buffer {
+    const { logger, encoder } = this.context;
+    if (logger.isLevelEnabled('debug')) {
+      logger.debug({ node: this.nodeId, type, systemVersion: plan.systemVersion, resources: plan.resources.length, removed: plan.removed.length, nonce }, 'xDS delta response sent');
+    }
+    return encoder.delta(TYPE_URL[type], plan.systemVersion, plan.resources, plan.removed, nonce);
   }
 }

@@ -26,14 +26,9 @@ export class SotwStream extends AdsStream<DiscoveryRequestMessage, SotwPlan> {
     );
   }
 
-  protected write(type: ResourceType, plan: SotwPlan, nonce: string): void {
-    this.call.write({
-      version_info: plan.version,
-      resources: plan.resources.map((r) => r.resource),
-      type_url: TYPE_URL[type],
-      nonce,
-      ...(this.context.controlPlaneId !== undefined && { control_plane: { identifier: this.context.controlPlaneId } }),
-    });
-    this.context.logger.debug({ node: this.nodeId, type, version: plan.version, resources: plan.resources.length, nonce }, 'xDS response sent');
+  protected encode(type: ResourceType, plan: SotwPlan, nonce: string): Buffer {
+    const { logger, encoder } = this.context;
+    if (logger.isLevelEnabled('debug')) logger.debug({ node: this.nodeId, type, version: plan.version, resources: plan.resources.length, nonce }, 'xDS response sent');
+    return encoder.sotw(TYPE_URL[type], plan.version, plan.resources, nonce);
   }
 }
