@@ -68,6 +68,8 @@ function xdsSection(server: string, extra: Record<string, unknown> = {}) {
     node_cluster: 'edge',
     route_config: 'main',
     initial_fetch_timeout: '3s',
+    // These tests read state-of-the-world requests; delta has its own below.
+    protocol: 'sotw',
     ...extra,
   };
 }
@@ -467,6 +469,64 @@ describe('starting without a reachable control plane', () => {
     } finally {
       await ads.close();
       await strangers.cleanup();
+    }
+  });
+});
+
+describe('a proxy fed by delta xDS', () => {
+  test('subscribes incrementally, applies changes, and after a control-plane restart is not sent again what it holds', async () => {
+    const ads = await XdsTestServer.start({ pki });
+    serve(ads);
+    const proxy = await startXdsProxy(ads.address, { protocol: 'auto' });
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    try {
+      assert.equal(proxy.proxy.xds!.status().protocol, 'delta');
+      assert.deepEqual([...(await spread(client, 9)).keys()].sort(), ['backend-0', 'backend-1', 'backend-2']);
+      assert.ok(ads.requests.length > 0 && ads.requests.every((request) => request.protocol === 'delta'));
+      const subscriptions = ads.requests.filter((request) => request.responseNonce === '');
+      assert.deepEqual(subscriptions.find((request) => request.type === 'cluster')?.resourceNames, ['*'], 'clusters: the wildcard, explicitly');
+      assert.deepEqual(subscriptions.find((request) => request.type === 'route')?.resourceNames, ['main']);
+      await waitFor(() => ads.allAnswered(), 'every response answered');
+      assert.equal(ads.nacks().length, 0);
+
+      ads.set('endpoint', [assignment('echo', backends.slice(0, 2))]);
+      await waitFor(() => proxy.proxy.clusters.get('echo')!.endpoints.size === 2, 'an endpoint change');
+      await waitFor(() => ads.allAnswered(), 'the change to be ACKed');
+      const held = ads.responses.filter((response) => response.type === 'endpoint').at(-1)!.versions.echo!;
+
+      // A replica restart: the new stream names what the proxy holds, and nothing unchanged comes back.
+      const from = ads.requests.length;
+      await ads.restart();
+      const resubscribed = await ads.waitForRequest((request) => request.type === 'endpoint' && request.responseNonce === '', 'the EDS subscription on the new stream', from, 15_000);
+      assert.deepEqual(resubscribed.initialVersions, { echo: held });
+      await waitFor(() => proxy.proxy.xds!.status().state === 'connected', 'reconnected');
+      await waitFor(() => ads.allAnswered(), 'the new stream to settle');
+      const resent = ads.responses.filter((response) => response.stream > resubscribed.stream - 1 && response.type === 'endpoint' && response.names.includes('echo'));
+      assert.deepEqual(resent, [], 'the unchanged ClusterLoadAssignment was not sent again');
+
+      ads.set('endpoint', [assignment('echo', backends)]);
+      await waitFor(() => proxy.proxy.clusters.get('echo')!.endpoints.size === 3, 'a change after the restart');
+    } finally {
+      client.close();
+      await proxy.close();
+      await ads.close();
+    }
+  });
+
+  test('auto falls back to state of the world when the control plane does not serve delta', async () => {
+    const ads = await XdsTestServer.start({ pki, sotwOnly: true });
+    serve(ads);
+    const proxy = await startXdsProxy(ads.address, { protocol: 'auto' });
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    try {
+      assert.equal(proxy.proxy.xds!.status().protocol, 'sotw');
+      assert.equal(proxy.proxy.xds?.startedFrom, 'control-plane');
+      assert.equal((await spread(client, 6)).size, 3);
+      assert.ok(ads.requests.every((request) => request.protocol === 'sotw'));
+    } finally {
+      client.close();
+      await proxy.close();
+      await ads.close();
     }
   });
 });

@@ -86,6 +86,8 @@ export interface XdsTestServerOptions {
   readonly nodeIds?: readonly string[];
   /** Default 5 ms: pushes follow changes almost at once. */
   readonly debounceMs?: number;
+  /** Answer DeltaAggregatedResources with UNIMPLEMENTED, as a control plane without incremental xDS does. */
+  readonly sotwOnly?: boolean;
 }
 
 interface OpenStream {
@@ -246,6 +248,11 @@ export class XdsTestServer {
 
   #intercept(path: string, next: grpc.ServerInterceptingCallInterface): grpc.ServerInterceptingCall {
     const protocol = METHOD_PROTOCOL[path];
+    if (protocol === 'delta' && this.#options.sotwOnly) {
+      return new grpc.ServerInterceptingCall(next, {
+        start: () => next.sendStatus({ code: grpc.status.UNIMPLEMENTED, details: 'The server does not implement the method DeltaAggregatedResources' }),
+      });
+    }
     let stream: OpenStream | undefined;
     const call: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(next, {
       start: (proceed) => proceed({
