@@ -71,7 +71,7 @@ export interface AdsServerOptions {
   readonly onNack?: (event: NackEvent) => void;
   readonly onAck?: (event: AckEvent) => void;
   readonly onRefusal?: (event: RefusalEvent) => void;
-  /** Batching of pushes (defaults suit 10,000 streams: 200 streams per batch, 64 MiB written and not yet flushed). */
+  /** Batching of pushes (defaults suit 10,000 streams: 200 streams per batch, 16 MiB written and not yet flushed). */
   readonly fanOut?: FanOutOptions;
 }
 

@@ -26,7 +26,7 @@ export interface FanOutStream {
 export interface FanOutOptions {
   /** Streams flushed before yielding to the event loop. Default 200. */
   readonly batchSize?: number;
-  /** Bytes written and not yet flushed, over all streams, before the queue waits. Default 64 MiB. */
+  /** Bytes written and not yet flushed, over all streams, before the queue waits. Default 16 MiB. */
   readonly maxBytesInFlight?: number;
   /** How to yield (tests may pass their own). Default setImmediate. */
   readonly defer?: (run: () => void) => void;
@@ -45,7 +45,7 @@ export class FanOut<Stream extends FanOutStream = FanOutStream> {
 
   constructor(options: FanOutOptions = {}) {
     this.#batchSize = Math.max(1, options.batchSize ?? 200);
-    this.#maxBytesInFlight = Math.max(1, options.maxBytesInFlight ?? 64 * 1024 * 1024);
+    this.#maxBytesInFlight = Math.max(1, options.maxBytesInFlight ?? 16 * 1024 * 1024);
     this.#defer = options.defer ?? ((run) => void setImmediate(run));
   }
 

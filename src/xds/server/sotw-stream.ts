@@ -1,6 +1,7 @@
 /** StreamAggregatedResources: state-of-the-world ADS (sotw-subscription.ts has the rules). */
 import type { ResourceType } from '../protos.ts';
 import { TYPE_URL } from '../protos.ts';
+import type { EncodedResponse } from './response-encoder.ts';
 import { AdsStream, type AdsRequestMessage, type Answer } from './ads-stream.ts';
 import { SotwSubscription, type SotwPlan } from './sotw-subscription.ts';
 
@@ -26,9 +27,10 @@ export class SotwStream extends AdsStream<DiscoveryRequestMessage, SotwPlan> {
     );
   }
 
-  protected encode(type: ResourceType, plan: SotwPlan, nonce: string): Buffer {
+  protected encode(type: ResourceType, plan: SotwPlan, previousNonce: string): EncodedResponse {
     const { logger, encoder } = this.context;
-    if (logger.isLevelEnabled('debug')) logger.debug({ node: this.nodeId, type, version: plan.version, resources: plan.resources.length, nonce }, 'xDS response sent');
-    return encoder.sotw(TYPE_URL[type], plan.version, plan.resources, nonce);
+    const response = encoder.sotw(TYPE_URL[type], plan.version, plan.resources, previousNonce);
+    if (logger.isLevelEnabled('debug')) logger.debug({ node: this.nodeId, type, version: plan.version, resources: plan.resources.length, nonce: response.nonce }, 'xDS response sent');
+    return response;
   }
 }

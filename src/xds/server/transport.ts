@@ -62,23 +62,38 @@ export function byteResponseService(): grpc.ServiceDefinition {
   return methods as grpc.ServiceDefinition;
 }
 
+/** The part of Node's ServerHttp2Stream the server writes to directly. */
+export interface RawStream {
+  readonly destroyed: boolean;
+  close(code: number): void;
+  write(chunk: Buffer, callback: (error?: Error | null) => void): boolean;
+}
+
 /**
- * Resets the HTTP/2 stream under a server call with RST_STREAM (CANCEL),
- * dropping whatever is queued for it. grpc-js has no way to end a call whose
- * client stopped reading: its status would wait behind the unsent data, which
- * stays in memory. This walks grpc-js's call chain (pinned version; each
- * intercepting call holds the next as `nextCall`, the last the stream) and
- * returns false if the shape is not as expected.
+ * The HTTP/2 stream under a server call, found by walking grpc-js's call
+ * chain (pinned version: each intercepting call holds the next as
+ * `nextCall`, the last one the stream); undefined when the shape is not as
+ * expected, or when interceptors sit in between (they must see every message).
+ * grpc-js copies every message into a buffer of its own before writing; the
+ * ADS server writes the same encoded response to thousands of streams, so it
+ * writes it to the stream itself, and resets a stream whose client stopped
+ * reading (grpc-js would queue its status behind the unsent data).
  */
-export function resetStream(call: grpc.ServerDuplexStream<unknown, unknown>): boolean {
+export function rawStreamOf(call: grpc.ServerDuplexStream<unknown, unknown>, throughInterceptors = false): RawStream | undefined {
   let link: unknown = (call as unknown as { call?: unknown }).call;
   for (let depth = 0; depth < 16 && link !== null && typeof link === 'object'; depth++) {
-    const stream = (link as { stream?: { close?: (code: number) => void; destroyed?: boolean } }).stream;
-    if (stream && typeof stream.close === 'function') {
-      if (!stream.destroyed) stream.close(http2.NGHTTP2_CANCEL);
-      return true;
-    }
+    const stream = (link as { stream?: Partial<RawStream> }).stream;
+    if (stream && typeof stream.close === 'function' && typeof stream.write === 'function') return stream as RawStream;
+    if (!throughInterceptors) return undefined;
     link = (link as { nextCall?: unknown }).nextCall;
   }
-  return false;
+  return undefined;
+}
+
+/** Resets the call's HTTP/2 stream with RST_STREAM (CANCEL), dropping whatever is queued for it. Returns false if it cannot. */
+export function resetStream(call: grpc.ServerDuplexStream<unknown, unknown>): boolean {
+  const stream = rawStreamOf(call, true);
+  if (!stream) return false;
+  if (!stream.destroyed) stream.close(http2.NGHTTP2_CANCEL);
+  return true;
 }
