@@ -177,6 +177,8 @@ export class LeanAdsClient {
       }
     });
     stream.on('error', () => {});
+    // The server ended its side (a status, maybe trailers-only): end ours, so the stream closes and is retried.
+    stream.on('end', () => stream.close());
     stream.on('close', end);
     const first = writeSotwRequest({
       versionInfo: state.version,

@@ -28,6 +28,8 @@ export interface BenchSetup {
   readonly streamsPerConnection: number;
   /** Limits written into the control plane's config besides max_streams_per_identity. */
   readonly extraLimits: Record<string, number>;
+  /** Limits for the replicas of the restart scenario only (max_streams, to see load shedding). */
+  readonly restartLimits: Record<string, number>;
   /** Each push changes a cluster's slice; numbered across scenarios so that every change is new. */
   nextChange(): number;
 }
@@ -148,7 +150,7 @@ export interface RestartResult {
 export async function runRestart(setup: BenchSetup, streams: number, log: (line: string) => void): Promise<RestartResult> {
   const labels = ['A', 'B', 'C'];
   const ports = await Promise.all(labels.map(() => freePort()));
-  const configs = await Promise.all(labels.map((label, i) => writeControlPlaneConfig(setup.dir, `replica-${label}`, setup.files, ports[i]!, { max_streams_per_identity: streams + 1_000, ...setup.extraLimits })));
+  const configs = await Promise.all(labels.map((label, i) => writeControlPlaneConfig(setup.dir, `replica-${label}`, setup.files, ports[i]!, { max_streams_per_identity: streams + 1_000, ...setup.extraLimits, ...setup.restartLimits })));
   const replicas = await Promise.all(configs.map((config, i) => startControlPlane(config, ports[i]!)));
   const labelOf = (address: string) => labels[ports.indexOf(Number(address.split(':').at(-1)))]!;
   const byLabel = (byReplica: Record<string, number>) => Object.fromEntries(labels.map((label) => [label, Object.entries(byReplica).filter(([address]) => labelOf(address) === label).reduce((sum, [, n]) => sum + n, 0)]));
@@ -174,6 +176,7 @@ export async function runRestart(setup: BenchSetup, streams: number, log: (line:
       const counts = byLabel(status.byReplica);
       for (const label of labels) peak[label] = Math.max(peak[label]!, counts[label]!);
       timeline.push({ t, open: status.open, synced: status.synced, byReplica: counts });
+      if (process.env.XDS_BENCH_DEBUG && timeline.length % 25 === 0) console.log(JSON.stringify({ t, open: status.open, synced: status.synced, counts, refused: status.refused, reconnects: status.reconnects }));
       if (status.open < streams) dropped = true;
       if (Number.isNaN(allBackSeconds) && dropped && status.open >= streams && status.synced >= streams) allBackSeconds = t;
       return !Number.isNaN(allBackSeconds) && t >= allBackSeconds + 2;

@@ -7,6 +7,7 @@
  *   npm run bench:xds -- --quick                   # 200 streams, 3 pushes, 100 endpoints per cluster: seconds
  *   npm run bench:xds -- --restart-streams 3000 --no-restart --pushes 10 --workers 4
  *   npm run bench:xds -- --cli /tmp/old/dist/cli/main.js --label before   # measure another build
+ *   npm run bench:xds -- --restart-max-streams 1400   # replicas that shed load past 1,400 streams (3,000 over 3)
  *
  * The control plane runs as the built `switchyard control-plane` (dist/), its
  * clusters fed by a fake Kubernetes API (no cluster runs on these machines);
@@ -37,6 +38,8 @@ const { values } = parseArgs({
     'no-restart': { type: 'boolean' },
     /** Limits the control plane of this code knows besides max_streams_per_identity, as key=value,... (the "before" code knows none). */
     limits: { type: 'string' },
+    /** max_streams for each replica of the restart scenario (this code's load shedding; the "before" code has none). */
+    'restart-max-streams': { type: 'string' },
     /** The built command to measure (default dist/cli/main.js of this checkout). */
     cli: { type: 'string' },
   },
@@ -68,6 +71,7 @@ try {
     workers,
     streamsPerConnection: 100,
     extraLimits,
+    restartLimits: values['restart-max-streams'] ? { max_streams: Number(values['restart-max-streams']) } : {},
     nextChange: () => ++change,
   };
   const loadAverage = os.loadavg().map((value) => Math.round(value * 100) / 100);

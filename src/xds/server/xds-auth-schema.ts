@@ -57,7 +57,7 @@ export const xdsLimits = z.strictObject({
    */
   max_streams: z.number().int().min(1).default(20_000),
   /** The retry hint sent with such a refusal is 50–150 % of this (spread, so refused clients do not return together). */
-  shed_retry_after: duration.default(2_000),
+  shed_retry_after: duration.default(1_000),
   /** A stream whose client has not read a written response for this long is reset (its memory freed). */
   stalled_stream_timeout: duration.default(30_000),
 });
