@@ -22,6 +22,25 @@ const WORKER = fileURLToPath(new URL('./xds-load-worker.ts', import.meta.url));
 
 export const CLUSTERS = 10;
 
+/** Every process the bench starts: killed when it exits, however it exits (an error, Ctrl-C, a timeout's SIGTERM). */
+const children = new Set<ChildProcess>();
+const killAll = () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+};
+process.once('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(1);
+  });
+}
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 /** The EndpointSlice of cluster `cluster`; each change moves one endpoint to a new address. */
 export function sliceOf(cluster: number, change: number, endpointsPerCluster: number) {
   const ips = Array.from({ length: endpointsPerCluster }, (_, i) => `10.${cluster}.${Math.floor(i / 250)}.${(i % 250) + 1}`);
@@ -59,7 +78,7 @@ export interface RunningControlPlane {
 
 /** Starts `switchyard control-plane` and resolves once it listens (its log level must let the 'listening' line through: it is logged at info, so warn hides it; the port is read from the config). */
 export async function startControlPlane(config: string, port: number): Promise<RunningControlPlane> {
-  const child = spawn(process.execPath, [cli, 'control-plane', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = track(spawn(process.execPath, [cli, 'control-plane', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] }));
   await until(() => canConnect(port), 30_000, `the control plane on port ${port}`, child);
   return {
     child,
@@ -91,7 +110,7 @@ export interface Worker {
 
 /** Forks a load worker and waits until it is ready. */
 export async function startWorker(): Promise<Worker> {
-  const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-old-space-size=4096'] });
+  const child = track(fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-old-space-size=4096'] }));
   const waiting = new Map<number, (value: any) => void>();
   let ids = 0;
   const ready = new Promise<void>((resolve) => {

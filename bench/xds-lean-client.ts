@@ -7,8 +7,8 @@
  * ClusterLoadAssignments named, ACKs every response at once, and remembers
  * when responses came. A stream that ends reconnects, to a replica picked at
  * random, after a jittered exponential backoff (the agent's: 250 ms doubling
- * to 15 s, 50–100 % of each step), never sooner than a `grpc-retry-pushback-ms`
- * hint from the server.
+ * to 15 s, 50–100 % of each step), or after the `grpc-retry-pushback-ms` hint
+ * of a server that refused it for load.
  */
 import * as http2 from 'node:http2';
 import { readSotwResponse, writeNode, writeSotwRequest } from '../src/xds/agent/wire.ts';
@@ -204,9 +204,15 @@ export class LeanAdsClient {
   #retry(state: LeanStream, pushbackMs: number): void {
     if (this.#closed) return;
     const { initialMs, maxMs } = this.#options.backoff ?? { initialMs: 250, maxMs: 15_000 };
-    const step = Math.min(maxMs, initialMs * 2 ** state.attempt);
-    state.attempt = Math.min(state.attempt + 1, 30);
-    const delay = Math.max(pushbackMs, step * (0.5 + Math.random() * 0.5));
+    let delay: number;
+    if (pushbackMs > 0) {
+      // Refused for load: the server said when to come back (already spread); the backoff does not grow.
+      delay = pushbackMs;
+    } else {
+      const step = Math.min(maxMs, initialMs * 2 ** state.attempt);
+      state.attempt = Math.min(state.attempt + 1, 30);
+      delay = step * (0.5 + Math.random() * 0.5);
+    }
     state.reconnects++;
     setTimeout(() => this.#connect(state), delay).unref();
   }

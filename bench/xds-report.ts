@@ -36,7 +36,10 @@ export async function saveRun(resultsDir: string, file: string, label: string, r
   } catch {
     // No earlier run (or the old single-run format): start afresh.
   }
-  results = { runs: { ...results.runs, [label]: run } };
+  // A run of one scenario keeps what the label recorded of the other (--no-fleet, --no-restart).
+  const earlier = results.runs[label];
+  const merged: XdsRun = earlier ? { ...run, fleet: run.fleet.length > 0 ? run.fleet : earlier.fleet, restart: run.restart ?? earlier.restart } : run;
+  results = { runs: { ...results.runs, [label]: merged } };
   await writeFile(json, `${JSON.stringify(results, null, 2)}\n`);
   await writeFile(path.join(resultsDir, `${file}.md`), markdown(results));
   return results;

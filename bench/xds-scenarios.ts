@@ -176,7 +176,6 @@ export async function runRestart(setup: BenchSetup, streams: number, log: (line:
       const counts = byLabel(status.byReplica);
       for (const label of labels) peak[label] = Math.max(peak[label]!, counts[label]!);
       timeline.push({ t, open: status.open, synced: status.synced, byReplica: counts });
-      if (process.env.XDS_BENCH_DEBUG && timeline.length % 25 === 0) console.log(JSON.stringify({ t, open: status.open, synced: status.synced, counts, refused: status.refused, reconnects: status.reconnects }));
       if (status.open < streams) dropped = true;
       if (Number.isNaN(allBackSeconds) && dropped && status.open >= streams && status.synced >= streams) allBackSeconds = t;
       return !Number.isNaN(allBackSeconds) && t >= allBackSeconds + 2;

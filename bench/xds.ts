@@ -36,6 +36,8 @@ const { values } = parseArgs({
     workers: { type: 'string' },
     'restart-streams': { type: 'string' },
     'no-restart': { type: 'boolean' },
+    /** Only the restart scenario; the label's fleet figures already recorded are kept. */
+    'no-fleet': { type: 'boolean' },
     /** Limits the control plane of this code knows besides max_streams_per_identity, as key=value,... (the "before" code knows none). */
     limits: { type: 'string' },
     /** max_streams for each replica of the restart scenario (this code's load shedding; the "before" code has none). */
@@ -45,7 +47,7 @@ const { values } = parseArgs({
   },
 });
 const quick = values.quick ?? false;
-const sizes = values.streams?.flatMap((value) => value.split(',')).map(Number) ?? (quick ? [200] : [1_000, 5_000, 10_000]);
+const sizes = values['no-fleet'] ? [] : values.streams?.flatMap((value) => value.split(',')).map(Number) ?? (quick ? [200] : [1_000, 5_000, 10_000]);
 const pushes = Number(values.pushes ?? (quick ? 3 : 10));
 const workers = Number(values.workers ?? 4);
 const restartStreams = Number(values['restart-streams'] ?? (quick ? 300 : 3_000));

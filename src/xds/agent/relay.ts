@@ -208,10 +208,15 @@ export abstract class Relay {
       return;
     }
     this.context.upstreamFailed(status);
-    const base = Math.min(this.context.backoff.maxMs, this.context.backoff.initialMs * 2 ** this.#attempt);
-    this.#attempt = Math.min(this.#attempt + 1, 30);
-    // Jitter: 50–100 % of the step, so relays that lost the control plane together do not return together.
-    const delay = Math.max(Math.round(base * (0.5 + Math.random() * 0.5)), retryPushbackMs(status.metadata));
+    // Refused for load (a replica at its max_streams): the control plane said when to come back, already
+    // spread; waiting that long is enough, and the backoff does not grow for it.
+    let delay = retryPushbackMs(status.metadata);
+    if (delay === 0) {
+      const base = Math.min(this.context.backoff.maxMs, this.context.backoff.initialMs * 2 ** this.#attempt);
+      this.#attempt = Math.min(this.#attempt + 1, 30);
+      // Jitter: 50–100 % of the step, so relays that lost the control plane together do not return together.
+      delay = Math.round(base * (0.5 + Math.random() * 0.5));
+    }
     logger.debug({ protocol: this.protocol, node: this.nodeLabel, code: grpc.status[status.code], details: clip(status.details), retryInMs: delay }, 'upstream xDS stream ended; retrying');
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;

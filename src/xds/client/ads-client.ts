@@ -335,8 +335,10 @@ export class AdsClient {
     }
     // A stream that worked starts the backoff over; one that never answered makes it grow.
     if (stream.responded) this.#backoff.reset();
-    // A control plane that sheds load says how long to wait (and the next connection may reach another replica).
-    const delay = Math.max(this.#backoff.next(), retryPushbackMs(status.metadata));
+    // A control plane that sheds load says how long to wait, already spread (and the next connection, a new
+    // channel, may reach another replica): that wait replaces the backoff, which does not grow for it.
+    const pushback = retryPushbackMs(status.metadata);
+    const delay = pushback > 0 ? pushback : this.#backoff.next();
     const wasConnected = this.#state === 'connected';
     this.#setState('disconnected');
     // The first failure in a row is a warning; the retries after it are noise unless debugging.

@@ -105,6 +105,18 @@ export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger
     name: 'switchyard_xds_streams', help: 'Open ADS streams.', registers,
     collect() { this.set(server.streamCount); },
   });
+  new Counter({
+    name: 'switchyard_xds_streams_shed_total', help: 'Streams refused because this replica held limits.max_streams (UNAVAILABLE with a retry hint).', registers,
+    collect() { this.reset(); this.inc(server.stats.shed); },
+  });
+  new Counter({
+    name: 'switchyard_xds_streams_stalled_total', help: 'Streams reset because their client read nothing for limits.stalled_stream_timeout.', registers,
+    collect() { this.reset(); this.inc(server.stats.stalled); },
+  });
+  new Gauge({
+    name: 'switchyard_xds_bytes_in_flight', help: 'Response bytes written to streams and not yet sent on their connections (bounded by the fan-out budget).', registers,
+    collect() { this.set(server.bytesInFlight.now); },
+  });
   new Gauge({
     name: 'switchyard_xds_resources', help: 'Resources served, by type (clusters as sent to gRPC clients).', labelNames: ['type'], registers,
     collect() {

@@ -136,8 +136,10 @@ export interface Subscription<Plan extends { readonly requested: boolean }> {
   readonly awaiting: boolean;
   plan(view: TypeView): Plan | undefined;
   sent(plan: Plan, nonce: string): void;
-  /** Forgets what the client last rejected, so that it is offered again. */
-  forgetRejection(): void;
+  /** Forgets what the client last rejected, so that it is offered again; true if there was something. */
+  forgetRejection(): boolean;
+  /** Counts changes of subscription (names, wildcard): a request that changed it may need an answer. */
+  readonly subscriptionChanges: number;
 }
 
 export type Answer =
@@ -176,6 +178,8 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
   /** The HTTP/2 stream written to directly; null when grpc-js must write (interceptors), undefined before the first write. */
   #raw: RawStream | null | undefined;
   #headersSent = false;
+  /** The last flush found a response due that waits for the ACK of an earlier one. */
+  #waitingOnAck = false;
 
   constructor(protocol: AdsProtocol, call: grpc.ServerDuplexStream<Request, unknown>, context: StreamContext) {
     this.protocol = protocol;
@@ -236,8 +240,13 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
         this.context.logger.debug({ node: this.nodeId, typeUrl: clip(typeUrl) }, 'xDS request for a type this server does not serve; ignored');
         return;
       }
-      this.#report(type, this.receive(type, message));
-      this.context.schedule(this);
+      const changesBefore = this.subscriptions.get(type)?.subscriptionChanges ?? -1;
+      const answer = this.receive(type, message);
+      const subscriptionChanged = this.subscriptions.get(type)!.subscriptionChanges !== changesBefore;
+      const reoffered = this.#report(type, answer);
+      // A plain ACK changes what can be sent only if a response waited for it (or a rejection is offered
+      // again): at 10,000 streams, every push brings 10,000 ACKs that would each be looked at for nothing.
+      if (answer.kind !== 'ack' || subscriptionChanged || this.#waitingOnAck || reoffered) this.context.schedule(this);
     } catch (error) {
       if (error instanceof SubscriptionLimitError) {
         this.refuse(grpc.status.RESOURCE_EXHAUSTED, `${this.#rule?.identity ?? this.caller.label}: ${error.message}`);
@@ -282,7 +291,9 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     return true;
   }
 
-  #report(type: ResourceType, answer: Answer): void {
+  /** Counts, logs and hands `answer` to the hooks; true when rejected content is to be offered again. */
+  #report(type: ResourceType, answer: Answer): boolean {
+    let reoffered = false;
     const { stats, hooks, logger } = this.context;
     const base = { protocol: this.protocol, identity: this.#rule!.identity, nodeId: this.nodeId!, type };
     if (answer.kind === 'ack') {
@@ -291,7 +302,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
       // yet updated, still name it): once a type later in push order is accepted, the earlier types'
       // rejected content is offered again.
       const position = PUSH_ORDER.indexOf(type);
-      for (const [other, subscription] of this.subscriptions) if (PUSH_ORDER.indexOf(other) < position) subscription.forgetRejection();
+      for (const [other, subscription] of this.subscriptions) if (PUSH_ORDER.indexOf(other) < position && subscription.forgetRejection()) reoffered = true;
       logger.debug({ ...base, version: answer.version }, 'xDS ACK');
       this.#callHook(() => hooks.onAck?.({ ...base, version: answer.version }));
     } else if (answer.kind === 'nack') {
@@ -307,6 +318,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     } else if (answer.kind === 'stale') {
       stats.staleRequests++;
     }
+    return reoffered;
   }
 
   /** A hook that throws is logged; it never breaks the stream. */
@@ -328,6 +340,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
   flush(): number {
     if (!this.#rule || this.#ended || this.#outstanding > 0) return 0;
     let held = false;
+    this.#waitingOnAck = false;
     for (const type of PUSH_ORDER) {
       const subscription = this.subscriptions.get(type);
       if (!subscription) continue;
@@ -335,6 +348,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
       if (!plan) continue;
       if (subscription.awaiting) {
         held = true;
+        this.#waitingOnAck = true;
         continue;
       }
       if (held && !plan.requested) continue;

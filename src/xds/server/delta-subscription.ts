@@ -64,6 +64,7 @@ export class DeltaSubscription {
   #forcedWildcard = false;
   #inflight: Sent | undefined;
   #rejected: Sent | undefined;
+  #subscriptionChanges = 0;
 
   constructor(type: ResourceType) {
     this.type = type;
@@ -89,6 +90,7 @@ export class DeltaSubscription {
   receive(request: DeltaRequest, maxNames: number): DeltaAnswer {
     if (!this.#initialized) this.#initialize(request, maxNames);
     else this.#update(request);
+    if (!this.#initialized || request.subscribe.length > 0 || request.unsubscribe.length > 0) this.#subscriptionChanges++;
     if (this.#explicit.size > maxNames) throw new SubscriptionLimitError(`${this.#explicit.size} resource names subscribed; the limit is ${maxNames}`);
 
     const inflight = this.#inflight;
@@ -215,8 +217,14 @@ export class DeltaSubscription {
     return { resources, removed, systemVersion: versionOf(all), requested };
   }
 
-  forgetRejection(): void {
+  get subscriptionChanges(): number {
+    return this.#subscriptionChanges;
+  }
+
+  forgetRejection(): boolean {
+    const had = this.#rejected !== undefined;
     this.#rejected = undefined;
+    return had;
   }
 
   sent(plan: DeltaPlan, nonce: string): void {

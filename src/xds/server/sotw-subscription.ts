@@ -85,6 +85,7 @@ export class SotwSubscription {
   #acked: Sent | undefined;
   #inflight: Sent | undefined;
   #rejected: ReadonlyMap<string, string> | undefined;
+  #subscriptionChanges = 0;
 
   constructor(type: ResourceType) {
     this.type = type;
@@ -138,6 +139,7 @@ export class SotwSubscription {
   }
 
   #subscribe(requested: Set<string>): void {
+    this.#subscriptionChanges++;
     const before = this.#names;
     const wasWildcard = this.#wildcard;
     if (supportsWildcard(this.type)) {
@@ -203,8 +205,14 @@ export class SotwSubscription {
     return { resources, holds, version, requested };
   }
 
-  forgetRejection(): void {
+  get subscriptionChanges(): number {
+    return this.#subscriptionChanges;
+  }
+
+  forgetRejection(): boolean {
+    const had = this.#rejected !== undefined;
     this.#rejected = undefined;
+    return had;
   }
 
   /** Records that `plan` went out with `nonce`. */
