@@ -481,7 +481,7 @@ describe('a proxy fed by delta xDS', () => {
     const client = echoClient(`127.0.0.1:${proxy.port}`);
     try {
       assert.equal(proxy.proxy.xds!.status().protocol, 'delta');
-      assert.deepEqual([...(await spread(client, 9)).keys()].sort(), ['backend-0', 'backend-1', 'backend-2']);
+      assert.deepEqual([...(await spread(client, 9, 1)).keys()].sort(), ['backend-0', 'backend-1', 'backend-2']);
       assert.ok(ads.requests.length > 0 && ads.requests.every((request) => request.protocol === 'delta'));
       const subscriptions = ads.requests.filter((request) => request.responseNonce === '');
       assert.deepEqual(subscriptions.find((request) => request.type === 'cluster')?.resourceNames, ['*'], 'clusters: the wildcard, explicitly');
@@ -521,7 +521,7 @@ describe('a proxy fed by delta xDS', () => {
     try {
       assert.equal(proxy.proxy.xds!.status().protocol, 'sotw');
       assert.equal(proxy.proxy.xds?.startedFrom, 'control-plane');
-      assert.equal((await spread(client, 6)).size, 3);
+      assert.equal((await spread(client, 6, 1)).size, 3);
       assert.ok(ads.requests.every((request) => request.protocol === 'sotw'));
     } finally {
       client.close();
