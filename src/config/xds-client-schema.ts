@@ -38,6 +38,12 @@ export const xdsClientSettings = z.strictObject({
   cache_file: z.string().min(1).optional(),
   /** How long start waits for the first complete config before using the cache (or starting without routes). */
   initial_fetch_timeout: duration.default(10_000),
+  /**
+   * Which ADS protocol: `delta` (incremental: only changed resources travel, and after a reconnect
+   * unchanged ones are not sent again), `sotw` (state of the world), or `auto` (delta, and state of
+   * the world for good if the control plane answers UNIMPLEMENTED).
+   */
+  protocol: z.enum(['auto', 'delta', 'sotw']).default('auto'),
 });
 
 export type XdsClientSettings = z.output<typeof xdsClientSettings>;

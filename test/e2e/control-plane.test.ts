@@ -5,15 +5,22 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
 import { AdsTestClient } from '../helpers/ads-client.ts';
-import { exitOf, logEntries, runCli } from '../helpers/cli.ts';
+import { collectLogs, exitOf, logEntries, runCli } from '../helpers/cli.ts';
+import { waitFor } from '../helpers/harness.ts';
+import * as grpc from '@grpc/grpc-js';
 import { FakeKubeApi, endpointSlice } from '../helpers/fake-kube-api.ts';
 import { TYPE_URL } from '../../src/xds/protos.ts';
 import { loadControlPlaneConfig } from '../../src/xds/control-plane/load.ts';
+import { controlPlaneSchema } from '../../src/xds/control-plane/control-plane-schema.ts';
+import { parseYamlConfig } from '../../src/config/load.ts';
+import { parseAllDocuments } from 'yaml';
 import { startControlPlane, type ControlPlane } from '../../src/xds/control-plane/control-plane.ts';
 import pino from 'pino';
 
@@ -142,6 +149,165 @@ authorization: { identities: [{ identity: spiffe://test/frontend, node_ids: ['*'
     child.kill('SIGTERM');
     assert.equal((await exited).code, 0);
     client.close();
+  });
+
+  test('a reload takes new TLS files: new connections get the new certificate, open streams stay', async () => {
+    const rotated = await issueIdentity(pki, 'rotated-server', { subject: '/CN=rotated', san: 'DNS:rotated.test', usage: 'serverAuth' });
+    const config = (cert: TestIdentity | TestPki['server']) => `
+server: { address: 127.0.0.1, port: 0, tls: { cert_file: ${cert.cert}, key_file: ${cert.key}, client_ca_file: ${pki.caCert} } }
+clusters: [{ name: echo, endpoints: [{ address: 10.0.0.1, port: 1 }] }]
+authorization: { identities: [{ identity: spiffe://test/frontend, node_ids: ['*'], clusters: ['*'], listeners: [] }] }
+log_level: silent
+`;
+    const file = path.join(dir, 'rotate.yaml');
+    await writeFile(file, config(pki.server));
+    const running = await startControlPlane(await loadControlPlaneConfig(file), pino({ level: 'silent' }));
+    const connect = (serverName: string) => new AdsTestClient({ host: 'localhost', serverName, port: running.port, ca: pki.caCertPem, cert: frontend.certPem, key: frontend.keyPem });
+    const before = connect('localhost');
+    const after = connect('rotated.test');
+    try {
+      const open = before.sotw({ id: 'open-1' });
+      open.request({ typeUrl: TYPE_URL.cluster });
+      open.ack(await open.next(TYPE_URL.cluster));
+
+      await writeFile(file, config(rotated));
+      const summary = running.reload(await loadControlPlaneConfig(file));
+      assert.equal(summary.tlsChanged, true);
+      const fresh = after.sotw({ id: 'new-1' });
+      fresh.request({ typeUrl: TYPE_URL.cluster });
+      assert.deepEqual((await fresh.next(TYPE_URL.cluster)).names, ['echo'], 'a new connection verifies the rotated certificate');
+      open.request({ typeUrl: TYPE_URL.endpoint, names: ['echo'] });
+      assert.deepEqual((await open.next(TYPE_URL.endpoint)).names, ['echo'], 'the stream opened before the reload goes on');
+    } finally {
+      before.close();
+      after.close();
+      await running.close(0);
+    }
+  });
+
+  test('SIGHUP reloads the config: new clusters and rules reach open streams, a bad file is refused, the process lives on', async () => {
+    const file = path.join(dir, 'reload.yaml');
+    const config = (clusters: string, nodeIds: string, allowed: string) => `
+server: { address: 127.0.0.1, port: 0, tls: { cert_file: ${pki.server.cert}, key_file: ${pki.server.key}, client_ca_file: ${pki.caCert} } }
+clusters: [${clusters}]
+authorization: { identities: [{ identity: spiffe://test/frontend, node_ids: [${nodeIds}], clusters: [${allowed}], listeners: [] }] }
+`;
+    await writeFile(file, config(`{ name: echo, endpoints: [{ address: 10.0.0.1, port: 1 }] }`, `'*'`, `'*'`));
+    const child = runCli(['control-plane', '--config', file]);
+    const exited = exitOf(child);
+    const logs = collectLogs(child);
+    const [listening] = await logEntries(child, (e) => e.msg === 'xDS control plane listening (mTLS)');
+    const port = Number(listening!.address!.split(':').at(-1));
+    const client = new AdsTestClient({ host: 'localhost', port, ca: pki.caCertPem, cert: frontend.certPem, key: frontend.keyPem });
+    try {
+      const kept = client.sotw({ id: 'keep-1' });
+      const dropped = client.sotw({ id: 'drop-1' });
+      for (const stream of [kept, dropped]) {
+        stream.request({ typeUrl: TYPE_URL.cluster });
+        const cds = await stream.next(TYPE_URL.cluster);
+        assert.deepEqual(cds.names, ['echo']);
+        stream.ack(cds);
+      }
+
+      // A second cluster, and rules that now give this identity only it, and only as keep-*.
+      await writeFile(file, config(`{ name: echo, endpoints: [{ address: 10.0.0.1, port: 1 }] }, { name: second, endpoints: [{ address: 10.0.0.2, port: 2 }] }`, `'keep-*'`, `second`));
+      child.kill('SIGHUP');
+      const pushed = await kept.next(TYPE_URL.cluster);
+      assert.deepEqual(pushed.names, ['second'], 'the open stream gets the new cluster under the new rules');
+      kept.ack(pushed);
+      const status = await dropped.closed;
+      assert.equal(status.code, grpc.status.PERMISSION_DENIED, 'a node the new rules do not allow is ended');
+      await waitFor(() => logs.some((l) => l.msg === 'config reloaded'), 'the reload to be logged');
+
+      // A bad file: logged, and the running config stays.
+      await writeFile(file, config(`{ name: echo, lb_policy: sideways, endpoints: [] }`, `'*'`, `'*'`));
+      child.kill('SIGHUP');
+      await waitFor(() => logs.some((l) => l.msg === 'config reload rejected; the running config stays in force'), 'the bad reload to be logged');
+      const rejected = logs.find((l) => l.msg === 'config reload rejected; the running config stays in force')!;
+      assert.match(String(rejected.error), /reload\.yaml: invalid config\n\s+clusters\[0\]\.lb_policy/);
+      const later = client.sotw({ id: 'keep-2' });
+      later.request({ typeUrl: TYPE_URL.cluster });
+      assert.deepEqual((await later.next(TYPE_URL.cluster)).names, ['second'], 'still serving the config of the last good reload');
+      assert.equal(child.exitCode, null, 'SIGHUP never ends the process');
+
+      child.kill('SIGTERM');
+      assert.equal((await exited).code, 0);
+    } finally {
+      client.close();
+      child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('docs/control-plane.md', () => {
+  const DOC = new URL('../../docs/control-plane.md', import.meta.url);
+  /** The first fenced block of `language` after the line `heading`. */
+  const blockAfter = (text: string, heading: string, language: string): string => {
+    const start = text.indexOf(`\n${heading}\n`);
+    assert.ok(start >= 0, `no "${heading}" in the doc`);
+    const open = text.indexOf('```' + language + '\n', start);
+    const close = text.indexOf('\n```', open + 4 + language.length);
+    return text.slice(open + 4 + language.length, close + 1);
+  };
+
+  test('the "Running it" config validates', async () => {
+    const text = await readFile(DOC, 'utf8');
+    const config = parseYamlConfig(controlPlaneSchema, blockAfter(text, '## Running it', 'yaml'), 'docs/control-plane.md', '');
+    assert.deepEqual(config.authorization.identities.map((rule) => rule.identity), ['spiffe://cluster.local/ns/edge/sa/switchyard', 'spiffe://cluster.local/ns/shop/sa/switchyard-agent']);
+  });
+
+  test('the openssl recipe makes certificates the control plane and its clients accept, for the names and identities it says', async () => {
+    const text = await readFile(DOC, 'utf8');
+    const recipe = blockAfter(text, '### Certificates', 'sh');
+    const work = await mkdtemp(path.join(os.tmpdir(), 'switchyard-recipe-'));
+    try {
+      await promisify(execFile)('sh', ['-e', '-c', recipe], { cwd: work, timeout: 60_000 });
+      const tls = path.join(work, 'tls');
+      const running = parseYamlConfig(controlPlaneSchema, blockAfter(text, '## Running it', 'yaml'), 'docs/control-plane.md', '');
+      const file = path.join(work, 'control-plane.yaml');
+      await writeFile(file, JSON.stringify({
+        server: { address: '127.0.0.1', port: 0, tls: { cert_file: 'tls/control-plane.pem', key_file: 'tls/control-plane-key.pem', client_ca_file: 'tls/ca.pem' } },
+        clusters: [{ name: 'echo', endpoints: [{ address: '10.0.0.1', port: 50051 }] }],
+        authorization: running.authorization,
+        log_level: 'silent',
+      }));
+      const controlPlane = await startControlPlane(await loadControlPlaneConfig(file), pino({ level: 'silent' }));
+      const read = (name: string) => readFile(path.join(tls, name));
+      const [ca, proxyCert, proxyKey, agentCert, agentKey] = await Promise.all(['ca.pem', 'edge-proxy.pem', 'edge-proxy-key.pem', 'shop-agent.pem', 'shop-agent-key.pem'].map(read));
+      const clients: AdsTestClient[] = [];
+      try {
+        for (const [cert, key, node, expected] of [[proxyCert, proxyKey, 'edge-1', ['echo']], [agentCert, agentKey, 'shop-1', ['echo']]] as const) {
+          const client = new AdsTestClient({ host: 'localhost', serverName: 'control-plane.switchyard.svc', port: controlPlane.port, ca, cert, key });
+          clients.push(client);
+          const stream = client.sotw({ id: node });
+          stream.request({ typeUrl: TYPE_URL.cluster });
+          assert.deepEqual((await stream.next(TYPE_URL.cluster)).names, expected, `${node}'s clusters under the rules of "Running it"`);
+        }
+        // A node outside its identity's node_ids is refused: the certificate carries the identity the rules name.
+        const wrong = clients[1]!.sotw({ id: 'edge-2' });
+        wrong.request({ typeUrl: TYPE_URL.cluster });
+        assert.equal((await wrong.closed).details, 'spiffe://cluster.local/ns/shop/sa/switchyard-agent may not claim node.id "edge-2"');
+      } finally {
+        for (const client of clients) client.close();
+        await controlPlane.close(0);
+      }
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+
+  test('the cert-manager objects parse and validate against the cert-manager CRD schemas', async () => {
+    const text = await readFile(DOC, 'utf8');
+    const documents = parseAllDocuments(blockAfter(text, '### Certificates', 'yaml'));
+    const kinds: string[] = [];
+    for (const document of documents) {
+      const object = document.toJS() as { apiVersion: string; kind: string };
+      const [group, version] = object.apiVersion.split('/') as [string, string];
+      const module = await import(`@kubernetes-models/cert-manager/${group}/${version}/${object.kind}`) as Record<string, new (data: unknown) => { validate(): void }>;
+      new module[object.kind]!(object).validate();
+      kinds.push(object.kind);
+    }
+    assert.deepEqual(kinds, ['ClusterIssuer', 'Certificate', 'ClusterIssuer', 'Certificate', 'Certificate']);
   });
 });
 

@@ -1,5 +1,6 @@
 /**
- * The ADS client (src/xds/client/ads-client.ts) against the fake ADS server:
+ * The ADS client (src/xds/client/ads-client.ts) against the real ADS server
+ * (test/helpers/xds-test-server.ts records what it receives and sends):
  * ACK and NACK, wildcard and named subscriptions, what a response replaces
  * or adds, reconnecting with the versions it holds, mTLS names.
  */
@@ -9,7 +10,7 @@ import { AdsClient, WILDCARD, type AdsClientOptions, type AdsConnectionState, ty
 import { Backoff } from '../../src/xds/client/backoff.ts';
 import { capabilitiesOf, clusterLoadAssignmentResource, clusterResource } from '../../src/xds/resources.ts';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
-import { FakeAdsServer } from '../helpers/fake-ads-server.ts';
+import { XdsTestServer } from '../helpers/xds-test-server.ts';
 import { waitFor } from '../helpers/harness.ts';
 
 const SWITCHYARD = capabilitiesOf('switchyard');
@@ -17,12 +18,12 @@ const cluster = (name: string, connectTimeoutMs = 1_000) => clusterResource({ na
 const endpoints = (name: string, port: number) => clusterLoadAssignmentResource(name, [{ host: '127.0.0.1', port, weight: 1 }]);
 
 let pki: TestPki;
-let ads: FakeAdsServer;
+let ads: XdsTestServer;
 const clients: AdsClient[] = [];
 
 before(async () => {
   pki = await makeTestPki();
-  ads = await FakeAdsServer.start({ pki });
+  ads = await XdsTestServer.start({ pki });
 });
 
 after(async () => {
@@ -53,17 +54,19 @@ describe('AdsClient', () => {
       if (refuse) throw new Error(refuse);
       updates.push(update);
     });
+    const opened = ads.streamsOpened;
     const from = ads.requests.length;
     ads1.start();
-    const mine = () => ads.requests.slice(from);
+    const mine = () => ads.requests.filter((request) => request.stream > opened);
+    const sentToMe = () => ads.responses.filter((response) => response.stream > opened);
     // Counted by the client when it sends the ACK; waited for here as the server gets it.
     await waitFor(() => mine().length === 2, 'the first ACK');
     assert.deepEqual(mine()[0]!.resourceNames, [], 'the wildcard is an empty list');
     assert.deepEqual(mine()[0]!.node, { id: 'node-a', cluster: 'edge', user_agent_name: 'switchyard', user_agent_version: mine()[0]!.node!.user_agent_version, user_agent_version_type: 'user_agent_version' });
-    const good = ads.version('cluster');
+    const good = ads.lastVersion('cluster');
     const ack = mine()[1]!;
     assert.equal(ack.versionInfo, good);
-    assert.equal(ack.responseNonce, ads.responses.at(-1)!.nonce);
+    assert.equal(ack.responseNonce, sentToMe().at(-1)!.nonce);
     assert.equal(ack.node, undefined, 'node only on the first request of a stream');
     assert.deepEqual([...updates[0]!.resources.keys()], ['a', 'b']);
     assert.equal(updates[0]!.resources.get('a')!.message.name, 'a', 'decoded');
@@ -71,17 +74,18 @@ describe('AdsClient', () => {
 
     refuse = 'Cluster "b": nope';
     ads.set('cluster', [cluster('a')]);
-    const nack = await ads.waitForRequest((request) => request.errorDetail !== undefined, 'the NACK', from);
+    const nack = await ads.waitForRequest((request) => request.stream > opened && request.errorDetail !== undefined, 'the NACK', from);
     assert.equal(ads1.status().nacks.cluster, 1);
     assert.deepEqual(nack.errorDetail, { code: 3, message: 'Cluster "b": nope' });
     assert.equal(nack.versionInfo, good, 'the last good version');
-    assert.equal(nack.responseNonce, ads.responses.at(-1)!.nonce);
+    assert.equal(nack.responseNonce, sentToMe().at(-1)!.nonce);
     assert.deepEqual([...ads1.resources('cluster').keys()], ['a', 'b'], 'still the last good resources');
     assert.equal(ads1.version('cluster'), good);
     assert.equal(ads1.status().lastNack?.message, 'Cluster "b": nope');
 
     refuse = undefined;
-    ads.set('cluster', [cluster('a')]);
+    // A change: the server does not send again what the client rejected.
+    ads.set('cluster', [cluster('a', 2_000)]);
     await waitFor(() => ads1.status().acks.cluster === 2, 'the next ACK');
     assert.deepEqual(updates.at(-1)!.removed, ['b'], 'a Cluster response is the whole set');
     assert.deepEqual([...ads1.resources('cluster').keys()], ['a']);
@@ -94,18 +98,19 @@ describe('AdsClient', () => {
     const ads2 = client();
     const updates: AdsUpdate[] = [];
     ads2.watch('endpoint', [], (update) => void updates.push(update));
+    const opened = ads.streamsOpened;
     const from = ads.requests.length;
     ads2.start();
     await waitFor(() => ads2.state === 'connected', 'connected');
     await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.equal(ads.requests.slice(from).length, 0, 'an empty named subscription is not sent (it would read as the wildcard)');
+    assert.equal(ads.requests.filter((request) => request.stream > opened).length, 0, 'an empty named subscription is not sent (it would read as the wildcard)');
 
     ads2.subscribe('endpoint', ['x']);
     await waitFor(() => ads2.status().acks.endpoint === 1, 'x');
     assert.deepEqual([...ads2.resources('endpoint').keys()], ['x']);
-    const nonce = ads.responses.at(-1)!.nonce;
+    const nonce = ads.responses.filter((response) => response.stream > opened).at(-1)!.nonce;
     ads2.subscribe('endpoint', ['x', 'y']);
-    const change = await ads.waitForRequest((request) => request.resourceNames.length === 2, 'the new subscription', from);
+    const change = await ads.waitForRequest((request) => request.stream > opened && request.resourceNames.length === 2, 'the new subscription', from);
     assert.equal(change.responseNonce, nonce, 'a subscription change carries the latest nonce');
     await waitFor(() => ads2.resources('endpoint').size === 2, 'x and y');
 
@@ -136,7 +141,7 @@ describe('AdsClient', () => {
     ads3.watch('endpoint', [], () => endpointSeen());
     ads3.start();
     await waitFor(() => ads3.status().acks.cluster === 1 && ads3.status().acks.endpoint === 1, 'both ACKs');
-    ads.sendRaw('cluster', [cluster('c')], ads.version('cluster'));
+    ads.sendRaw('cluster', [cluster('c')], ads.lastVersion('cluster'));
     await waitFor(() => ads3.status().acks.cluster === 2, 'the resent response ACKed');
     assert.equal(clusterCalls, 1, 'unchanged: the handler was not asked again');
     ads3.close();
@@ -150,7 +155,7 @@ describe('AdsClient', () => {
     ads4.start();
     await waitFor(() => ads4.status().acks.cluster === 1, 'the first ACK');
     const version = ads4.version('cluster');
-    await ads.close();
+    await ads.stop();
     await waitFor(() => ads4.state !== 'connected', 'the stream to end');
     const from = ads.requests.length;
     await ads.restart();

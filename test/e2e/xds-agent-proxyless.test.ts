@@ -2,8 +2,9 @@
  * Real @grpc/grpc-js-xds clients (each in a process of its own, see
  * test/helpers/xds-echo-client.ts) reading a bootstrap written by
  * `switchyard bootstrap`, talking over a Unix socket to a `switchyard agent`
- * process, which relays over mTLS to a small ADS server (test/helpers/
- * mini-ads-server.ts) that sends three Echo backends in two zones.
+ * process, which relays over mTLS to the real ADS server (src/xds/server,
+ * through test/helpers/xds-test-server.ts) serving three Echo backends in
+ * two zones.
  */
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,19 +13,19 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import type { EndpointAddress } from '../../src/discovery/source.ts';
-import { TYPE_URL } from '../../src/xds/protos.ts';
+import { TYPE_URL, type ResourceType } from '../../src/xds/protos.ts';
 import type { XdsLbPolicy } from '../../src/xds/resources.ts';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
 import { collectLogs, exitOf, logEntries, runCli, type LogEntry } from '../helpers/cli.ts';
 import { startBackends, waitFor } from '../helpers/harness.ts';
-import { MiniAdsServer } from '../helpers/mini-ads-server.ts';
+import { serveEchoChain, XdsTestServer } from '../helpers/xds-test-server.ts';
 import { startXdsEchoClient, type Window, type XdsEchoClient } from '../helpers/xds-echo-client.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const GRPC_JS_USER_AGENT = 'gRPC Node Pure JS';
 
 interface Setup {
-  readonly mini: MiniAdsServer;
+  readonly mini: XdsTestServer;
   readonly agent: ChildProcess;
   readonly socket: string;
   readonly agentLogs: LogEntry[];
@@ -56,7 +57,8 @@ describe('proxyless gRPC clients through switchyard agent', () => {
   });
 
   async function setup(policy: XdsLbPolicy): Promise<Setup> {
-    const mini = await MiniAdsServer.start({ pki, endpoints, policy });
+    const mini = await XdsTestServer.start({ pki, identities: ['spiffe://test/agent/node-1'] });
+    serveEchoChain(mini.provider, { policy, endpoints });
     const socket = path.join(pki.dir, `agent-${++setups}.sock`);
     const agent = runCli([
       'agent', '--control-plane', mini.address, '--ca', pki.caCert, '--cert', agentIdentity.cert, '--key', agentIdentity.key,
@@ -79,7 +81,7 @@ describe('proxyless gRPC clients through switchyard agent', () => {
       agentLogs,
       bootstrap,
       dump: () => JSON.stringify({
-        requests: mini.requests.map((r) => `${r.stream}/${r.nodeId} ${r.typeUrl.split('.').pop()} v=${r.versionInfo} n=${r.nonce} [${r.names}]${r.error === undefined ? '' : ` NACK ${r.error}`}`),
+        requests: mini.requests.map((r) => `${r.stream}/${r.nodeId} ${r.typeUrl.split('.').pop()} v=${r.versionInfo} n=${r.responseNonce} [${r.resourceNames}]${r.errorDetail === undefined ? '' : ` NACK ${r.errorDetail.message}`}`),
         responses: mini.responses.map((r) => `${r.stream} ${r.typeUrl.split('.').pop()} v=${r.version} n=${r.nonce} [${r.names}]`),
         agent: agentLogs.map((entry) => JSON.stringify(entry)),
       }, null, 1),
@@ -122,7 +124,7 @@ describe('proxyless gRPC clients through switchyard agent', () => {
       assert.deepEqual(Object.keys(window.counts).sort(), ['backend-0', 'backend-1', 'backend-2']);
       // Each zone's locality weighs its endpoints: every backend gets about a third.
       for (const [backend, count] of Object.entries(window.counts)) assert.ok(count >= 60, `${backend} got ${count} of 300`);
-      for (const typeUrl of Object.values(TYPE_URL)) assert.ok(s.mini.acks(typeUrl, 'node-a').length > 0, `no ACK of ${typeUrl}`);
+      for (const type of Object.keys(TYPE_URL) as ResourceType[]) assert.ok(s.mini.acks(type, 'node-a').length > 0, `no ACK of ${type}`);
       assert.deepEqual(s.mini.nacks(), []);
       // The control plane saw the client's own node (id and user agent) through the agent.
       assert.ok(s.mini.requests.every((r) => r.nodeId === 'node-a' && r.userAgent === GRPC_JS_USER_AGENT));
@@ -141,7 +143,7 @@ describe('proxyless gRPC clients through switchyard agent', () => {
       const clusters = s.mini.responses.filter((r) => r.typeUrl === TYPE_URL.cluster);
       assert.ok(clusters.length > 0);
       assert.ok(clusters.every((r) => r.lbPolicy === 'ROUND_ROBIN'), JSON.stringify(clusters));
-      await s.mini.waitForAck(TYPE_URL.cluster, s.mini.version('cluster'), 'node-lr');
+      await s.mini.waitForAck('cluster', 'node-lr');
       assert.deepEqual(s.mini.nacks(), []);
     } finally {
       await s.close();
@@ -173,7 +175,7 @@ describe('proxyless gRPC clients through switchyard agent', () => {
       await client.startLoad(4);
       await sleep(500);
       const removed = backends[2]!;
-      s.mini.setEndpoints(endpoints.slice(0, 2));
+      s.mini.provider.setEndpoints('echo', endpoints.slice(0, 2));
       await sleep(1_000);
       const callsAfterOneSecond = removed.calls.get('Unary') ?? 0;
       await sleep(1_000);
@@ -198,7 +200,7 @@ describe('proxyless gRPC clients through switchyard agent', () => {
       await first.startLoad(4);
       await sleep(500);
 
-      s.mini.stop();
+      await s.mini.stop();
       await waitFor(() => logs.some((entry) => entry.msg?.startsWith('stream to the control plane failed')), 'the agent to notice the outage');
       await sleep(1_500);
       const during = await first.report();
@@ -214,7 +216,7 @@ describe('proxyless gRPC clients through switchyard agent', () => {
       t.diagnostic(`agent memory with 2 local clients, control plane down: ${memoryOf(s.agent.pid!)}`);
 
       // backend-0 leaves while the control plane is down; the change arrives once it is back.
-      s.mini.setEndpoints(endpoints.slice(1));
+      s.mini.provider.setEndpoints('echo', endpoints.slice(1));
       await s.mini.restart();
       const restartedAt = Date.now();
       await waitFor(async () => {

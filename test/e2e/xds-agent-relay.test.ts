@@ -1,7 +1,8 @@
 /**
  * `switchyard agent` (startAgent, in this process) between raw ADS clients
- * (test/helpers/ads-client.ts, plaintext to the agent on loopback) and a
- * small ADS server over mTLS (test/helpers/mini-ads-server.ts).
+ * (test/helpers/ads-client.ts, plaintext to the agent on loopback) and the
+ * real ADS server over mTLS (test/helpers/xds-test-server.ts records what
+ * it receives and sends).
  */
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import { TYPE_URL } from '../../src/xds/protos.ts';
 import { AdsTestClient } from '../helpers/ads-client.ts';
 import { issueIdentity, makeTestPki, type TestIdentity, type TestPki } from '../helpers/certs.ts';
 import { waitFor } from '../helpers/harness.ts';
-import { MiniAdsServer } from '../helpers/mini-ads-server.ts';
+import { serveEchoChain, XdsTestServer } from '../helpers/xds-test-server.ts';
 
 const GRPC_NODE = { id: 'app-1', cluster: 'apps', user_agent_name: 'gRPC Node Pure JS' };
 const ENDPOINTS: EndpointAddress[] = [
@@ -46,8 +47,10 @@ describe('switchyard agent: the relay', () => {
 
   after(() => pki.cleanup());
 
-  async function setup(options: { policy?: 'round_robin' | 'least_request'; agent?: Partial<AgentOptions> } = {}): Promise<{ mini: MiniAdsServer; agent: RunningAgent; ads: AdsTestClient }> {
-    const mini = await MiniAdsServer.start({ pki, endpoints: ENDPOINTS, policy: options.policy ?? 'round_robin' });
+  async function setup(options: { policy?: 'round_robin' | 'least_request'; agent?: Partial<AgentOptions> } = {}): Promise<{ mini: XdsTestServer; agent: RunningAgent; ads: AdsTestClient }> {
+    // Nodes the agent's identity may claim: app-* and proxy-* (so "intruder" is refused).
+    const mini = await XdsTestServer.start({ pki, nodeIds: ['app-*', 'proxy-*'] });
+    serveEchoChain(mini.provider, { policy: options.policy ?? 'round_robin', endpoints: ENDPOINTS });
     cleanups.push(() => mini.close());
     const agent = await startAgent({
       listen: { address: '127.0.0.1', port: 0 },
@@ -74,14 +77,14 @@ describe('switchyard agent: the relay', () => {
     const forProxy = await proxy.next(TYPE_URL.cluster);
     assert.equal(forProxy.resources[0]!.message.lb_policy, 'LEAST_REQUEST');
 
-    const sent = mini.responses.find((r) => r.nonce === forProxy.nonce)!;
+    const sent = mini.responses.find((r) => r.nodeId === 'proxy-1' && r.nonce === forProxy.nonce)!;
     assert.equal(forProxy.versionInfo, sent.version);
     assert.deepEqual(mini.requests.filter((r) => r.typeUrl === TYPE_URL.cluster).map((r) => [r.nodeId, r.userAgent]).sort(), [['app-1', 'gRPC Node Pure JS'], ['proxy-1', 'switchyard']]);
 
     grpcClient.ack(forGrpc);
     proxy.nack(forProxy, 'LEAST_REQUEST is not for me');
-    await waitFor(() => mini.acks(TYPE_URL.cluster, 'app-1').length === 1 && mini.nacks().length === 1, 'the ACK and the NACK to reach the control plane');
-    assert.deepEqual(mini.nacks().map((r) => [r.nodeId, r.nonce, r.error]), [['proxy-1', forProxy.nonce, 'LEAST_REQUEST is not for me']]);
+    await waitFor(() => mini.acks('cluster', 'app-1').length === 1 && mini.nacks().length === 1, 'the ACK and the NACK to reach the control plane');
+    assert.deepEqual(mini.nacks().map((r) => [r.nodeId, r.responseNonce, r.errorDetail?.message]), [['proxy-1', forProxy.nonce, 'LEAST_REQUEST is not for me']]);
   });
 
   it('delta: relayed; a new stream during an outage gets the cached resources; after a restart changes flow to both', async () => {
@@ -92,9 +95,9 @@ describe('switchyard agent: the relay', () => {
     assert.deepEqual(live.names, ['echo']);
     assert.deepEqual(hostsOf(live.resources[0]!.message), ['10.0.0.1', '10.0.0.2']);
     first.ack(live);
-    await waitFor(() => mini.acks(TYPE_URL.endpoint).length === 1, 'the ACK');
+    await waitFor(() => mini.acks('endpoint').length === 1, 'the ACK');
 
-    mini.stop();
+    await mini.stop();
     await waitFor(() => agent.stats().controlPlaneReachable === false, 'the agent to notice the outage');
     const second = ads.delta(GRPC_NODE);
     second.request({ typeUrl: TYPE_URL.endpoint, subscribe: ['echo'] });
@@ -109,7 +112,7 @@ describe('switchyard agent: the relay', () => {
     await assert.rejects(other.next(TYPE_URL.endpoint, 500), /no type.googleapis.com\/envoy.config.endpoint.v3.ClusterLoadAssignment within/);
     assert.equal(first.queued().length, 0, 'the first stream got nothing more: it holds that version already');
 
-    mini.setEndpoints([ENDPOINTS[1]!, { host: '10.0.0.3', port: 8080, weight: 1, zone: 'zone-a' }]);
+    mini.provider.setEndpoints('echo', [ENDPOINTS[1]!, { host: '10.0.0.3', port: 8080, weight: 1, zone: 'zone-a' }]);
     await mini.restart();
     for (const stream of [first, second]) {
       const update = await stream.next(TYPE_URL.endpoint, 10_000);
@@ -124,7 +127,7 @@ describe('switchyard agent: the relay', () => {
 
   it('a client that connects while the control plane is down (nothing cached) waits, then gets its config when it comes up', async () => {
     const { mini, ads } = await setup();
-    mini.stop();
+    await mini.stop();
     const stream = ads.sotw(GRPC_NODE);
     stream.request({ typeUrl: TYPE_URL.listener, names: ['echo'] });
     await assert.rejects(stream.next(TYPE_URL.listener, 700), /within 700 ms/);
@@ -140,7 +143,7 @@ describe('switchyard agent: the relay', () => {
     const stream = ads.sotw(GRPC_NODE);
     stream.request({ typeUrl: TYPE_URL.listener, names: ['echo'] });
     stream.ack(await stream.next(TYPE_URL.listener));
-    mini.stop();
+    await mini.stop();
     await sleep(200);
     stream.request({ typeUrl: TYPE_URL.cluster, names: ['echo'] });
     await mini.restart();
@@ -149,13 +152,12 @@ describe('switchyard agent: the relay', () => {
   });
 
   it('passes on the control plane refusing a node (PERMISSION_DENIED) rather than retrying', async () => {
-    const { mini, ads } = await setup();
-    mini.refusedNodes.add('intruder');
+    const { ads } = await setup();
     const stream = ads.sotw({ id: 'intruder' });
     stream.request({ typeUrl: TYPE_URL.listener });
     const status = await stream.closed;
     assert.equal(status.code, grpc.status.PERMISSION_DENIED);
-    assert.match(status.details, /intruder is not allowed/);
+    assert.equal(status.details, 'spiffe://test/agent may not claim node.id "intruder"');
   });
 
   it('limits local streams and request sizes (RESOURCE_EXHAUSTED)', async () => {

@@ -1,8 +1,9 @@
 /**
  * The Switchyard proxy as an xDS client (issue 7, item 4): a proxy whose
  * routes, clusters and endpoints come only from an ADS server over mTLS
- * (test/helpers/fake-ads-server.ts, with resources built by
- * src/xds/resources.ts), three real Echo backends, and grpc-js clients.
+ * (the real one, src/xds/server, serving resources built by
+ * src/xds/resources.ts; test/helpers/xds-test-server.ts records the
+ * messages), three real Echo backends, and grpc-js clients.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import { VERSION } from '../../src/version.ts';
 import { parseConfigObject, resolveConfig } from '../../src/config/load.ts';
 import { scrape, valueOf } from '../helpers/admin.ts';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
-import { FakeAdsServer } from '../helpers/fake-ads-server.ts';
+import { XdsTestServer } from '../helpers/xds-test-server.ts';
 import { echoClient, expectStatus, startBackends, unary, waitFor, type EchoClient } from '../helpers/harness.ts';
 import { spread, steadyLoad } from '../helpers/load.ts';
 import { closedPort } from '../helpers/ports.ts';
@@ -51,7 +52,7 @@ function routes(...specs: XdsRouteSpec[]) {
 }
 
 /** Clusters, then endpoints, then routes: the make-before-break order a control plane follows. */
-function serve(ads: FakeAdsServer, options: { clusters?: string[]; endpoints?: Record<string, readonly EchoServerHandle[]>; routes?: XdsRouteSpec[] } = {}): void {
+function serve(ads: XdsTestServer, options: { clusters?: string[]; endpoints?: Record<string, readonly EchoServerHandle[]>; routes?: XdsRouteSpec[] } = {}): void {
   const clusters = options.clusters ?? ['echo'];
   ads.set('cluster', clusters.map((name) => clusterResource({ name, policy: 'round_robin', connectTimeoutMs: 1_000 }, SWITCHYARD)));
   const endpoints = options.endpoints ?? { echo: backends };
@@ -67,6 +68,8 @@ function xdsSection(server: string, extra: Record<string, unknown> = {}) {
     node_cluster: 'edge',
     route_config: 'main',
     initial_fetch_timeout: '3s',
+    // These tests read state-of-the-world requests; delta has its own below.
+    protocol: 'sotw',
     ...extra,
   };
 }
@@ -80,12 +83,12 @@ function startXdsProxy(server: string, extra: Record<string, unknown> = {}): Pro
 }
 
 describe('a proxy fed by xDS', () => {
-  let ads: FakeAdsServer;
+  let ads: XdsTestServer;
   let proxy: SecureProxy;
   let client: EchoClient;
 
   before(async () => {
-    ads = await FakeAdsServer.start({ pki });
+    ads = await XdsTestServer.start({ pki });
     serve(ads);
     proxy = await startXdsProxy(ads.address, { cache_file: path.join(dir, 'main', 'snapshot.json') });
     client = echoClient(`127.0.0.1:${proxy.port}`);
@@ -110,14 +113,14 @@ describe('a proxy fed by xDS', () => {
     assert.equal(first.node?.cluster, 'edge');
     assert.equal(first.node?.user_agent_name, 'switchyard');
     assert.equal(first.node?.user_agent_version, VERSION);
-    assert.match(first.peerSans ?? '', /spiffe:\/\/test\/client/, 'the proxy presents its client certificate');
+    assert.equal(ads.server.streamsByIdentity().get('spiffe://test/client'), 1, 'the proxy presents its client certificate, and is admitted under its identity');
     const subscriptions = ads.requests.filter((request) => request.responseNonce === '' && request.stream === 1);
     assert.deepEqual(subscriptions.find((request) => request.type === 'cluster')?.resourceNames, [], 'clusters: wildcard');
     assert.deepEqual(subscriptions.find((request) => request.type === 'route')?.resourceNames, ['main']);
     for (const type of ['cluster', 'endpoint', 'route'] as const) {
       const ack = ads.acks(type).at(-1);
       assert.ok(ack, `an ACK for ${type}`);
-      assert.equal(ack.versionInfo, ads.version(type));
+      assert.equal(ack.versionInfo, ads.lastVersion(type));
       assert.equal(ack.responseNonce, ads.responses.filter((response) => response.type === type).at(-1)!.nonce);
     }
     assert.deepEqual(ads.acks('endpoint').at(-1)!.resourceNames, ['echo']);
@@ -132,7 +135,7 @@ describe('a proxy fed by xDS', () => {
 
   test('writes the applied snapshot to cache_file', async () => {
     const file = path.join(dir, 'main', 'snapshot.json');
-    await waitFor(async () => (await readFile(file, 'utf8').catch(() => '')).includes(`"version": "${ads.version('endpoint')}"`), 'the snapshot cache');
+    await waitFor(async () => (await readFile(file, 'utf8').catch(() => '')).includes(`"version": "${ads.lastVersion('endpoint')}"`), 'the snapshot cache');
     const snapshot = JSON.parse(await readFile(file, 'utf8'));
     assert.equal(snapshot.route_config, 'main');
     assert.deepEqual(Object.keys(snapshot.types).sort(), ['cluster', 'endpoint', 'route']);
@@ -212,6 +215,7 @@ describe('a proxy fed by xDS', () => {
     } finally {
       // Break before make: the route away from "other" first, then the cluster (a cluster a route uses is never removed).
       ads.set('route', [routes({ prefix: '', cluster: 'echo' })]);
+      await waitFor(() => proxy.proxy.config.routes.length === 1, 'the route away from the other cluster');
       serve(ads, { endpoints: { echo: backends } });
       await waitFor(() => proxy.proxy.clusters.size === 1 && proxy.proxy.clusters.get('echo')!.endpoints.size === 3, 'the original config');
       await other.close();
@@ -252,6 +256,7 @@ describe('a proxy fed by xDS', () => {
       assert.deepEqual(load.failures, []);
     } finally {
       ads.set('route', [routes({ prefix: '', cluster: 'echo' })]);
+      await waitFor(() => proxy.proxy.config.routes.length === 1, 'the route away from the other cluster');
       serve(ads);
       await waitFor(() => [...proxy.proxy.clusters.keys()].join() === 'echo', 'the original config');
       await late.close();
@@ -291,15 +296,20 @@ describe('a proxy fed by xDS', () => {
       assert.match(response.backend, /^(other-0|backend-0)$/);
     } finally {
       ads.set('route', [routes({ prefix: '', cluster: 'echo' })]);
+      await waitFor(() => proxy.proxy.config.routes.length === 1, 'the route away from the other cluster');
+      // The server does not know what the raw responses changed: a real change first, so that the next one is sent.
+      serve(ads, { endpoints: { echo: backends.slice(0, 1) } });
+      await waitFor(() => [...proxy.proxy.clusters.keys()].join() === 'echo' && proxy.proxy.clusters.get('echo')!.endpoints.size === 1, 'one backend');
       serve(ads);
-      await waitFor(() => [...proxy.proxy.clusters.keys()].join() === 'echo' && proxy.proxy.clusters.get('echo')!.endpoints.size === 3, 'the original config');
+      await waitFor(() => proxy.proxy.clusters.get('echo')!.endpoints.size === 3, 'the original config');
+      await waitFor(() => ads.allAnswered(), 'every response to be answered');
       await other.close();
     }
   });
 
   test('what cannot be applied is NACKed with a precise message; the proxy keeps the last good config', async () => {
     const nacks = ads.nacks().length;
-    const routeVersion = ads.version('route');
+    const routeVersion = ads.lastVersion('route');
     ads.set('route', [routes({ prefix: '', cluster: 'ghost' })]);
     let nack = await ads.waitForRequest((request) => request.type === 'route' && request.errorDetail !== undefined, 'a NACK of the route', ads.requests.length - 1);
     assert.equal(nack.errorDetail!.code, 3);
@@ -312,9 +322,10 @@ describe('a proxy fed by xDS', () => {
       name: 'echo', type: 'EDS', eds_cluster_config: { eds_config: { ads: {} }, service_name: 'echo' }, lb_policy: 'ROUND_ROBIN',
       metadata: { filter_metadata: { 'io.switchyard': { fields: { lb_policy: { stringValue: 'fastest' } } } } },
     });
-    const clusterVersion = ads.version('cluster');
+    const clusterVersion = ads.lastVersion('cluster');
+    const clusterFrom = ads.requests.length;
     ads.set('cluster', [badCluster]);
-    nack = await ads.waitForRequest((request) => request.type === 'cluster' && request.errorDetail !== undefined, 'a NACK of the cluster');
+    nack = await ads.waitForRequest((request) => request.type === 'cluster' && request.errorDetail !== undefined, 'a NACK of the cluster', clusterFrom);
     assert.equal(nack.errorDetail!.message, 'Cluster "echo": metadata.filter_metadata["io.switchyard"].lb_policy: unknown policy "fastest" (expected one of round_robin, least_request, random, ring_hash, peak_ewma)');
     assert.equal(nack.versionInfo, clusterVersion);
 
@@ -322,8 +333,9 @@ describe('a proxy fed by xDS', () => {
       cluster_name: 'echo',
       endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'not-an-ip', port_value: 80 } } } }] }],
     });
+    const before = ads.requests.length;
     ads.set('endpoint', [badEndpoints]);
-    nack = await ads.waitForRequest((request) => request.type === 'endpoint' && request.errorDetail !== undefined, 'a NACK of the endpoints');
+    nack = await ads.waitForRequest((request) => request.type === 'endpoint' && request.errorDetail !== undefined, 'a NACK of the endpoints', before);
     assert.equal(nack.errorDetail!.message, 'ClusterLoadAssignment "echo": endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: "not-an-ip" is not an IP address');
 
     assert.equal(ads.nacks().length, nacks + 3);
@@ -344,7 +356,7 @@ describe('a proxy fed by xDS', () => {
     await waitFor(() => load.answered() > 50, 'load');
     // The versions it accepted last (the NACKed ones are not among them).
     const versions = Object.fromEntries((['route', 'cluster', 'endpoint'] as const).map((type) => [type, ads.acks(type).at(-1)!.versionInfo]));
-    await ads.close();
+    await ads.stop();
     await waitFor(async () => valueOf(await scrape(proxy.proxy), 'switchyard_xds_connected') === 0, 'switchyard_xds_connected 0');
     const during = load.answered();
     await waitFor(() => load.answered() > during + 200, 'RPCs while the control plane is down');
@@ -375,7 +387,7 @@ describe('a proxy fed by xDS', () => {
 describe('starting without a reachable control plane', () => {
   test('starts from the cached snapshot, then takes the control plane\'s config when it comes', async () => {
     const cacheFile = path.join(dir, 'cache-start', 'snapshot.json');
-    const ads = await FakeAdsServer.start({ pki });
+    const ads = await XdsTestServer.start({ pki });
     serve(ads, { endpoints: { echo: backends.slice(0, 2) } });
     const first = await startXdsProxy(ads.address, { cache_file: cacheFile });
     await waitFor(async () => (await readFile(cacheFile, 'utf8').catch(() => '')).includes('"endpoint"'), 'the snapshot cache');
@@ -412,7 +424,7 @@ describe('starting without a reachable control plane', () => {
     const port = await closedPort();
     const proxy = await startXdsProxy(`127.0.0.1:${port}`, { initial_fetch_timeout: '300ms' });
     const client = echoClient(`127.0.0.1:${proxy.port}`);
-    let ads: FakeAdsServer | undefined;
+    let ads: XdsTestServer | undefined;
     try {
       assert.equal(proxy.proxy.xds?.startedFrom, 'none');
       const error = await expectStatus(unary(client, {}));
@@ -420,7 +432,7 @@ describe('starting without a reachable control plane', () => {
       assert.match(error.details, /xDS config has not arrived from the control plane \(127\.0\.0\.1:\d+\) yet/);
       assert.equal(proxy.proxy.state, 'ready');
 
-      ads = await FakeAdsServer.start({ pki, port });
+      ads = await XdsTestServer.start({ pki, port });
       serve(ads);
       await waitFor(async () => {
         try {
@@ -440,7 +452,7 @@ describe('starting without a reachable control plane', () => {
 
   test('a certificate the control plane does not trust: no config, and the proxy says why', async () => {
     const strangers = await makeTestPki();
-    const ads = await FakeAdsServer.start({ pki });
+    const ads = await XdsTestServer.start({ pki });
     serve(ads);
     try {
       const proxy = await startSecureProxy({
@@ -457,6 +469,64 @@ describe('starting without a reachable control plane', () => {
     } finally {
       await ads.close();
       await strangers.cleanup();
+    }
+  });
+});
+
+describe('a proxy fed by delta xDS', () => {
+  test('subscribes incrementally, applies changes, and after a control-plane restart is not sent again what it holds', async () => {
+    const ads = await XdsTestServer.start({ pki });
+    serve(ads);
+    const proxy = await startXdsProxy(ads.address, { protocol: 'auto' });
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    try {
+      assert.equal(proxy.proxy.xds!.status().protocol, 'delta');
+      assert.deepEqual([...(await spread(client, 9, 1)).keys()].sort(), ['backend-0', 'backend-1', 'backend-2']);
+      assert.ok(ads.requests.length > 0 && ads.requests.every((request) => request.protocol === 'delta'));
+      const subscriptions = ads.requests.filter((request) => request.responseNonce === '');
+      assert.deepEqual(subscriptions.find((request) => request.type === 'cluster')?.resourceNames, ['*'], 'clusters: the wildcard, explicitly');
+      assert.deepEqual(subscriptions.find((request) => request.type === 'route')?.resourceNames, ['main']);
+      await waitFor(() => ads.allAnswered(), 'every response answered');
+      assert.equal(ads.nacks().length, 0);
+
+      ads.set('endpoint', [assignment('echo', backends.slice(0, 2))]);
+      await waitFor(() => proxy.proxy.clusters.get('echo')!.endpoints.size === 2, 'an endpoint change');
+      await waitFor(() => ads.allAnswered(), 'the change to be ACKed');
+      const held = ads.responses.filter((response) => response.type === 'endpoint').at(-1)!.versions.echo!;
+
+      // A replica restart: the new stream names what the proxy holds, and nothing unchanged comes back.
+      const from = ads.requests.length;
+      await ads.restart();
+      const resubscribed = await ads.waitForRequest((request) => request.type === 'endpoint' && request.responseNonce === '', 'the EDS subscription on the new stream', from, 15_000);
+      assert.deepEqual(resubscribed.initialVersions, { echo: held });
+      await waitFor(() => proxy.proxy.xds!.status().state === 'connected', 'reconnected');
+      await waitFor(() => ads.allAnswered(), 'the new stream to settle');
+      const resent = ads.responses.filter((response) => response.stream > resubscribed.stream - 1 && response.type === 'endpoint' && response.names.includes('echo'));
+      assert.deepEqual(resent, [], 'the unchanged ClusterLoadAssignment was not sent again');
+
+      ads.set('endpoint', [assignment('echo', backends)]);
+      await waitFor(() => proxy.proxy.clusters.get('echo')!.endpoints.size === 3, 'a change after the restart');
+    } finally {
+      client.close();
+      await proxy.close();
+      await ads.close();
+    }
+  });
+
+  test('auto falls back to state of the world when the control plane does not serve delta', async () => {
+    const ads = await XdsTestServer.start({ pki, sotwOnly: true });
+    serve(ads);
+    const proxy = await startXdsProxy(ads.address, { protocol: 'auto' });
+    const client = echoClient(`127.0.0.1:${proxy.port}`);
+    try {
+      assert.equal(proxy.proxy.xds!.status().protocol, 'sotw');
+      assert.equal(proxy.proxy.xds?.startedFrom, 'control-plane');
+      assert.equal((await spread(client, 6, 1)).size, 3);
+      assert.ok(ads.requests.every((request) => request.protocol === 'sotw'));
+    } finally {
+      client.close();
+      await proxy.close();
+      await ads.close();
     }
   });
 });

@@ -152,6 +152,35 @@ describe('xDS protocol', () => {
     assert.equal(server.stats.nacks, 1);
   });
 
+  it('a Cluster change NACKed for the routes the client still has is offered again once it ACKs the new routes', async (t) => {
+    const { provider, ads } = await setup(t);
+    provider.batch(() => {
+      for (const name of ['a', 'b']) provider.set('cluster', cluster(name));
+      provider.set('listener', listener('echo', 'main'));
+      provider.set('route', routes('main', 'b'));
+    });
+    const stream = ads.sotw(NODE);
+    stream.request({ typeUrl: CDS });
+    stream.ack(await stream.next(CDS));
+    stream.request({ typeUrl: RDS, names: ['main'] });
+    stream.ack(await stream.next(RDS));
+
+    // Cluster b goes, and the route moves to a: pushed CDS first (make before break).
+    provider.batch(() => {
+      provider.delete('cluster', 'b');
+      provider.set('route', routes('main', 'a'));
+    });
+    const removal = await stream.next(CDS);
+    assert.deepEqual(removal.names, ['a']);
+    stream.nack(removal, 'the routes still name cluster "b"');
+    const rds = await stream.next(RDS);
+    stream.ack(rds);
+    const again = await stream.next(CDS);
+    assert.deepEqual(again.names, ['a'], 'offered again once the routes that no longer name b are accepted');
+    assert.equal(again.versionInfo, removal.versionInfo);
+    stream.ack(again);
+  });
+
   it('delta NACK: not re-sent until the resource changes again', async (t) => {
     const { provider, server, ads, nacks } = await setup(t);
     setEndpoints(provider, 'a', 1);

@@ -63,6 +63,11 @@ export class MutableProvider implements ResourceProvider {
     return this.set('endpoint', clusterLoadAssignmentResource(cluster, endpoints));
   }
 
+  /** The names of the resources of `type`. */
+  names(type: ResourceType): string[] {
+    return [...(this.#entries.get(type)?.keys() ?? [])];
+  }
+
   delete(type: ResourceType, name: string): void {
     this.#mutate(() => this.#typeMap(type).delete(name));
   }

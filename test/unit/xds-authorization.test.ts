@@ -78,8 +78,9 @@ describe('XdsAuthorizer', () => {
 
 describe('xDS authorization schema', () => {
   it('applies limit defaults and rejects unknown fields, duplicates and empty rule lists', () => {
-    assert.deepEqual(xdsLimits.parse({}), { max_streams_per_identity: 100, max_resource_names: 10_000 });
-    assert.throws(() => xdsLimits.parse({ max_streams: 1 }));
+    assert.deepEqual(xdsLimits.parse({}), { max_streams_per_identity: 100, max_resource_names: 10_000, max_streams_per_connection: 1_000, max_streams: 20_000, shed_retry_after: 1_000, stalled_stream_timeout: 30_000 });
+    assert.throws(() => xdsLimits.parse({ max_stream_count: 1 }), 'an unknown limit');
+    assert.throws(() => xdsLimits.parse({ stalled_stream_timeout: 30 }), 'a duration needs a unit');
     assert.throws(() => xdsAuthorizationSettings.parse({ identities: [] }), /at least one identity/);
     assert.throws(() => xdsAuthorizationSettings.parse({ identities: [{ ...rule('a'), extra: 1 }] }));
     assert.throws(() => xdsAuthorizationSettings.parse({ identities: [{ identity: 'a', node_ids: [], clusters: [], listeners: [] }] }), /node.id pattern/);

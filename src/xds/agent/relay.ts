@@ -16,6 +16,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { clip, clipOptional } from '../clip.ts';
+import { retryPushbackMs } from '../pushback.ts';
 import { isFullStateType, nodeKey, type Interest, type ResponseCache } from './cache.ts';
 import {
   readDeltaRequest, readDeltaResponse, readSotwRequest, readSotwResponse, resourceNameOf,
@@ -79,6 +81,11 @@ export abstract class Relay {
     local.on('cancelled', () => this.close());
     local.on('error', () => this.close());
     local.on('close', () => this.close());
+  }
+
+  /** The client's node.id, clipped for logs (a client may claim megabytes). */
+  protected get nodeLabel(): string | undefined {
+    return clipOptional(this.node?.id);
   }
 
   get upstreamOpen(): boolean {
@@ -147,7 +154,7 @@ export abstract class Relay {
     try {
       this.onRequest(message);
     } catch (error) {
-      this.context.logger.warn({ err: error, protocol: this.protocol, node: this.node?.id }, 'malformed xDS request from a local client; stream ended');
+      this.context.logger.warn({ err: error, protocol: this.protocol, node: this.nodeLabel }, 'malformed xDS request from a local client; stream ended');
       this.local.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: `malformed xDS request: ${(error as Error).message}` });
       this.close();
     }
@@ -170,7 +177,7 @@ export abstract class Relay {
         this.onResponse(message);
       } catch (error) {
         // Not ours to judge: the client gets it as it came and may NACK it; only the cache misses it.
-        this.context.logger.warn({ err: error, protocol: this.protocol, node: this.node?.id }, 'could not read a control-plane response; relayed uncached');
+        this.context.logger.warn({ err: error, protocol: this.protocol, node: this.nodeLabel }, 'could not read a control-plane response; relayed uncached');
         this.sendLocal(message);
       }
     });
@@ -195,17 +202,22 @@ export abstract class Relay {
     clearTimeout(this.#fallbackTimer);
     const { logger } = this.context;
     if (REFUSALS.has(status.code)) {
-      logger.warn({ protocol: this.protocol, node: this.node?.id, code: grpc.status[status.code], details: status.details }, 'the control plane refused a local client; passed on');
+      logger.warn({ protocol: this.protocol, node: this.nodeLabel, code: grpc.status[status.code], details: clip(status.details) }, 'the control plane refused a local client; passed on');
       this.local.emit('error', { code: status.code, details: status.details, metadata: status.metadata });
       this.close();
       return;
     }
     this.context.upstreamFailed(status);
-    const base = Math.min(this.context.backoff.maxMs, this.context.backoff.initialMs * 2 ** this.#attempt);
-    this.#attempt = Math.min(this.#attempt + 1, 30);
-    // Jitter: 50–100 % of the step, so relays that lost the control plane together do not return together.
-    const delay = Math.round(base * (0.5 + Math.random() * 0.5));
-    logger.debug({ protocol: this.protocol, node: this.node?.id, code: grpc.status[status.code], details: status.details, retryInMs: delay }, 'upstream xDS stream ended; retrying');
+    // Refused for load (a replica at its max_streams): the control plane said when to come back, already
+    // spread; waiting that long is enough, and the backoff does not grow for it.
+    let delay = retryPushbackMs(status.metadata);
+    if (delay === 0) {
+      const base = Math.min(this.context.backoff.maxMs, this.context.backoff.initialMs * 2 ** this.#attempt);
+      this.#attempt = Math.min(this.#attempt + 1, 30);
+      // Jitter: 50–100 % of the step, so relays that lost the control plane together do not return together.
+      delay = Math.round(base * (0.5 + Math.random() * 0.5));
+    }
+    logger.debug({ protocol: this.protocol, node: this.nodeLabel, code: grpc.status[status.code], details: clip(status.details), retryInMs: delay }, 'upstream xDS stream ended; retrying');
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
       if (!this.#closed) this.#open(undefined);

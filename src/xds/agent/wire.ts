@@ -288,6 +288,11 @@ function header(field: number, length: number): Buffer {
   return Buffer.from(bytes);
 }
 
+/** A Node message with the fields the control plane reads (id, cluster, user_agent_name). */
+export function writeNode(node: { id: string; cluster?: string; userAgentName?: string }): Buffer {
+  return new Writer().string(1, node.id).string(2, node.cluster ?? '').string(6, node.userAgentName ?? '').finish();
+}
+
 export function writeSotwRequest(request: { versionInfo: string; node?: Buffer | undefined; resourceNames: Iterable<string>; typeUrl: string; responseNonce: string }): Buffer {
   const writer = new Writer().string(1, request.versionInfo);
   if (request.node) writer.bytes(2, request.node);

@@ -1,6 +1,11 @@
 /**
- * A state-of-the-world client of Envoy's v3 Aggregated Discovery Service on
- * @grpc/grpc-js: one bidirectional stream carries every resource type.
+ * A client of Envoy's v3 Aggregated Discovery Service on @grpc/grpc-js: one
+ * bidirectional stream carries every resource type, state of the world
+ * (StreamAggregatedResources) or incremental (DeltaAggregatedResources: only
+ * changed resources travel, and a reconnecting client names the versions it
+ * holds per resource, so a large EDS is not sent again after a replica
+ * restart). `protocol: 'auto'` asks for delta and falls back to state of the
+ * world for good when the server does not implement it.
  *
  * Per type it holds a subscription (names, or the wildcard for Listener and
  * Cluster), the resources it accepted and their version. Each response is
@@ -19,43 +24,25 @@
  * (src/xds/client/xds-proxy-feed.ts) and `switchyard agent` give it handlers.
  */
 import * as grpc from '@grpc/grpc-js';
-import { isIP } from 'node:net';
-import { checkServerIdentity } from 'node:tls';
 import { VERSION } from '../../version.ts';
-import { adsService, resourceTypeOf, RESOURCE_TYPES, TYPE_URL, unpackAny, type AnyMessage, type ResourceType } from '../protos.ts';
+import { adsService, resourceTypeOf, TYPE_URL, type AnyMessage, type ResourceType } from '../protos.ts';
+import { retryPushbackMs } from '../pushback.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
 
 export type AdsConnectionState = 'connecting' | 'connected' | 'disconnected';
+export type AdsProtocol = 'sotw' | 'delta' | 'auto';
 
-/** Subscribes to every resource of a type (Listener and Cluster only), sent as an empty resource_names list. */
-export const WILDCARD = '*';
-export type AdsSubscription = readonly string[] | typeof WILDCARD;
+import { received, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse, type Received } from './ads-messages.ts';
+import { channelCredentials, checkSubscription, countsByType, decode, FULL_SET_TYPES, normalize, sameSubscription, WILDCARD } from './ads-support.ts';
 
-/** The PEMs of an mTLS connection to the control plane. */
-export interface AdsTls {
-  /** CA bundle the control plane's certificate must chain to. */
-  readonly ca: Buffer;
-  /** This client's certificate chain and key. */
-  readonly cert: Buffer;
-  readonly key: Buffer;
-  /** Name checked against the server's certificate (and sent as :authority) instead of the host in `server`. */
-  readonly serverName?: string | undefined;
-}
+export { channelCredentials, WILDCARD, type AdsResource, type AdsSubscription, type AdsTls } from './ads-support.ts';
+import type { AdsResource, AdsSubscription, AdsTls } from './ads-support.ts';
 
 export interface AdsClientLogger {
   debug(fields: object, message: string): void;
   info(fields: object, message: string): void;
   warn(fields: object, message: string): void;
   error(fields: object, message: string): void;
-}
-
-/** One resource as the client holds it. */
-export interface AdsResource {
-  readonly name: string;
-  /** As received: what a relay passes on, and what a cache stores. */
-  readonly resource: AnyMessage;
-  /** Decoded with unpackAny: snake_case fields, enums as names, nested Anys still packed. */
-  readonly message: Record<string, unknown>;
 }
 
 /** What a handler is asked to accept. */
@@ -95,6 +82,8 @@ export interface AdsClientOptions {
   readonly onStateChange?: ((state: AdsConnectionState) => void) | undefined;
   /** Extra channel options (merged over the client's own). */
   readonly channelOptions?: grpc.ChannelOptions | undefined;
+  /** Default 'sotw'. 'auto': delta, or state of the world from the first UNIMPLEMENTED on. */
+  readonly protocol?: AdsProtocol | undefined;
 }
 
 export interface AdsNack {
@@ -119,22 +108,8 @@ export interface AdsClientStatus {
   readonly lastNack: AdsNack | undefined;
   /** Why the last stream ended or could not open. */
   readonly lastError: string | undefined;
-}
-
-interface DiscoveryRequest {
-  version_info: string;
-  node?: Record<string, unknown>;
-  resource_names: string[];
-  type_url: string;
-  response_nonce: string;
-  error_detail?: { code: number; message: string };
-}
-
-interface DiscoveryResponse {
-  version_info?: string;
-  resources?: AnyMessage[];
-  type_url?: string;
-  nonce?: string;
+  /** The protocol of the current (or next) stream. */
+  readonly protocol: 'sotw' | 'delta';
 }
 
 interface Watch {
@@ -144,8 +119,11 @@ interface Watch {
 
 interface OpenStream {
   readonly id: number;
+  readonly protocol: 'sotw' | 'delta';
   readonly client: grpc.Client;
-  readonly call: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+  readonly call: grpc.ClientDuplexStream<DiscoveryRequest | DeltaDiscoveryRequest, DiscoveryResponse | DeltaDiscoveryResponse>;
+  /** Delta: what this stream subscribes to, per type (changes are sent as differences). */
+  readonly subscribed: Map<ResourceType, AdsSubscription>;
   /** Latest nonce per type on this stream, sent with subscription changes. */
   readonly nonces: Map<ResourceType, string>;
   /** Types requested on this stream: an empty list is only sent to unsubscribe (first, it would mean the wildcard). */
@@ -157,8 +135,6 @@ interface OpenStream {
 
 /** google.rpc.Code INVALID_ARGUMENT, what Envoy puts in a NACK's error_detail. */
 const INVALID_ARGUMENT = 3;
-/** Types whose responses carry every subscribed resource (absent means deleted). */
-const FULL_SET_TYPES: ReadonlySet<ResourceType> = new Set(['listener', 'cluster']);
 
 export class AdsClient {
   readonly #server: string;
@@ -171,6 +147,10 @@ export class AdsClient {
   readonly #watches = new Map<ResourceType, Watch>();
   readonly #accepted = new Map<ResourceType, ReadonlyMap<string, AdsResource>>();
   readonly #versions = new Map<ResourceType, string>();
+  /** Delta: the version of each held resource, as the server named it; unknown for resources that came otherwise. */
+  readonly #resourceVersions = new Map<ResourceType, Map<string, string>>();
+  #protocol: 'sotw' | 'delta';
+  readonly #fallBack: boolean;
   /** One chain per type: a type's responses are handled in order. */
   readonly #queues = new Map<ResourceType, Promise<void>>();
   readonly #acks = countsByType();
@@ -194,6 +174,8 @@ export class AdsClient {
     this.#backoff = new Backoff(options.backoff);
     this.#onStateChange = options.onStateChange;
     this.#channelOptions = options.channelOptions ?? {};
+    this.#protocol = options.protocol === 'delta' || options.protocol === 'auto' ? 'delta' : 'sotw';
+    this.#fallBack = options.protocol === 'auto';
     this.#node = {
       id: options.node.id,
       cluster: options.node.cluster ?? '',
@@ -288,6 +270,7 @@ export class AdsClient {
       nacks: { ...this.#nacks },
       lastNack: this.#lastNack,
       lastError: this.#lastError,
+      protocol: this.#protocol,
     };
   }
 
@@ -297,12 +280,16 @@ export class AdsClient {
     const { Client } = adsService();
     const { credentials, options } = channelCredentials(this.#server, this.#tls);
     const client = new Client(this.#server, credentials, { ...options, ...this.#channelOptions });
-    const call = (client as unknown as { StreamAggregatedResources(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).StreamAggregatedResources();
-    const stream: OpenStream = { id: ++this.#streamIds, client, call, nonces: new Map(), requested: new Set(), nodeSent: false, responded: false, ended: false };
+    const methods = client as unknown as Record<'StreamAggregatedResources' | 'DeltaAggregatedResources', () => OpenStream['call']>;
+    const protocol = this.#protocol;
+    const call = protocol === 'delta' ? methods.DeltaAggregatedResources() : methods.StreamAggregatedResources();
+    const stream: OpenStream = {
+      id: ++this.#streamIds, protocol, client, call, subscribed: new Map(), nonces: new Map(), requested: new Set(), nodeSent: false, responded: false, ended: false,
+    };
     this.#stream = stream;
     this.#logger?.debug({ server: this.#server, stream: stream.id }, 'xDS: opening the ADS stream');
 
-    call.on('data', (response: DiscoveryResponse) => this.#onResponse(stream, response));
+    call.on('data', (response: DiscoveryResponse | DeltaDiscoveryResponse) => this.#onResponse(stream, received(protocol, response)));
     call.on('metadata', () => this.#markConnected(stream));
     // 'status' always comes, once; 'error' carries the same news for a failed call.
     call.on('error', () => {});
@@ -338,9 +325,20 @@ export class AdsClient {
     this.#stream = undefined;
     const reason = `${grpc.status[status.code] ?? status.code}: ${status.details || 'stream ended'}`;
     this.#lastError = reason;
+    if (stream.protocol === 'delta' && this.#fallBack && status.code === grpc.status.UNIMPLEMENTED && !stream.responded) {
+      // A control plane without incremental xDS: state of the world from now on, at once.
+      this.#protocol = 'sotw';
+      this.#logger?.info({ server: this.#server }, 'xDS: the control plane does not serve delta xDS; using state of the world');
+      this.#retryTimer = setTimeout(() => this.#connect(), 0);
+      this.#retryTimer.unref();
+      return;
+    }
     // A stream that worked starts the backoff over; one that never answered makes it grow.
     if (stream.responded) this.#backoff.reset();
-    const delay = this.#backoff.next();
+    // A control plane that sheds load says how long to wait, already spread (and the next connection, a new
+    // channel, may reach another replica): that wait replaces the backoff, which does not grow for it.
+    const pushback = retryPushbackMs(status.metadata);
+    const delay = pushback > 0 ? pushback : this.#backoff.next();
     const wasConnected = this.#state === 'connected';
     this.#setState('disconnected');
     // The first failure in a row is a warning; the retries after it are noise unless debugging.
@@ -353,13 +351,13 @@ export class AdsClient {
     this.#retryTimer.unref();
   }
 
-  #onResponse(stream: OpenStream, response: DiscoveryResponse): void {
+  #onResponse(stream: OpenStream, response: Received): void {
     if (stream.ended || this.#stream !== stream) return;
     stream.responded = true;
     this.#markConnected(stream);
-    const typeUrl = response.type_url ?? '';
+    const typeUrl = response.typeUrl;
     const type = resourceTypeOf(typeUrl);
-    const nonce = response.nonce ?? '';
+    const nonce = response.nonce;
     if (type === undefined || !this.#watches.has(type)) {
       this.#logger?.warn({ type_url: typeUrl }, 'xDS: response for a type not subscribed; ignored');
       return;
@@ -370,16 +368,16 @@ export class AdsClient {
     this.#queues.set(type, next);
   }
 
-  async #handle(stream: OpenStream, type: ResourceType, response: DiscoveryResponse): Promise<void> {
+  async #handle(stream: OpenStream, type: ResourceType, response: Received): Promise<void> {
     if (this.#closed) return;
-    const version = response.version_info ?? '';
-    const nonce = response.nonce ?? '';
+    const { version, nonce } = response;
     let failure: string | undefined;
     try {
-      const update = this.#merge(type, version, nonce, response.resources ?? []);
+      const update = this.#merge(stream.protocol, type, version, nonce, response);
       if (update) await this.#watches.get(type)!.handler(update);
       this.#accepted.set(type, update?.resources ?? this.resources(type));
       this.#versions.set(type, version);
+      this.#rememberVersions(stream.protocol, type, response);
       // The subscription may have changed while the handler ran.
       this.#pruneToSubscription(type);
     } catch (error) {
@@ -397,6 +395,10 @@ export class AdsClient {
     }
     // An answer belongs to the stream the response came on; a new stream starts from what is held.
     if (stream.ended || this.#stream !== stream) return;
+    if (stream.protocol === 'delta') {
+      this.#send(stream, { type_url: TYPE_URL[type], response_nonce: nonce, ...(failure !== undefined && { error_detail: { code: INVALID_ARGUMENT, message: failure } }) });
+      return;
+    }
     this.#send(stream, {
       type_url: TYPE_URL[type],
       version_info: this.version(type),
@@ -407,12 +409,12 @@ export class AdsClient {
   }
 
   /** The update a response makes; undefined when it changes nothing (resent on reconnect, say). Throws on what cannot be decoded. */
-  #merge(type: ResourceType, version: string, nonce: string, anys: readonly AnyMessage[]): AdsUpdate | undefined {
+  #merge(protocol: 'sotw' | 'delta', type: ResourceType, version: string, nonce: string, response: Received): AdsUpdate | undefined {
     const watch = this.#watches.get(type)!;
     const wanted = watch.names === WILDCARD ? undefined : new Set(watch.names);
     const received: AdsResource[] = [];
     const seen = new Set<string>();
-    for (const [i, any] of anys.entries()) {
+    for (const [i, { any }] of response.resources.entries()) {
       const resource = decode(type, any, i);
       if (seen.has(resource.name)) throw new Error(`resources[${i}]: ${type} "${resource.name}" appears twice in the response`);
       seen.add(resource.name);
@@ -421,8 +423,10 @@ export class AdsClient {
       received.push(resource);
     }
     const held = this.resources(type);
-    const resources = new Map(FULL_SET_TYPES.has(type) ? [] : held);
+    // SotW Listener and Cluster responses are the whole set; the rest, and every delta response, only what changed.
+    const resources = new Map(protocol === 'sotw' && FULL_SET_TYPES.has(type) ? [] : held);
     for (const resource of received) resources.set(resource.name, resource);
+    for (const name of response.removed) resources.delete(name);
     const removed = [...held.keys()].filter((name) => !resources.has(name));
     const unchanged = removed.length === 0 && resources.size === held.size
       && received.every((resource) => held.get(resource.name)?.resource.value.equals(resource.resource.value));
@@ -430,9 +434,24 @@ export class AdsClient {
     return { type, version, nonce, resources, received: received.map((resource) => resource.name), removed };
   }
 
+  /** Delta: the server's version of each resource now held (what a new stream names in initial_resource_versions). */
+  #rememberVersions(protocol: 'sotw' | 'delta', type: ResourceType, response: Received): void {
+    const held = this.resources(type);
+    const versions = new Map(protocol === 'delta' ? this.#resourceVersions.get(type) ?? [] : []);
+    if (protocol === 'delta') {
+      for (const { name, version } of response.resources) if (name !== undefined && version !== undefined && held.has(name)) versions.set(name, version);
+    }
+    for (const name of versions.keys()) if (!held.has(name)) versions.delete(name);
+    this.#resourceVersions.set(type, versions);
+  }
+
   #sendSubscription(type: ResourceType): void {
     const stream = this.#stream;
     if (!stream || stream.ended) return;
+    if (stream.protocol === 'delta') {
+      this.#sendDeltaSubscription(stream, type);
+      return;
+    }
     if (this.#names(type).length === 0 && this.#watches.get(type)?.names !== WILDCARD && !stream.requested.has(type)) return;
     stream.requested.add(type);
     this.#send(stream, {
@@ -443,7 +462,36 @@ export class AdsClient {
     });
   }
 
-  #send(stream: OpenStream, request: DiscoveryRequest): void {
+  /** The first request of a type subscribes (with the versions held); later ones send what changed. */
+  #sendDeltaSubscription(stream: OpenStream, type: ResourceType): void {
+    const wanted = this.#watches.get(type)?.names ?? [];
+    const previous = stream.subscribed.get(type);
+    if (previous === undefined) {
+      if (wanted !== WILDCARD && wanted.length === 0) return; // an empty first request would read as the wildcard
+      stream.subscribed.set(type, wanted);
+      const initial = Object.fromEntries(this.#resourceVersions.get(type) ?? []);
+      this.#send(stream, {
+        type_url: TYPE_URL[type],
+        resource_names_subscribe: wanted === WILDCARD ? [WILDCARD] : [...wanted],
+        initial_resource_versions: initial,
+        response_nonce: '',
+      });
+      return;
+    }
+    if (sameSubscription(previous, wanted)) return;
+    stream.subscribed.set(type, wanted);
+    const before = new Set(previous === WILDCARD ? [WILDCARD] : previous);
+    const after = new Set(wanted === WILDCARD ? [WILDCARD] : wanted);
+    this.#send(stream, {
+      type_url: TYPE_URL[type],
+      resource_names_subscribe: [...after].filter((name) => !before.has(name)),
+      resource_names_unsubscribe: [...before].filter((name) => !after.has(name)),
+      // A change of subscription, not an answer to a response.
+      response_nonce: '',
+    });
+  }
+
+  #send(stream: OpenStream, request: DiscoveryRequest | DeltaDiscoveryRequest): void {
     // node only on a stream's first request, as Envoy and gRPC send it.
     if (!stream.nodeSent) {
       request.node = this.#node;
@@ -462,12 +510,14 @@ export class AdsClient {
   }
 
   #pruneToSubscription(type: ResourceType): void {
+    const versions = this.#resourceVersions.get(type);
     const names = this.#watches.get(type)?.names;
     const held = this.#accepted.get(type);
     if (!held || names === undefined || names === WILDCARD) return;
     const wanted = new Set(names);
     if ([...held.keys()].every((name) => wanted.has(name))) return;
     this.#accepted.set(type, new Map([...held].filter(([name]) => wanted.has(name))));
+    if (versions) for (const name of versions.keys()) if (!wanted.has(name)) versions.delete(name);
   }
 
   #setState(state: AdsConnectionState): void {
@@ -477,57 +527,4 @@ export class AdsClient {
   }
 }
 
-/** mTLS to `server` (`host:port`) with `tls`, and the channel options that go with it. */
-export function channelCredentials(server: string, tls: AdsTls): { credentials: grpc.ChannelCredentials; options: grpc.ChannelOptions } {
-  const options: grpc.ChannelOptions = {
-    // A control plane that vanishes without closing the connection (a partition) is noticed within ~40 s.
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.max_receive_message_length': 64 << 20,
-  };
-  if (tls.serverName !== undefined) {
-    options['grpc.ssl_target_name_override'] = tls.serverName;
-    options['grpc.default_authority'] = tls.serverName;
-    return { credentials: grpc.credentials.createSsl(tls.ca, tls.key, tls.cert), options };
-  }
-  const host = server.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
-  if (isIP(host) === 0) return { credentials: grpc.credentials.createSsl(tls.ca, tls.key, tls.cert), options };
-  // grpc-js sends the target host as the TLS server name, and Node refuses an IP there (SNI is for host
-  // names: RFC 6066). So the name sent is a placeholder, and the certificate is checked against the IP itself.
-  options['grpc.ssl_target_name_override'] = IP_TARGET_SERVER_NAME;
-  return { credentials: grpc.credentials.createSsl(tls.ca, tls.key, tls.cert, { checkServerIdentity: (_name, cert) => checkServerIdentity(host, cert) }), options };
-}
 
-/** The TLS server name sent to a control plane dialled by IP address (.invalid: a name that never resolves, RFC 2606). */
-const IP_TARGET_SERVER_NAME = 'xds-server.invalid';
-
-/** Decodes one resource of a response; throws a message naming it when it cannot be used. */
-function decode(type: ResourceType, any: AnyMessage, index: number): AdsResource {
-  if (any.type_url !== TYPE_URL[type]) throw new Error(`resources[${index}]: type_url "${any.type_url}" in a ${type} response (expected ${TYPE_URL[type]})`);
-  let message: Record<string, unknown>;
-  try {
-    message = unpackAny(any);
-  } catch (error) {
-    throw new Error(`resources[${index}]: cannot decode: ${(error as Error).message}`, { cause: error });
-  }
-  const name = type === 'endpoint' ? message.cluster_name : message.name;
-  if (typeof name !== 'string' || name === '') throw new Error(`resources[${index}]: the ${type} has no ${type === 'endpoint' ? 'cluster_name' : 'name'}`);
-  return { name, resource: { type_url: any.type_url, value: Buffer.from(any.value) }, message };
-}
-
-function checkSubscription(type: ResourceType, names: AdsSubscription): void {
-  if (names === WILDCARD && !FULL_SET_TYPES.has(type)) throw new Error(`${type}: the wildcard is for listener and cluster only`);
-}
-
-function normalize(names: AdsSubscription): AdsSubscription {
-  return names === WILDCARD ? WILDCARD : [...new Set(names)].sort();
-}
-
-function sameSubscription(a: AdsSubscription, b: AdsSubscription): boolean {
-  if (a === WILDCARD || b === WILDCARD) return a === b;
-  return a.length === b.length && a.every((name, i) => name === b[i]);
-}
-
-function countsByType(): Record<ResourceType, number> {
-  return Object.fromEntries(RESOURCE_TYPES.map((type) => [type, 0])) as Record<ResourceType, number>;
-}

@@ -15,8 +15,12 @@ export interface BackoffOptions {
   readonly jitter: number;
 }
 
-/** gRPC's connection backoff, with a lower ceiling: a proxy should not wait minutes for its control plane. */
-export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 1_000, maxMs: 30_000, multiplier: 1.6, jitter: 0.2 };
+/**
+ * gRPC's connection backoff, with a lower ceiling (a proxy should not wait minutes for its control
+ * plane) and a wider spread: ±50 %, so that the proxies of a replica that restarts come back over a
+ * second, not all within 0.4 s of each other.
+ */
+export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 1_000, maxMs: 30_000, multiplier: 1.6, jitter: 0.5 };
 
 export class Backoff {
   readonly #options: BackoffOptions;

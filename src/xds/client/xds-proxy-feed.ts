@@ -89,6 +89,7 @@ export class XdsProxyFeed {
       node: { id: options.settings.node_id, cluster: options.settings.node_cluster },
       logger: options.logger,
       backoff: options.backoff,
+      protocol: options.settings.protocol,
     });
   }
 

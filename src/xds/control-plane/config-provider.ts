@@ -29,7 +29,8 @@ type Resources = ReadonlyMap<string, XdsResource>;
 const EMPTY: Resources = new Map();
 
 export class ConfigResourceProvider implements ResourceProvider {
-  readonly #config: ControlPlaneConfig;
+  #config: ControlPlaneConfig;
+  #started = false;
   readonly #logger: ConfigProviderLogger | undefined;
   readonly #createSource: (cluster: ClusterConfig) => DiscoverySource;
   readonly #sources = new Map<string, DiscoverySource>();
@@ -44,27 +45,75 @@ export class ConfigResourceProvider implements ResourceProvider {
     this.#config = config;
     this.#logger = options.logger;
     this.#createSource = options.createSource ?? ((cluster) => createDiscoverySource(cluster));
+    this.#buildStatic(config);
+  }
+
+  /** Starts every cluster's discovery; endpoints appear as sources report them. */
+  start(): void {
+    this.#started = true;
+    for (const cluster of this.#config.clusters) this.#startSource(cluster);
+  }
+
+  /**
+   * Takes a reloaded config: listeners, routes and clusters are rebuilt, and
+   * subscribers hear of it once. A cluster whose config is unchanged keeps
+   * its discovery source (and its endpoints); a changed one gets a new source
+   * and keeps serving its last endpoints until that source reports; a removed
+   * one loses its endpoints. Returns the names of added, changed and removed clusters.
+   */
+  reconfigure(config: ControlPlaneConfig): { added: string[]; changed: string[]; removed: string[] } {
+    const before = new Map(this.#config.clusters.map((cluster) => [cluster.name, JSON.stringify(cluster)]));
+    const after = new Map(config.clusters.map((cluster) => [cluster.name, cluster]));
+    const added: string[] = [];
+    const changed: string[] = [];
+    const removed = [...before.keys()].filter((name) => !after.has(name));
+    for (const [name, cluster] of after) {
+      const previous = before.get(name);
+      if (previous === undefined) added.push(name);
+      else if (previous !== JSON.stringify(cluster)) changed.push(name);
+    }
+    this.#config = config;
+    for (const name of [...removed, ...changed]) {
+      this.#sources.get(name)?.close();
+      this.#sources.delete(name);
+    }
+    if (removed.length > 0) {
+      const next = new Map(this.#endpointResources);
+      for (const name of removed) next.delete(name);
+      this.#endpointResources = next;
+    }
+    this.#buildStatic(config);
+    if (this.#started) for (const name of [...added, ...changed]) this.#startSource(after.get(name)!);
+    this.#notify();
+    return { added, changed, removed };
+  }
+
+  #buildStatic(config: ControlPlaneConfig): void {
     this.#listenerResources = index(config.listeners.map((listener) => [listener.name, listenerResource({ name: listener.name, routeConfig: listener.route_config })]));
     const clusters = new Map(config.clusters.map((cluster) => [cluster.name, cluster]));
     this.#routeResources = index(config.route_configs.map((routeConfig) => [
       routeConfig.name,
       routeConfigurationResource({ name: routeConfig.name, routes: routeConfig.routes.map((route) => routeSpec(route, clusters)) }),
     ]));
+    this.#clusterResources.clear();
   }
 
-  /** Starts every cluster's discovery; endpoints appear as sources report them. */
-  start(): void {
-    for (const cluster of this.#config.clusters) {
-      const source = this.#createSource(cluster);
-      this.#sources.set(cluster.name, source);
-      source.start((update) => {
-        if (update.type === 'error') {
-          this.#logger?.warn({ cluster: cluster.name, err: update.error.message }, 'discovery failed; serving the last good endpoints');
-          return;
-        }
-        this.#setEndpoints(cluster.name, update.endpoints);
-      });
-    }
+  #startSource(cluster: ClusterConfig): void {
+    const source = this.#createSource(cluster);
+    this.#sources.set(cluster.name, source);
+    source.start((update) => {
+      // A source replaced by a reload may still report once: it no longer speaks for the cluster.
+      if (this.#sources.get(cluster.name) !== source) return;
+      if (update.type === 'error') {
+        this.#logger?.warn({ cluster: cluster.name, err: update.error.message }, 'discovery failed; serving the last good endpoints');
+        return;
+      }
+      this.#setEndpoints(cluster.name, update.endpoints);
+    });
+  }
+
+  #notify(): void {
+    for (const listener of [...this.#listeners]) listener();
   }
 
   close(): void {
@@ -107,7 +156,7 @@ export class ConfigResourceProvider implements ResourceProvider {
     next.set(cluster, resource);
     this.#endpointResources = next;
     this.#logger?.info({ cluster, endpoints: endpoints.length }, 'endpoints changed');
-    for (const listener of [...this.#listeners]) listener();
+    this.#notify();
   }
 }
 

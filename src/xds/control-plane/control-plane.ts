@@ -19,6 +19,7 @@ import { MergedResourceProvider } from './merged-provider.ts';
 import { GatewayResourceProvider } from '../gateway-api/provider.ts';
 import type { LoadedControlPlaneConfig } from './load.ts';
 import { listen } from '../../listener/listen.ts';
+import { ReloadableServerCredentials } from './reloadable-credentials.ts';
 
 export interface ControlPlane {
   /** The ADS port. */
@@ -29,7 +30,21 @@ export interface ControlPlane {
   readonly gatewayApi: GatewayResourceProvider | undefined;
   /** Where /metrics is served, with an admin section. */
   readonly adminAddress: AddressInfo | undefined;
+  /**
+   * Applies a config loaded again (SIGHUP): clusters, routes, listeners,
+   * authorization, limits, debounce, log level and the TLS files take effect;
+   * `server` and `admin` need a restart and are kept as they were (named in
+   * the result). Clusters whose config did not change keep their sources.
+   */
+  reload(loaded: LoadedControlPlaneConfig): ReloadSummary;
   close(graceMs?: number): Promise<void>;
+}
+
+export interface ReloadSummary {
+  readonly clusters: { readonly added: readonly string[]; readonly changed: readonly string[]; readonly removed: readonly string[] };
+  readonly tlsChanged: boolean;
+  /** Sections that changed but need a restart to take effect: kept as they were. */
+  readonly needRestart: readonly string[];
 }
 
 export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger: Logger = pino({ level: loaded.config.log_level })): Promise<ControlPlane> {
@@ -63,12 +78,14 @@ export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger
     await gatewayApi.start();
   }
   const served = gatewayApi ? new MergedResourceProvider([provider, gatewayApi]) : provider;
+  const credentials = new ReloadableServerCredentials(tls);
+  let running = config;
   let server: AdsServer;
   try {
     server = await startAdsServer({
       address: config.server.address,
       port: config.server.port,
-      tls: { caPem: tls.clientCa, certPem: tls.cert, keyPem: tls.key },
+      credentials: credentials.credentials,
       provider: served,
       authorization: config.authorization,
       limits: config.limits,
@@ -87,6 +104,18 @@ export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger
   new Gauge({
     name: 'switchyard_xds_streams', help: 'Open ADS streams.', registers,
     collect() { this.set(server.streamCount); },
+  });
+  new Counter({
+    name: 'switchyard_xds_streams_shed_total', help: 'Streams refused because this replica held limits.max_streams (UNAVAILABLE with a retry hint).', registers,
+    collect() { this.reset(); this.inc(server.stats.shed); },
+  });
+  new Counter({
+    name: 'switchyard_xds_streams_stalled_total', help: 'Streams reset because their client read nothing for limits.stalled_stream_timeout.', registers,
+    collect() { this.reset(); this.inc(server.stats.stalled); },
+  });
+  new Gauge({
+    name: 'switchyard_xds_bytes_in_flight', help: 'Response bytes written to streams and not yet sent on their connections (bounded by the fan-out budget).', registers,
+    collect() { this.set(server.bytesInFlight.now); },
   });
   new Gauge({
     name: 'switchyard_xds_resources', help: 'Resources served, by type (clusters as sent to gRPC clients).', labelNames: ['type'], registers,
@@ -120,6 +149,21 @@ export async function startControlPlane(loaded: LoadedControlPlaneConfig, logger
     provider,
     gatewayApi,
     adminAddress: admin?.address() as AddressInfo | undefined,
+    reload(next) {
+      const { config: wanted } = next;
+      const needRestart: string[] = [];
+      if (wanted.server.address !== running.server.address || wanted.server.port !== running.server.port) needRestart.push('server.address/port');
+      if (JSON.stringify(wanted.admin) !== JSON.stringify(running.admin)) needRestart.push('admin');
+      if (JSON.stringify(wanted.gateway_api) !== JSON.stringify(running.gateway_api)) needRestart.push('gateway_api');
+      const clusters = provider.reconfigure(wanted);
+      // Pushes at once to every stream: the new resources under the new rules.
+      server.update({ authorization: wanted.authorization, limits: wanted.limits, debounceMs: wanted.debounce });
+      const tlsChanged = credentials.differs(next.tls);
+      if (tlsChanged) credentials.update(next.tls);
+      logger.level = wanted.log_level;
+      running = { ...wanted, server: { ...wanted.server, address: running.server.address, port: running.server.port }, admin: running.admin, gateway_api: running.gateway_api };
+      return { clusters, tlsChanged, needRestart };
+    },
     async close(graceMs = 1_000) {
       await server.close(graceMs);
       provider.close();

@@ -6,13 +6,16 @@
  *
  * Provider changes are debounced (a burst becomes one push per stream), and
  * every stream is authorized from its client certificate and first request.
- * docs/control-plane.md ("Protocol", "Security model") describes both.
+ * Responses are encoded from resources serialised once (response-encoder.ts)
+ * and written through a fan-out that batches, yields and bounds what is
+ * buffered (fan-out.ts); a stream whose client stops reading is reset after
+ * `limits.stalled_stream_timeout`, and past `limits.max_streams` new streams
+ * are refused with UNAVAILABLE and a retry hint, for another replica.
+ * docs/control-plane.md ("Protocol", "Security model", "At fleet scale").
  */
 import * as grpc from '@grpc/grpc-js';
 import pino, { type Logger } from 'pino';
 import type { z } from 'zod';
-import { ANONYMOUS, identityOfCertificate, type CallerIdentity } from '../../security/identity.ts';
-import { adsService } from '../protos.ts';
 import type { ResourceProvider } from '../snapshot.ts';
 import {
   AdsStream, type AckEvent, type AdsServerHooks, type AdsServerStats, type NackEvent, type RefusalEvent, type StreamContext,
@@ -20,18 +23,16 @@ import {
 import { XdsAuthorizer } from './authorization.ts';
 import { Debouncer } from './debounce.ts';
 import { DeltaStream, type DeltaDiscoveryRequestMessage } from './delta-stream.ts';
+import { FanOut, type FanOutOptions } from './fan-out.ts';
+import { ResponseEncoder, type EncoderStats } from './response-encoder.ts';
+import { SharedViews } from './shared-views.ts';
 import { SotwStream, type DiscoveryRequestMessage } from './sotw-stream.ts';
+import { byteResponseService, callerOf, insecureIdentity, serverCredentials, type AdsServerTls } from './transport.ts';
 import { xdsAuthorizationSettings, xdsLimits, type XdsLimitsConfig } from './xds-auth-schema.ts';
 
 export type { AckEvent, AdsServerStats, NackEvent, RefusalEvent } from './ads-stream.ts';
-
-/** PEM contents for the server's own mTLS credentials. */
-export interface AdsServerTls {
-  /** The CA bundle client certificates must chain to. */
-  readonly caPem: Buffer | string;
-  readonly certPem: Buffer | string;
-  readonly keyPem: Buffer | string;
-}
+export type { AdsServerTls } from './transport.ts';
+export type { EncoderStats } from './response-encoder.ts';
 
 export interface AdsServerOptions {
   /** Default 127.0.0.1. */
@@ -54,7 +55,8 @@ export interface AdsServerOptions {
   readonly insecureIdentity?: string;
   readonly provider: ResourceProvider;
   readonly authorization: z.input<typeof xdsAuthorizationSettings>;
-  readonly limits?: z.input<typeof xdsLimits>;
+  /** As parsed (durations in ms); what is left out takes the schema's default. */
+  readonly limits?: Partial<XdsLimitsConfig>;
   /** Quiet time before provider changes are pushed. Default 100 ms. */
   readonly debounceMs?: number;
   /** Longest a change waits under constant churn. Default 1000 ms. */
@@ -69,6 +71,8 @@ export interface AdsServerOptions {
   readonly onNack?: (event: NackEvent) => void;
   readonly onAck?: (event: AckEvent) => void;
   readonly onRefusal?: (event: RefusalEvent) => void;
+  /** Batching of pushes (defaults suit 10,000 streams: 200 streams per batch, 16 MiB written and not yet flushed). */
+  readonly fanOut?: FanOutOptions;
 }
 
 export interface AdsServer {
@@ -80,27 +84,56 @@ export interface AdsServer {
   readonly streamCount: number;
   /** Admitted streams per identity (as written in the rules). */
   streamsByIdentity(): ReadonlyMap<string, number>;
+  /** How often resources and response bodies were serialised (the rest of the responses shared them). */
+  readonly encoding: Readonly<EncoderStats>;
+  /** Bytes written to streams and not yet flushed to their connections, now and at most. */
+  readonly bytesInFlight: { readonly now: number; readonly peak: number };
+  /**
+   * Applies a reloaded config: another provider, rules, limits or debounce.
+   * Admitted streams are checked against new rules (ending those no longer
+   * allowed) and every stream is then sent what changed for it. Limits apply
+   * to new admissions; streams already admitted are not ended by a lower one.
+   */
+  update(changes: AdsServerUpdate): void;
   /** Ends every stream with UNAVAILABLE (clients reconnect, to another replica if there is one) and stops listening. */
   close(graceMs?: number): Promise<void>;
 }
 
+export interface AdsServerUpdate {
+  readonly provider?: ResourceProvider;
+  readonly authorization?: z.input<typeof xdsAuthorizationSettings>;
+  readonly limits?: Partial<XdsLimitsConfig>;
+  readonly debounceMs?: number;
+  readonly maxDebounceMs?: number;
+}
+
 export async function startAdsServer(options: AdsServerOptions): Promise<AdsServer> {
   const credentials = serverCredentials(options);
-  const authorizer = new XdsAuthorizer(xdsAuthorizationSettings.parse(options.authorization));
-  const limits: XdsLimitsConfig = xdsLimits.parse(options.limits ?? {});
+  let provider = options.provider;
+  let authorizer = new XdsAuthorizer(xdsAuthorizationSettings.parse(options.authorization));
+  let limits: XdsLimitsConfig = { ...xdsLimits.parse({}), ...options.limits };
   const logger = options.logger ?? pino({ level: 'silent' });
-  const stats: AdsServerStats = { streamsAdmitted: 0, refusals: 0, responses: 0, acks: 0, nacks: 0, staleRequests: 0 };
+  const stats: AdsServerStats = { streamsAdmitted: 0, refusals: 0, responses: 0, acks: 0, nacks: 0, staleRequests: 0, shed: 0, stalled: 0 };
   const hooks: AdsServerHooks = { onNack: options.onNack, onAck: options.onAck, onRefusal: options.onRefusal };
   const streams = new Set<AdsStream>();
   const perIdentity = new Map<string, number>();
   const insecureCaller = options.insecure ? insecureIdentity(options.insecureIdentity ?? 'insecure') : undefined;
+  const encoder = new ResponseEncoder(options.controlPlaneId);
+  const fanOut = new FanOut<AdsStream>(options.fanOut);
+  const views = new SharedViews();
 
   /** Publications of provider changes (see StreamContext.generation). */
   let generation = 0;
   const context: StreamContext = {
-    provider: options.provider,
-    authorizer,
-    limits,
+    get provider() {
+      return provider;
+    },
+    get authorizer() {
+      return authorizer;
+    },
+    get limits() {
+      return limits;
+    },
     logger,
     stats,
     hooks,
@@ -108,9 +141,9 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
     firstRequestTimeoutMs: options.firstRequestTimeoutMs ?? 10_000,
     generation: () => generation,
     identify: (call) => insecureCaller ?? callerOf(call),
-    acquire: (identity) => {
+    acquire: (identity, force = false) => {
       const count = perIdentity.get(identity) ?? 0;
-      if (count >= limits.max_streams_per_identity) return false;
+      if (count >= limits.max_streams_per_identity && !force) return false;
       perIdentity.set(identity, count + 1);
       return true;
     },
@@ -119,31 +152,83 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
       if (count <= 0) perIdentity.delete(identity);
       else perIdentity.set(identity, count);
     },
-    forget: (stream) => void streams.delete(stream),
+    forget: (stream) => {
+      streams.delete(stream);
+      fanOut.remove(stream);
+    },
+    encoder,
+    schedule: (stream) => fanOut.schedule(stream),
+    completed: (bytes) => fanOut.completed(bytes),
+    resourcesFor: (capabilities) => views.resourcesFor(provider, generation, capabilities),
+    routeFilter: (rule, listeners) => views.routeFilter(rule, listeners),
   };
 
+  /** Every stream is looked at in batches (most find nothing new for them). */
   const pushAll = (): void => {
     generation++;
-    for (const stream of streams) {
-      try {
-        stream.flush();
-      } catch (error) {
-        logger.error({ err: error, node: stream.nodeId }, 'xDS push failed');
-      }
-    }
+    for (const stream of streams) fanOut.schedule(stream);
   };
-  const debouncer = new Debouncer(pushAll, { delayMs: options.debounceMs ?? 100, maxDelayMs: options.maxDebounceMs ?? 1_000 });
-  const unsubscribe = options.provider.subscribe(() => debouncer.trigger());
+  let debounce = { delayMs: options.debounceMs ?? 100, maxDelayMs: options.maxDebounceMs ?? 1_000 };
+  let debouncer = new Debouncer(pushAll, debounce);
+  const onProviderChange = (): void => {
+    views.providerChanged();
+    debouncer.trigger();
+  };
+  let unsubscribe = provider.subscribe(onProviderChange);
+
+  // A client that stopped reading holds one response; past the timeout its stream is reset.
+  const sweep = setInterval(() => {
+    const now = performance.now();
+    for (const stream of streams) {
+      const stalledMs = stream.stalledFor(now);
+      if (stalledMs < limits.stalled_stream_timeout) continue;
+      stats.stalled++;
+      logger.warn({ protocol: stream.protocol, identity: stream.identity, node: stream.nodeId, stalledMs: Math.round(stalledMs) }, 'xDS stream reset: the client has not read a response for longer than stalled_stream_timeout');
+      stream.end(grpc.status.UNAVAILABLE, `the client did not read a response within ${limits.stalled_stream_timeout} ms`);
+      stream.reset();
+    }
+  }, SWEEP_INTERVAL_MS);
+  sweep.unref();
 
   let closed = false;
-  const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, ...options.serverOptions });
-  const opened = (stream: AdsStream): void => {
-    if (closed) stream.end(grpc.status.UNAVAILABLE, 'xDS server shutting down');
-    else if (!stream.ended) streams.add(stream);
+  const server = new grpc.Server({
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.max_concurrent_streams': limits.max_streams_per_connection,
+    ...options.serverOptions,
+  });
+  const accept = (call: grpc.ServerDuplexStream<any, unknown>, protocol: 'sotw' | 'delta', make: () => AdsStream): void => {
+    if (closed) {
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'xDS server shutting down' });
+      return;
+    }
+    // Load shedding, before the stream costs anything: the client goes to another replica.
+    if (streams.size >= limits.max_streams) {
+      shed(call, protocol);
+      return;
+    }
+    const stream = make();
+    if (!stream.ended) streams.add(stream);
   };
-  server.addService(adsService().service, {
-    StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequestMessage, unknown>) => opened(new SotwStream('sotw', call, context)),
-    DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequestMessage, unknown>) => opened(new DeltaStream('delta', call, context)),
+  const shed = (call: grpc.ServerDuplexStream<unknown, unknown>, protocol: 'sotw' | 'delta'): void => {
+    stats.shed++;
+    const retryMs = Math.round(limits.shed_retry_after * (0.5 + Math.random()));
+    const metadata = new grpc.Metadata();
+    // gRPC's retry pushback: clients that know it wait this long; the agent and the proxy's client do.
+    metadata.set('grpc-retry-pushback-ms', String(retryMs));
+    const details = `this xDS server holds its limit of ${limits.max_streams} streams; retry in ${retryMs} ms, preferably on another replica`;
+    call.emit('error', { code: grpc.status.UNAVAILABLE, details, metadata });
+    const identity = (insecureCaller ?? callerOf(call)).label;
+    if (stats.shed === 1 || stats.shed % 1000 === 0) logger.warn({ identity, limit: limits.max_streams, shed: stats.shed }, 'xDS stream refused: max_streams reached (logged once per 1000)');
+    try {
+      hooks.onRefusal?.({ protocol, identity, nodeId: '', nodeCluster: '', code: grpc.status.UNAVAILABLE, reason: details });
+    } catch (error) {
+      logger.error({ err: error }, 'xDS server hook failed');
+    }
+  };
+  server.addService(byteResponseService(), {
+    StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequestMessage, unknown>) => accept(call, 'sotw', () => new SotwStream('sotw', call, context)),
+    DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequestMessage, unknown>) => accept(call, 'delta', () => new DeltaStream('delta', call, context)),
   });
 
   const address = options.address ?? '127.0.0.1';
@@ -154,6 +239,8 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
   } catch (error) {
     unsubscribe();
     debouncer.close();
+    clearInterval(sweep);
+    fanOut.close();
     server.forceShutdown();
     throw error;
   }
@@ -166,11 +253,41 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
       return streams.size;
     },
     streamsByIdentity: () => new Map(perIdentity),
+    encoding: encoder.stats,
+    get bytesInFlight() {
+      return { now: fanOut.bytesInFlight, peak: fanOut.peakBytesInFlight };
+    },
+    update: (changes) => {
+      if (closed) return;
+      // Everything is parsed before anything changes: a bad update changes nothing.
+      const nextAuthorizer = changes.authorization ? new XdsAuthorizer(xdsAuthorizationSettings.parse(changes.authorization)) : undefined;
+      const nextLimits = changes.limits ? { ...xdsLimits.parse({}), ...changes.limits } : undefined;
+      if (nextLimits) limits = nextLimits;
+      if (changes.debounceMs !== undefined || changes.maxDebounceMs !== undefined) {
+        debouncer.close();
+        debounce = { delayMs: changes.debounceMs ?? debounce.delayMs, maxDelayMs: changes.maxDebounceMs ?? debounce.maxDelayMs };
+        debouncer = new Debouncer(pushAll, debounce);
+      }
+      if (changes.provider && changes.provider !== provider) {
+        unsubscribe();
+        provider = changes.provider;
+        unsubscribe = provider.subscribe(onProviderChange);
+        views.providerChanged();
+      }
+      if (nextAuthorizer) {
+        authorizer = nextAuthorizer;
+        views.clearRules();
+        for (const stream of [...streams]) stream.reauthorize();
+      }
+      pushAll();
+    },
     close: async (graceMs = 2_000) => {
       if (closed) return;
       closed = true;
       unsubscribe();
       debouncer.close();
+      clearInterval(sweep);
+      fanOut.close();
       for (const stream of [...streams]) stream.end(grpc.status.UNAVAILABLE, 'xDS server shutting down');
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
@@ -186,32 +303,5 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
   };
 }
 
-function serverCredentials(options: AdsServerOptions): grpc.ServerCredentials {
-  const given = [options.tls !== undefined, options.credentials !== undefined, options.insecure === true].filter(Boolean).length;
-  if (given !== 1) throw new Error('startAdsServer needs exactly one of tls, credentials and insecure: true');
-  if (options.credentials) return options.credentials;
-  if (options.tls) {
-    const { caPem, certPem, keyPem } = options.tls;
-    return grpc.ServerCredentials.createSsl(Buffer.from(caPem), [{ cert_chain: Buffer.from(certPem), private_key: Buffer.from(keyPem) }], true);
-  }
-  return grpc.ServerCredentials.createInsecure();
-}
-
-/** The verified client certificate's identity; anonymous when there is none (grpc-js only reports a certificate that verified). */
-function callerOf(call: grpc.ServerDuplexStream<unknown, unknown>): CallerIdentity {
-  const certificate = call.getAuthContext().sslPeerCertificate;
-  return certificate ? identityOfCertificate(certificate) : ANONYMOUS;
-}
-
-function insecureIdentity(name: string): CallerIdentity {
-  const spiffe = name.startsWith('spiffe://');
-  return {
-    authenticated: true,
-    spiffeId: spiffe ? name : undefined,
-    uris: spiffe ? [name] : [],
-    dnsNames: [],
-    commonName: spiffe ? undefined : name,
-    certificateSha256: undefined,
-    label: name,
-  };
-}
+/** How often streams are checked for a stalled write: the timeout is honoured within this. */
+const SWEEP_INTERVAL_MS = 1_000;

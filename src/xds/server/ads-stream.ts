@@ -8,11 +8,13 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { CallerIdentity } from '../../security/identity.ts';
-import { RESOURCE_TYPES, resourceTypeOf, TYPE_URL, type ResourceType } from '../protos.ts';
+import { clip, clipOptional } from '../clip.ts';
+import { resourceTypeOf, TYPE_URL, type ResourceType } from '../protos.ts';
 import { capabilitiesOf, type ClientCapabilities } from '../resources.ts';
 import type { ResourceProvider, XdsResource } from '../snapshot.ts';
 import type { NodeClaim, XdsAuthorizer, XdsIdentityRule } from './authorization.ts';
-import { routeNamesOf } from './listener-routes.ts';
+import type { EncodedResponse, ResponseEncoder } from './response-encoder.ts';
+import { rawStreamOf, resetStream, type RawStream } from './transport.ts';
 import { PUSH_ORDER, SubscriptionLimitError, type TypeView } from './subscriptions.ts';
 import type { XdsLimitsConfig } from './xds-auth-schema.ts';
 
@@ -82,6 +84,10 @@ export interface AdsServerStats {
   nacks: number;
   /** Requests whose response_nonce was not the latest sent while a response was outstanding. */
   staleRequests: number;
+  /** Streams refused for limits.max_streams (UNAVAILABLE with a retry hint). */
+  shed: number;
+  /** Streams reset because their client read nothing for limits.stalled_stream_timeout. */
+  stalled: number;
 }
 
 export interface AdsServerHooks {
@@ -108,11 +114,21 @@ export interface StreamContext {
   generation(): number;
   /** The caller: from the verified client certificate, or the configured identity in insecure mode. */
   identify(call: grpc.ServerDuplexStream<unknown, unknown>): CallerIdentity;
-  /** Takes a stream slot for `identity`; false at the limit. */
-  acquire(identity: string): boolean;
+  /** Takes a stream slot for `identity`; false at the limit (unless `force`: a reload moving an admitted stream). */
+  acquire(identity: string, force?: boolean): boolean;
   release(identity: string): void;
   /** The stream has ended. */
   forget(stream: AdsStream): void;
+  /** Encodes responses from resources serialised once for every stream. */
+  readonly encoder: ResponseEncoder;
+  /** Has the stream flushed in a coming batch (it may have something to send). */
+  schedule(stream: AdsStream): void;
+  /** A write of `bytes` completed, or its stream ended with it outstanding. */
+  completed(bytes: number): void;
+  /** The provider's resources of this generation for a client kind: the same maps for every stream of that kind. */
+  resourcesFor(capabilities: ClientCapabilities): ReadonlyMap<ResourceType, ReadonlyMap<string, XdsResource>>;
+  /** Which RouteConfigurations `rule` may receive given `listeners`: computed once per rule and listener set. */
+  routeFilter(rule: XdsIdentityRule, listeners: ReadonlyMap<string, XdsResource>): (name: string) => boolean;
 }
 
 /** The part of a subscription the stream drives. */
@@ -120,6 +136,10 @@ export interface Subscription<Plan extends { readonly requested: boolean }> {
   readonly awaiting: boolean;
   plan(view: TypeView): Plan | undefined;
   sent(plan: Plan, nonce: string): void;
+  /** Forgets what the client last rejected, so that it is offered again; true if there was something. */
+  forgetRejection(): boolean;
+  /** Counts changes of subscription (names, wildcard): a request that changed it may need an answer. */
+  readonly subscriptionChanges: number;
 }
 
 export type Answer =
@@ -132,8 +152,10 @@ export type Answer =
 interface Snapshot {
   readonly generation: number;
   readonly maps: ReadonlyMap<ResourceType, ReadonlyMap<string, XdsResource>>;
-  routes: ((name: string) => boolean) | undefined;
 }
+
+/** A NACK's message is the client's explanation: longer than the usual clip, still bounded. */
+const MAX_NACK_MESSAGE_CHARS = 1_024;
 
 export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMessage, Plan extends { readonly requested: boolean } = { readonly requested: boolean }> {
   readonly protocol: AdsProtocol;
@@ -144,10 +166,20 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
   #rule: XdsIdentityRule | undefined;
   #node: NodeClaim | undefined;
   #capabilities: ClientCapabilities = capabilitiesOf(undefined);
-  #nonce = 0;
+  /** The nonce of the last response sent, per type. */
+  readonly #lastNonces = new Map<ResourceType, string>();
   #ended = false;
   #snapshot: Snapshot | undefined;
   #firstRequestTimer: NodeJS.Timeout | undefined;
+  /** Bytes of the response written and not yet flushed (0: none outstanding). */
+  #outstanding = 0;
+  /** When the outstanding write started (performance.now()). */
+  #writingSince = 0;
+  /** The HTTP/2 stream written to directly; null when grpc-js must write (interceptors), undefined before the first write. */
+  #raw: RawStream | null | undefined;
+  #headersSent = false;
+  /** The last flush found a response due that waits for the ACK of an earlier one. */
+  #waitingOnAck = false;
 
   constructor(protocol: AdsProtocol, call: grpc.ServerDuplexStream<Request, unknown>, context: StreamContext) {
     this.protocol = protocol;
@@ -169,8 +201,9 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     return this.#rule?.identity;
   }
 
+  /** The claimed node.id, clipped for logs and events (clip.ts); undefined before the first request. */
   get nodeId(): string | undefined {
-    return this.#node?.id;
+    return this.#node ? clip(this.#node.id) : undefined;
   }
 
   get ended(): boolean {
@@ -180,8 +213,18 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
   /** Applies one request of `type` to its subscription (creating it), returning what it answered. */
   protected abstract receive(type: ResourceType, request: Request): Answer;
 
-  /** Writes one response. */
-  protected abstract write(type: ResourceType, plan: Plan, nonce: string): void;
+  /** One response, encoded (its bytes may be shared with other streams); never with the nonce `previousNonce`. */
+  protected abstract encode(type: ResourceType, plan: Plan, previousNonce: string): EncodedResponse;
+
+  /** A response is written and not yet flushed to the connection. */
+  get writing(): boolean {
+    return this.#outstanding > 0;
+  }
+
+  /** How long the outstanding write has waited for the client to read, in ms (0: none outstanding). */
+  stalledFor(now: number): number {
+    return this.#outstanding > 0 ? now - this.#writingSince : 0;
+  }
 
   #onRequest(message: Request): void {
     if (this.#ended) return;
@@ -194,11 +237,16 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
       const typeUrl = message.type_url ?? '';
       const type = resourceTypeOf(typeUrl);
       if (!type) {
-        this.context.logger.debug({ node: this.#node!.id, typeUrl }, 'xDS request for a type this server does not serve; ignored');
+        this.context.logger.debug({ node: this.nodeId, typeUrl: clip(typeUrl) }, 'xDS request for a type this server does not serve; ignored');
         return;
       }
-      this.#report(type, this.receive(type, message));
-      this.flush();
+      const changesBefore = this.subscriptions.get(type)?.subscriptionChanges ?? -1;
+      const answer = this.receive(type, message);
+      const subscriptionChanged = this.subscriptions.get(type)!.subscriptionChanges !== changesBefore;
+      const reoffered = this.#report(type, answer);
+      // A plain ACK changes what can be sent only if a response waited for it (or a rejection is offered
+      // again): at 10,000 streams, every push brings 10,000 ACKs that would each be looked at for nothing.
+      if (answer.kind !== 'ack' || subscriptionChanged || this.#waitingOnAck || reoffered) this.context.schedule(this);
     } catch (error) {
       if (error instanceof SubscriptionLimitError) {
         this.refuse(grpc.status.RESOURCE_EXHAUSTED, `${this.#rule?.identity ?? this.caller.label}: ${error.message}`);
@@ -226,7 +274,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     this.#capabilities = capabilitiesOf(node?.user_agent_name);
     this.context.stats.streamsAdmitted++;
     this.context.logger.info(
-      { protocol: this.protocol, identity: rule.identity, node: claim.id, nodeCluster: claim.cluster, userAgent: node?.user_agent_name, peer: this.call.getPeer() },
+      { protocol: this.protocol, identity: rule.identity, node: clip(claim.id), nodeCluster: clip(claim.cluster), userAgent: clipOptional(node?.user_agent_name), peer: this.call.getPeer() },
       'xDS stream admitted',
     );
     return true;
@@ -236,24 +284,31 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
   #sameNode(node: NodeMessage | undefined): boolean {
     const claim = this.#node!;
     if (!node?.id) return true;
-    if (node.id !== claim.id) return this.refuse(grpc.status.PERMISSION_DENIED, `node.id changed on the stream from "${claim.id}" to "${node.id}"`);
+    if (node.id !== claim.id) return this.refuse(grpc.status.PERMISSION_DENIED, `node.id changed on the stream from "${clip(claim.id)}" to "${clip(node.id)}"`);
     if (node.cluster && node.cluster !== claim.cluster) {
-      return this.refuse(grpc.status.PERMISSION_DENIED, `node.cluster changed on the stream from "${claim.cluster}" to "${node.cluster}"`);
+      return this.refuse(grpc.status.PERMISSION_DENIED, `node.cluster changed on the stream from "${clip(claim.cluster)}" to "${clip(node.cluster)}"`);
     }
     return true;
   }
 
-  #report(type: ResourceType, answer: Answer): void {
+  /** Counts, logs and hands `answer` to the hooks; true when rejected content is to be offered again. */
+  #report(type: ResourceType, answer: Answer): boolean {
+    let reoffered = false;
     const { stats, hooks, logger } = this.context;
-    const base = { protocol: this.protocol, identity: this.#rule!.identity, nodeId: this.#node!.id, type };
+    const base = { protocol: this.protocol, identity: this.#rule!.identity, nodeId: this.nodeId!, type };
     if (answer.kind === 'ack') {
       stats.acks++;
+      // A client may reject a type for what a later one says (a Cluster removed while the routes, not
+      // yet updated, still name it): once a type later in push order is accepted, the earlier types'
+      // rejected content is offered again.
+      const position = PUSH_ORDER.indexOf(type);
+      for (const [other, subscription] of this.subscriptions) if (PUSH_ORDER.indexOf(other) < position && subscription.forgetRejection()) reoffered = true;
       logger.debug({ ...base, version: answer.version }, 'xDS ACK');
       this.#callHook(() => hooks.onAck?.({ ...base, version: answer.version }));
     } else if (answer.kind === 'nack') {
       stats.nacks++;
       const event: NackEvent = {
-        ...base, typeUrl: TYPE_URL[type], version: answer.version, keptVersion: answer.keptVersion ?? '', message: answer.message, resourceNames: answer.resourceNames,
+        ...base, typeUrl: TYPE_URL[type], version: answer.version, keptVersion: answer.keptVersion ?? '', message: clip(answer.message, MAX_NACK_MESSAGE_CHARS), resourceNames: answer.resourceNames,
       };
       logger.warn(
         { protocol: this.protocol, identity: event.identity, node: event.nodeId, type, version: event.version, keptVersion: event.keptVersion, error: event.message, resources: event.resourceNames },
@@ -263,6 +318,7 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     } else if (answer.kind === 'stale') {
       stats.staleRequests++;
     }
+    return reoffered;
   }
 
   /** A hook that throws is logged; it never breaks the stream. */
@@ -274,10 +330,17 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     }
   }
 
-  /** Sends what each type has pending: CDS, EDS, LDS, RDS; a push waits behind an earlier type's unsent change. */
-  flush(): void {
-    if (!this.#rule || this.#ended) return;
+  /**
+   * Writes the first response due, in push order (CDS, EDS, LDS, RDS; a push
+   * waits behind an earlier type's unsent change), unless one is still being
+   * written: at most one response per stream is outstanding, and the next is
+   * planned when it has been flushed (so it reflects the latest resources).
+   * Returns the bytes written (0: nothing). Called by the fan-out (fan-out.ts).
+   */
+  flush(): number {
+    if (!this.#rule || this.#ended || this.#outstanding > 0) return 0;
     let held = false;
+    this.#waitingOnAck = false;
     for (const type of PUSH_ORDER) {
       const subscription = this.subscriptions.get(type);
       if (!subscription) continue;
@@ -285,38 +348,88 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
       if (!plan) continue;
       if (subscription.awaiting) {
         held = true;
+        this.#waitingOnAck = true;
         continue;
       }
       if (held && !plan.requested) continue;
-      const nonce = String(++this.#nonce);
-      this.write(type, plan, nonce);
-      subscription.sent(plan, nonce);
+      const response = this.encode(type, plan, this.#lastNonces.get(type) ?? '');
+      this.#lastNonces.set(type, response.nonce);
+      subscription.sent(plan, response.nonce);
       this.context.stats.responses++;
+      this.#send(response);
+      return response.framed.length;
+    }
+    return 0;
+  }
+
+  #send(response: EncodedResponse): void {
+    const bytes = response.framed.length;
+    this.#outstanding = bytes;
+    this.#writingSince = performance.now();
+    const written = () => {
+      // After the stream ended, cleanup already freed the budget.
+      if (this.#outstanding !== bytes || this.#ended) return;
+      this.#outstanding = 0;
+      this.context.completed(bytes);
+      this.context.schedule(this);
+    };
+    // The same framed bytes go to every stream that gets this response: written to the HTTP/2 stream
+    // itself, no copy per stream (grpc-js would copy each message into a buffer of its own).
+    this.#raw ??= rawStreamOf(this.call as grpc.ServerDuplexStream<unknown, unknown>) ?? null;
+    if (this.#raw) {
+      if (!this.#headersSent) {
+        this.call.sendMetadata(new grpc.Metadata());
+        this.#headersSent = true;
+      }
+      writeInSlices(this.#raw, response.framed, written);
+    } else {
+      this.call.write(response.bytes, written);
     }
   }
 
   #view(type: ResourceType): TypeView {
     const rule = this.#rule!;
     const generation = this.context.generation();
-    if (this.#snapshot?.generation !== generation) {
-      const maps = new Map(RESOURCE_TYPES.map((t) => [t, this.context.provider.resources(t, this.#capabilities)] as const));
-      this.#snapshot = { generation, maps, routes: undefined };
-    }
-    const snapshot = this.#snapshot;
-    const resources = snapshot.maps.get(type)!;
-    if (type === 'route') {
-      const allowed = (snapshot.routes ??= rule.routeFilter(snapshot.maps.get('listener')!, routeNamesOf));
-      return { resources, allowed };
-    }
+    if (this.#snapshot?.generation !== generation) this.#snapshot = { generation, maps: this.context.resourcesFor(this.#capabilities) };
+    const { maps } = this.#snapshot;
+    const resources = maps.get(type)!;
+    if (type === 'route') return { resources, allowed: this.context.routeFilter(rule, maps.get('listener')!) };
     if (type === 'listener') return { resources, allowed: (name) => rule.allowsListener(name) };
     return { resources, allowed: (name) => rule.allowsCluster(name) };
+  }
+
+  /**
+   * The rules changed (a config reload): an admitted stream is checked again
+   * as if it were new. One its identity or node may no longer hold ends with
+   * PERMISSION_DENIED; the others go on under the new rule (the next flush
+   * sends what it now allows, and stops sending what it no longer does).
+   */
+  reauthorize(): void {
+    const previous = this.#rule;
+    if (!previous || this.#ended) return;
+    const rule = this.context.authorizer.ruleFor(this.caller);
+    if (!rule) {
+      this.refuse(grpc.status.PERMISSION_DENIED, `${this.caller.label} is no longer authorized for xDS`);
+      return;
+    }
+    const problem = rule.checkNode(this.#node!);
+    if (problem) {
+      this.refuse(grpc.status.PERMISSION_DENIED, problem);
+      return;
+    }
+    if (rule.identity !== previous.identity) {
+      this.context.release(previous.identity);
+      this.context.acquire(rule.identity, true);
+    }
+    this.#rule = rule;
+    this.#snapshot = undefined;
   }
 
   /** Logs and counts a refusal, then ends the stream with `code`. Returns false, for `return this.refuse(…)`. */
   protected refuse(code: grpc.status, reason: string): false {
     if (this.#ended) return false;
     const event: RefusalEvent = {
-      protocol: this.protocol, identity: this.caller.label, nodeId: this.#node?.id ?? '', nodeCluster: this.#node?.cluster ?? '', code, reason,
+      protocol: this.protocol, identity: this.caller.label, nodeId: clip(this.#node?.id ?? ''), nodeCluster: clip(this.#node?.cluster ?? ''), code, reason,
     };
     this.context.stats.refusals++;
     this.context.logger.warn(
@@ -326,6 +439,11 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     this.#callHook(() => this.context.hooks.onRefusal?.(event));
     this.end(code, reason);
     return false;
+  }
+
+  /** Drops the stream at the HTTP/2 level (RST_STREAM), with whatever was queued for it: for a client that stopped reading. */
+  reset(): void {
+    resetStream(this.call as grpc.ServerDuplexStream<unknown, unknown>);
   }
 
   /** Ends the stream with a status (OK ends it cleanly). */
@@ -340,10 +458,38 @@ export abstract class AdsStream<Request extends AdsRequestMessage = AdsRequestMe
     if (this.#ended) return;
     this.#ended = true;
     clearTimeout(this.#firstRequestTimer);
+    if (this.#outstanding > 0) {
+      this.context.completed(this.#outstanding);
+      this.#outstanding = 0;
+    }
     if (this.#rule) {
       this.context.release(this.#rule.identity);
-      this.context.logger.debug({ protocol: this.protocol, identity: this.#rule.identity, node: this.#node?.id }, 'xDS stream ended');
+      this.context.logger.debug({ protocol: this.protocol, identity: this.#rule.identity, node: this.nodeId }, 'xDS stream ended');
     }
     this.context.forget(this);
   }
+}
+
+/**
+ * How much of a response is handed to the HTTP/2 stream at a time. Node's
+ * HTTP/2 and TLS layers keep, per connection, buffers as large as the most
+ * ever written to it at once (measured: about 2.8 MB per connection after
+ * 450 KB answers, 5,000 streams over 500 connections: 1.6 GB); written a
+ * slice at a time, the next once the last has gone out, they stay small.
+ */
+const SLICE_BYTES = 16 * 1024;
+
+function writeInSlices(stream: RawStream, bytes: Buffer, done: () => void): void {
+  let offset = 0;
+  const next = (error?: Error | null): void => {
+    if (error || offset >= bytes.length || stream.destroyed) {
+      done();
+      return;
+    }
+    const end = Math.min(bytes.length, offset + SLICE_BYTES);
+    const slice = bytes.subarray(offset, end);
+    offset = end;
+    stream.write(slice, next);
+  };
+  next();
 }

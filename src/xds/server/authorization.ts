@@ -9,6 +9,7 @@
  * carries. DNS names compare case-insensitively, SPIFFE IDs and CNs exactly.
  */
 import type { CallerIdentity } from '../../security/identity.ts';
+import { clip } from '../clip.ts';
 import type { XdsResource } from '../snapshot.ts';
 import type { XdsAuthorizationConfig, XdsIdentityRuleConfig } from './xds-auth-schema.ts';
 
@@ -77,9 +78,9 @@ export class XdsIdentityRule {
 
   /** Why this identity may not claim `node`, or undefined when it may. */
   checkNode(node: NodeClaim): string | undefined {
-    if (!this.#nodeIds.some((pattern) => pattern.test(node.id))) return `${this.identity} may not claim node.id "${node.id}"`;
+    if (!this.#nodeIds.some((pattern) => pattern.test(node.id))) return `${this.identity} may not claim node.id "${clip(node.id)}"`;
     if (this.#nodeClusters && !this.#nodeClusters.some((pattern) => pattern.test(node.cluster))) {
-      return `${this.identity} may not claim node.cluster "${node.cluster}"`;
+      return `${this.identity} may not claim node.cluster "${clip(node.cluster)}"`;
     }
     return undefined;
   }

@@ -1,6 +1,7 @@
 /** DeltaAggregatedResources: incremental ADS (delta-subscription.ts has the rules). */
 import type { ResourceType } from '../protos.ts';
 import { TYPE_URL } from '../protos.ts';
+import type { EncodedResponse } from './response-encoder.ts';
 import { AdsStream, type AdsRequestMessage, type Answer } from './ads-stream.ts';
 import { DeltaSubscription, type DeltaPlan } from './delta-subscription.ts';
 
@@ -29,18 +30,12 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequestMessage, DeltaPl
     );
   }
 
-  protected write(type: ResourceType, plan: DeltaPlan, nonce: string): void {
-    this.call.write({
-      system_version_info: plan.systemVersion,
-      resources: plan.resources.map((r) => ({ name: r.name, version: r.version, resource: r.resource })),
-      type_url: TYPE_URL[type],
-      removed_resources: plan.removed,
-      nonce,
-      ...(this.context.controlPlaneId !== undefined && { control_plane: { identifier: this.context.controlPlaneId } }),
-    });
-    this.context.logger.debug(
-      { node: this.nodeId, type, systemVersion: plan.systemVersion, resources: plan.resources.length, removed: plan.removed.length, nonce },
-      'xDS delta response sent',
-    );
+  protected encode(type: ResourceType, plan: DeltaPlan, previousNonce: string): EncodedResponse {
+    const { logger, encoder } = this.context;
+    const response = encoder.delta(TYPE_URL[type], plan.systemVersion, plan.resources, plan.removed, previousNonce);
+    if (logger.isLevelEnabled('debug')) {
+      logger.debug({ node: this.nodeId, type, systemVersion: plan.systemVersion, resources: plan.resources.length, removed: plan.removed.length, nonce: response.nonce }, 'xDS delta response sent');
+    }
+    return response;
   }
 }

@@ -64,6 +64,7 @@ export class DeltaSubscription {
   #forcedWildcard = false;
   #inflight: Sent | undefined;
   #rejected: Sent | undefined;
+  #subscriptionChanges = 0;
 
   constructor(type: ResourceType) {
     this.type = type;
@@ -89,6 +90,7 @@ export class DeltaSubscription {
   receive(request: DeltaRequest, maxNames: number): DeltaAnswer {
     if (!this.#initialized) this.#initialize(request, maxNames);
     else this.#update(request);
+    if (!this.#initialized || request.subscribe.length > 0 || request.unsubscribe.length > 0) this.#subscriptionChanges++;
     if (this.#explicit.size > maxNames) throw new SubscriptionLimitError(`${this.#explicit.size} resource names subscribed; the limit is ${maxNames}`);
 
     const inflight = this.#inflight;
@@ -213,6 +215,16 @@ export class DeltaSubscription {
     resources.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     removed.sort();
     return { resources, removed, systemVersion: versionOf(all), requested };
+  }
+
+  get subscriptionChanges(): number {
+    return this.#subscriptionChanges;
+  }
+
+  forgetRejection(): boolean {
+    const had = this.#rejected !== undefined;
+    this.#rejected = undefined;
+    return had;
   }
 
   sent(plan: DeltaPlan, nonce: string): void {

@@ -1,6 +1,7 @@
 /** StreamAggregatedResources: state-of-the-world ADS (sotw-subscription.ts has the rules). */
 import type { ResourceType } from '../protos.ts';
 import { TYPE_URL } from '../protos.ts';
+import type { EncodedResponse } from './response-encoder.ts';
 import { AdsStream, type AdsRequestMessage, type Answer } from './ads-stream.ts';
 import { SotwSubscription, type SotwPlan } from './sotw-subscription.ts';
 
@@ -26,14 +27,10 @@ export class SotwStream extends AdsStream<DiscoveryRequestMessage, SotwPlan> {
     );
   }
 
-  protected write(type: ResourceType, plan: SotwPlan, nonce: string): void {
-    this.call.write({
-      version_info: plan.version,
-      resources: plan.resources.map((r) => r.resource),
-      type_url: TYPE_URL[type],
-      nonce,
-      ...(this.context.controlPlaneId !== undefined && { control_plane: { identifier: this.context.controlPlaneId } }),
-    });
-    this.context.logger.debug({ node: this.nodeId, type, version: plan.version, resources: plan.resources.length, nonce }, 'xDS response sent');
+  protected encode(type: ResourceType, plan: SotwPlan, previousNonce: string): EncodedResponse {
+    const { logger, encoder } = this.context;
+    const response = encoder.sotw(TYPE_URL[type], plan.version, plan.resources, previousNonce);
+    if (logger.isLevelEnabled('debug')) logger.debug({ node: this.nodeId, type, version: plan.version, resources: plan.resources.length, nonce: response.nonce }, 'xDS response sent');
+    return response;
   }
 }

@@ -32,7 +32,7 @@
  */
 import type { ResourceType } from '../protos.ts';
 import type { XdsResource } from '../snapshot.ts';
-import { SubscriptionLimitError, supportsWildcard, versionOf, visible, WILDCARD, type TypeView } from './subscriptions.ts';
+import { holdsOf, SubscriptionLimitError, supportsWildcard, visible, WILDCARD, type TypeView } from './subscriptions.ts';
 
 export interface SotwRequest {
   readonly resourceNames: readonly string[];
@@ -65,8 +65,8 @@ interface Sent {
   readonly version: string;
   /** What the client holds once it accepts this response. */
   readonly content: ReadonlyMap<string, string>;
-  /** Names the response carried. */
-  readonly names: readonly string[];
+  /** What the response carried (its names go into a NACK's report). */
+  readonly resources: readonly XdsResource[];
 }
 
 const ABSENT = '\0absent';
@@ -85,6 +85,7 @@ export class SotwSubscription {
   #acked: Sent | undefined;
   #inflight: Sent | undefined;
   #rejected: ReadonlyMap<string, string> | undefined;
+  #subscriptionChanges = 0;
 
   constructor(type: ResourceType) {
     this.type = type;
@@ -110,9 +111,12 @@ export class SotwSubscription {
 
   /** Applies one DiscoveryRequest of this type. Throws SubscriptionLimitError past `maxNames`. */
   receive(request: SotwRequest, maxNames: number): SotwAnswer {
-    const requested = new Set(request.resourceNames);
-    if (requested.size > maxNames) throw new SubscriptionLimitError(`${requested.size} resource names requested; the limit is ${maxNames}`);
-    this.#subscribe(requested);
+    // Most requests are ACKs naming what the stream already subscribes to: nothing to change then.
+    if (!this.#sameNames(request.resourceNames)) {
+      const requested = new Set(request.resourceNames);
+      if (requested.size > maxNames) throw new SubscriptionLimitError(`${requested.size} resource names requested; the limit is ${maxNames}`);
+      this.#subscribe(requested);
+    }
 
     const inflight = this.#inflight;
     if (!inflight) return { kind: 'request' };
@@ -120,14 +124,22 @@ export class SotwSubscription {
     this.#inflight = undefined;
     if (request.error !== undefined) {
       this.#rejected = inflight.content;
-      return { kind: 'nack', version: inflight.version, keptVersion: this.ackedVersion, message: request.error, resourceNames: inflight.names };
+      return { kind: 'nack', version: inflight.version, keptVersion: this.ackedVersion, message: request.error, resourceNames: inflight.resources.map((r) => r.name) };
     }
     this.#acked = inflight;
     this.#rejected = undefined;
     return { kind: 'ack', version: inflight.version };
   }
 
+  /** The names of a named subscription (not Listener or Cluster, whose empty list has meanings of its own), unchanged. */
+  #sameNames(names: readonly string[]): boolean {
+    if (supportsWildcard(this.type) || names.length !== this.#names.size || this.#forced.size > 0) return false;
+    for (const name of names) if (!this.#names.has(name)) return false;
+    return true;
+  }
+
   #subscribe(requested: Set<string>): void {
+    this.#subscriptionChanges++;
     const before = this.#names;
     const wasWildcard = this.#wildcard;
     if (supportsWildcard(this.type)) {
@@ -175,25 +187,37 @@ export class SotwSubscription {
       if (rejected && changes.every(([name, version]) => (rejected.get(name) ?? ABSENT) === version)) return undefined;
     }
     let carried: XdsResource[];
-    let holds: Map<string, string>;
+    const entries: [string, string][] = [];
     if (full) {
       carried = [...desired.values()];
-      holds = new Map(carried.map((r) => [r.name, r.version]));
+      for (const r of carried) entries.push([r.name, r.version]);
     } else {
       carried = [];
       for (const [name, resource] of desired) if (base.get(name) !== resource.version || this.#forced.has(name)) carried.push(resource);
       // What the client keeps: what it held of the names it still subscribes to, updated with what is carried.
-      holds = new Map();
-      for (const [name, version] of base) if (this.#names.has(name)) holds.set(name, version);
-      for (const r of carried) holds.set(r.name, r.version);
+      const carriedNames = new Set(carried.map((r) => r.name));
+      for (const [name, version] of base) if (this.#names.has(name) && !carriedNames.has(name)) entries.push([name, version]);
+      for (const r of carried) entries.push([r.name, r.version]);
     }
     const resources = carried.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    return { resources, holds, version: versionOf(holds), requested };
+    // Shared by every stream that holds the same set: one map and one hash, not one per stream.
+    const { holds, version } = holdsOf(entries);
+    return { resources, holds, version, requested };
+  }
+
+  get subscriptionChanges(): number {
+    return this.#subscriptionChanges;
+  }
+
+  forgetRejection(): boolean {
+    const had = this.#rejected !== undefined;
+    this.#rejected = undefined;
+    return had;
   }
 
   /** Records that `plan` went out with `nonce`. */
   sent(plan: SotwPlan, nonce: string): void {
-    this.#inflight = { nonce, version: plan.version, content: plan.holds, names: plan.resources.map((r) => r.name) };
+    this.#inflight = { nonce, version: plan.version, content: plan.holds, resources: plan.resources };
     this.#answered = true;
     this.#forced.clear();
     this.#forcedWildcard = false;

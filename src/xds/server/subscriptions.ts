@@ -44,10 +44,31 @@ export const WILDCARD = '*';
  * that reconnects elsewhere presents a version that still means something.
  */
 export function versionOf(entries: Iterable<readonly [string, string]>): string {
+  return holdsOf(entries).version;
+}
+
+/** A set of (name, resource version) pairs a client holds, and its version. Shared: never mutate `holds`. */
+export interface Holds {
+  readonly holds: ReadonlyMap<string, string>;
+  readonly version: string;
+}
+
+/** Sets seen lately. At 10,000 streams most hold one of a few sets, so each is built and hashed once. */
+const MAX_INTERNED = 4_096;
+const interned = new Map<string, Holds>();
+
+/** The set of `entries` with its version (versionOf), the same object for the same set. */
+export function holdsOf(entries: Iterable<readonly [string, string]>): Holds {
   const sorted = [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const hash = createHash('sha256');
-  for (const [name, version] of sorted) hash.update(name).update('\0').update(version).update('\n');
-  return hash.digest('hex').slice(0, 16);
+  let key = '';
+  for (const [name, version] of sorted) key += `${name}\0${version}\n`;
+  let found = interned.get(key);
+  if (!found) {
+    found = { holds: new Map(sorted), version: createHash('sha256').update(key).digest('hex').slice(0, 16) };
+    if (interned.size >= MAX_INTERNED) interned.delete(interned.keys().next().value!);
+    interned.set(key, found);
+  }
+  return found;
 }
 
 /** Raised when a subscription grows past limits.max_resource_names; the stream ends with RESOURCE_EXHAUSTED. */

@@ -4,6 +4,7 @@
  * authorization.ts; docs/control-plane.md ("Security model") explains them.
  */
 import { z } from 'zod';
+import { duration } from '../../config/schema-primitives.ts';
 
 /** A glob: `*` matches any run of characters (`/` and `:` included), `?` exactly one. */
 const glob = z.string().min(1, 'a pattern may not be empty (use "*" to match anything)');
@@ -43,6 +44,22 @@ export const xdsLimits = z.strictObject({
   max_streams_per_identity: z.number().int().min(1).default(100),
   /** Resource names one subscription (one type on one stream) may hold; more is refused with RESOURCE_EXHAUSTED. */
   max_resource_names: z.number().int().min(1).default(10_000),
+  /**
+   * Concurrent HTTP/2 streams on one connection (SETTINGS_MAX_CONCURRENT_STREAMS): a stream past it is
+   * reset with REFUSED_STREAM before it costs anything. Counts streams not yet admitted, so one client
+   * cannot hold thousands of them open on one connection. An agent relays each local stream on its one
+   * connection: its --max-local-streams (default 1000) must not exceed this.
+   */
+  max_streams_per_connection: z.number().int().min(1).max(2 ** 31 - 1).default(1_000),
+  /**
+   * ADS streams this replica holds at once (admitted or not yet): past it a new stream is refused with
+   * UNAVAILABLE and a `grpc-retry-pushback-ms` hint, so that the client goes to another replica.
+   */
+  max_streams: z.number().int().min(1).default(20_000),
+  /** The retry hint sent with such a refusal is 50–150 % of this (spread, so refused clients do not return together). */
+  shed_retry_after: duration.default(1_000),
+  /** A stream whose client has not read a written response for this long is reset (its memory freed). */
+  stalled_stream_timeout: duration.default(30_000),
 });
 
 export type XdsAuthorizationConfig = z.output<typeof xdsAuthorizationSettings>;
