@@ -75,7 +75,7 @@ export class Switchyard {
       followLogLevel: options.logger === undefined,
       createCluster: (config, secrets, xds) => this.#createCluster(config, secrets, xds),
       startListener: async (config: ListenerConfig, secrets: ConfigSecrets) => {
-        const listener = await startListener(config, secrets.listeners.get(config.name), handler, listenerEvents);
+        const listener = await startListener(config, secrets.listeners.get(config.name), { stream: handler }, listenerEvents);
         this.logger.info({ listener: listener.name, address: `${listener.address.address}:${listener.address.port}`, tls: !config.plaintext }, 'listening');
         return listener;
       },

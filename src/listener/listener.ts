@@ -3,8 +3,10 @@
  * knowledge, each connection an HTTP/2 server connection of Switchyard's own
  * engine (src/http2/). It knows nothing of routing: every stream goes to the
  * handler it was given, once the read that opened it has been parsed (a
- * stream reset in that same read is never handed on). Admin and health traffic
- * get listeners of their own (see docs/architecture.md).
+ * stream reset in that same read is never handed on). Clients that speak
+ * HTTP/1.1 instead (ALPN http/1.1, or cleartext without the HTTP/2 preface)
+ * go to the HTTP/1.1 side (http1.ts). Admin and health traffic get listeners
+ * of their own (see docs/architecture.md).
  *
  * Every way a connection ends on our initiative (draining, max connection age,
  * idleness, a reload that removes the listener) goes through the two-phase
@@ -21,10 +23,17 @@ import type { ServerStream } from '../http2/server-stream.ts';
 import { guardConnection, type AbuseLimit } from '../security/connection-guard.ts';
 import { connectionGuardConfig, idleTimeouts, localSettings, serverLimits } from './listener-limits.ts';
 import { goAwayGracefully, type ConnectionState } from './goaway.ts';
+import { http1Side, type Http1Handlers } from './http1.ts';
 import { listen } from './listen.ts';
 
 /** Takes every new stream; `headers` are the request's, decoded, and the handler's to change. */
 export type StreamHandler = (stream: DownstreamStream, headers: HeaderMap, listener: string) => void;
+
+/** What a listener hands its traffic to: HTTP/2 streams, and HTTP/1.1 requests and upgrades. */
+export interface ListenerHandlers {
+  readonly stream: StreamHandler;
+  readonly http1?: Http1Handlers;
+}
 
 export interface ListenerEvents {
   /** A client connection is being closed for abuse. */
@@ -44,7 +53,7 @@ export interface Listener {
   readonly config: ListenerConfig;
   /** The bound address; the port is the real one when the config asked for port 0. */
   readonly address: AddressInfo;
-  /** Open client connections. */
+  /** Open client connections, HTTP/2 and HTTP/1.1. */
   readonly connectionCount: number;
   /** Client connections accepted since the listener started. */
   readonly connectionsAccepted: number;
@@ -85,19 +94,27 @@ const CUT_POLL_MS = 5;
 /** Max connection age is spread ±10% so connections opened together do not all go away together. */
 const AGE_JITTER = 0.1;
 
-export async function startListener(config: ListenerConfig, material: ListenerTls | undefined, handler: StreamHandler, events: ListenerEvents = {}): Promise<Listener> {
+export async function startListener(config: ListenerConfig, material: ListenerTls | undefined, handlers: ListenerHandlers, events: ListenerEvents = {}): Promise<Listener> {
   let current = config;
   let currentTls = material;
   let draining: Promise<void> | undefined;
   let accepted = 0;
   const connections = new Set<Tracked>();
+  const handler = handlers.stream;
+  const http1 = http1Side(config.name, material !== undefined, handlers.http1 ?? {});
 
-  const onSocket = (socket: net.Socket) => {
+  /** A cleartext client: the HTTP/2 preface, or HTTP/1.1. */
+  const onPlainSocket = (socket: net.Socket) => {
     accepted++;
     socket.on('error', ignore);
+    sniffProtocol(socket, (isHttp2, head) => (isHttp2 ? onHttp2Socket(socket, head) : http1.accept(socket, head)));
+  };
+
+  const onHttp2Socket = (socket: net.Socket, head: Buffer | undefined) => {
     const settings = current;
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     let tracked: Tracked | undefined;
+    if (head !== undefined) socket.unshift(head);
     const connection = new ServerConnection(socket, {
       local: localSettings(settings),
       limits: serverLimits(settings),
@@ -113,6 +130,7 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
         clearInterval(tracked.streamSweep);
       },
     });
+    socket.resume();
     if (connection.closed) return;
     const idle = idleTimeouts(settings);
     tracked = { connection, peer, goingAway: false, ageTimer: undefined, graceTimer: undefined, idleTimer: undefined, streamSweep: undefined, idle };
@@ -140,14 +158,18 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
         cert: material.cert,
         key: material.key,
         minVersion: 'TLSv1.3',
-        ALPNProtocols: ['h2'],
+        ALPNProtocols: ['h2', 'http/1.1'],
         ...clientCertificateOptions(config, material),
       }, (socket) => {
-        // A client that negotiated no h2, or sent a certificate that does not verify, is not served.
-        if (socket.alpnProtocol !== 'h2' || presentedUnverified(socket)) return void socket.destroy();
-        onSocket(socket);
+        accepted++;
+        socket.on('error', ignore);
+        // A client that sent a certificate that does not verify is not served, whatever it speaks.
+        if (presentedUnverified(socket)) return void socket.destroy();
+        // Without ALPN a TLS client is taken to speak HTTP/1.1, as browsers and curl would without it.
+        if (socket.alpnProtocol === 'h2') onHttp2Socket(socket, undefined);
+        else http1.accept(socket, undefined);
       })
-    : net.createServer(onSocket);
+    : net.createServer(onPlainSocket);
   // Beyond it, net.Server closes each new socket as soon as it is accepted.
   server.maxConnections = config.max_connections;
   // A failed or timed-out handshake is reported here and nowhere else; the socket is still open until closed.
@@ -157,17 +179,24 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
 
   const destroy = async () => {
     const open = [...connections];
+    const http1Count = http1.destroy();
     await Promise.all(open.map((tracked) => cutConnection(tracked, 'drain timeout')));
-    return open.length;
+    return open.length + http1Count;
   };
 
   const drain = () => {
     draining ??= new Promise<void>((resolve) => {
       let closed = false;
       let remaining = connections.size;
-      const check = () => closed && connections.size === 0 && resolve();
+      let http1Closed = false;
+      const check = () => closed && http1Closed && connections.size === 0 && resolve();
       server.close(() => {
         closed = true;
+        check();
+      });
+      http1.goAway();
+      void http1.closed().then(() => {
+        http1Closed = true;
         check();
       });
       for (const tracked of connections) {
@@ -188,7 +217,7 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
     },
     address,
     get connectionCount() {
-      return connections.size;
+      return connections.size + http1.connectionCount;
     },
     get connectionsAccepted() {
       return accepted;
@@ -256,6 +285,34 @@ async function cutConnection(tracked: Tracked, reason: string): Promise<void> {
 }
 
 function ignore(): void {}
+
+const PREFACE_START = Buffer.from('PRI * HTTP/2.0\r\n');
+
+/**
+ * Tells a cleartext client's protocol from its first bytes: the HTTP/2 preface, or anything else
+ * (HTTP/1.1). Calls `decided` once, with what was read meanwhile (to be put back), the socket paused.
+ * A client that sends nothing in SNIFF_TIMEOUT_MS is closed.
+ */
+function sniffProtocol(socket: net.Socket, decided: (isHttp2: boolean, head: Buffer) => void): void {
+  let head: Buffer | undefined;
+  const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+  timer.unref();
+  const onData = (chunk: Buffer) => {
+    head = head === undefined ? chunk : Buffer.concat([head, chunk]);
+    const compared = Math.min(head.length, PREFACE_START.length);
+    const matches = head.subarray(0, compared).equals(PREFACE_START.subarray(0, compared));
+    // A prefix of the preface could still be either: wait for more.
+    if (matches && head.length < PREFACE_START.length) return;
+    clearTimeout(timer);
+    socket.removeListener('data', onData);
+    socket.pause();
+    decided(matches, head);
+  };
+  socket.on('data', onData);
+}
+
+/** A cleartext client must send its first bytes within this (as the HTTP/2 handshake timeout). */
+const SNIFF_TIMEOUT_MS = 10_000;
 
 /** Whether the handshake asks for a client certificate, and whether it fails without a valid one. */
 function clientCertificateOptions(config: ListenerConfig, material: ListenerTls) {

@@ -19,9 +19,11 @@ const listenerConfig = configSchema.parse({
 /** A listener whose handler answers every stream at once with an empty 200, and counts them. */
 async function countingListener(): Promise<{ listener: Listener; handled: () => number }> {
   let handled = 0;
-  const listener = await startListener(listenerConfig, undefined, (stream: DownstreamStream) => {
-    handled++;
-    stream.respond({ ':status': 200 }, true);
+  const listener = await startListener(listenerConfig, undefined, {
+    stream: (stream: DownstreamStream) => {
+      handled++;
+      stream.respond({ ':status': 200 }, true);
+    },
   });
   return { listener, handled: () => handled };
 }
