@@ -43,6 +43,13 @@ const RECENTLY_CLOSED = 1024;
 /** PINGs of ours awaiting their ACK. */
 const MAX_OUTSTANDING_PINGS = 10;
 
+/** The length field of the frame header at `offset`; one past SETTINGS_MAX_FRAME_SIZE is a connection error (§4.2). */
+function frameLength(data: Buffer, offset: number): number {
+  const length = (data[offset]! << 16) | (data[offset + 1]! << 8) | data[offset + 2]!;
+  if (length > DEFAULT_MAX_FRAME_SIZE) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes exceeds SETTINGS_MAX_FRAME_SIZE ${DEFAULT_MAX_FRAME_SIZE}`);
+  return length;
+}
+
 /** Why a recently closed stream closed: what a frame arriving on it now means (§5.1 "closed"). */
 const ClosedHow = { Unknown: 0, ResetByUs: 1, ResetByPeer: 2, Ended: 3 } as const;
 type ClosedHow = (typeof ClosedHow)[keyof typeof ClosedHow];
@@ -67,8 +74,9 @@ export abstract class Http2Connection implements StreamHost {
   connectionSendWindow = DEFAULT_WINDOW;
   #connectionRecvWindow = DEFAULT_WINDOW;
   #connectionConsumed = 0;
-  // Reading.
-  #pending: Buffer | undefined;
+  // Reading: a frame split across reads, and how much of it has arrived.
+  #partial: Buffer | undefined;
+  #partialFilled = 0;
   /** Bytes of the client preface still expected (a server's first read). */
   protected prefaceRemaining = 0;
   #firstFrame = true;
@@ -149,18 +157,20 @@ export abstract class Http2Connection implements StreamHost {
 
   #onData(chunk: Buffer): void {
     if (this.closed) return;
-    let data = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk]);
-    this.#pending = undefined;
     try {
+      let data: Buffer | undefined = chunk;
       if (this.prefaceRemaining > 0) {
         data = this.readPreface(data);
         if (this.closed || data.length === 0) return;
       }
+      if (this.#partial !== undefined) {
+        data = this.#completePartial(data);
+        if (data === undefined) return;
+      }
       let offset = 0;
       const end = data.length;
       while (end - offset >= FRAME_HEADER_LENGTH) {
-        const length = (data[offset]! << 16) | (data[offset + 1]! << 8) | data[offset + 2]!;
-        if (length > DEFAULT_MAX_FRAME_SIZE) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes exceeds SETTINGS_MAX_FRAME_SIZE ${DEFAULT_MAX_FRAME_SIZE}`);
+        const length = frameLength(data, offset);
         if (end - offset < FRAME_HEADER_LENGTH + length) break;
         const type = data[offset + 3]!;
         const flags = data[offset + 4]!;
@@ -170,12 +180,58 @@ export abstract class Http2Connection implements StreamHost {
         this.#frame(type, flags, streamId, payload);
         if (this.closed) return;
       }
-      if (offset < end) this.#pending = data.subarray(offset);
+      if (offset < end) this.#startPartial(data, offset);
       this.afterRead();
     } catch (error) {
       if (error instanceof Http2Error) this.connectionError(error.code, error.message);
       else this.destroy(error as Error);
     }
+  }
+
+  /**
+   * A frame that a read ends in the middle of is assembled in a buffer of its own size, so the next
+   * read is not copied whole to join it (a long DATA stream ends most reads mid-frame).
+   */
+  #startPartial(data: Buffer, offset: number): void {
+    const rest = data.length - offset;
+    const size = rest >= FRAME_HEADER_LENGTH ? FRAME_HEADER_LENGTH + frameLength(data, offset) : FRAME_HEADER_LENGTH;
+    this.#partial = Buffer.allocUnsafe(size);
+    data.copy(this.#partial, 0, offset);
+    this.#partialFilled = rest;
+  }
+
+  /** Completes the partial frame from `data` and handles it; returns the rest of `data`, or undefined while it is still incomplete. */
+  #completePartial(data: Buffer): Buffer | undefined {
+    let frame = this.#partial!;
+    let filled = this.#partialFilled;
+    let at = 0;
+    if (filled < FRAME_HEADER_LENGTH) {
+      at = Math.min(FRAME_HEADER_LENGTH - filled, data.length);
+      data.copy(frame, filled, 0, at);
+      filled += at;
+      if (filled < FRAME_HEADER_LENGTH) {
+        this.#partialFilled = filled;
+        return undefined;
+      }
+      const length = frameLength(frame, 0);
+      if (length > 0) {
+        const whole = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + length);
+        frame.copy(whole, 0, 0, FRAME_HEADER_LENGTH);
+        frame = whole;
+        this.#partial = whole;
+      }
+    }
+    const take = Math.min(frame.length - filled, data.length - at);
+    data.copy(frame, filled, at, at + take);
+    filled += take;
+    at += take;
+    if (filled < frame.length) {
+      this.#partialFilled = filled;
+      return undefined;
+    }
+    this.#partial = undefined;
+    this.#frame(frame[3]!, frame[4]!, frame.readUInt32BE(5) & 0x7fffffff, frame.subarray(FRAME_HEADER_LENGTH));
+    return this.closed ? undefined : data.subarray(at);
   }
 
   /** Server side: checks the client preface (§3.4); returns what follows it. */
