@@ -7,8 +7,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { startAdminServer, type AdminServer, type AdminTarget } from './admin/admin-server.ts';
-import { startHealthEndpoint } from './admin/health-endpoint.ts';
+import type { AdminServer, AdminTarget } from './admin/admin-server.ts';
 import type { Readiness } from './admin/readiness.ts';
 import type { ClusterConfig, ListenerConfig, SwitchyardConfig } from './config/schema.ts';
 import type { ConfigSecrets } from './config/load.ts';
@@ -25,7 +24,8 @@ import { startOverloadMonitor, type OverloadMonitor } from './resilience/overloa
 import { loadedCertificates, type LoadedCertificate } from './security/certificate-expiry.ts';
 import { admitRpc } from './security/rpc-admission.ts';
 import { VERSION } from './version.ts';
-// Loaded only when the config asks for it: gRPC and protobuf cost memory a plain proxy does not need.
+// Loaded only when the config asks for them (the admin interface, the health port, xDS): gRPC, node:http2,
+// protobuf and prom-client cost memory a plain proxy does not need.
 import type { XdsProxyFeed } from './xds/client/xds-proxy-feed.ts';
 
 export type { ReloadSummary } from './lifecycle/reload-plan.ts';
@@ -80,6 +80,7 @@ export class Switchyard {
         return listener;
       },
       startHealth: async (config, readiness: () => Readiness) => {
+        const { startHealthEndpoint } = await import('./admin/health-endpoint.ts');
         const health = await startHealthEndpoint(config, readiness);
         this.logger.info({ address: `${health.address.address}:${health.address.port}` }, 'readiness endpoint listening (GET /ready, /live)');
         return health;
@@ -239,6 +240,7 @@ export class Switchyard {
         logger.level = level;
       },
     };
+    const { startAdminServer } = await import('./admin/admin-server.ts');
     const admin = await startAdminServer(settings, target);
     this.logger.info({ address: `${admin.address.address}:${admin.address.port}` }, 'admin interface listening (GET / lists its endpoints; /dashboard)');
     return admin;

@@ -63,8 +63,9 @@ export abstract class Http2Connection implements StreamHost {
   readonly streams = new Map<number, StreamCore>();
   /** Streams with outbound data waiting for window, in the order they will be served. */
   readonly #blocked = new Set<StreamCore>();
-  readonly #closedIds = new Uint32Array(RECENTLY_CLOSED);
-  readonly #closedHow = new Uint8Array(RECENTLY_CLOSED);
+  /** Allocated with the first closed stream: an idle connection keeps no table. */
+  #closedIds: Uint32Array | undefined;
+  #closedHow: Uint8Array | undefined;
   // The peer's settings.
   peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
   peerInitialWindow = DEFAULT_WINDOW;
@@ -487,14 +488,14 @@ export abstract class Http2Connection implements StreamHost {
 
   #rememberClosed(streamId: number, how: ClosedHow): void {
     const slot = (streamId >>> 1) & (RECENTLY_CLOSED - 1);
-    this.#closedIds[slot] = streamId;
-    this.#closedHow[slot] = how;
+    (this.#closedIds ??= new Uint32Array(RECENTLY_CLOSED))[slot] = streamId;
+    (this.#closedHow ??= new Uint8Array(RECENTLY_CLOSED))[slot] = how;
   }
 
   /** How stream `streamId` closed, if it is among the last RECENTLY_CLOSED of its side. */
   #howClosed(streamId: number): ClosedHow {
     const slot = (streamId >>> 1) & (RECENTLY_CLOSED - 1);
-    return this.#closedIds[slot] === streamId ? (this.#closedHow[slot] as ClosedHow) : ClosedHow.Unknown;
+    return this.#closedIds?.[slot] === streamId ? (this.#closedHow![slot] as ClosedHow) : ClosedHow.Unknown;
   }
 
   /** A stream id that was never opened: above the last one either side opened. */

@@ -1,9 +1,10 @@
 /**
- * What a connection sends, batched: frames produced while a read is processed
- * (or in one turn of the event loop) leave in one writev. Small frames and
- * frame headers are packed into a shared chunk; DATA payloads of any size are
- * passed by reference (the slices of what was read from the other side), never
- * copied.
+ * What a connection sends, batched: frames produced in one turn of the event
+ * loop leave in one writev. Small frames and frame headers are packed into an
+ * arena that every writer of the process shares (each takes the next bytes of
+ * it and queues its own slices), so an idle connection holds no buffer; DATA
+ * payloads of any size are passed by reference (the slices of what was read
+ * from the other side), never copied.
  */
 import type { Socket } from 'node:net';
 import { FRAME_HEADER_LENGTH, FrameType } from './constants.ts';
@@ -11,8 +12,14 @@ import { encodedLength, encodeHeaders } from './hpack/encoder.ts';
 import type { HeaderMap } from '../grpc/streams.ts';
 import { Flag } from './constants.ts';
 
-/** Chunk size for packed frames; a larger header block gets a chunk of its own. */
-const CHUNK = 16 << 10;
+/** Arena size for packed frames; a larger header block gets a buffer of its own. */
+const ARENA = 64 << 10;
+
+/**
+ * The shared arena: bytes before `at` belong to some writer's queued slices and are never written
+ * again; a full arena is replaced, and freed once the sockets have written what refers to it.
+ */
+const arena = { buffer: Buffer.allocUnsafe(ARENA), at: 0 };
 /** Payloads below this are copied into the packed chunk rather than written by reference. */
 const COPY_BELOW = 512;
 
@@ -21,10 +28,12 @@ export class FrameWriter {
   /** Buffers ready to go, in order. */
   #queue: Buffer[] = [];
   #queuedBytes = 0;
-  #chunk: Buffer = Buffer.allocUnsafe(CHUNK);
-  /** Where the next packed byte goes in #chunk, and where the unqueued part of it starts. */
+  /** Where the bytes reserved last go in the arena. */
   #at = 0;
-  #from = 0;
+  /** This writer's packed bytes not yet queued: arena[#segmentStart, #segmentEnd) of the arena #segment. */
+  #segment: Buffer | undefined;
+  #segmentStart = 0;
+  #segmentEnd = 0;
   #scheduled = false;
   #closed = false;
 
@@ -174,24 +183,35 @@ export class FrameWriter {
     this.#schedule();
   }
 
-  /** The packed chunk with room for `bytes` more. */
+  /**
+   * Reserves `bytes` of the arena for this writer (to be written at #at) and returns the arena.
+   * Consecutive reservations extend one slice; another writer's in between starts a new one.
+   */
   #room(bytes: number): Buffer {
-    if (this.#at + bytes > this.#chunk.length) {
+    if (this.#segment !== arena.buffer || this.#segmentEnd !== arena.at) this.#seal();
+    if (arena.at + bytes > arena.buffer.length) {
       this.#seal();
-      this.#chunk = Buffer.allocUnsafe(Math.max(CHUNK, bytes));
-      this.#at = 0;
-      this.#from = 0;
+      arena.buffer = Buffer.allocUnsafe(Math.max(ARENA, bytes));
+      arena.at = 0;
     }
-    return this.#chunk;
+    if (this.#segment === undefined) {
+      this.#segment = arena.buffer;
+      this.#segmentStart = arena.at;
+    }
+    this.#at = arena.at;
+    arena.at += bytes;
+    this.#segmentEnd = arena.at;
+    return arena.buffer;
   }
 
-  /** Queues the packed bytes written since the last seal. */
+  /** Queues the packed bytes reserved since the last seal. */
   #seal(): void {
-    if (this.#at > this.#from) {
-      this.#queue.push(this.#chunk.subarray(this.#from, this.#at));
-      this.#queuedBytes += this.#at - this.#from;
-      this.#from = this.#at;
-    }
+    const segment = this.#segment;
+    if (segment === undefined) return;
+    this.#segment = undefined;
+    if (this.#segmentEnd <= this.#segmentStart) return;
+    this.#queue.push(segment.subarray(this.#segmentStart, this.#segmentEnd));
+    this.#queuedBytes += this.#segmentEnd - this.#segmentStart;
   }
 
   /**

@@ -40,6 +40,12 @@ export type DecodeResult = 'ok' | 'too_large' | 'error';
 /** Integers past this are nonsense for any HTTP/2 field (lengths, indexes, table sizes). */
 const MAX_INTEGER = 2 ** 31 - 1;
 
+/**
+ * Where Huffman-coded strings are decoded before they become JS strings: one for the process, since
+ * decoding is synchronous and its result is copied out at once (an idle connection then costs no buffer).
+ */
+const HUFFMAN_SCRATCH = Buffer.allocUnsafe(4096);
+
 export class HpackDecoder {
   /** The most the peer may make the table hold: our SETTINGS_HEADER_TABLE_SIZE. */
   #maxAllowed: number;
@@ -53,7 +59,6 @@ export class HpackDecoder {
   #head = 0;
   #length = 0;
   #capacity = 0;
-  readonly #scratch = Buffer.allocUnsafe(4096);
   // The cursor of the block being decoded.
   #block: Buffer = Buffer.alloc(0);
   #at = 0;
@@ -168,7 +173,7 @@ export class HpackDecoder {
     if (length < 0 || this.#at + length > this.#end) return undefined;
     const start = this.#at;
     this.#at += length;
-    return huffman ? huffmanDecode(this.#block, start, length, this.#scratch) : this.#block.toString('latin1', start, start + length);
+    return huffman ? huffmanDecode(this.#block, start, length, HUFFMAN_SCRATCH) : this.#block.toString('latin1', start, start + length);
   }
 
   #skipString(): boolean {
