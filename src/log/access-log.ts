@@ -37,12 +37,12 @@ export function createAccessLog(output: string): AccessLog {
         span_id: record.spanId,
       });
     },
+    // end() writes what is buffered (waiting for the file to open if it has not yet), then closes:
+    // 'close' is the one event that says every line is in the file.
     close: () =>
       new Promise<void>((resolve) => {
-        destination.flush?.(() => {
-          destination.end();
-          resolve();
-        });
+        destination.once('close', () => resolve());
+        destination.end();
       }),
   };
 }

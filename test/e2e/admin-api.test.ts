@@ -158,8 +158,10 @@ describe('admin API', () => {
   });
 
   test('the serving port answers none of it', async () => {
-    // The serving listener speaks only gRPC over HTTP/2: an HTTP/1.1 request gets nothing from the admin API.
-    await assert.rejects(rawRequest(proxy.port, '/clusters'));
+    // The serving listener answers HTTP/1.1 only for what routes serve over it: never with the admin API.
+    const response = await rawRequest(proxy.port, '/clusters');
+    assert.equal(response.status, 426);
+    assert.doesNotMatch(response.body, /"clusters"|endpoint/);
   });
 
   // Last: it stops the proxy.

@@ -54,7 +54,9 @@ describe('network faults between the proxy and one backend', () => {
       // cut off after its headers reached the client could not be retried by any proxy, and would only
       // make this test depend on where the cut fell.
       hole.blackholeRequests = true;
-      await waitFor(() => backends[0]!.active === 0, 'the answers under way to be sent');
+      // Sent by the backend is not yet relayed: wait until the fault proxy has passed every byte of them on
+      // (with requests swallowed, nothing more comes from the backend, not even PING acks).
+      await waitFor(() => backends[0]!.active === 0 && performance.now() - hole.lastAnswerAt > 100, 'the answers under way to be relayed');
       hole.blackhole = true;
       const started = Date.now();
       await waitFor(() => Date.now() - started > 1_500, 'a while with the backend unreachable', 5_000);

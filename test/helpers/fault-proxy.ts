@@ -15,6 +15,8 @@ export interface FaultProxy {
   blackhole: boolean;
   /** While true, bytes towards the backend are swallowed; its answers still come back. */
   blackholeRequests: boolean;
+  /** performance.now() when bytes from the backend were last relayed. */
+  readonly lastAnswerAt: number;
   /** Destroys every open connection at once (the peers see a reset). */
   resetAll(): void;
   close(): Promise<void>;
@@ -22,10 +24,11 @@ export interface FaultProxy {
 
 export async function startFaultProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<FaultProxy> {
   const sockets = new Set<net.Socket>();
-  const state = { latencyMs: 0, blackhole: false, blackholeRequests: false };
+  const state = { latencyMs: 0, blackhole: false, blackholeRequests: false, lastAnswerAt: 0 };
   const relay = (from: net.Socket, to: net.Socket, towardsBackend: boolean) => {
     from.on('data', (chunk: Buffer) => {
       if (state.blackhole || (towardsBackend && state.blackholeRequests)) return;
+      if (!towardsBackend) state.lastAnswerAt = performance.now();
       if (state.latencyMs > 0) setTimeout(() => to.destroyed || to.writableEnded || to.write(chunk), state.latencyMs);
       else to.write(chunk);
     });
@@ -57,6 +60,7 @@ export async function startFaultProxy(targetPort: number, targetHost = '127.0.0.
     get blackhole() { return state.blackhole; },
     set blackhole(value: boolean) { state.blackhole = value; },
     get blackholeRequests() { return state.blackholeRequests; },
+    get lastAnswerAt() { return state.lastAnswerAt; },
     set blackholeRequests(value: boolean) { state.blackholeRequests = value; },
     resetAll() {
       for (const socket of sockets) socket.resetAndDestroy();
