@@ -14,6 +14,8 @@ export interface Params {
   /** Open-loop arrival rate, RPC/s, for the latency and slow-backend runs. */
   readonly rate: number;
   readonly out: string;
+  /** Another build's dist/cli/main.js, run as "switchyard-baseline" beside this one (--baseline-cli). */
+  readonly baselineCli?: string;
   /** Closed loop: h2load -c/-m and duration. */
   readonly closedMs: number;
   readonly closedConnections: number;
@@ -45,7 +47,7 @@ export interface Params {
 /** Switchyard's policies for the slow-backend run; ring_hash is left out (see scenarios.ts). */
 const POLICIES = ['round_robin', 'least_request', 'random', 'peak_ewma'];
 
-export function paramsFor(mode: Params['mode'], overrides: { rounds?: number; rate?: number; out: string }): Params {
+export function paramsFor(mode: Params['mode'], overrides: { rounds?: number; rate?: number; out: string; baselineCli?: string }): Params {
   const base = {
     full: {
       rounds: 3, rate: 2000, closedMs: 5000, openMs: 5000, slowMs: 12_000, slowWarmupMs: 1000, adaptMs: 1000, slowPolicies: POLICIES, slowProxies: true, sequentialMs: 3000,
@@ -66,6 +68,7 @@ export function paramsFor(mode: Params['mode'], overrides: { rounds?: number; ra
     rounds: overrides.rounds ?? base.rounds,
     rate: overrides.rate ?? base.rate,
     out: overrides.out,
+    ...(overrides.baselineCli !== undefined && { baselineCli: overrides.baselineCli }),
     closedConnections: 4, closedStreams: 32, openConnections: 4, slowDelayMs: 50,
   };
 }
@@ -172,6 +175,22 @@ export interface IdleMemoryResult {
   note: string;
 }
 
+/** The TLS round: closed loop over TLS 1.3, per round. */
+export interface TlsRow {
+  target: string;
+  rps: number[];
+  cpuPer100k: number[];
+  foreignCores: number[];
+}
+
+/** Switchyard's allocation and GC per RPC, from its own /metrics, per round. */
+export interface AllocationResult {
+  bytesPerRpc: number[];
+  gcMsPer100k: number[];
+  medianBytesPerRpc?: number;
+  medianGcMsPer100k?: number;
+}
+
 export interface Results {
   meta: Record<string, unknown>;
   backendCheck?: ClosedLoopResult;
@@ -181,6 +200,10 @@ export interface Results {
   identical?: IdenticalResult;
   multiCore?: MultiCoreResult;
   idle?: IdleMemoryResult;
+  /** The same idle-memory run on the --baseline-cli build. */
+  idleBaseline?: IdleMemoryResult;
+  tls?: TlsRow[];
+  allocation?: AllocationResult;
   notes: string[];
   errors: string[];
 }

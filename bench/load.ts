@@ -55,11 +55,12 @@ export function writeRequestFile(dir: string): string {
  * HTTP-level: h2load does not look at grpc-status, which is why the caller
  * cross-checks them against the backends' own counters.
  */
-export async function h2load(binary: string, port: number, options: { connections: number; streams: number; durationMs: number; requestFile: string }): Promise<ClosedLoopResult> {
+export async function h2load(binary: string, port: number, options: { connections: number; streams: number; durationMs: number; requestFile: string; tls?: boolean }): Promise<ClosedLoopResult> {
   const args = [
     '-c', String(options.connections), '-m', String(options.streams), '-D', `${options.durationMs}ms`,
     '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-d', options.requestFile,
-    `http://127.0.0.1:${port}/switchyard.demo.v1.Echo/Unary`,
+    // Over TLS h2load negotiates h2 by ALPN (TLS 1.3 with OpenSSL 3) and does not check the certificate.
+    `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}/switchyard.demo.v1.Echo/Unary`,
   ];
   const output = (await collect(spawnChild('h2load', binary, args), options.durationMs + 30_000)).join('\n');
   const finished = /finished in [\d.]+\w*, ([\d.]+) req\/s/.exec(output);

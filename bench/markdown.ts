@@ -110,9 +110,33 @@ function multiCoreSection(results: Results): string[] {
   ];
 }
 
+function engineSection(results: Results, params: Params): string[] {
+  const out: string[] = [];
+  const tls = results.tls;
+  if (tls && tls.length > 0) {
+    const haproxy = tls.find((r) => r.target.startsWith('haproxy'));
+    const rows = tls.map((r) => [
+      r.target, num(median(r.rps)), haproxy && r !== haproxy ? ratio(median(r.rps) / median(haproxy.rps)) : '–',
+      num(median(r.cpuPer100k), 2), haproxy && r !== haproxy ? ratio(median(r.cpuPer100k) / median(haproxy.cpuPer100k)) : '–', r.foreignCores.map(other).join(', '),
+    ]);
+    out.push('## TLS', '', `The closed loop above over TLS 1.3 (h2load negotiates h2 by ALPN), Switchyard and HAProxy with the same self-signed P-256 certificate, medians of ${params.rounds} round(s) after a warm-up run each.`, '',
+      table(['target', 'RPC/s', 'vs HAProxy', 'CPU s/100k RPC', 'CPU vs HAProxy', 'other load'], rows), '');
+  }
+  const alloc = results.allocation;
+  if (alloc?.medianBytesPerRpc !== undefined) {
+    out.push('## Allocation and GC', '', 'A fresh Switchyard with its admin interface (and so its metrics) on; the closed loop above; its own /metrics read before and after: bytes its JavaScript heap allocated (`switchyard_heap_allocated_bytes_total`, V8\'s count) and time in GC (`nodejs_gc_duration_seconds_sum`, every kind), per RPC.', '',
+      table(['bytes allocated per RPC', 'GC ms per 100k RPCs', 'per round'], [[num(alloc.medianBytesPerRpc), num(alloc.medianGcMsPer100k, 1), alloc.bytesPerRpc.map((b, i) => `${num(b)} B, ${num(alloc.gcMsPer100k[i], 1)} ms`).join('; ')]]), '');
+  }
+  return out;
+}
+
 function idleSection(results: Results, params: Params): string[] {
   const idle = results.idle;
   if (!idle) return ['## Idle memory', '', 'not run', ''];
+  const baseline = results.idleBaseline;
+  const baselineLine = baseline
+    ? [`The --baseline-cli build, the same way: ${num(baseline.idleRssMiB, 1)} MiB idle, ${num(baseline.rssWithConnectionsMiB, 1)} MiB with ${num(baseline.connections)} idle connections (${num(baseline.kibPerConnection, 1)} KiB each).`, '']
+    : [];
   const goal = (value: number | undefined, limit: number) => (value === undefined ? '–' : value <= limit ? 'yes' : 'NO');
   const bare = idle.nodeBaselineMiB
     ? ` For scale, a bare Node process running a one-line timer: ${num(idle.nodeBaselineMiB.js, 1)} MiB from a .js file, ${num(idle.nodeBaselineMiB.ts, 1)} MiB from a .ts file (type stripping); Switchyard runs from the built dist/*.js, as the switchyard command does.`
@@ -123,13 +147,14 @@ function idleSection(results: Results, params: Params): string[] {
       [[`${num(idle.idleRssMiB, 1)} MiB`, `${num(idle.connections)} of ${num(idle.requested)}`, `${num(idle.rssWithConnectionsMiB, 1)} MiB`, num(idle.kibPerConnection, 1),
         goal(idle.idleRssMiB, 60), idle.requested === 10_000 ? goal(idle.rssWithConnectionsMiB, 150) : '– (not 10,000)']]), '',
     `RSS = VmRSS of the process, read ${params.settleMs / 1000} s after start and ${params.settleMs / 1000} s after the connections opened (HTTP/2 SETTINGS exchanged, no RPCs); ${idle.note}.${bare}`, '',
+    ...baselineLine,
   ];
 }
 
 export function markdown(results: Results, params: Params, summary: string): string {
   const out = [
     ...header(results, params), ...disturbance(results), ...summarySection(results, params, summary), ...roundsSection(results),
-    ...slowSection(results, params), ...streamingSection(results, params), ...multiCoreSection(results), ...idleSection(results, params),
+    ...slowSection(results, params), ...streamingSection(results, params), ...multiCoreSection(results), ...engineSection(results, params), ...idleSection(results, params),
   ];
   const check = results.backendCheck;
   if (check) out.push('## Backend capacity', '', `One backend alone, before any proxy started: ${num(check.rps)} RPC/s closed loop (${check.failed} failed, ${check.errored} errored), so three of them do not limit a proxy.`, '');

@@ -21,7 +21,7 @@ export async function closedLoop(target: Target, ctx: Context): Promise<ClosedSa
   const foreign = foreignLoad();
   const cpuBefore = cpuSeconds(target.pid);
   const result: ClosedLoopResult = tools.h2load
-    ? await h2load(tools.h2load, target.port, { ...options, requestFile: ctx.requestFile })
+    ? await h2load(tools.h2load, target.port, { ...options, requestFile: ctx.requestFile, tls: target.tls === true })
     : await closedLoopNode(target.port, options);
   const cpu = cpuSeconds(target.pid) - cpuBefore;
   const foreignCores = foreign();

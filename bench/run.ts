@@ -5,17 +5,21 @@
  * summary table. Every process it starts is stopped at the end, on errors
  * and on Ctrl-C.
  *
- *   node bench/run.ts [--quick | --smoke] [--rounds N] [--rate N] [--out DIR]
+ *   node bench/run.ts [--quick | --smoke] [--rounds N] [--rate N] [--out DIR] [--baseline-cli PATH]
  *
  *   (default)  3 rounds, 5 s runs; < 10 minutes
  *   --quick    1 round, short runs; < 2 minutes
  *   --smoke    tiny runs for the test suite; never installs anything, and
  *              runs without haproxy / nginx / h2load if they are missing
+ *   --baseline-cli PATH
+ *              also run another build (its dist/cli/main.js) as
+ *              "switchyard-baseline" through the rounds, streaming and idle
+ *              memory: a change compared with what it replaces, in one run
  *
  * Exit codes: 0 all measurements done; 1 some failed (the report lists
  * them, and is still written); 2 bad usage or missing tools (not root).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,9 +33,10 @@ import { waitForQuiet } from './interference.ts';
 import { writeReports, summaryTable } from './report.ts';
 import { closedLoop, runRounds } from './rounds.ts';
 import { identicalSequential, idleMemory, multiCore, slowBackend, streaming } from './scenarios.ts';
+import { allocation, tlsRound } from './engine.ts';
 import { directTarget, startHaproxy, startNginx, startSwitchyard, type Target } from './targets.ts';
 
-const USAGE = 'usage: node bench/run.ts [--quick | --smoke] [--rounds N] [--rate RPC_PER_S] [--out DIR]\n';
+const USAGE = 'usage: node bench/run.ts [--quick | --smoke] [--rounds N] [--rate RPC_PER_S] [--out DIR] [--baseline-cli PATH]\n';
 
 function parse(): Params {
   const { values } = parseArgs({
@@ -41,6 +46,7 @@ function parse(): Params {
       rounds: { type: 'string' },
       rate: { type: 'string' },
       out: { type: 'string', default: fileURLToPath(new URL('./results', import.meta.url)) },
+      'baseline-cli': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -58,7 +64,12 @@ function parse(): Params {
     return n;
   };
   const mode = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
-  return paramsFor(mode, { rounds: positive('rounds', values.rounds), rate: positive('rate', values.rate), out: path.resolve(values.out) });
+  const baselineCli = values['baseline-cli'] === undefined ? undefined : path.resolve(values['baseline-cli']);
+  if (baselineCli !== undefined && !existsSync(baselineCli)) {
+    process.stderr.write(`bench: --baseline-cli: ${baselineCli} does not exist (build that checkout first)\n`);
+    process.exit(2);
+  }
+  return paramsFor(mode, { rounds: positive('rounds', values.rounds), rate: positive('rate', values.rate), out: path.resolve(values.out), ...(baselineCli !== undefined && { baselineCli }) });
 }
 
 const params = parse();
@@ -124,6 +135,12 @@ try {
   const targets: Target[] = [direct];
   const switchyard = await step('start switchyard', () => startSwitchyard(backends, dir));
   if (switchyard) targets.push(switchyard);
+  const baselineCli = params.baselineCli;
+  if (baselineCli !== undefined) {
+    const baseline = await step('start switchyard-baseline', () => startSwitchyard(backends, dir, { name: 'switchyard-baseline', cli: baselineCli }));
+    if (baseline) targets.push(baseline);
+    results.notes.push(`switchyard-baseline: ${baselineCli}, run beside this checkout's build with the same config.`);
+  }
   for (const [name, binary, start] of [['haproxy', tools.haproxy, startHaproxy], ['nginx', tools.nginx, startNginx]] as const) {
     if (!binary) continue;
     const target = await step(`start ${name}`, () => start(binary, backends, dir));
@@ -137,6 +154,11 @@ try {
   results.identical = await step('identical backends, sequential', () => identicalSequential(ctx));
   if (switchyard) results.multiCore = await step('multi-core', () => multiCore(switchyard, ctx));
   results.idle = await step('idle memory', () => idleMemory(ctx));
+  if (baselineCli !== undefined) results.idleBaseline = await step('idle memory (baseline)', () => idleMemory(ctx, baselineCli));
+  if (params.mode !== 'smoke') {
+    results.tls = await step('TLS round', () => tlsRound(ctx));
+    results.allocation = await step('allocation', () => allocation(ctx));
+  }
   if (tools.nginx) results.notes.push('nginx grpc_pass does not multiplex: each in-flight RPC takes its own upstream HTTP/2 connection (reused afterwards through `keepalive 64`).');
   if (tools.haproxy || tools.nginx) results.notes.push('HAProxy and nginx run as configured in bench/targets.ts: 1 thread / 1 worker, HTTP/2 to the backends, limits raised only where the defaults would break the runs (see the comments there).');
 } catch (error) {

@@ -230,9 +230,9 @@ async function bareNodeRss(ctx: Context, extension: 'js' | 'ts'): Promise<number
  * `idleConnections` idle HTTP/2 client connections (scaled down if the
  * open-file limit of the proxy or the opener would not allow that many).
  */
-export async function idleMemory(ctx: Context): Promise<IdleMemoryResult> {
+export async function idleMemory(ctx: Context, cli?: string): Promise<IdleMemoryResult> {
   const result: IdleMemoryResult = { note: '', nodeBaselineMiB: { js: await bareNodeRss(ctx, 'js'), ts: await bareNodeRss(ctx, 'ts') } };
-  const target = await startSwitchyard(ctx.backends, ctx.dir, { name: 'switchyard-idle', clusters: 3 });
+  const target = await startSwitchyard(ctx.backends, ctx.dir, { name: cli === undefined ? 'switchyard-idle' : 'switchyard-baseline-idle', clusters: 3, ...(cli !== undefined && { cli }) });
   try {
     await sleep(ctx.params.settleMs); // let start-up garbage be collected and the heap settle
     result.idleRssMiB = rssMiB(target.pid);

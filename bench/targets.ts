@@ -20,7 +20,16 @@ export interface Target {
   readonly port: number;
   /** Root of the process tree whose CPU and memory are measured. */
   readonly pid: number;
+  /** Serves TLS (h2load then speaks https). */
+  readonly tls?: boolean;
   stop(): Promise<void>;
+}
+
+/** A certificate and key (PEM files) for the TLS round; `combined` is both in one file, as HAProxy wants. */
+export interface BenchCertificate {
+  readonly cert: string;
+  readonly key: string;
+  readonly combined: string;
 }
 
 // The built command, as `npx switchyard` runs it (npm run bench builds it first): no type stripping at run time.
@@ -37,6 +46,12 @@ export interface SwitchyardOptions {
   readonly workers?: number;
   /** Clusters, each over all backends, routed by prefix (the idle-memory run uses 3). */
   readonly clusters?: number;
+  /** Another build's dist/cli/main.js (the baseline a change is compared with); default this checkout's. */
+  readonly cli?: string;
+  /** Serve TLS 1.3 with this certificate instead of h2c. */
+  readonly tls?: BenchCertificate;
+  /** Turn the admin interface on at this port (its /metrics: allocation and GC figures). */
+  readonly adminPort?: number;
 }
 
 /** One `switchyard run` process (or a primary and workers with options.workers). */
@@ -51,8 +66,10 @@ export function startSwitchyard(backends: readonly Backend[], dir: string, optio
     const clusters = Array.from({ length: clusterCount }, (_, i) => `  - { name: c${i}, lb_policy: ${policy}, endpoints: [${endpoints}] }`);
     // Extra clusters get their own prefix; the last route takes everything else to c0.
     const routes = Array.from({ length: clusterCount - 1 }, (_, i) => `  - { match: { prefix: /c${i + 1}. }, cluster: c${i + 1} }`);
+    const listener = options.tls ? `tls: { cert_file: ${options.tls.cert}, key_file: ${options.tls.key} }` : 'plaintext: true';
     const config = [
-      `listeners: [{ name: bench, address: 127.0.0.1, port: ${port}, plaintext: true }]`,
+      `listeners: [{ name: bench, address: 127.0.0.1, port: ${port}, ${listener} }]`,
+      ...(options.adminPort === undefined ? [] : [`admin: { port: ${options.adminPort} }`]),
       'clusters:', ...clusters,
       'routes:', ...routes, '  - { match: { prefix: / }, cluster: c0 }',
       // warn: the 'listening' line is not needed (we poll the port), and nothing per-RPC is logged.
@@ -62,9 +79,9 @@ export function startSwitchyard(backends: readonly Backend[], dir: string, optio
     ].join('\n');
     const file = path.join(workDir, 'switchyard.yaml');
     writeFileSync(file, config);
-    const args = [CLI, 'run', '--config', file, ...(options.workers ? ['--workers', String(options.workers)] : [])];
+    const args = [options.cli ?? CLI, 'run', '--config', file, ...(options.workers ? ['--workers', String(options.workers)] : [])];
     const child = spawnChild(name, process.execPath, args, { raiseNofile: true });
-    return { child, value: { name, port, pid: child.pid, stop: () => child.stop() } };
+    return { child, value: { name, port, pid: child.pid, tls: options.tls !== undefined, stop: () => child.stop() } };
   });
 }
 
@@ -79,12 +96,14 @@ export async function switchyardHasWorkers(): Promise<boolean> {
  * stream limit is raised from its default of 100 so that the streaming test
  * (100 streams per connection) is not capped by it.
  */
-export function startHaproxy(haproxy: string, backends: readonly Backend[], dir: string): Promise<Target> {
-  const workDir = path.join(dir, 'haproxy');
+export function startHaproxy(haproxy: string, backends: readonly Backend[], dir: string, tls?: BenchCertificate): Promise<Target> {
+  const name = tls ? 'haproxy-tls' : 'haproxy';
+  const workDir = path.join(dir, name);
   mkdirSync(workDir, { recursive: true });
-  return startWithRetry('haproxy', async (port) => {
+  return startWithRetry(name, async (port) => {
     const config = [
       'global',
+      ...(tls ? ['  ssl-default-bind-options ssl-min-ver TLSv1.3'] : []),
       '  nbthread 1',
       '  maxconn 8000', // the FD limit is 20000 on the reference machine; haproxy needs ~2 FDs per connection
       '  tune.h2.max-concurrent-streams 1000',
@@ -94,7 +113,7 @@ export function startHaproxy(haproxy: string, backends: readonly Backend[], dir:
       '  timeout client 60s',
       '  timeout server 60s',
       'frontend fe',
-      `  bind 127.0.0.1:${port} proto h2`,
+      tls ? `  bind 127.0.0.1:${port} ssl crt ${tls.combined} alpn h2` : `  bind 127.0.0.1:${port} proto h2`,
       '  default_backend be',
       'backend be',
       '  balance roundrobin',
@@ -104,8 +123,8 @@ export function startHaproxy(haproxy: string, backends: readonly Backend[], dir:
     const file = path.join(workDir, 'haproxy.cfg');
     writeFileSync(file, config);
     // -db: stay in the foreground, so the process we started is haproxy itself.
-    const child = spawnChild('haproxy', haproxy, ['-db', '-f', file], { raiseNofile: true });
-    return { child, value: { name: 'haproxy', port, pid: child.pid, stop: () => child.stop() } };
+    const child = spawnChild(name, haproxy, ['-db', '-f', file], { raiseNofile: true });
+    return { child, value: { name, port, pid: child.pid, tls: tls !== undefined, stop: () => child.stop() } };
   });
 }
 
