@@ -239,6 +239,7 @@ export class Cluster {
       tls: this.#tls,
       connectTimeoutMs: this.#config.connect_timeout,
       streamWindow: this.#config.upstream_stream_window,
+      maxStreamsPerConnection: this.#config.max_streams_per_connection,
       keepalive: { intervalMs: this.#config.keepalive_interval, timeoutMs: this.#config.keepalive_timeout },
       limits: this.limits,
       onStateChange: () => this.#recomputeAvailable(),

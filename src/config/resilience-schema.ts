@@ -103,6 +103,13 @@ export const clusterResilience = {
    * per round trip bounds one stream's throughput).
    */
   upstream_stream_window: z.number().int().min(65_535).max(2 ** 31 - 1).default(64 << 10),
+  /**
+   * Streams the proxy opens on one backend connection at most (fewer if the backend's
+   * SETTINGS_MAX_CONCURRENT_STREAMS says so); past it another connection is opened. A backend buffers up
+   * to a window per stream it is answering: Node's HTTP/2 servers refuse new streams past 10 MiB of that
+   * per connection (ENHANCE_YOUR_CALM), which 100 streams of 64 KiB stay under.
+   */
+  max_streams_per_connection: z.number().int().min(1).max(2 ** 31 - 1).default(100),
   /** A new endpoint's weight ramps from 10% to full over this window. Unset: full weight at once. */
   slow_start_window: duration.optional(),
 };

@@ -36,6 +36,8 @@ export interface EndpointPoolOptions {
   readonly connectTimeoutMs: number;
   /** SETTINGS_INITIAL_WINDOW_SIZE toward the backend: what it may send on a stream before the proxy passes it on. Default 64 KiB. */
   readonly streamWindow?: number | undefined;
+  /** Streams to open on one connection at most, below the backend's own limit. Default: the backend's limit. */
+  readonly maxStreamsPerConnection?: number | undefined;
   /** PING interval and ack timeout that detect a connection gone silent (a blackholed backend); undefined: no pings. */
   readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number } | undefined;
   /** Called when the endpoint enters or leaves connect backoff. */
@@ -171,8 +173,9 @@ export class EndpointPool implements UpstreamPool {
   }
 
   #connectionWithRoom(): ClientConnection | undefined {
+    const cap = this.#options.maxStreamsPerConnection ?? Number.POSITIVE_INFINITY;
     for (const { usable, ready, connection } of this.#connections) {
-      if (usable && ready && connection!.activeStreams < connection!.peerMaxConcurrentStreams) return connection;
+      if (usable && ready && connection!.activeStreams < Math.min(cap, connection!.peerMaxConcurrentStreams)) return connection;
     }
     return undefined;
   }

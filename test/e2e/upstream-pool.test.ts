@@ -20,6 +20,19 @@ describe('upstream connection pools', () => {
     }
   });
 
+  it('opens another connection past max_streams_per_connection, whatever the backend allows', async () => {
+    const { backends: [backend], proxy, client, close } = await startEchoSetup(1, {}, { cluster: { max_streams_per_connection: 5 } });
+    try {
+      const calls = Array.from({ length: 15 }, () => unary(client, { delay_ms: 300 }));
+      const endpoint = [...proxy.proxy.clusters.get('echo')!.endpoints.values()][0]!;
+      await waitFor(() => backend!.active >= 15, '15 calls in flight on the backend at once');
+      assert.equal(endpoint.pool.connectionCount, 3, '15 streams at 5 per connection');
+      assert.equal((await Promise.all(calls)).length, 15);
+    } finally {
+      await close();
+    }
+  });
+
   it('an endpoint that refuses connections is backed off while another can serve', async () => {
     const dead = await closedPort();
     const { backends: [live], proxy, client, close } = await startEchoSetup(1, (backends) => ({
