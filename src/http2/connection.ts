@@ -43,6 +43,25 @@ const RECENTLY_CLOSED = 1024;
 /** PINGs of ours awaiting their ACK. */
 const MAX_OUTSTANDING_PINGS = 10;
 
+const CONNECTION = Symbol('switchyard.http2Connection');
+type OwnedSocket = Socket & { [CONNECTION]: Http2Connection };
+
+function onSocketData(this: OwnedSocket, chunk: Buffer): void {
+  this[CONNECTION].receive(chunk);
+}
+
+function onSocketError(this: OwnedSocket, error: Error): void {
+  this[CONNECTION].destroy(error);
+}
+
+function onSocketClose(this: OwnedSocket): void {
+  this[CONNECTION].destroy(new Error('the connection closed'));
+}
+
+function onSocketEnd(this: OwnedSocket): void {
+  this[CONNECTION].destroy(new Error('the peer ended the connection'));
+}
+
 /** The length field of the frame header at `offset`; one past SETTINGS_MAX_FRAME_SIZE is a connection error (§4.2). */
 function frameLength(data: Buffer, offset: number): number {
   const length = (data[offset]! << 16) | (data[offset + 1]! << 8) | data[offset + 2]!;
@@ -96,17 +115,20 @@ export abstract class Http2Connection implements StreamHost {
   /** The last stream id of the GOAWAY received, if any. */
   goAwayReceived: number | undefined;
   closed = false;
-  #pings = new Map<bigint, (error: Error | undefined) => void>();
+  /** PINGs of ours awaiting their ACK, by payload; made with the first. */
+  #pings: Map<bigint, (error: Error | undefined) => void> | undefined;
 
   constructor(socket: Socket, local: LocalSettings) {
     this.socket = socket;
     this.local = local;
     this.writer = new FrameWriter(socket);
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('error', (error: Error) => this.destroy(error));
-    socket.on('close', () => this.destroy(new Error('the connection closed')));
-    socket.on('end', () => this.destroy(new Error('the peer ended the connection')));
+    // Listeners shared by every connection, which find theirs on the socket: no closures per connection.
+    (socket as OwnedSocket)[CONNECTION] = this;
+    socket.on('data', onSocketData);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    socket.on('end', onSocketEnd);
   }
 
   /** Our SETTINGS, and the connection window raised. Subclasses call it to open the connection. */
@@ -156,7 +178,8 @@ export abstract class Http2Connection implements StreamHost {
 
   // Reading.
 
-  #onData(chunk: Buffer): void {
+  /** Bytes read from the socket (its 'data' listener). */
+  receive(chunk: Buffer): void {
     if (this.closed) return;
     try {
       let data: Buffer | undefined = chunk;
@@ -429,8 +452,8 @@ export abstract class Http2Connection implements StreamHost {
     if (payload.length !== 8) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'PING of the wrong length (§6.7)');
     if (flags & Flag.ACK) {
       const key = payload.readBigUInt64BE(0);
-      const callback = this.#pings.get(key);
-      this.#pings.delete(key);
+      const callback = this.#pings?.get(key);
+      this.#pings?.delete(key);
       callback?.(undefined);
       return;
     }
@@ -571,11 +594,12 @@ export abstract class Http2Connection implements StreamHost {
    * PINGs are outstanding already.
    */
   ping(callback: (error: Error | undefined) => void): boolean {
-    if (this.closed || this.#pings.size >= MAX_OUTSTANDING_PINGS) return false;
+    const pings = (this.#pings ??= new Map());
+    if (this.closed || pings.size >= MAX_OUTSTANDING_PINGS) return false;
     const payload = Buffer.allocUnsafe(8);
-    const key = BigInt(Date.now()) * 1000n + BigInt(this.#pings.size);
+    const key = BigInt(Date.now()) * 1000n + BigInt(pings.size);
     payload.writeBigUInt64BE(key, 0);
-    this.#pings.set(key, callback);
+    pings.set(key, callback);
     this.writer.ping(payload, false);
     return true;
   }
@@ -618,8 +642,10 @@ export abstract class Http2Connection implements StreamHost {
     this.writer.flush();
     this.writer.close();
     if (destroySocket) this.socket.destroy();
-    for (const [, callback] of this.#pings) callback(error ?? new Error('the connection closed'));
-    this.#pings.clear();
+    if (this.#pings) {
+      for (const [, callback] of this.#pings) callback(error ?? new Error('the connection closed'));
+      this.#pings.clear();
+    }
     const cause = error ?? new Error('the connection closed');
     for (const stream of [...this.streams.values()]) this.connectionLostFor(stream, cause);
     this.onClosed(error);

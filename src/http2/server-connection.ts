@@ -41,23 +41,28 @@ export interface ServerLimits {
   readonly maxBufferedBytes: number;
 }
 
+/**
+ * What a connection runs with and whom it tells. One object may serve every connection of a listener
+ * (each callback is told which connection it is about), so a connection costs no closures.
+ */
 export interface ServerConnectionOptions {
   readonly local: LocalSettings;
   readonly limits: ServerLimits;
   /** A new request, with its headers (empty when its header list was too large: see stream.headerListSize). */
-  onStream(stream: ServerStream, headers: HeaderMap): void;
+  onStream(stream: ServerStream, headers: HeaderMap, connection: ServerConnection): void;
   /** The client went past a budget; the connection is being closed. Called once. */
-  onAbusive?(kind: AbuseKind): void;
+  onAbusive?(kind: AbuseKind, connection: ServerConnection): void;
   /** Streams opened, and closed (the listener's idle timer). */
-  onStreamCount?(open: number): void;
-  onClosed?(error: Error | undefined): void;
+  onStreamCount?(open: number, connection: ServerConnection): void;
+  onClosed?(error: Error | undefined, connection: ServerConnection): void;
 }
 
 export class ServerConnection extends Http2Connection {
   readonly #options: ServerConnectionOptions;
   readonly #control: TokenBucket;
   readonly #resets: TokenBucket;
-  readonly #glitches = new TokenBucket(GLITCHES_PER_SECOND, GLITCH_BURST);
+  /** Made with the first glitch: most connections never commit one. */
+  #glitches: TokenBucket | undefined;
   /** Streams opened in the read being handled, dispatched after it. */
   #arrived: [ServerStream, HeaderMap][] = [];
   #handshakeTimer: NodeJS.Timeout | undefined;
@@ -92,6 +97,7 @@ export class ServerConnection extends Http2Connection {
 
   protected override onSettings(): void {
     clearTimeout(this.#handshakeTimer);
+    this.#handshakeTimer = undefined;
   }
 
   protected override peerOpens(id: number): boolean {
@@ -113,7 +119,7 @@ export class ServerConnection extends Http2Connection {
   }
 
   #glitch(what: string): void {
-    if (!this.#glitches.tryTake()) this.#abuse('protocol_violations', `too many protocol violations (${what})`);
+    if (!(this.#glitches ??= new TokenBucket(GLITCHES_PER_SECOND, GLITCH_BURST)).tryTake()) this.#abuse('protocol_violations', `too many protocol violations (${what})`);
   }
 
   /** What the open streams hold in buffers now. */
@@ -132,7 +138,7 @@ export class ServerConnection extends Http2Connection {
   #abuse(kind: AbuseKind, message: string): void {
     if (this.#abusive || this.closed) return;
     this.#abusive = true;
-    this.#options.onAbusive?.(kind);
+    this.#options.onAbusive?.(kind, this);
     this.connectionError(kind === 'handshake_timeout' ? ErrorCode.SETTINGS_TIMEOUT : ErrorCode.ENHANCE_YOUR_CALM, message);
   }
 
@@ -174,7 +180,7 @@ export class ServerConnection extends Http2Connection {
       }
     }
     this.streams.set(streamId, stream);
-    this.#options.onStreamCount?.(this.streams.size);
+    this.#options.onStreamCount?.(this.streams.size, this);
     if (endStream) {
       if (stream.expectedLength !== undefined && stream.expectedLength !== 0) return this.#malformedStream(stream, 'content-length with no body');
       stream.receiveEnd();
@@ -220,7 +226,7 @@ export class ServerConnection extends Http2Connection {
     for (const [stream, headers] of arrived) {
       // Reset in the read that opened it: never routed (its reset was counted when it came).
       if (stream.closed) continue;
-      this.#options.onStream(stream, headers);
+      this.#options.onStream(stream, headers, this);
       if (this.closed) return;
     }
   }
@@ -236,7 +242,7 @@ export class ServerConnection extends Http2Connection {
   }
 
   protected override onStreamClosed(): void {
-    this.#options.onStreamCount?.(this.streams.size);
+    this.#options.onStreamCount?.(this.streams.size, this);
     if ((this.goAwaySent || this.goAwayReceived !== undefined) && this.streams.size === 0 && this.#closeWhenIdle) this.closeSocket(undefined);
   }
 
@@ -265,6 +271,6 @@ export class ServerConnection extends Http2Connection {
 
   protected override onClosed(error: Error | undefined): void {
     clearTimeout(this.#handshakeTimer);
-    this.#options.onClosed?.(error);
+    this.#options.onClosed?.(error, this);
   }
 }

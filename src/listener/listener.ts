@@ -18,9 +18,9 @@ import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { ListenerConfig } from '../config/schema.ts';
 import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
-import { ServerConnection } from '../http2/server-connection.ts';
+import { ServerConnection, type ServerConnectionOptions } from '../http2/server-connection.ts';
 import type { ServerStream } from '../http2/server-stream.ts';
-import { guardConnection, type AbuseLimit } from '../security/connection-guard.ts';
+import { guardConnection, type AbuseLimit, type ConnectionGuardConfig } from '../security/connection-guard.ts';
 import { connectionGuardConfig, idleTimeouts, localSettings, serverLimits } from './listener-limits.ts';
 import { goAwayGracefully, type ConnectionState } from './goaway.ts';
 import { http1Side, type Http1Handlers } from './http1.ts';
@@ -80,12 +80,21 @@ export interface Listener {
 /** What the listener keeps per connection. */
 interface Tracked extends ConnectionState {
   readonly connection: ServerConnection;
-  readonly peer: string;
   ageTimer: NodeJS.Timeout | undefined;
   graceTimer: NodeJS.Timeout | undefined;
   idleTimer: NodeJS.Timeout | undefined;
   streamSweep: NodeJS.Timeout | undefined;
   readonly idle: ReturnType<typeof idleTimeouts>;
+}
+
+/** What every connection made under one config shares. */
+interface ConnectionOptions extends ServerConnectionOptions {
+  readonly guard: ConnectionGuardConfig;
+  readonly idle: ReturnType<typeof idleTimeouts>;
+}
+
+function peerOf(socket: net.Socket): string {
+  return `${socket.remoteAddress}:${socket.remotePort}`;
 }
 
 /** After the streams are told, the time they get to send their status before the connection is destroyed. */
@@ -99,7 +108,7 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
   let currentTls = material;
   let draining: Promise<void> | undefined;
   let accepted = 0;
-  const connections = new Set<Tracked>();
+  const connections = new Map<ServerConnection, Tracked>();
   const handler = handlers.stream;
   const http1 = http1Side(config.name, material !== undefined, handlers.http1 ?? {});
 
@@ -110,46 +119,53 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
     sniffProtocol(socket, (isHttp2, head) => (isHttp2 ? onHttp2Socket(socket, head) : http1.accept(socket, head)));
   };
 
+  /** Per config, what every connection shares: its settings, limits and the callbacks (told which connection). */
+  const connectionOptions = (settings: ListenerConfig): ConnectionOptions => ({
+    local: localSettings(settings),
+    limits: serverLimits(settings),
+    guard: connectionGuardConfig(settings),
+    idle: idleTimeouts(settings),
+    onStream: (stream, headers) => handler(stream, headers, config.name),
+    onAbusive: (kind, connection) => events.onAbusiveConnection?.(config.name, peerOf(connection.socket), kind),
+    onStreamCount: (open, connection) => {
+      const tracked = connections.get(connection);
+      if (tracked) armIdle(tracked, open);
+    },
+    onClosed: (_error, connection) => {
+      const tracked = connections.get(connection);
+      if (!tracked) return;
+      connections.delete(connection);
+      clearTimeout(tracked.ageTimer);
+      clearTimeout(tracked.graceTimer);
+      clearTimeout(tracked.idleTimer);
+      clearInterval(tracked.streamSweep);
+    },
+  });
+  let options = connectionOptions(config);
+
   const onHttp2Socket = (socket: net.Socket, head: Buffer | undefined) => {
     const settings = current;
-    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-    let tracked: Tracked | undefined;
+    const shared = options;
     if (head !== undefined) socket.unshift(head);
-    const connection = new ServerConnection(socket, {
-      local: localSettings(settings),
-      limits: serverLimits(settings),
-      onStream: (stream, headers) => handler(stream, headers, config.name),
-      onAbusive: (kind) => events.onAbusiveConnection?.(config.name, peer, kind),
-      onStreamCount: (open) => tracked && armIdle(tracked, open),
-      onClosed: () => {
-        if (!tracked) return;
-        connections.delete(tracked);
-        clearTimeout(tracked.ageTimer);
-        clearTimeout(tracked.graceTimer);
-        clearTimeout(tracked.idleTimer);
-        clearInterval(tracked.streamSweep);
-      },
-    });
+    const connection = new ServerConnection(socket, shared);
     socket.resume();
     if (connection.closed) return;
-    const idle = idleTimeouts(settings);
-    tracked = { connection, peer, goingAway: false, ageTimer: undefined, graceTimer: undefined, idleTimer: undefined, streamSweep: undefined, idle };
-    connections.add(tracked);
-    guardConnection(connection, connectionGuardConfig(settings));
+    const tracked: Tracked = { connection, goingAway: false, ageTimer: undefined, graceTimer: undefined, idleTimer: undefined, streamSweep: undefined, idle: shared.idle };
+    connections.set(connection, tracked);
+    guardConnection(connection, shared.guard);
     armIdle(tracked, 0);
-    if (idle.streamMs !== undefined) tracked.streamSweep = sweepIdleStreams(connection, idle.streamMs);
+    if (shared.idle.streamMs !== undefined) tracked.streamSweep = sweepIdleStreams(connection, shared.idle.streamMs);
     // A handshake that was under way when draining began still gets a connection, and is sent away at once.
     if (draining) return goAwayGracefully(connection, tracked);
     const maxAge = settings.max_connection_age;
     if (maxAge !== undefined) {
       const grace = settings.max_connection_age_grace;
-      const it = tracked;
-      it.ageTimer = setTimeout(() => {
-        goAwayGracefully(connection, it);
-        it.graceTimer = setTimeout(() => void cutConnection(it, 'max_connection_age_grace ended'), grace);
-        it.graceTimer.unref();
+      tracked.ageTimer = setTimeout(() => {
+        goAwayGracefully(connection, tracked);
+        tracked.graceTimer = setTimeout(() => void cutConnection(tracked, 'max_connection_age_grace ended'), grace);
+        tracked.graceTimer.unref();
       }, maxAge * (1 - AGE_JITTER + 2 * AGE_JITTER * Math.random()));
-      it.ageTimer.unref();
+      tracked.ageTimer.unref();
     }
   };
 
@@ -178,7 +194,7 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
   server.on('error', ignore);
 
   const destroy = async () => {
-    const open = [...connections];
+    const open = [...connections.values()];
     const http1Count = http1.destroy();
     await Promise.all(open.map((tracked) => cutConnection(tracked, 'drain timeout')));
     return open.length + http1Count;
@@ -199,7 +215,7 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
         http1Closed = true;
         check();
       });
-      for (const tracked of connections) {
+      for (const tracked of connections.values()) {
         goAwayGracefully(tracked.connection, tracked);
         tracked.connection.socket.once('close', () => {
           remaining--;
@@ -229,6 +245,7 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
       }
       server.maxConnections = next.max_connections;
       current = next;
+      options = connectionOptions(next);
       currentTls = nextTls;
       return true;
     },

@@ -3,6 +3,9 @@
  * Pure: the clock is injected (milliseconds, monotonic), no timers, so tests
  * are exact and a bucket that is never touched costs nothing.
  */
+/** One clock for every bucket (a bound performance.now per bucket would be a closure per connection). */
+const monotonicNow = (): number => performance.now();
+
 export class TokenBucket {
   readonly ratePerSecond: number;
   readonly burst: number;
@@ -10,7 +13,7 @@ export class TokenBucket {
   #tokens: number;
   #updatedAt: number;
 
-  constructor(ratePerSecond: number, burst: number, now: () => number = performance.now.bind(performance)) {
+  constructor(ratePerSecond: number, burst: number, now: () => number = monotonicNow) {
     this.ratePerSecond = ratePerSecond;
     this.burst = burst;
     this.#now = now;
