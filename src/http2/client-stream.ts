@@ -92,13 +92,8 @@ export class ClientStream extends StreamCore implements UpstreamStream {
     this.events?.onRequestDrain();
   }
 
-  /** Told on the next tick, never inside the call that closed the stream (cancel(), say). */
   protected closedHook(): void {
     const broken = this.#responseEnded ? undefined : (this.#broken ?? { rstCode: ErrorCode.CANCEL, refused: false, connectionError: undefined });
-    if (this.events) process.nextTick(tellClosed, this.events, broken);
+    this.events?.onUpstreamClose(broken);
   }
-}
-
-function tellClosed(events: UpstreamEvents, broken: UpstreamBreak | undefined): void {
-  events.onUpstreamClose(broken);
 }

@@ -33,6 +33,8 @@ export interface LocalSettings {
   readonly enableConnectProtocol?: boolean;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** A header block may be split over this many CONTINUATION frames at most. */
 const MAX_CONTINUATIONS = 32;
 /**
@@ -103,7 +105,9 @@ export abstract class Http2Connection implements StreamHost {
   // A header block being assembled: its stream, flags of the HEADERS frame, the fragments.
   #blockStream = 0;
   #blockFlags = 0;
-  #blockParts: Buffer[] = [];
+  #blockFirst: Buffer = EMPTY;
+  /** CONTINUATION fragments, when there are any (an array per header block would be garbage per RPC). */
+  #blockRest: Buffer[] | undefined;
   #blockBytes = 0;
   #continuations = 0;
   /** The HEADERS frame made its stream depend on itself: a stream error once the block is decoded. */
@@ -333,7 +337,8 @@ export abstract class Http2Connection implements StreamHost {
     this.#blockSelfDependent = selfDependent;
     this.#blockStream = streamId;
     this.#blockFlags = flags;
-    this.#blockParts = [fragment];
+    this.#blockFirst = fragment;
+    this.#blockRest = undefined;
     this.#blockBytes = fragment.length;
     this.#continuations = 0;
     if (flags & Flag.END_HEADERS) this.#endBlock();
@@ -344,7 +349,7 @@ export abstract class Http2Connection implements StreamHost {
     if (++this.#continuations > MAX_CONTINUATIONS || this.#blockBytes + payload.length > this.#maxBlockBytes()) {
       throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, 'header block too long (CONTINUATION flood)');
     }
-    this.#blockParts.push(payload);
+    (this.#blockRest ??= []).push(payload);
     this.#blockBytes += payload.length;
     if (flags & Flag.END_HEADERS) this.#endBlock();
   }
@@ -357,9 +362,10 @@ export abstract class Http2Connection implements StreamHost {
   #endBlock(): void {
     const streamId = this.#blockStream;
     const flags = this.#blockFlags;
-    const block = this.#blockParts.length === 1 ? this.#blockParts[0]! : Buffer.concat(this.#blockParts);
+    const block = this.#blockRest === undefined ? this.#blockFirst : Buffer.concat([this.#blockFirst, ...this.#blockRest]);
     this.#blockStream = 0;
-    this.#blockParts = [];
+    this.#blockFirst = EMPTY;
+    this.#blockRest = undefined;
     const result = this.#decoder.decode(block, 0, block.length, this.headerList, this.local.maxHeaderListSize, this.local.maxHeaderFields);
     if (result === 'error') throw new Http2Error(ErrorCode.COMPRESSION_ERROR, 'the header block does not decode (HPACK)');
     if (this.#blockSelfDependent) {

@@ -60,7 +60,11 @@ export class FrameWriter {
     out[at + 2] = length & 0xff;
     out[at + 3] = type;
     out[at + 4] = flags;
-    out.writeUInt32BE(streamId & 0x7fffffff, at + 5);
+    // Byte by byte: Buffer's writeUInt32BE checks and boxes its arguments, per frame.
+    out[at + 5] = (streamId >>> 24) & 0x7f;
+    out[at + 6] = (streamId >>> 16) & 0xff;
+    out[at + 7] = (streamId >>> 8) & 0xff;
+    out[at + 8] = streamId & 0xff;
     this.#at += FRAME_HEADER_LENGTH;
   }
 
@@ -165,7 +169,11 @@ export class FrameWriter {
 
   #uint32(value: number): void {
     const out = this.#room(4);
-    out.writeUInt32BE(value >>> 0, this.#at);
+    const at = this.#at;
+    out[at] = (value >>> 24) & 0xff;
+    out[at + 1] = (value >>> 16) & 0xff;
+    out[at + 2] = (value >>> 8) & 0xff;
+    out[at + 3] = value & 0xff;
     this.#at += 4;
     this.#schedule();
   }

@@ -64,7 +64,8 @@ export class ServerConnection extends Http2Connection {
   /** Made with the first glitch: most connections never commit one. */
   #glitches: TokenBucket | undefined;
   /** Streams opened in the read being handled, dispatched after it. */
-  #arrived: [ServerStream, HeaderMap][] = [];
+  #arrived: ServerStream[] = [];
+  #arrivedHeaders: HeaderMap[] = [];
   #handshakeTimer: NodeJS.Timeout | undefined;
   #abusive = false;
 
@@ -185,7 +186,8 @@ export class ServerConnection extends Http2Connection {
       if (stream.expectedLength !== undefined && stream.expectedLength !== 0) return this.#malformedStream(stream, 'content-length with no body');
       stream.receiveEnd();
     }
-    this.#arrived.push([stream, headers]);
+    this.#arrived.push(stream);
+    this.#arrivedHeaders.push(headers);
   }
 
   /** HEADERS on an open stream: trailers, which end the request (§8.1). */
@@ -220,14 +222,18 @@ export class ServerConnection extends Http2Connection {
   }
 
   protected override afterRead(): void {
-    if (this.#arrived.length === 0) return;
     const arrived = this.#arrived;
-    this.#arrived = [];
-    for (const [stream, headers] of arrived) {
-      // Reset in the read that opened it: never routed (its reset was counted when it came).
-      if (stream.closed) continue;
-      this.#options.onStream(stream, headers, this);
-      if (this.closed) return;
+    if (arrived.length === 0) return;
+    const headers = this.#arrivedHeaders;
+    try {
+      // No stream arrives while they are handed on: only a read adds to the lists.
+      for (let i = 0; i < arrived.length && !this.closed; i++) {
+        // Reset in the read that opened it: never routed (its reset was counted when it came).
+        if (!arrived[i]!.closed) this.#options.onStream(arrived[i]!, headers[i]!, this);
+      }
+    } finally {
+      arrived.length = 0;
+      headers.length = 0;
     }
   }
 

@@ -76,15 +76,7 @@ export class ServerStream extends StreamCore implements DownstreamStream {
     this.close();
   }
 
-  /**
-   * Told on the next tick, never inside the call that closed the stream: respond() that ends the
-   * response closes it, and the RPC must finish what it was doing before it hears so.
-   */
   protected closedHook(): void {
-    if (this.events) process.nextTick(tellClosed, this.events);
+    this.events?.onDownstreamClose();
   }
-}
-
-function tellClosed(events: DownstreamEvents): void {
-  events.onDownstreamClose();
 }

@@ -263,12 +263,19 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
 /** Idle timeout: a connection with no open stream for idle_timeout is sent away. */
 function armIdle(tracked: Tracked, open: number): void {
   const idleMs = tracked.idle.connectionMs;
-  if (idleMs === undefined) return;
-  clearTimeout(tracked.idleTimer);
-  tracked.idleTimer = undefined;
-  if (open > 0 || tracked.goingAway) return;
-  tracked.idleTimer = setTimeout(() => goAwayGracefully(tracked.connection, tracked), idleMs);
+  if (idleMs === undefined || open > 0 || tracked.goingAway) return;
+  // One timer per connection, restarted each time its last stream closes (no new timer per RPC); if it
+  // fires while streams are open, it does nothing, and the next close restarts it.
+  if (tracked.idleTimer) {
+    tracked.idleTimer.refresh();
+    return;
+  }
+  tracked.idleTimer = setTimeout(goAwayIfIdle, idleMs, tracked);
   tracked.idleTimer.unref();
+}
+
+function goAwayIfIdle(tracked: Tracked): void {
+  if (tracked.connection.openStreams === 0) goAwayGracefully(tracked.connection, tracked);
 }
 
 /** Sweeps a connection's streams this many times per stream_idle_timeout: a stream is reset 1 to 1¼ timeouts after its last frame. */

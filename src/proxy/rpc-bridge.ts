@@ -94,7 +94,9 @@ export class RpcBridge implements AttemptOwner, DownstreamEvents {
   readonly #cluster: Cluster;
   readonly #rules: RetryRules;
   readonly #limits: BridgeLimits;
-  readonly #tried = new Set<ClusterEndpoint>();
+  /** Endpoints tried so far; made at the first retry (most RPCs have one attempt). */
+  #tried: Set<ClusterEndpoint> | undefined;
+  #firstEndpoint: ClusterEndpoint | undefined;
   attempt: Attempt | undefined;
   /** Every request chunk so far, for replay; undefined once over the route's limit or committed. */
   #replay: Buffer[] | undefined = [];
@@ -166,18 +168,21 @@ export class RpcBridge implements AttemptOwner, DownstreamEvents {
 
   #startAttempt(): void {
     if (this.statusSent) return;
-    const endpoint = this.#cluster.pick(this.#options.hashKey, this.#tried.size > 0 ? this.#tried : undefined);
+    const first = this.#firstEndpoint;
+    if (first !== undefined) this.#tried ??= new Set([first]);
+    const endpoint = this.#cluster.pick(this.#options.hashKey, this.#tried);
     if (!endpoint) {
       const why = this.#cluster.describeUnavailable();
       return this.fail(failed('no_healthy_endpoint'), why, why);
     }
-    this.#tried.add(endpoint);
+    if (first === undefined) this.#firstEndpoint = endpoint;
+    else this.#tried!.add(endpoint);
     const attempt = new Attempt(this, endpoint, this.#retrySlotPending);
     this.#retrySlotPending = false;
     this.attempt = attempt;
     this.record.endpoint = endpoint.key;
 
-    const headers = this.#tried.size === 1 ? this.#options.headers : { ...this.#options.headers };
+    const headers = first === undefined ? this.#options.headers : { ...this.#options.headers };
     const now = performance.now();
     const perTry = this.#rules.perTryTimeoutMs;
     let timeout = this.#options.deadlineAt === undefined ? undefined : this.#options.deadlineAt - now;
