@@ -21,7 +21,7 @@ import { ErrorCode, Flag, FrameType, Http2Error, PREFACE } from './constants.ts'
 import { Http2Connection, type LocalSettings } from './connection.ts';
 import { emptyHeaderMap, Malformed, requestHeaders, trailerHeaders } from './header-rules.ts';
 import { ServerStream } from './server-stream.ts';
-import type { StreamCore } from './stream.ts';
+import { HIGH_WATER, type StreamCore } from './stream.ts';
 
 /** Other glitches a connection may commit at once, and per second after that. */
 const GLITCH_BURST = 200;
@@ -123,11 +123,17 @@ export class ServerConnection extends Http2Connection {
     if (!(this.#glitches ??= new TokenBucket(GLITCHES_PER_SECOND, GLITCH_BURST)).tryTake()) this.#abuse('protocol_violations', `too many protocol violations (${what})`);
   }
 
-  /** What the open streams hold in buffers now. */
-  #bufferedBytes(): number {
+  /**
+   * Whether the open streams hold the connection's budget of buffered bytes. Each holds at most a window
+   * inbound and about four HIGH_WATERs outbound (the bridge stops writing past one, a chunk at most
+   * 16 KiB later); below that bound times the streams open, nothing needs counting.
+   */
+  #overBufferBudget(): boolean {
+    const budget = this.#options.limits.maxBufferedBytes;
+    if (this.streams.size * (this.local.streamWindow + 4 * HIGH_WATER) < budget) return false;
     let held = 0;
     for (const stream of this.streams.values()) held += stream.bufferedBytes;
-    return held;
+    return held >= budget;
   }
 
   /** Counts one protocol violation the RPC path found on a stream of this connection. */
@@ -164,7 +170,7 @@ export class ServerConnection extends Http2Connection {
       return this.#glitch('streams over SETTINGS_MAX_CONCURRENT_STREAMS');
     }
     // Refused, not a glitch: the client did nothing wrong, its streams are just not being read fast enough.
-    if (this.#bufferedBytes() >= this.#options.limits.maxBufferedBytes) return this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+    if (this.#overBufferBudget()) return this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
     const stream = new ServerStream(streamId, this, this.peerInitialWindow);
     let headers: HeaderMap;
     stream.headerListSize = this.headerList.size;

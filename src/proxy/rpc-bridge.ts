@@ -456,7 +456,7 @@ export class RpcBridge implements AttemptOwner, DownstreamEvents {
     if (attempt.ended) return;
     attempt.ended = true;
     clearTimeout(attempt.timer);
-    clearTimeout(attempt.holdTimer);
+    attempt.holding = false;
     attempt.upstream?.cancel();
     this.#cluster.release(attempt.endpoint, performance.now() - attempt.startedAt, attempt.outcome);
     if (attempt.holdsRetrySlot) this.#cluster.limits.endRetry();

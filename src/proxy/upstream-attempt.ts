@@ -15,10 +15,12 @@ import { Status } from '../grpc/status.ts';
 import type { HeaderMap, UpstreamBreak, UpstreamEvents, UpstreamStream } from '../grpc/streams.ts';
 import { GrpcFrameMeter } from '../grpc/frame-meter.ts';
 import { rstName, statusFromHttp, statusFromReset } from './status-mapping.ts';
+import { HoldQueue } from './response-hold.ts';
 
 /** Response bytes held back, with the headers, while a retry is still possible. */
 const RESPONSE_HOLD_BYTES = 64 << 10;
 const RESPONSE_HOLD_MS = 5;
+const RESPONSE_HOLDS = new HoldQueue(RESPONSE_HOLD_MS);
 
 const ABANDONED = failed('abandoned');
 const REFUSED = failed('upstream_refused');
@@ -70,7 +72,8 @@ export class Attempt implements StreamReceiver, UpstreamEvents {
   /** The first response bytes, kept back with the headers until the trailers show the attempt succeeded. */
   heldData: Buffer[] = [];
   heldBytes = 0;
-  holdTimer: NodeJS.Timeout | undefined;
+  /** Waiting in RESPONSE_HOLDS for its trailers. */
+  holding = false;
   trailers: HeaderMap | undefined;
   /** The per-try timer, armed by the bridge. */
   timer: NodeJS.Timeout | undefined;
@@ -134,7 +137,7 @@ export class Attempt implements StreamReceiver, UpstreamEvents {
       if (this.heldBytes + chunk.length <= RESPONSE_HOLD_BYTES) {
         this.heldData.push(chunk);
         this.heldBytes += chunk.length;
-        this.holdTimer ??= setTimeout(releaseHeld, RESPONSE_HOLD_MS, this);
+        if (!this.holding) RESPONSE_HOLDS.add(this);
         return;
       }
       this.releaseHeld();
@@ -144,7 +147,7 @@ export class Attempt implements StreamReceiver, UpstreamEvents {
 
   /** Sends the held headers and data on: from here the RPC is bound to this attempt. */
   releaseHeld(): void {
-    clearTimeout(this.holdTimer);
+    this.holding = false;
     const headers = this.heldHeaders;
     if (!headers || !this.#current) return;
     this.heldHeaders = undefined;
@@ -197,6 +200,4 @@ export class Attempt implements StreamReceiver, UpstreamEvents {
   }
 }
 
-function releaseHeld(attempt: Attempt): void {
-  attempt.releaseHeld();
-}
+
