@@ -60,7 +60,7 @@ export class HpackDecoder {
   #length = 0;
   #capacity = 0;
   // The cursor of the block being decoded.
-  #block: Buffer = Buffer.alloc(0);
+  #block: Buffer = EMPTY;
   #at = 0;
   #end = 0;
 
