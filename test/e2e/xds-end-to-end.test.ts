@@ -137,12 +137,14 @@ describe('xDS end to end', () => {
   });
 
   test('the proxyless client, through the agent, spreads RPCs over the three pods', async () => {
-    // Round robin spreads evenly once every pod's connection is up; until then the first ones take more.
+    // Round robin spreads evenly inside a locality, but grpc-js-xds picks the locality (zone-0 holds
+    // pods 0 and 2, zone-1 pod 1) at random by weight: pod-1's share of 300 is binomial, mean 100,
+    // standard deviation 8. The bound sits six deviations down; 80 failed about once in 150 runs.
     await waitFor(async () => Object.keys((await proxyless.run(30)).counts).length === 3, 'connections to every pod');
     const window = await proxyless.run(300);
     assert.equal(window.failures, 0, window.errors.join('; '));
     assert.deepEqual(Object.keys(window.counts).sort(), ['pod-0', 'pod-1', 'pod-2']);
-    for (const count of Object.values(window.counts)) assert.ok(count >= 80, JSON.stringify(window.counts));
+    for (const count of Object.values(window.counts)) assert.ok(count >= 50, JSON.stringify(window.counts));
   });
 
   test('a pod removed and added at the source reaches the proxy within a second under load, zero failed RPCs', async (t) => {
