@@ -254,6 +254,13 @@ describe('HTTP/2 conformance: HPACK (RFC 7541 §2–§6)', () => {
       await expectDecodingError(Buffer.concat([pseudoFields(), grpcFields(), Buffer.from([0xff, 0x80])]));
     });
 
+    it('5.1/3: an integer padded with a long run of zero continuation bytes', async () => {
+      // 0x3f then 200 bytes of 0x80 and a final 0x00: a size update whose value never grows but whose
+      // shift does; nothing in HPACK needs more than 5 continuation bytes.
+      const endless = Buffer.concat([Buffer.from([0x3f]), Buffer.alloc(200, 0x80), Buffer.from([0x00])]);
+      await expectDecodingError(Buffer.concat([endless, pseudoFields(), grpcFields()]));
+    });
+
     it('5.2/1: a Huffman string that contains EOS', async () => {
       await expectDecodingError(Buffer.concat([pseudoFields(), grpcFields(), Buffer.from([0x00]), hpackString('x-eos'), huffmanString(Buffer.from([0xff, 0xff, 0xff, 0xff]))]));
     });
