@@ -250,6 +250,7 @@ export class ServerConnection extends Http2Connection {
 
   protected override onGoAway(): void {
     // The client is leaving: its streams finish; the connection closes with the last of them.
+    this.#closeWhenIdle = true;
     if (this.streams.size === 0) this.closeSocket(undefined);
   }
 

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startEchoSetup, type EchoSetup } from '../helpers/harness.ts';
 import {
-  dataFrame, echoHeaders, echoRequest, expectAlive, expectConnectionError, grpcMessage, grpcStatus, handshake, headersFrame, readAnswer, unaryCall,
+  dataFrame, echoHeaders, echoRequest, expectAlive, expectClosed, expectConnectionError, grpcMessage, grpcStatus, handshake, headersFrame, readAnswer, unaryCall,
 } from '../helpers/h2-conformance.ts';
 import {
   ErrorCode, Flag, frame, FrameType, goAwayFrame, PREFACE, pingFrame, priorityFrame, rawConnect, rstStream, Setting, settingsFrame, windowUpdate,
@@ -373,6 +373,22 @@ describe('HTTP/2 conformance: the connection (RFC 9113 §3–§7)', () => {
       await expectConnectionError(connection, ErrorCode.FRAME_SIZE_ERROR);
     });
 
+    it('6.8/3: after the client\'s GOAWAY its open streams are still answered, then the connection closes', async () => {
+      const connection = await handshake(port);
+      connection.send(unaryCall(1, echoRequest({ delayMs: 100 })));
+      connection.send(goAwayFrame(0, ErrorCode.NO_ERROR));
+      const answer = await readAnswer(connection, 1);
+      assert.equal(grpcStatus(answer), 0);
+      await expectClosed(connection);
+    });
+
+    it('6.8/4: GOAWAY with debug data is accepted', async () => {
+      const connection = await handshake(port);
+      connection.send(unaryCall(1, echoRequest({ delayMs: 50 })));
+      connection.send(frame(FrameType.GOAWAY, 0, 0, Buffer.concat([Buffer.alloc(8), Buffer.from('shutting down for maintenance')])));
+      assert.equal(grpcStatus(await readAnswer(connection, 1)), 0);
+      await expectClosed(connection);
+    });
   });
 
   describe('§7 error codes', () => {
