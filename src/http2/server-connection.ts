@@ -198,7 +198,11 @@ export class ServerConnection extends Http2Connection {
 
   /** HEADERS on an open stream: trailers, which end the request (§8.1). */
   #trailers(stream: ServerStream, endStream: boolean, result: 'ok' | 'too_large'): void {
-    if (stream.remoteEnded) return this.#malformedStream(stream, 'HEADERS after the end of the request');
+    if (stream.remoteEnded) {
+      // Half-closed (remote): a frame other than WINDOW_UPDATE, PRIORITY or RST_STREAM is a stream error STREAM_CLOSED (§5.1).
+      this.resettingForPeer();
+      return stream.reset(ErrorCode.STREAM_CLOSED);
+    }
     if (!endStream) return this.#malformedStream(stream, 'trailers without END_STREAM');
     if (result === 'too_large') return this.#malformedStream(stream, 'trailers over the header list limit');
     const parsed = trailerHeaders(this.headerList);

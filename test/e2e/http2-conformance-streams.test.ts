@@ -83,6 +83,14 @@ describe('HTTP/2 conformance: streams (RFC 9113 §5.1–§6.10)', () => {
       connection.close();
     });
 
+    it('5.1/7: half-closed (remote): HEADERS is a stream error of type STREAM_CLOSED', async () => {
+      const connection = await handshake(port);
+      connection.send(unaryCall(1, echoRequest({ delayMs: SLOW_MS })));
+      connection.send(headersFrame(1, echoHeaders(), { endStream: true }));
+      await expectStreamError(connection, 1, ErrorCode.STREAM_CLOSED);
+      connection.close();
+    });
+
     it('5.1/8: half-closed (remote): CONTINUATION (with no header block open) is a connection error of type PROTOCOL_ERROR', async () => {
       const connection = await handshake(port);
       connection.send(unaryCall(1, echoRequest({ delayMs: SLOW_MS })));
