@@ -164,13 +164,13 @@ export class ServerConnection extends Http2Connection {
     if (streamId <= this.lastPeerStreamId) return this.headersOnClosedStream(streamId);
     this.lastPeerStreamId = streamId;
     // After our GOAWAY, streams past its last stream id are not processed; the client knows to retry them.
-    if (this.goAwaySent && streamId > this.goAwayLastStreamId) return;
+    if (this.goAwaySent && streamId > this.goAwayLastStreamId) return this.notOpened(streamId);
     if (this.streams.size >= this.local.maxConcurrentStreams) {
-      this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+      this.#refuse(streamId, ErrorCode.REFUSED_STREAM);
       return this.#glitch('streams over SETTINGS_MAX_CONCURRENT_STREAMS');
     }
     // Refused, not a glitch: the client did nothing wrong, its streams are just not being read fast enough.
-    if (this.#overBufferBudget()) return this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+    if (this.#overBufferBudget()) return this.#refuse(streamId, ErrorCode.REFUSED_STREAM);
     const stream = new ServerStream(streamId, this, this.peerInitialWindow);
     let headers: HeaderMap;
     stream.headerListSize = this.headerList.size;
@@ -222,8 +222,14 @@ export class ServerConnection extends Http2Connection {
 
   #malformed(streamId: number, why: Malformed): void {
     this.resettingForPeer();
-    this.writer.rstStream(streamId, ErrorCode.PROTOCOL_ERROR);
+    this.#refuse(streamId, ErrorCode.PROTOCOL_ERROR);
     void why;
+  }
+
+  /** RST_STREAM for a stream that never opened. */
+  #refuse(streamId: number, code: number): void {
+    this.writer.rstStream(streamId, code);
+    this.notOpened(streamId);
   }
 
   #malformedStream(stream: ServerStream, _why: string): void {

@@ -184,6 +184,12 @@ describe('HTTP/2 conformance: streams (RFC 9113 §5.1–§6.10)', () => {
       await expectConnectionError(connection, ErrorCode.PROTOCOL_ERROR);
     });
 
+    it('5.1.1/2: a stream id lower than one already opened is a connection error of type PROTOCOL_ERROR', async () => {
+      const connection = await handshake(port);
+      connection.send(Buffer.concat([unaryCall(5), headersFrame(3, echoHeaders(), { endStream: true })]));
+      await expectConnectionError(connection, ErrorCode.PROTOCOL_ERROR);
+    });
+
     it('5.1.1/3: stream ids may skip: opening 7 after 1 is fine (3 and 5 are closed without use)', async () => {
       const connection = await handshake(port);
       connection.send(Buffer.concat([unaryCall(1), unaryCall(7)]));
