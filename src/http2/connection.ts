@@ -535,7 +535,7 @@ export abstract class Http2Connection implements StreamHost {
    * slot overwrites it.
    */
   #neverOpened(streamId: number): boolean {
-    return this.#closedIds[(streamId >>> 1) & (RECENTLY_CLOSED - 1)]! < streamId;
+    return (this.#closedIds?.[(streamId >>> 1) & (RECENTLY_CLOSED - 1)] ?? 0) < streamId;
   }
 
   /** Stream `streamId` was refused, found malformed or left unprocessed before it opened: what the peer still sends on it is ignored (§5.4.2). */

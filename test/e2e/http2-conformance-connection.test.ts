@@ -8,6 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import * as net from 'node:net';
 import { startEchoSetup, type EchoSetup } from '../helpers/harness.ts';
 import {
   dataFrame, echoHeaders, echoRequest, expectAlive, expectClosed, expectConnectionError, grpcMessage, grpcStatus, handshake, headersFrame, readAnswer, unaryCall,
@@ -15,6 +16,25 @@ import {
 import {
   ErrorCode, Flag, frame, FrameType, goAwayFrame, PREFACE, pingFrame, priorityFrame, rawConnect, rstStream, Setting, settingsFrame, windowUpdate,
 } from '../helpers/raw-h2.ts';
+
+/** Writes `bytes` on a new connection and returns all that comes back until the server closes it. */
+async function exchangeRaw(port: number, bytes: Buffer): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.write(bytes);
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    socket.destroy();
+  }, 5_000);
+  await closed;
+  clearTimeout(timer);
+  if (timedOut) throw new Error(`the server did not close the connection within 5 s; it sent ${JSON.stringify(Buffer.concat(chunks).toString('latin1'))}`);
+  return Buffer.concat(chunks).toString('latin1');
+}
 
 describe('HTTP/2 conformance: the connection (RFC 9113 §3–§7)', () => {
   let setup: EchoSetup;
@@ -36,31 +56,36 @@ describe('HTTP/2 conformance: the connection (RFC 9113 §3–§7)', () => {
       connection.close();
     });
 
-    it('3.4/2: an invalid connection preface is a connection error of type PROTOCOL_ERROR', async () => {
+    it('3.4/2: a connection preface that goes wrong after its first line is a connection error of type PROTOCOL_ERROR', async () => {
       const connection = await rawConnect(port, { preface: false, keepPayloads: true });
-      connection.send(Buffer.from('INVALID CONNECTION PREFACE\r\n\r\n'));
+      connection.send(Buffer.from('PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n'));
       await expectConnectionError(connection, ErrorCode.PROTOCOL_ERROR);
     });
 
-    it('3.4/3: an HTTP/1.1 request instead of the preface closes the connection', async () => {
-      const connection = await rawConnect(port, { preface: false, keepPayloads: true });
-      connection.send(Buffer.from('GET / HTTP/1.1\r\nHost: switchyard\r\n\r\n'));
-      await expectConnectionError(connection, ErrorCode.PROTOCOL_ERROR);
+    it('3.4/3: bytes that are not the preface at all are taken as HTTP/1.1 (deliberate: h2c and HTTP/1.1 share the port): 400, and the connection closes', async () => {
+      const answer = await exchangeRaw(port, Buffer.from('INVALID CONNECTION PREFACE\r\n\r\n'));
+      assert.match(answer, /^HTTP\/1\.1 400 /);
     });
 
-    it('3.4/4: the preface must be followed by SETTINGS: a PING first is a connection error of type PROTOCOL_ERROR', async () => {
+    it('3.4/4: an HTTP/1.1 request instead of the preface is answered 426 naming h2c, and the connection closes', async () => {
+      const answer = await exchangeRaw(port, Buffer.from('GET / HTTP/1.1\r\nHost: switchyard\r\n\r\n'));
+      assert.match(answer, /^HTTP\/1\.1 426 /);
+      assert.match(answer, /\r\nupgrade: h2c\r\n/i);
+    });
+
+    it('3.4/5: the preface must be followed by SETTINGS: a PING first is a connection error of type PROTOCOL_ERROR', async () => {
       const connection = await rawConnect(port, { preface: false, keepPayloads: true });
       connection.send(Buffer.concat([PREFACE, pingFrame(Buffer.alloc(8))]));
       await expectConnectionError(connection, ErrorCode.PROTOCOL_ERROR);
     });
 
-    it('3.4/5: a SETTINGS ACK cannot stand for the client\'s SETTINGS: PROTOCOL_ERROR', async () => {
+    it('3.4/6: a SETTINGS ACK cannot stand for the client\'s SETTINGS: PROTOCOL_ERROR', async () => {
       const connection = await rawConnect(port, { preface: false, keepPayloads: true });
       connection.send(Buffer.concat([PREFACE, settingsFrame([], true)]));
       await expectConnectionError(connection, ErrorCode.PROTOCOL_ERROR);
     });
 
-    it('3.4/6: a preface that arrives a few bytes at a time is accepted', async () => {
+    it('3.4/7: a preface that arrives a few bytes at a time is accepted', async () => {
       const connection = await rawConnect(port, { preface: false, keepPayloads: true });
       const opening = Buffer.concat([PREFACE, settingsFrame([])]);
       for (let at = 0; at < opening.length; at += 5) {
