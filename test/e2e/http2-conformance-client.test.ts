@@ -174,6 +174,16 @@ describe('HTTP/2 conformance: the client side, toward backends (RFC 9113)', () =
       await expectReaction('connection-window-overflow', FrameType.GOAWAY, ErrorCode.FLOW_CONTROL_ERROR);
     });
 
+    it('client 6.9.1/2: WINDOW_UPDATE taking a stream window above 2^31-1 is a stream error of type FLOW_CONTROL_ERROR', async () => {
+      await expectFailure('stream-window-overflow', grpc.status.INTERNAL);
+      await expectReaction('stream-window-overflow', FrameType.RST_STREAM, ErrorCode.FLOW_CONTROL_ERROR);
+    });
+
+    it('client 6.9/1: WINDOW_UPDATE of 0 on a stream is a stream error of type PROTOCOL_ERROR', async () => {
+      await expectFailure('stream-window-zero', grpc.status.INTERNAL);
+      await expectReaction('stream-window-zero', FrameType.RST_STREAM, ErrorCode.PROTOCOL_ERROR);
+    });
+
     it('client 4.3/1: a response header block that does not decode is a connection error of type COMPRESSION_ERROR', async () => {
       await expectFailure('bad-hpack', grpc.status.UNAVAILABLE);
       await expectReaction('bad-hpack', FrameType.GOAWAY, ErrorCode.COMPRESSION_ERROR);
