@@ -85,6 +85,8 @@ export class ClientConnection extends Http2Connection implements ClientStreamHos
     const parsed = stream.responded ? trailerHeaders(this.headerList) : responseHeaders(this.headerList);
     if (parsed instanceof Malformed) return this.#broke(stream, parsed.reason);
     if (stream.responded && !endStream) return this.#broke(stream, 'trailers without END_STREAM');
+    // An informational response is followed by the final one: ending the stream with it is malformed (§8.1).
+    if (!stream.responded && endStream && (parsed[':status'] as string).charCodeAt(0) === 0x31) return this.#broke(stream, 'an informational response with END_STREAM');
     stream.receiveHeaders(parsed, endStream);
   }
 

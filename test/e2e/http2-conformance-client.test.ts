@@ -150,6 +150,7 @@ describe('HTTP/2 conformance: the client side, toward backends (RFC 9113)', () =
       ['upper-case', '8.2/1: an upper-case field name in a response'],
       ['pseudo-trailer', '8.1/1: a pseudo-header field in trailers'],
       ['trailers-open', '8.1/2: trailers without END_STREAM'],
+      ['informational-end', '8.1/3: an informational (1xx) response with END_STREAM'],
     ] as const) {
       it(`client ${what} is a stream error of type PROTOCOL_ERROR`, async () => {
         await expectFailure(name, grpc.status.INTERNAL);
