@@ -90,6 +90,11 @@ export class ClientConnection extends Http2Connection implements ClientStreamHos
     stream.receiveHeaders(parsed, endStream);
   }
 
+  protected override dataReceived(stream: StreamCore): void {
+    // DATA before the response's HEADERS is malformed (§8.1); passed on, it would reach the client before any headers.
+    if (!(stream as ClientStream).responded) this.#broke(stream as ClientStream, 'DATA before the response headers');
+  }
+
   /** The backend sent a malformed response on `stream`: reset it (PROTOCOL_ERROR), as a broken stream. */
   #broke(stream: ClientStream, _why: string): void {
     this.sendReset(stream, ErrorCode.PROTOCOL_ERROR);

@@ -313,6 +313,8 @@ export abstract class Http2Connection implements StreamHost {
       return stream.reset(ErrorCode.FLOW_CONTROL_ERROR);
     }
     this.dataReceived(stream, body.length, (flags & Flag.END_STREAM) !== 0);
+    // The hook may have reset the stream (a body past its content-length, DATA before a response): nothing is delivered.
+    if (stream.closed) return;
     stream.receiveData(body, frameLength, (flags & Flag.END_STREAM) !== 0);
   }
 

@@ -151,6 +151,7 @@ describe('HTTP/2 conformance: the client side, toward backends (RFC 9113)', () =
       ['pseudo-trailer', '8.1/1: a pseudo-header field in trailers'],
       ['trailers-open', '8.1/2: trailers without END_STREAM'],
       ['informational-end', '8.1/3: an informational (1xx) response with END_STREAM'],
+      ['data-first', '8.1/4: DATA before the response HEADERS'],
     ] as const) {
       it(`client ${what} is a stream error of type PROTOCOL_ERROR`, async () => {
         await expectFailure(name, grpc.status.INTERNAL);
