@@ -11,7 +11,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { expectStatus, staticCluster, startEchoSetup, unary, type EchoSetup } from '../helpers/harness.ts';
+import { expectStatus, staticCluster, startEchoSetup, unary, waitFor, type EchoSetup } from '../helpers/harness.ts';
 import { goodAnswer, responseHeaders, startFakeBackend, trailers, type FakeBackend, type FakeRequest } from '../helpers/h2-fake-backend.ts';
 import { grpcMessage } from '../helpers/h2-conformance.ts';
 import { ErrorCode, Flag, frame, FrameType, goAwayFrame, headerBlock, hpackInteger, pingFrame, Setting, settingsFrame, windowUpdate } from '../helpers/raw-h2.ts';
@@ -128,7 +128,7 @@ describe('HTTP/2 conformance: the client side, toward backends (RFC 9113)', () =
   async function expectFailure(name: string, status: grpc.status): Promise<grpc.ServiceError> {
     const error = await expectStatus(callCase(name));
     assert.equal(error.code, status, `${grpc.status[error.code]}: ${error.details}`);
-    const { response } = await unary(setup.client, { payload: Buffer.from('still serving') });
+    const { response } = await unary(setup.client, { payload: Buffer.from('still serving') }, new grpc.Metadata(), { deadline: Date.now() + CALL_DEADLINE_MS });
     assert.equal(response.payload.toString(), 'still serving');
     return error;
   }
@@ -254,15 +254,8 @@ describe('HTTP/2 conformance: the client side, toward backends (RFC 9113)', () =
       const fake = backends.get('small-window')!;
       const payload = Buffer.alloc(100, 0x62);
       const call = callCase('small-window', payload);
-      const connection = await new Promise<RawConnection>((resolve) => {
-        const poll = setInterval(() => {
-          if (fake.requests.length > 0) {
-            clearInterval(poll);
-            resolve(fake.requests[0]!.connection);
-          }
-        }, 5);
-      });
-      const streamId = fake.requests[0]!.streamId;
+      await waitFor(() => fake.requests.length > 0, 'the request at the backend');
+      const { connection, streamId } = fake.requests[0]!;
       // Credit each DATA frame as it arrives until END_STREAM, then answer.
       let credited = 0;
       for (;;) {
