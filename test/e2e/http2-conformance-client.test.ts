@@ -14,7 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import { expectStatus, staticCluster, startEchoSetup, unary, waitFor, type EchoSetup } from '../helpers/harness.ts';
 import { goodAnswer, responseHeaders, startFakeBackend, trailers, type FakeBackend, type FakeRequest } from '../helpers/h2-fake-backend.ts';
 import { grpcMessage } from '../helpers/h2-conformance.ts';
-import { ErrorCode, Flag, frame, FrameType, goAwayFrame, headerBlock, hpackInteger, pingFrame, Setting, settingsFrame, windowUpdate } from '../helpers/raw-h2.ts';
+import { ErrorCode, Flag, frame, FrameType, goAwayFrame, headerBlock, hpackInteger, pingFrame, rstStream, Setting, settingsFrame, windowUpdate } from '../helpers/raw-h2.ts';
 import type { RawConnection } from '../helpers/raw-h2.ts';
 
 /** An EchoResponse with backend = "fake" (field 2), the message the fake backends answer with. */
@@ -78,6 +78,44 @@ const CASES: Record<string, Case> = {
   'goaway-refused': {
     // The first connection refuses the stream with GOAWAY (last stream 0); the proxy sends it again on a new one.
     answer: ({ connection, streamId }, n) => connection.send(n === 0 ? goAwayFrame(0, ErrorCode.NO_ERROR) : goodAnswer(streamId, ECHO_RESPONSE)),
+  },
+  'refused-stream': {
+    // RST_STREAM REFUSED_STREAM: the backend did not process the stream, so the proxy sends it again.
+    answer: ({ connection, streamId }, n) => connection.send(n === 0 ? rstStream(streamId, ErrorCode.REFUSED_STREAM) : goodAnswer(streamId, ECHO_RESPONSE)),
+  },
+  'reset-after-answer': {
+    // A complete answer, then RST_STREAM NO_ERROR: "stop sending your request" (§8.1), not a failure.
+    answer: ({ connection, streamId }) => connection.send(Buffer.concat([goodAnswer(streamId, ECHO_RESPONSE), rstStream(streamId, ErrorCode.NO_ERROR)])),
+  },
+  'continuation': {
+    answer: ({ connection, streamId }) => {
+      const block = headerBlock([[':status', '200'], ['content-type', 'application/grpc'], ['x-long', 'l'.repeat(200)]]);
+      connection.send(Buffer.concat([
+        frame(FrameType.HEADERS, 0, streamId, block.subarray(0, 7)),
+        frame(FrameType.CONTINUATION, 0, streamId, block.subarray(7, 100)),
+        frame(FrameType.CONTINUATION, Flag.END_HEADERS, streamId, block.subarray(100)),
+        frame(FrameType.DATA, 0, streamId, grpcMessage(ECHO_RESPONSE)),
+        trailers(streamId),
+      ]));
+    },
+  },
+  'padded': {
+    answer: ({ connection, streamId }) => {
+      const block = headerBlock([[':status', '200'], ['content-type', 'application/grpc']]);
+      const message = grpcMessage(ECHO_RESPONSE);
+      connection.send(Buffer.concat([
+        frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.PADDED | Flag.PRIORITY, streamId, Buffer.concat([Buffer.from([9]), Buffer.from([0, 0, 0, 0, 16]), block, Buffer.alloc(9)])),
+        frame(FrameType.DATA, Flag.PADDED, streamId, Buffer.concat([Buffer.from([100]), message, Buffer.alloc(100)])),
+        trailers(streamId),
+      ]));
+    },
+  },
+  'trailers-only': {
+    answer: ({ connection, streamId }) => connection.send(responseHeaders(streamId, [['grpc-status', '5'], ['grpc-message', 'not here']], true)),
+  },
+  'goaway-after-answer': {
+    // GOAWAY naming the stream as processed, then the answer: the RPC completes, the next one gets a new connection.
+    answer: ({ connection, streamId }) => connection.send(Buffer.concat([goAwayFrame(streamId, ErrorCode.NO_ERROR), goodAnswer(streamId, ECHO_RESPONSE)])),
   },
   'small-window': {
     // A stream window of 10 bytes: the request arrives in DATA frames of at most 10, each credited back.
@@ -248,6 +286,43 @@ describe('HTTP/2 conformance: the client side, toward backends (RFC 9113)', () =
       const { response } = await callCase('goaway-refused');
       assert.equal(response.backend, 'fake');
       assert.equal(backends.get('goaway-refused')!.connections.length, 2);
+    });
+
+    it('client 8.1/6: RST_STREAM REFUSED_STREAM (§8.7) is retried on its own: the RPC succeeds', async () => {
+      const { response } = await callCase('refused-stream');
+      assert.equal(response.backend, 'fake');
+      assert.equal(backends.get('refused-stream')!.requests.length, 2);
+    });
+
+    it('client 8.1/7: RST_STREAM NO_ERROR after a complete answer leaves the RPC a success', async () => {
+      const { response } = await callCase('reset-after-answer');
+      assert.equal(response.backend, 'fake');
+    });
+
+    it('client 6.10/1: response headers over HEADERS and two CONTINUATION frames are joined', async () => {
+      const { response, headers } = await callCase('continuation');
+      assert.equal(response.backend, 'fake');
+      assert.deepEqual(headers.get('x-long'), ['l'.repeat(200)]);
+    });
+
+    it('client 6.1/1: padded DATA, and HEADERS with padding and priority fields, are read', async () => {
+      const { response } = await callCase('padded');
+      assert.equal(response.backend, 'fake');
+    });
+
+    it('client 8.1/8: a trailers-only response carries its status to the client', async () => {
+      const error = await expectStatus(callCase('trailers-only'));
+      assert.equal(error.code, grpc.status.NOT_FOUND);
+      assert.equal(error.details, 'not here');
+    });
+
+    it('client 6.8/2: after a GOAWAY that names the stream, its answer still arrives; the next RPC takes a new connection', async () => {
+      const fake = backends.get('goaway-after-answer')!;
+      for (let i = 0; i < 2; i++) {
+        const { response } = await callCase('goaway-after-answer');
+        assert.equal(response.backend, 'fake', `RPC ${i}: ${JSON.stringify(response)}`);
+      }
+      assert.equal(fake.connections.length, 2, `connections: ${fake.connections.length}, requests on each: ${fake.connections.map((c) => fake.requests.filter((r) => r.connection === c).length).join(', ')}`);
     });
 
     it('client 6.9.1/3: the proxy never sends more than the backend\'s stream window', async () => {
