@@ -85,7 +85,14 @@ export class ClientConnection extends Http2Connection implements ClientStreamHos
     const parsed = stream.responded ? trailerHeaders(this.headerList) : responseHeaders(this.headerList);
     if (parsed instanceof Malformed) return this.#broke(stream, parsed.reason);
     if (stream.responded && !endStream) return this.#broke(stream, 'trailers without END_STREAM');
+    // An informational response is followed by the final one: ending the stream with it is malformed (§8.1).
+    if (!stream.responded && endStream && (parsed[':status'] as string).charCodeAt(0) === 0x31) return this.#broke(stream, 'an informational response with END_STREAM');
     stream.receiveHeaders(parsed, endStream);
+  }
+
+  protected override dataReceived(stream: StreamCore): void {
+    // DATA before the response's HEADERS is malformed (§8.1); passed on, it would reach the client before any headers.
+    if (!(stream as ClientStream).responded) this.#broke(stream as ClientStream, 'DATA before the response headers');
   }
 
   /** The backend sent a malformed response on `stream`: reset it (PROTOCOL_ERROR), as a broken stream. */

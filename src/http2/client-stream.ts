@@ -54,6 +54,15 @@ export class ClientStream extends StreamCore implements UpstreamStream {
     this.#host.cancelled();
   }
 
+  /**
+   * A reset of ours. One the engine sends because the backend broke a rule (FLOW_CONTROL_ERROR,
+   * PROTOCOL_ERROR, STREAM_CLOSED) is how the attempt broke: it must not read as a cancellation.
+   */
+  override reset(code: number = ErrorCode.CANCEL): void {
+    if (!this.closed && code !== ErrorCode.CANCEL) this.#broken ??= { rstCode: code, refused: false, connectionError: undefined };
+    super.reset(code);
+  }
+
   /** A header block from the backend: response headers, then perhaps trailers (which end the stream). */
   receiveHeaders(headers: HeaderMap, endStream: boolean): void {
     if (!this.#responded) {

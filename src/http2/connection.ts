@@ -313,6 +313,8 @@ export abstract class Http2Connection implements StreamHost {
       return stream.reset(ErrorCode.FLOW_CONTROL_ERROR);
     }
     this.dataReceived(stream, body.length, (flags & Flag.END_STREAM) !== 0);
+    // The hook may have reset the stream (a body past its content-length, DATA before a response): nothing is delivered.
+    if (stream.closed) return;
     stream.receiveData(body, frameLength, (flags & Flag.END_STREAM) !== 0);
   }
 
@@ -505,6 +507,8 @@ export abstract class Http2Connection implements StreamHost {
   #frameOnClosedStream(streamId: number, kind: string): void {
     if (this.#isIdle(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `${kind} on an idle stream (§5.1)`);
     const how = this.#howClosed(streamId);
+    // A stream id below one the peer opened, never used itself: an unexpected stream id (§5.1.1).
+    if (how === ClosedHow.Unknown && this.#neverOpened(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `${kind} on stream ${streamId}, which was never opened, below one that was (§5.1.1)`);
     // After we reset a stream, what was already on its way is ignored (§5.4.2); after the peer reset it, or
     // ended it and we did too, more frames are an error.
     if (how === ClosedHow.ResetByPeer) {
@@ -527,6 +531,20 @@ export abstract class Http2Connection implements StreamHost {
     return this.#closedIds?.[slot] === streamId ? (this.#closedHow![slot] as ClosedHow) : ClosedHow.Unknown;
   }
 
+  /**
+   * A stream id that is neither open nor idle was never opened when its slot holds a lower id: every stream
+   * that closes, or that we refuse or ignore (notOpened), is written there, and only a higher id of the same
+   * slot overwrites it.
+   */
+  #neverOpened(streamId: number): boolean {
+    return (this.#closedIds?.[(streamId >>> 1) & (RECENTLY_CLOSED - 1)] ?? 0) < streamId;
+  }
+
+  /** Stream `streamId` was refused, found malformed or left unprocessed before it opened: what the peer still sends on it is ignored (§5.4.2). */
+  protected notOpened(streamId: number): void {
+    this.#rememberClosed(streamId, ClosedHow.ResetByUs);
+  }
+
   /** A stream id that was never opened: above the last one either side opened. */
   #isIdle(streamId: number): boolean {
     return this.peerOpens(streamId) ? streamId > this.lastPeerStreamId : streamId > this.lastLocalStreamId;
@@ -539,8 +557,9 @@ export abstract class Http2Connection implements StreamHost {
 
   #resetById(streamId: number, code: number): void {
     const stream = this.streams.get(streamId);
-    if (stream) stream.reset(code);
-    else this.writer.rstStream(streamId, code);
+    if (stream) return stream.reset(code);
+    this.writer.rstStream(streamId, code);
+    this.notOpened(streamId);
   }
 
   #creditConnection(bytes: number): void {

@@ -164,13 +164,13 @@ export class ServerConnection extends Http2Connection {
     if (streamId <= this.lastPeerStreamId) return this.headersOnClosedStream(streamId);
     this.lastPeerStreamId = streamId;
     // After our GOAWAY, streams past its last stream id are not processed; the client knows to retry them.
-    if (this.goAwaySent && streamId > this.goAwayLastStreamId) return;
+    if (this.goAwaySent && streamId > this.goAwayLastStreamId) return this.notOpened(streamId);
     if (this.streams.size >= this.local.maxConcurrentStreams) {
-      this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+      this.#refuse(streamId, ErrorCode.REFUSED_STREAM);
       return this.#glitch('streams over SETTINGS_MAX_CONCURRENT_STREAMS');
     }
     // Refused, not a glitch: the client did nothing wrong, its streams are just not being read fast enough.
-    if (this.#overBufferBudget()) return this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+    if (this.#overBufferBudget()) return this.#refuse(streamId, ErrorCode.REFUSED_STREAM);
     const stream = new ServerStream(streamId, this, this.peerInitialWindow);
     let headers: HeaderMap;
     stream.headerListSize = this.headerList.size;
@@ -198,7 +198,11 @@ export class ServerConnection extends Http2Connection {
 
   /** HEADERS on an open stream: trailers, which end the request (§8.1). */
   #trailers(stream: ServerStream, endStream: boolean, result: 'ok' | 'too_large'): void {
-    if (stream.remoteEnded) return this.#malformedStream(stream, 'HEADERS after the end of the request');
+    if (stream.remoteEnded) {
+      // Half-closed (remote): a frame other than WINDOW_UPDATE, PRIORITY or RST_STREAM is a stream error STREAM_CLOSED (§5.1).
+      this.resettingForPeer();
+      return stream.reset(ErrorCode.STREAM_CLOSED);
+    }
     if (!endStream) return this.#malformedStream(stream, 'trailers without END_STREAM');
     if (result === 'too_large') return this.#malformedStream(stream, 'trailers over the header list limit');
     const parsed = trailerHeaders(this.headerList);
@@ -218,8 +222,14 @@ export class ServerConnection extends Http2Connection {
 
   #malformed(streamId: number, why: Malformed): void {
     this.resettingForPeer();
-    this.writer.rstStream(streamId, ErrorCode.PROTOCOL_ERROR);
+    this.#refuse(streamId, ErrorCode.PROTOCOL_ERROR);
     void why;
+  }
+
+  /** RST_STREAM for a stream that never opened. */
+  #refuse(streamId: number, code: number): void {
+    this.writer.rstStream(streamId, code);
+    this.notOpened(streamId);
   }
 
   #malformedStream(stream: ServerStream, _why: string): void {
@@ -250,6 +260,7 @@ export class ServerConnection extends Http2Connection {
 
   protected override onGoAway(): void {
     // The client is leaving: its streams finish; the connection closes with the last of them.
+    this.#closeWhenIdle = true;
     if (this.streams.size === 0) this.closeSocket(undefined);
   }
 

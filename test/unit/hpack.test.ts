@@ -147,6 +147,15 @@ describe('HPACK: the decoder refuses what is malformed (COMPRESSION_ERROR)', () 
     });
   }
 
+  it('an integer with more than five continuation bytes (a run of zeros: 2 ** shift overflows to Infinity)', () => {
+    const decoder = new HpackDecoder();
+    const sizeUpdate = Buffer.concat([Buffer.from([0x3f]), Buffer.alloc(160, 0x80), Buffer.from([0x00])]);
+    const entries = Buffer.concat(Array.from({ length: 200 }, (_, i) => hex(`40 02 782d 20 ${Buffer.from(`value-${i}`.padEnd(32, '.')).toString('hex')}`)));
+    const { result } = decode(decoder, Buffer.concat([sizeUpdate, entries]));
+    assert.ok(decoder.tableSize <= 4096, `the table holds ${decoder.tableSize} bytes`);
+    assert.equal(result, 'error');
+  });
+
   it('a size update at the start of a block is applied, and evicts', () => {
     const decoder = new HpackDecoder();
     decode(decoder, hex('400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572'));

@@ -157,7 +157,9 @@ export class HpackDecoder {
     if (value < mask) return value;
     let shift = 0;
     for (;;) {
-      if (this.#at >= this.#end) return -1;
+      // Five continuation bytes hold 35 bits, more than any valid value; past them a run of 0x80 bytes would
+      // grow the shift until 2 ** shift is Infinity and the value NaN, which no check below rejects.
+      if (this.#at >= this.#end || shift > 28) return -1;
       const byte = block[this.#at++]!;
       value += (byte & 0x7f) * 2 ** shift;
       if (value > MAX_INTEGER) return -1;
