@@ -175,6 +175,9 @@ export class ServerConnection extends Http2Connection {
     let headers: HeaderMap;
     stream.headerListSize = this.headerList.size;
     if (result === 'too_large') {
+      // The decoder stops at the octet limit or at the field limit; the RPC path refuses a list over the octet
+      // limit, so one cut for its number of fields must be over it too (else it went on as an empty request).
+      stream.headerListSize = Math.max(this.headerList.size, this.local.maxHeaderListSize + 1);
       headers = emptyHeaderMap();
     } else {
       const parsed = requestHeaders(this.headerList, this.local.enableConnectProtocol === true);

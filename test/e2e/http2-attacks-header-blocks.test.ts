@@ -107,6 +107,18 @@ describe('HTTP/2 attacks: CONTINUATION floods and HPACK bombs', () => {
     assert.ok(rpcs.length - bombs.length <= 1, 'only the first stream reached a backend');
     for (const rpc of bombs) assert.equal(rpc.grpc_status, grpc.status.RESOURCE_EXHAUSTED);
   });
+
+  it('HPACK bomb: 16,000 one-byte fields in a block are refused (128 fields at most); a stream of them gets GOAWAY ENHANCE_YOUR_CALM', async () => {
+    // Static index 16 is `accept-encoding: gzip, deflate`: a regular field in one byte.
+    const block = Buffer.concat([requestBlock, Buffer.alloc(16_000, indexedField(16)[0])]);
+    const outcome = await bench.attack('one-byte fields', { rssBudget: RSS_BUDGET }, async (connection) => {
+      await flood(connection, (i) => headerFrames(1 + 2 * i, block, true), 10_000);
+    });
+    assert.equal(outcome.connection.answers.goAway?.code, ErrorCode.ENHANCE_YOUR_CALM);
+    const rpcs = await bench.rpcsFrom(outcome.attackerPeer);
+    assert.ok(rpcs.length > 0);
+    for (const rpc of rpcs) assert.equal(rpc.reason, 'header_list_too_large');
+  });
 });
 
 async function waitForAnswers(answers: { ended: Set<number>; resets: Map<number, number> }, count: number): Promise<void> {
