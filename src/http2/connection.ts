@@ -94,6 +94,8 @@ export abstract class Http2Connection implements StreamHost {
   peerEnableConnectProtocol = false;
   peerSettingsReceived = false;
   connectionSendWindow = DEFAULT_WINDOW;
+  /** DATA frames sent so far: what the peer's WINDOW_UPDATEs answer (a server's flood limit). */
+  dataFramesSent = 0;
   #connectionRecvWindow = DEFAULT_WINDOW;
   #connectionConsumed = 0;
   // Reading: a frame split across reads, and how much of it has arrived.
@@ -563,6 +565,7 @@ export abstract class Http2Connection implements StreamHost {
 
   sendData(stream: StreamCore, payload: Buffer, endStream: boolean): void {
     stream.quietSweeps = 0;
+    this.dataFramesSent++;
     this.connectionSendWindow -= payload.length;
     this.writer.data(stream.id, payload, endStream);
   }

@@ -9,8 +9,9 @@
  * - control frames (SETTINGS, PING, PRIORITY) past control_frame_burst/rate;
  * - streams reset, by the client or by us because of what it sent
  *   (MadeYouReset, CVE-2025-8671), past stream_reset_burst/rate;
- * - other glitches (empty DATA frames, streams refused over the concurrency
- *   limit, malformed requests) past GLITCH_BURST/rate;
+ * - other glitches (empty DATA frames, WINDOW_UPDATEs beyond the DATA sent,
+ *   streams refused over the concurrency limit, malformed requests) past
+ *   GLITCH_BURST/rate;
  * and the preface and SETTINGS must come within the handshake timeout.
  * A client over a budget gets GOAWAY ENHANCE_YOUR_CALM and is disconnected.
  */
@@ -26,6 +27,13 @@ import { HIGH_WATER, type StreamCore } from './stream.ts';
 /** Other glitches a connection may commit at once, and per second after that. */
 const GLITCH_BURST = 200;
 const GLITCHES_PER_SECOND = 20;
+/**
+ * A client's WINDOW_UPDATEs answer the DATA we send: one for the stream and one for the connection per
+ * DATA frame at most (clients batch them, so far fewer), plus a few to open windows up front. Beyond that
+ * they move nothing and each is a glitch (Envoy limits them the same way).
+ */
+const WINDOW_UPDATES_UP_FRONT = 100;
+const WINDOW_UPDATES_PER_DATA_FRAME = 2;
 
 /** Which budget a client went past. */
 export type AbuseKind = 'control_frame_flood' | 'stream_reset_flood' | 'protocol_violations' | 'handshake_timeout';
@@ -68,6 +76,7 @@ export class ServerConnection extends Http2Connection {
   #arrivedHeaders: HeaderMap[] = [];
   #handshakeTimer: NodeJS.Timeout | undefined;
   #abusive = false;
+  #windowUpdates = 0;
 
   constructor(socket: Socket, options: ServerConnectionOptions) {
     super(socket, options.local);
@@ -111,6 +120,8 @@ export class ServerConnection extends Http2Connection {
     } else if (type === FrameType.DATA && length === 0 && (flags & Flag.END_STREAM) === 0) {
       // An empty DATA frame moves nothing: a stream of them is a way to burn CPU.
       this.#glitch('empty DATA frames');
+    } else if (type === FrameType.WINDOW_UPDATE && ++this.#windowUpdates > WINDOW_UPDATES_UP_FRONT + WINDOW_UPDATES_PER_DATA_FRAME * this.dataFramesSent) {
+      this.#glitch('WINDOW_UPDATE frames beyond the DATA sent');
     }
     if (this.closed) throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, 'closed for abuse');
   }
