@@ -37,6 +37,7 @@ const RESETS_SEEN = 100;
 const STREAMS_PER_BATCH = 50;
 
 const unaryHeaders = grpcRequestHeaders();
+const SIXTEEN_KB = Buffer.alloc(16_000);
 const headers = (id: number, flags: number = Flag.END_HEADERS) => frame(FrameType.HEADERS, flags, id, unaryHeaders);
 
 /** Each kind of MadeYouReset: the frames that open stream `id` and make the server reset it, and the code it uses. */
@@ -44,7 +45,7 @@ const madeYouReset: { name: string; code: number; frames: (id: number) => Buffer
   { name: 'WINDOW_UPDATE that overflows the stream window', code: ErrorCode.FLOW_CONTROL_ERROR, frames: (id) => [headers(id), windowUpdate(id, 2 ** 31 - 1)] },
   { name: 'WINDOW_UPDATE of 0 on a stream', code: ErrorCode.PROTOCOL_ERROR, frames: (id) => [headers(id), windowUpdate(id, 0)] },
   { name: 'DATA on a half-closed stream', code: ErrorCode.STREAM_CLOSED, frames: (id) => [headers(id, Flag.END_HEADERS | Flag.END_STREAM), data(id, echoRequestMessage())] },
-  { name: 'DATA beyond the stream window', code: ErrorCode.FLOW_CONTROL_ERROR, frames: (id) => [headers(id), ...Array.from({ length: 5 }, () => data(id, Buffer.alloc(16_000)))],
+  { name: 'DATA beyond the stream window', code: ErrorCode.FLOW_CONTROL_ERROR, frames: (id) => [headers(id), ...Array.from({ length: 5 }, () => data(id, SIXTEEN_KB))],
     rssBudget: RSS_BUDGET_WITH_DATA,
     // Its reset comes a window of DATA after the HEADERS, never in the read that opened the stream: each stream is
     // routed before it is reset, and only the budget bounds them (stream_reset_burst + max_concurrent_streams).

@@ -7,6 +7,7 @@
  * and a log of what the server answered: RST_STREAM codes per stream, the
  * GOAWAY with its last stream id and debug text, and the streams that ended.
  */
+import type { Socket } from 'node:net';
 import { Flag, FrameType, frame, rawConnect, type RawConnection, type RawConnectOptions } from './raw-h2.ts';
 
 /** RFC 9113 §7. */
@@ -140,11 +141,11 @@ export interface ServerAnswers {
 
 export type AttackConnection = RawConnection & { readonly answers: ServerAnswers };
 
-/** Parses the server's frames again, keeping the payload fields raw-h2 drops. */
-export function watchAnswers(connection: RawConnection): ServerAnswers {
+/** Parses the server's frames on `socket` (again, for a RawConnection), keeping the payload fields raw-h2 drops. */
+export function watchAnswers(socket: Socket): ServerAnswers {
   const answers: ServerAnswers = { resets: new Map(), ended: new Set(), answered: new Set(), dataBytes: new Map(), goAway: undefined, settingsReceived: 0 };
   let pending: Buffer = Buffer.alloc(0);
-  connection.socket.on('data', (chunk: Buffer) => {
+  socket.on('data', (chunk: Buffer) => {
     pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
     while (pending.length >= 9) {
       const length = pending.readUIntBE(0, 3);
@@ -173,7 +174,7 @@ export function watchAnswers(connection: RawConnection): ServerAnswers {
  */
 export async function connectReady(port: number, options: RawConnectOptions = {}): Promise<AttackConnection> {
   const connection = await rawConnect(port, options);
-  const answers = watchAnswers(connection);
+  const answers = watchAnswers(connection.socket);
   const deadline = Date.now() + 5_000;
   while (answers.settingsReceived === 0) {
     if (connection.socket.destroyed) throw new Error('the server closed the connection before its SETTINGS');
