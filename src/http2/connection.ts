@@ -179,6 +179,16 @@ export abstract class Http2Connection implements StreamHost {
   protected frameReceived(_type: number, _flags: number, _streamId: number, _length: number): void {}
   /** We are about to reset a stream because of what the peer sent (MadeYouReset counts these). */
   protected resettingForPeer(_code: number): void {}
+  /**
+   * A frame ignored on a closed stream where a correct peer sends few: RST_STREAM on a stream that is
+   * already closed, HEADERS after our reset (§5.4.2 asks us to ignore them; a stream of them burns CPU).
+   */
+  protected ignoredOnClosedStream(_kind: string): void {}
+  /**
+   * A frame on a stream id below the last the peer opened that is not among the streams remembered as
+   * closed: never opened, or closed long ago. Ignored unless a subclass decides otherwise.
+   */
+  protected frameOnUnknownStream(_streamId: number, _kind: string): void {}
   /** The connection is gone; every stream has been closed. */
   protected onClosed(_error: Error | undefined): void {}
 
@@ -404,7 +414,7 @@ export abstract class Http2Connection implements StreamHost {
     if (payload.length !== 4) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM of the wrong length (§6.4)');
     if (this.#isIdle(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on an idle stream (§6.4)');
     const stream = this.streams.get(streamId);
-    if (!stream) return;
+    if (!stream) return this.ignoredOnClosedStream('RST_STREAM');
     this.#rememberClosed(streamId, ClosedHow.ResetByPeer);
     this.onPeerReset(stream, payload.readUInt32BE(0));
   }
@@ -514,7 +524,23 @@ export abstract class Http2Connection implements StreamHost {
       this.writer.rstStream(streamId, ErrorCode.STREAM_CLOSED);
     } else if (how === ClosedHow.Ended) {
       throw new Http2Error(ErrorCode.STREAM_CLOSED, `${kind} on a closed stream (§5.1)`);
+    } else if (how === ClosedHow.ResetByUs) {
+      // Trailers may have been on their way; DATA too, up to a window of it, so DATA is not counted.
+      if (kind === 'HEADERS') this.ignoredOnClosedStream(kind);
+    } else {
+      this.frameOnUnknownStream(streamId, kind);
     }
+  }
+
+  /** RST_STREAM for a stream that was never opened (refused, malformed): frames already on their way are ignored. */
+  protected resetUnopened(streamId: number, code: number): void {
+    this.writer.rstStream(streamId, code);
+    this.#rememberClosed(streamId, ClosedHow.ResetByUs);
+  }
+
+  /** A stream the peer opened that is not processed (past our GOAWAY): its frames are ignored (§6.8). */
+  protected ignoreUnopened(streamId: number): void {
+    this.#rememberClosed(streamId, ClosedHow.ResetByUs);
   }
 
   #rememberClosed(streamId: number, how: ClosedHow): void {
@@ -542,7 +568,7 @@ export abstract class Http2Connection implements StreamHost {
   #resetById(streamId: number, code: number): void {
     const stream = this.streams.get(streamId);
     if (stream) stream.reset(code);
-    else this.writer.rstStream(streamId, code);
+    else this.resetUnopened(streamId, code);
   }
 
   #creditConnection(bytes: number): void {

@@ -130,6 +130,21 @@ export class ServerConnection extends Http2Connection {
     if (!this.#resets.tryTake()) this.#abuse('stream_reset_flood', 'too many streams reset');
   }
 
+  protected override ignoredOnClosedStream(kind: string): void {
+    this.#glitch(`${kind} on closed streams`);
+  }
+
+  /**
+   * Below the last stream the client opened, an id not remembered as closed was skipped, or closed
+   * RECENTLY_CLOSED streams ago. HEADERS on it opens a stream going backwards (§5.1.1); DATA is
+   * answered as on a closed stream (§5.1) and counted like a reset.
+   */
+  protected override frameOnUnknownStream(streamId: number, kind: string): void {
+    if (kind === 'HEADERS') throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}, below the last stream opened (§5.1.1)`);
+    this.resettingForPeer();
+    this.resetUnopened(streamId, ErrorCode.STREAM_CLOSED);
+  }
+
   #glitch(what: string): void {
     if (!(this.#glitches ??= new TokenBucket(GLITCHES_PER_SECOND, GLITCH_BURST)).tryTake()) this.#abuse('protocol_violations', `too many protocol violations (${what})`);
   }
@@ -175,13 +190,13 @@ export class ServerConnection extends Http2Connection {
     if (streamId <= this.lastPeerStreamId) return this.headersOnClosedStream(streamId);
     this.lastPeerStreamId = streamId;
     // After our GOAWAY, streams past its last stream id are not processed; the client knows to retry them.
-    if (this.goAwaySent && streamId > this.goAwayLastStreamId) return;
+    if (this.goAwaySent && streamId > this.goAwayLastStreamId) return this.ignoreUnopened(streamId);
     if (this.streams.size >= this.local.maxConcurrentStreams) {
-      this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+      this.resetUnopened(streamId, ErrorCode.REFUSED_STREAM);
       return this.#glitch('streams over SETTINGS_MAX_CONCURRENT_STREAMS');
     }
     // Refused, not a glitch: the client did nothing wrong, its streams are just not being read fast enough.
-    if (this.#overBufferBudget()) return this.writer.rstStream(streamId, ErrorCode.REFUSED_STREAM);
+    if (this.#overBufferBudget()) return this.resetUnopened(streamId, ErrorCode.REFUSED_STREAM);
     const stream = new ServerStream(streamId, this, this.peerInitialWindow);
     let headers: HeaderMap;
     stream.headerListSize = this.headerList.size;
@@ -232,7 +247,7 @@ export class ServerConnection extends Http2Connection {
 
   #malformed(streamId: number, why: Malformed): void {
     this.resettingForPeer();
-    this.writer.rstStream(streamId, ErrorCode.PROTOCOL_ERROR);
+    this.resetUnopened(streamId, ErrorCode.PROTOCOL_ERROR);
     void why;
   }
 
