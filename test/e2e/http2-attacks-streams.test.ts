@@ -35,18 +35,20 @@ async function until(check: () => boolean, what: string): Promise<void> {
   }
 }
 
-/** A raw socket that writes `bytes` and resolves with what the server answered once it closed the socket. */
-async function sendAndWaitClose(port: number, bytes: Buffer): Promise<ServerAnswers> {
+/** A raw socket that writes `bytes` and resolves with what the server sent, once it closed the socket. */
+async function sendAndWaitClose(port: number, bytes: Buffer): Promise<{ answers: ServerAnswers; received: Buffer }> {
   const socket = net.connect(port, '127.0.0.1');
   socket.on('error', () => {});
   const answers = watchAnswers(socket);
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
   socket.write(bytes);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([closed, new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('the server did not close the socket within 5 s')), 5_000); })]);
   clearTimeout(timer);
-  return answers;
+  return { answers, received: Buffer.concat(chunks) };
 }
 
 describe('HTTP/2 attacks: stream ids, closed streams, frame sizes, prefaces', () => {
@@ -129,15 +131,24 @@ describe('HTTP/2 attacks: stream ids, closed streams, frame sizes, prefaces', ()
     assert.equal(outcome.connection.answers.goAway?.code, ErrorCode.FRAME_SIZE_ERROR);
   });
 
-  it(`a bad preface (HTTP/1.1, garbage, a first frame other than SETTINGS) is a connection error PROTOCOL_ERROR, ${BAD_PREFACE_CONNECTIONS} connections at once`, async () => {
-    const http1 = Buffer.from('POST /switchyard.demo.v1.Echo/Unary HTTP/1.1\r\nhost: switchyard\r\ncontent-type: application/grpc\r\n\r\n');
-    const garbage = Buffer.alloc(64 << 10, 0x5a);
-    const pingFirst = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), ping(1)]);
-    const kinds = [http1, garbage, pingFirst];
-    let answers: ServerAnswers[] = [];
+  it(`bad prefaces, ${BAD_PREFACE_CONNECTIONS} connections at once: HTTP/1.1 gets 426, garbage 400, a broken HTTP/2 preface GOAWAY PROTOCOL_ERROR`, async () => {
+    const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    const kinds: { bytes: Buffer; check: (answer: { answers: ServerAnswers; received: Buffer }) => void }[] = [
+      // Not the preface: the listener's HTTP/1.1 side answers (src/listener/http1.ts).
+      {
+        bytes: Buffer.from('POST /switchyard.demo.v1.Echo/Unary HTTP/1.1\r\nhost: switchyard\r\ncontent-type: application/grpc\r\n\r\n'),
+        check: ({ received }) => assert.match(received.toString('latin1'), /^HTTP\/1\.1 426 /),
+      },
+      { bytes: Buffer.alloc(64 << 10, 0x5a), check: ({ received }) => assert.match(received.toString('latin1'), /^HTTP\/1\.1 400 /) },
+      // The preface's first line, then something else (§3.4).
+      { bytes: Buffer.concat([preface.subarray(0, 18), Buffer.alloc(1_000, 0x5a)]), check: ({ answers }) => assert.equal(answers.goAway?.code, ErrorCode.PROTOCOL_ERROR) },
+      // The preface, then a frame other than SETTINGS first (§3.4).
+      { bytes: Buffer.concat([preface, ping(1)]), check: ({ answers }) => assert.equal(answers.goAway?.code, ErrorCode.PROTOCOL_ERROR) },
+    ];
+    let answers: { answers: ServerAnswers; received: Buffer }[] = [];
     await bench.underLoad('bad prefaces', RSS_BUDGET, async () => {
-      answers = await Promise.all(Array.from({ length: BAD_PREFACE_CONNECTIONS }, (_, i) => sendAndWaitClose(bench.proxy.port, kinds[i % kinds.length]!)));
+      answers = await Promise.all(Array.from({ length: BAD_PREFACE_CONNECTIONS }, (_, i) => sendAndWaitClose(bench.proxy.port, kinds[i % kinds.length]!.bytes)));
     });
-    for (const answer of answers) assert.equal(answer.goAway?.code, ErrorCode.PROTOCOL_ERROR);
+    answers.forEach((answer, i) => kinds[i % kinds.length]!.check(answer));
   });
 });
