@@ -44,6 +44,13 @@ const MAX_CONTINUATIONS = 32;
 const RECENTLY_CLOSED = 1024;
 /** PINGs of ours awaiting their ACK. */
 const MAX_OUTSTANDING_PINGS = 10;
+/**
+ * Bytes written that the peer has not read (beyond what the kernel took) past which no stream sends DATA
+ * until the socket drains. Flow-control windows bound what a peer may be sent, but a peer that opens them
+ * wide and does not read would otherwise have everything its streams are sent buffered here. The kernel's
+ * own buffer keeps the path busy meanwhile.
+ */
+const MAX_WRITE_BACKLOG = 1 << 20;
 
 const CONNECTION = Symbol('switchyard.http2Connection');
 type OwnedSocket = Socket & { [CONNECTION]: Http2Connection };
@@ -62,6 +69,10 @@ function onSocketClose(this: OwnedSocket): void {
 
 function onSocketEnd(this: OwnedSocket): void {
   this[CONNECTION].destroy(new Error('the peer ended the connection'));
+}
+
+function onSocketDrain(this: OwnedSocket): void {
+  this[CONNECTION].drained();
 }
 
 /** The length field of the frame header at `offset`; one past SETTINGS_MAX_FRAME_SIZE is a connection error (§4.2). */
@@ -135,6 +146,7 @@ export abstract class Http2Connection implements StreamHost {
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
     socket.on('end', onSocketEnd);
+    socket.on('drain', onSocketDrain);
   }
 
   /** Our SETTINGS, and the connection window raised. Subclasses call it to open the connection. */
@@ -155,6 +167,10 @@ export abstract class Http2Connection implements StreamHost {
 
   get localStreamWindow(): number {
     return this.local.streamWindow;
+  }
+
+  get writeBacklogged(): boolean {
+    return this.writer.backlog >= MAX_WRITE_BACKLOG;
   }
 
   get activeStreams(): number {
@@ -579,9 +595,14 @@ export abstract class Http2Connection implements StreamHost {
     this.#connectionConsumed = 0;
   }
 
+  /** The peer read what was written: streams waiting for it send. */
+  drained(): void {
+    this.#flushBlocked();
+  }
+
   #flushBlocked(): void {
     for (const stream of this.#blocked) {
-      if (this.connectionSendWindow <= 0) break;
+      if (this.connectionSendWindow <= 0 || this.writeBacklogged) break;
       stream.flushOutbound();
       if (!stream.hasQueuedOutbound) this.#blocked.delete(stream);
     }

@@ -51,6 +51,11 @@ export class FrameWriter {
     return this.#socket.writableLength;
   }
 
+  /** Bytes written and not yet taken by the kernel: the socket's buffer and what waits for this turn's flush. */
+  get backlog(): number {
+    return this.#socket.writableLength + this.#queuedBytes + this.#at - this.#from;
+  }
+
   /** Frame header (9 bytes) into the packed chunk. */
   header(length: number, type: number, flags: number, streamId: number): void {
     const out = this.#room(FRAME_HEADER_LENGTH);

@@ -1,0 +1,137 @@
+/**
+ * Clients that never read must not make the proxy buffer without bound
+ * (issue 12: five connections announcing INITIAL_WINDOW_SIZE 0, with 100
+ * server streams each and no WINDOW_UPDATE, made the backends push 531 MiB into
+ * the proxy; a bystander saw errors and a healthy endpoint was ejected). What
+ * is held per stream is one window, the backend stops sending while its client
+ * does not read, and a stream stalled for stalled_stream_timeout is reset.
+ * Three ways not to read: stream windows of 0; the connection window never
+ * replenished; and windows opened wide while the socket itself is not read,
+ * so that only the proxy's own write buffer can hold the data back.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { startAttackBench, type AttackBench } from '../helpers/abuse.ts';
+import { Flag, FrameType, frame, grpcRequestHeaders, type RawConnectOptions } from '../helpers/raw-h2.ts';
+import { connectReady, echoRequestMessage, Setting, settingsWith, windowUpdate, type AttackConnection } from '../helpers/raw-h2-attack.ts';
+
+const SLOW_CONNECTIONS = 5;
+const STREAMS_PER_CONNECTION = 100;
+/**
+ * RSS the attack may add to the warmed-up proxy. 500 stalled streams hold at most one 64 KiB upstream
+ * window and one write queue (16 KiB) each, about 40 MiB, plus garbage not yet collected: measured
+ * 60–80 MiB. It was 470 MiB with 1 MiB windows.
+ */
+const RSS_BUDGET = 150 << 20;
+/**
+ * A client that opens its windows wide and does not read the socket: what the proxy holds is its write
+ * buffer per connection and a window per stream. Measured: ~10 MiB. Without a bound on the write
+ * buffer it grew by hundreds of MiB a second, as fast as the backends could send.
+ */
+const UNREAD_SOCKET_RSS_BUDGET = 64 << 20;
+const UNREAD_CONNECTIONS = 2;
+const UNREAD_STREAMS = 20;
+
+/** An Echo ServerStream request for 10,000 responses of 16 KiB: 160 MB per stream if nothing held it back. */
+const SERVER_STREAM = [
+  (id: number) => frame(FrameType.HEADERS, Flag.END_HEADERS, id, grpcRequestHeaders('/switchyard.demo.v1.Echo/ServerStream')),
+  (id: number) => frame(FrameType.DATA, Flag.END_STREAM, id, echoRequestMessage({ count: 10_000, responseBytes: 16_384 })),
+];
+const serverStreams = (count: number) => Buffer.concat(Array.from({ length: count }, (_, i) => SERVER_STREAM.map((make) => make(1 + 2 * i))).flat());
+
+const headersOn = (connection: AttackConnection) => connection.answers.answered.size;
+const resetsOn = (connection: AttackConnection) => connection.answers.resets.size;
+
+async function waitUntil(check: () => boolean, what: string, withinMs = 20_000): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${withinMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('HTTP/2 attacks: clients that never read', () => {
+  let bench: AttackBench;
+
+  before(async () => {
+    bench = await startAttackBench({
+      http2: '{ stalled_stream_timeout: 2s }',
+      cluster: '    outlier_detection: { consecutive_gateway_errors: 3, max_ejection_percent: 100 }',
+    });
+  });
+
+  after(() => bench.close());
+
+  /** Opens SLOW_CONNECTIONS connections with `options`, 100 server streams each, and checks RSS, then the stalled-stream resets. */
+  async function stallAndRelease(name: string, options: RawConnectOptions): Promise<void> {
+    const connections: AttackConnection[] = [];
+    try {
+      await bench.underLoad(name, RSS_BUDGET, async () => {
+        for (let c = 0; c < SLOW_CONNECTIONS; c++) {
+          const connection = await connectReady(bench.proxy.port, options);
+          connections.push(connection);
+          connection.send(serverStreams(STREAMS_PER_CONNECTION));
+        }
+        // Every stream has its response headers: the backends are streaming into the proxy.
+        await waitUntil(() => connections.every((c) => headersOn(c) >= STREAMS_PER_CONNECTION), 'every stream to have response headers');
+        // While the streams are stalled (before the 2 s timeout), the RSS is sampled by the bench.
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        // After the stalled-stream timeout, every stalled stream is reset.
+        await waitUntil(() => connections.every((c) => resetsOn(c) >= STREAMS_PER_CONNECTION), 'the stalled streams to be reset');
+      });
+    } finally {
+      for (const connection of connections) connection.close();
+    }
+    assert.deepEqual(bench.proxy.logs.filter((entry) => /ejected/.test(entry.msg ?? '')), [], 'no endpoint was ejected');
+  }
+
+  it(`stream windows of 0: ${SLOW_CONNECTIONS} × ${STREAMS_PER_CONNECTION} server streams hold one window each, and are reset after stalled_stream_timeout`, async () => {
+    await stallAndRelease('INITIAL_WINDOW_SIZE 0', { initialWindowSize: 0 });
+  });
+
+  it(`a connection window never replenished: ${SLOW_CONNECTIONS} × ${STREAMS_PER_CONNECTION} server streams stall the same way`, async () => {
+    // The default 65,535-byte windows and no WINDOW_UPDATE: after 64 KiB the whole connection is stalled.
+    await stallAndRelease('zero connection window', {});
+  });
+
+  it(`windows opened wide and the socket not read: the proxy's write buffer is bounded (${UNREAD_CONNECTIONS} × ${UNREAD_STREAMS} server streams)`, async () => {
+    const connections: AttackConnection[] = [];
+    try {
+      const measured = await bench.underLoad('socket not read', UNREAD_SOCKET_RSS_BUDGET, async () => {
+        const rssBefore = await bench.proxy.rss();
+        for (let c = 0; c < UNREAD_CONNECTIONS; c++) {
+          const connection = await connectReady(bench.proxy.port, { initialWindowSize: 2 ** 31 - 1 });
+          connections.push(connection);
+          connection.send(Buffer.concat([windowUpdate(0, 2 ** 31 - 1 - 65_535), serverStreams(UNREAD_STREAMS)]));
+          connection.socket.pause();
+        }
+        // The backends can push for as long as the proxy takes it; watch for 3 s, giving up early
+        // once the budget is gone (the assertion then fails: no need to fill the machine's memory).
+        const until = Date.now() + 3_000;
+        while (Date.now() < until && (await bench.proxy.rss()) - rssBefore < UNREAD_SOCKET_RSS_BUDGET) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      });
+      console.log(`# socket not read: RSS ${((measured.rssPeak - measured.rssBefore) / 2 ** 20).toFixed(1)} MiB over 3 s`);
+    } finally {
+      for (const connection of connections) connection.close();
+    }
+  });
+
+  it('settings of 0 after the streams opened (SETTINGS_INITIAL_WINDOW_SIZE 0 mid-stream) stall them as well', async () => {
+    const connections: AttackConnection[] = [];
+    try {
+      await bench.underLoad('INITIAL_WINDOW_SIZE 0 mid-stream', RSS_BUDGET, async () => {
+        const connection = await connectReady(bench.proxy.port, {});
+        connections.push(connection);
+        connection.send(serverStreams(STREAMS_PER_CONNECTION));
+        await waitUntil(() => headersOn(connection) >= STREAMS_PER_CONNECTION, 'every stream to have response headers');
+        // The windows go to 0 (or below: §6.9.2 allows a negative window), and nothing more is granted.
+        connection.send(settingsWith([[Setting.INITIAL_WINDOW_SIZE, 0]]));
+        await waitUntil(() => resetsOn(connection) >= STREAMS_PER_CONNECTION, 'the stalled streams to be reset');
+      });
+    } finally {
+      for (const connection of connections) connection.close();
+    }
+  });
+});
