@@ -45,8 +45,8 @@ const RECENTLY_CLOSED = 1024;
 /** PINGs of ours awaiting their ACK. */
 const MAX_OUTSTANDING_PINGS = 10;
 /**
- * Bytes written that the peer has not read (beyond what the kernel took) past which no stream sends DATA
- * until the socket drains. Flow-control windows bound what a peer may be sent, but a peer that opens them
+ * Bytes written that the peer has not read (beyond what the kernel took) past which no stream sends DATA,
+ * and the peer's socket is not read, until the socket drains. Flow-control windows bound what a peer may be sent, but a peer that opens them
  * wide and does not read would otherwise have everything its streams are sent buffered here. The kernel's
  * own buffer keeps the path busy meanwhile.
  */
@@ -112,6 +112,8 @@ export abstract class Http2Connection implements StreamHost {
   // Reading: a frame split across reads, and how much of it has arrived.
   #partial: Buffer | undefined;
   #partialFilled = 0;
+  /** The socket is not read while the peer does not read what was written to it. */
+  #readingPaused = false;
   /** Bytes of the client preface still expected (a server's first read). */
   protected prefaceRemaining = 0;
   #firstFrame = true;
@@ -238,6 +240,12 @@ export abstract class Http2Connection implements StreamHost {
       }
       if (offset < end) this.#startPartial(data, offset);
       this.afterRead();
+      // Requests answered without DATA (trailers only) are not held back by windows: a peer that sends
+      // them and does not read is not read either until it does.
+      if (this.writeBacklogged && !this.#readingPaused) {
+        this.#readingPaused = true;
+        this.socket.pause();
+      }
     } catch (error) {
       if (error instanceof Http2Error) this.connectionError(error.code, error.message);
       else this.destroy(error as Error);
@@ -595,9 +603,13 @@ export abstract class Http2Connection implements StreamHost {
     this.#connectionConsumed = 0;
   }
 
-  /** The peer read what was written: streams waiting for it send. */
+  /** The peer read what was written: streams waiting for it send, and its socket is read again. */
   drained(): void {
     this.#flushBlocked();
+    if (this.#readingPaused && !this.writeBacklogged && !this.closed) {
+      this.#readingPaused = false;
+      this.socket.resume();
+    }
   }
 
   #flushBlocked(): void {

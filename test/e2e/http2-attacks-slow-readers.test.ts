@@ -5,14 +5,16 @@
  * the proxy; a bystander saw errors and a healthy endpoint was ejected). What
  * is held per stream is one window, the backend stops sending while its client
  * does not read, and a stream stalled for stalled_stream_timeout is reset.
- * Three ways not to read: stream windows of 0; the connection window never
- * replenished; and windows opened wide while the socket itself is not read,
- * so that only the proxy's own write buffer can hold the data back.
+ * Ways not to read: stream windows of 0; the connection window never
+ * replenished; windows opened wide while the socket itself is not read, so
+ * that only the proxy's own write buffer can hold the data back; and requests
+ * whose answers carry no DATA at all (trailers only), sent to a socket that is
+ * not read.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startAttackBench, type AttackBench } from '../helpers/abuse.ts';
-import { Flag, FrameType, frame, grpcRequestHeaders, type RawConnectOptions } from '../helpers/raw-h2.ts';
+import { Flag, FrameType, frame, grpcRequestHeaders, headerBlock, indexedField, indexedLiteral, type RawConnectOptions } from '../helpers/raw-h2.ts';
 import { connectReady, echoRequestMessage, Setting, settingsWith, windowUpdate, type AttackConnection } from '../helpers/raw-h2-attack.ts';
 
 const SLOW_CONNECTIONS = 5;
@@ -25,12 +27,27 @@ const STREAMS_PER_CONNECTION = 100;
 const RSS_BUDGET = 150 << 20;
 /**
  * A client that opens its windows wide and does not read the socket: what the proxy holds is its write
- * buffer per connection and a window per stream. Measured: ~10 MiB. Without a bound on the write
+ * buffer per connection and a window per stream. Measured: ~1 MiB. Without a bound on the write
  * buffer it grew by hundreds of MiB a second, as fast as the backends could send.
  */
 const UNREAD_SOCKET_RSS_BUDGET = 64 << 20;
 const UNREAD_CONNECTIONS = 2;
 const UNREAD_STREAMS = 20;
+/**
+ * Requests of ~720 bytes answered by a direct_response whose trailers carry a 10,000-character message:
+ * 10 KB written for each, none of it flow-controlled. Before the proxy stopped reading such a client,
+ * its RSS grew by 100 MiB in about a second, and on for as long as the client kept sending. Now it grows
+ * while the kernel's socket buffers fill (~10 MB of answers, garbage until collected), then stays:
+ * measured 5–43 MiB.
+ */
+const TRAILERS_ONLY_RSS_BUDGET = 64 << 20;
+const DENIED_MESSAGE = 'n'.repeat(10_000);
+/**
+ * Each request carries this much padding, so that a 64 KiB read of the socket holds fewer than
+ * max_concurrent_streams (100) of them: more in one read would be refused (a glitch each), and the
+ * attack would end there for a reason that is not the one tested.
+ */
+const REQUEST_PADDING = 700;
 
 /** An Echo ServerStream request for 10,000 responses of 16 KiB: 160 MB per stream if nothing held it back. */
 const SERVER_STREAM = [
@@ -57,6 +74,7 @@ describe('HTTP/2 attacks: clients that never read', () => {
     bench = await startAttackBench({
       http2: '{ stalled_stream_timeout: 2s }',
       cluster: '    outlier_detection: { consecutive_gateway_errors: 3, max_ejection_percent: 100 }',
+      routes: `  - match: { service: switchyard.test.Denied }\n    direct_response: { code: PERMISSION_DENIED, message: ${DENIED_MESSAGE} }`,
     });
   });
 
@@ -105,14 +123,14 @@ describe('HTTP/2 attacks: clients that never read', () => {
           connection.send(Buffer.concat([windowUpdate(0, 2 ** 31 - 1 - 65_535), serverStreams(UNREAD_STREAMS)]));
           connection.socket.pause();
         }
-        // The backends can push for as long as the proxy takes it; watch for 3 s, giving up early
+        // The backends can push for as long as the proxy takes it; watch for 2 s, giving up early
         // once the budget is gone (the assertion then fails: no need to fill the machine's memory).
-        const until = Date.now() + 3_000;
+        const until = Date.now() + 2_000;
         while (Date.now() < until && (await bench.proxy.rss()) - rssBefore < UNREAD_SOCKET_RSS_BUDGET) {
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
       });
-      console.log(`# socket not read: RSS ${((measured.rssPeak - measured.rssBefore) / 2 ** 20).toFixed(1)} MiB over 3 s`);
+      console.log(`# socket not read: RSS ${((measured.rssPeak - measured.rssBefore) / 2 ** 20).toFixed(1)} MiB over 2 s`);
     } finally {
       for (const connection of connections) connection.close();
     }
@@ -133,5 +151,38 @@ describe('HTTP/2 attacks: clients that never read', () => {
     } finally {
       for (const connection of connections) connection.close();
     }
+  });
+
+  it('trailers-only answers to a client that does not read: the proxy stops reading it, and its write buffer stays bounded', async () => {
+    let connection: AttackConnection | undefined;
+    let attackerPeer = '';
+    try {
+      await bench.underLoad('trailers-only answers not read', TRAILERS_ONLY_RSS_BUDGET, async () => {
+        const rssBefore = await bench.proxy.rss();
+        connection = await connectReady(bench.proxy.port);
+        attackerPeer = `:${connection.socket.localPort}`;
+        // Stream 1 puts the six request fields in the HPACK dynamic table (indexes 62–67); later requests are six
+        // one-byte references and the padding.
+        const fields: [string, string][] = [[':method', 'POST'], [':scheme', 'http'], [':path', '/switchyard.test.Denied/Call'], [':authority', 'switchyard'], ['content-type', 'application/grpc'], ['te', 'trailers']];
+        connection.send(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, Buffer.concat(fields.map(([name, value]) => indexedLiteral(name, value)))));
+        await waitUntil(() => connection!.answers.ended.has(1), 'the answer to stream 1');
+        const references = Buffer.concat([...[67, 66, 65, 64, 63, 62].map((index) => indexedField(index)), headerBlock([['x-pad', 'p'.repeat(REQUEST_PADDING)]])]);
+        connection.socket.pause();
+        // 20 requests per write, for 2 s or until the budget is gone (the assertion then fails: no need to fill the machine's memory).
+        let id = 3;
+        const until = Date.now() + 2_000;
+        while (Date.now() < until && (await bench.proxy.rss()) - rssBefore < TRAILERS_ONLY_RSS_BUDGET) {
+          for (let batch = 0; batch < 50; batch++) {
+            const requests = Buffer.concat(Array.from({ length: 20 }, () => frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, (id += 2) - 2, references)));
+            // Once the proxy stops reading, the kernel's buffers fill and this write waits: the attack is held back.
+            if (!connection.send(requests)) await Promise.race([new Promise((resolve) => connection!.socket.once('drain', resolve)), new Promise((resolve) => setTimeout(resolve, 20))]);
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        }
+      });
+    } finally {
+      connection?.close();
+    }
+    console.log(`# trailers-only answers not read: ${(await bench.rpcsFrom(attackerPeer)).length} requests answered`);
   });
 });

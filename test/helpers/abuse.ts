@@ -174,6 +174,8 @@ export interface AttackBenchOptions {
   readonly http2?: string;
   /** YAML for the cluster's extra fields (indented as a cluster's fields). */
   readonly cluster?: string;
+  /** YAML for routes before the catch-all one to the Echo backends (indented as list items under `routes:`). */
+  readonly routes?: string;
 }
 
 /** Bystander calls per attack, at least: during it and after. */
@@ -198,6 +200,7 @@ ${options.http2 ? `    http2: ${options.http2}\n` : ''}clusters:
     endpoints: [${backends.map((b) => `{ address: 127.0.0.1, port: ${b.port} }`).join(', ')}]
 ${options.cluster ?? ''}
 routes:
+${options.routes ?? ''}
   - match: { prefix: / }
     cluster: echo
 `);
