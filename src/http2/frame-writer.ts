@@ -53,7 +53,8 @@ export class FrameWriter {
 
   /** Bytes written and not yet taken by the kernel: the socket's buffer and what waits for this turn's flush. */
   get backlog(): number {
-    return this.#socket.writableLength + this.#queuedBytes + this.#at - this.#from;
+    const unsealed = this.#segment === undefined ? 0 : this.#segmentEnd - this.#segmentStart;
+    return this.#socket.writableLength + this.#queuedBytes + unsealed;
   }
 
   /** Frame header (9 bytes) into the packed chunk. */
