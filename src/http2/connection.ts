@@ -42,6 +42,12 @@ const MAX_CONTINUATIONS = 32;
  * direct-mapped table by stream id (a power of two), so closing a stream writes two numbers.
  */
 const RECENTLY_CLOSED = 1024;
+/**
+ * Entries per SETTINGS frame (nghttp2's default too). There are seven settings; each
+ * INITIAL_WINDOW_SIZE entry moves the window of every open stream, so a 16 KB frame of them
+ * would cost a pass over the streams for each of its 2,730 entries.
+ */
+const MAX_SETTINGS_ENTRIES = 32;
 /** PINGs of ours awaiting their ACK. */
 const MAX_OUTSTANDING_PINGS = 10;
 /**
@@ -450,6 +456,7 @@ export abstract class Http2Connection implements StreamHost {
       return;
     }
     if (payload.length % 6 !== 0) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS length not a multiple of 6 (§6.5)');
+    if (payload.length > 6 * MAX_SETTINGS_ENTRIES) throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, `SETTINGS with more than ${MAX_SETTINGS_ENTRIES} entries`);
     for (let offset = 0; offset < payload.length; offset += 6) {
       const id = payload.readUInt16BE(offset);
       const value = payload.readUInt32BE(offset + 2);

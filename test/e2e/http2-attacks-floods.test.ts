@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startAttackBench, type AttackBench } from '../helpers/abuse.ts';
 import { Flag, FrameType, frame, grpcRequestHeaders, ping, settings } from '../helpers/raw-h2.ts';
-import { data, ErrorCode, flood, priority, windowUpdate } from '../helpers/raw-h2-attack.ts';
+import { data, echoRequestMessage, ErrorCode, flood, priority, Setting, settingsWith, windowUpdate } from '../helpers/raw-h2-attack.ts';
 
 /** What a flood of small frames adds to the proxy's RSS (what it read and wrote, garbage until collected). Measured: 0–2 MiB. */
 const RSS_BUDGET = 16 << 20;
@@ -47,4 +47,15 @@ describe('HTTP/2 attacks: control frame and empty frame floods', () => {
       assert.equal(outcome.connection.answers.goAway?.code, ErrorCode.ENHANCE_YOUR_CALM);
     });
   }
+
+  it('SETTINGS frames of 2,730 entries each (a 16 KB frame, every entry an INITIAL_WINDOW_SIZE that moves 100 open streams) get GOAWAY ENHANCE_YOUR_CALM', async () => {
+    const slow = echoRequestMessage({ delayMs: 10_000 });
+    const outcome = await bench.attack('SETTINGS with thousands of entries', { rssBudget: RSS_BUDGET }, async (connection) => {
+      connection.send(Buffer.concat(Array.from({ length: 100 }, (_, i) => [frame(FrameType.HEADERS, Flag.END_HEADERS, 1 + 2 * i, grpcRequestHeaders()), data(1 + 2 * i, slow, Flag.END_STREAM)]).flat()));
+      const entries = Array.from({ length: 2_730 }, (_, i) => [Setting.INITIAL_WINDOW_SIZE, 65_535 + (i % 2)] as const);
+      const big = settingsWith(entries);
+      await flood(connection, () => big, 2_000);
+    });
+    assert.equal(outcome.connection.answers.goAway?.code, ErrorCode.ENHANCE_YOUR_CALM);
+  });
 });
