@@ -175,6 +175,18 @@ export class ServerConnection extends Http2Connection {
     this.connectionError(kind === 'handshake_timeout' ? ErrorCode.SETTINGS_TIMEOUT : ErrorCode.ENHANCE_YOUR_CALM, message);
   }
 
+  /**
+   * A connection error of ENHANCE_YOUR_CALM that the frame checks raise (a CONTINUATION flood, a SETTINGS
+   * frame of too many entries) is abuse as much as a budget spent, and is reported the same way.
+   */
+  override connectionError(code: number, message: string): void {
+    if (code === ErrorCode.ENHANCE_YOUR_CALM && !this.#abusive && !this.closed) {
+      this.#abusive = true;
+      this.#options.onAbusive?.('protocol_violations');
+    }
+    super.connectionError(code, message);
+  }
+
   /** Closes the connection for a budget the RPC path keeps (src/security/connection-guard.ts). */
   closeAsAbusive(): void {
     if (this.#abusive || this.closed) return;
