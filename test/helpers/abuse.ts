@@ -152,7 +152,10 @@ export interface AttackOptions {
  * must not slow the bystander), with a helper that runs one attack while a well-behaved grpc-js
  * client calls through the proxy on its own connection. After each attack it asserts what every
  * attack test must show: the proxy process lives, its RSS grew less than the attack's stated budget,
- * and the bystander saw no error and completed calls after the attack ended.
+ * and the bystander saw no error (each call has a 5 s deadline) and completed calls after the attack
+ * ended. Its p99 is reported, not asserted: with other test files beside it on a 2-core machine it
+ * measured 5–170 ms, and over 1 s when the machine's load was 15; what made it slow in the past (streams
+ * routed before their resets were read) is asserted where it can happen, as a count of routed streams.
  */
 export interface AttackBench {
   readonly proxy: ChildProxy;
@@ -180,12 +183,6 @@ export interface AttackBenchOptions {
 
 /** Bystander calls per attack, at least: during it and after. */
 const BYSTANDER_CALLS = 100;
-/**
- * Generous: the bystander's p99 during an attack, on a 2-core CI machine running the suite two files at a
- * time. Measured 5–170 ms; an attack that held the proxy's event loop (streams routed before their resets
- * were read did: 300–520 ms) shows here.
- */
-const BYSTANDER_P99_BOUND_MS = 500;
 
 export async function startAttackBench(options: AttackBenchOptions = {}): Promise<AttackBench> {
   const backends = await Promise.all([spawnEchoProcess('backend-0'), spawnEchoProcess('backend-1')]);
@@ -233,7 +230,6 @@ ${options.routes ?? ''}
     assert.ok(proxy.alive(), `${name}: the proxy process is still running`);
     assert.deepEqual(report.errors, [], `${name}: the bystander saw no error`);
     assert.ok(growth < rssBudget, `${name}: RSS grew ${mib(growth)} MiB, over the budget of ${mib(rssBudget)} MiB`);
-    assert.ok(report.p99Ms < BYSTANDER_P99_BOUND_MS, `${name}: the bystander's p99 was ${report.p99Ms.toFixed(1)} ms`);
     return { rssBefore, rssPeak, bystander: report };
   };
 
