@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startAttackBench, type AttackBench } from '../helpers/abuse.ts';
 import { Flag, FrameType, frame, grpcRequestHeaders, headerBlock, indexedField, indexedLiteral, type RawConnectOptions } from '../helpers/raw-h2.ts';
-import { connectReady, echoRequestMessage, Setting, settingsWith, windowUpdate, type AttackConnection } from '../helpers/raw-h2-attack.ts';
+import { connectReady, echoRequestMessage, ErrorCode, Setting, settingsWith, windowUpdate, type AttackConnection } from '../helpers/raw-h2-attack.ts';
 
 const SLOW_CONNECTIONS = 5;
 const STREAMS_PER_CONNECTION = 100;
@@ -186,3 +186,37 @@ describe('HTTP/2 attacks: clients that never read', () => {
     console.log(`# trailers-only answers not read: ${(await bench.rpcsFrom(attackerPeer)).length} requests answered`);
   });
 });
+
+describe('HTTP/2 attacks: what one connection may hold (max_session_memory_mb)', () => {
+  let bench: AttackBench;
+
+  before(async () => {
+    bench = await startAttackBench({ http2: '{ max_session_memory_mb: 1 }' });
+  });
+
+  after(() => bench.close());
+
+  it('a connection whose stalled streams hold 1 MiB gets new streams refused (REFUSED_STREAM), not closed; its other streams go on', async () => {
+    let connection: AttackConnection | undefined;
+    try {
+      await bench.underLoad('session memory', RSS_BUDGET, async () => {
+        connection = await connectReady(bench.proxy.port, { initialWindowSize: 0 });
+        // Each stalled server stream holds a write queue of 16 KiB: 100 of them are 1.6 MiB, over the limit.
+        connection.send(serverStreams(STREAMS_PER_CONNECTION));
+        await waitUntil(() => headersOn(connection!) >= STREAMS_PER_CONNECTION, 'every stream to have response headers');
+        // Wait for their queues to fill: until a new stream is refused.
+        let id = 1 + 2 * STREAMS_PER_CONNECTION;
+        await waitUntil(() => {
+          if (connection!.answers.resets.get(id - 2) === ErrorCode.REFUSED_STREAM) return true;
+          connection!.send(Buffer.concat(SERVER_STREAM.map((make) => make(id))));
+          id += 2;
+          return false;
+        }, 'a stream refused for the memory the connection holds', 10_000);
+        assert.ok(!connection.socket.destroyed, 'refused, not closed: the client did nothing wrong');
+      });
+    } finally {
+      connection?.close();
+    }
+  });
+});
+

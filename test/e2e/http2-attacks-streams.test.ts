@@ -115,6 +115,19 @@ describe('HTTP/2 attacks: stream ids, closed streams, frame sizes, prefaces', ()
     assert.equal(outcome.connection.answers.goAway?.code, ErrorCode.ENHANCE_YOUR_CALM);
   });
 
+  it('streams beyond max_concurrent_streams get RST_STREAM REFUSED_STREAM, each a glitch; a flood of them gets GOAWAY ENHANCE_YOUR_CALM', async () => {
+    const slow = echoRequestMessage({ delayMs: 10_000 });
+    const outcome = await bench.attack('streams over max_concurrent_streams', { rssBudget: RSS_BUDGET }, async (connection) => {
+      // 100 slow RPCs fill the connection's streams; what comes after them is refused.
+      connection.send(Buffer.concat(Array.from({ length: 100 }, (_, i) => [openStream(1 + 2 * i), data(1 + 2 * i, slow, Flag.END_STREAM)]).flat()));
+      await until(() => connection.answers.answered.size === 100, 'the backends\' headers on the 100 streams');
+      await flood(connection, (batch) => Buffer.concat(Array.from({ length: 50 }, (_, i) => request(201 + 2 * (batch * 50 + i))).flat()), 1_000);
+    });
+    const { answers } = outcome.connection;
+    assert.equal(answers.resets.get(201), ErrorCode.REFUSED_STREAM);
+    assert.equal(answers.goAway?.code, ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
   it('a DATA frame one byte over SETTINGS_MAX_FRAME_SIZE is a connection error FRAME_SIZE_ERROR (§4.2)', async () => {
     const outcome = await bench.attack('DATA over the frame size', { rssBudget: RSS_BUDGET }, async (connection) => {
       connection.send(Buffer.concat([openStream(1), data(1, Buffer.alloc(16_385))]));
