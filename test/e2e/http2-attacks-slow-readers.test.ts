@@ -22,7 +22,8 @@ const STREAMS_PER_CONNECTION = 100;
 /**
  * RSS the attack may add to the warmed-up proxy. 500 stalled streams hold at most one 64 KiB upstream
  * window and one write queue (16 KiB) each, about 40 MiB, plus garbage not yet collected: measured
- * 60–80 MiB. It was 470 MiB with 1 MiB windows.
+ * 44–58 MiB with stream windows of 0, 10–44 MiB with the connection window spent. It was 470 MiB with
+ * 1 MiB windows.
  */
 const RSS_BUDGET = 150 << 20;
 /**
@@ -38,7 +39,7 @@ const UNREAD_STREAMS = 20;
  * 10 KB written for each, none of it flow-controlled. Before the proxy stopped reading such a client,
  * its RSS grew by 100 MiB in about a second, and on for as long as the client kept sending. Now it grows
  * while the kernel's socket buffers fill (~10 MB of answers, garbage until collected), then stays:
- * measured 5–43 MiB.
+ * measured 5–39 MiB.
  */
 const TRAILERS_ONLY_RSS_BUDGET = 64 << 20;
 const DENIED_MESSAGE = 'n'.repeat(10_000);
