@@ -182,7 +182,7 @@ export class ServerConnection extends Http2Connection {
   override connectionError(code: number, message: string): void {
     if (code === ErrorCode.ENHANCE_YOUR_CALM && !this.#abusive && !this.closed) {
       this.#abusive = true;
-      this.#options.onAbusive?.('protocol_violations');
+      this.#options.onAbusive?.('protocol_violations', this);
     }
     super.connectionError(code, message);
   }
