@@ -204,8 +204,8 @@ export abstract class Http2Connection implements StreamHost {
   /** We are about to reset a stream because of what the peer sent (MadeYouReset counts these). */
   protected resettingForPeer(_code: number): void {}
   /**
-   * A frame ignored on a closed stream where a correct peer sends few: RST_STREAM on a stream that is
-   * already closed, HEADERS after our reset (§5.4.2 asks us to ignore them; a stream of them burns CPU).
+   * A frame ignored on a closed stream where a correct peer sends few: RST_STREAM again on a stream it
+   * reset already, HEADERS after our reset (§5.4.2 asks us to ignore them; a stream of them burns CPU).
    */
   protected ignoredOnClosedStream(_kind: string): void {}
   /**
@@ -444,7 +444,15 @@ export abstract class Http2Connection implements StreamHost {
     if (payload.length !== 4) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM of the wrong length (§6.4)');
     if (this.#isIdle(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on an idle stream (§6.4)');
     const stream = this.streams.get(streamId);
-    if (!stream) return this.ignoredOnClosedStream('RST_STREAM');
+    if (!stream) {
+      // A client that gives up on a call may reset a stream that has just ended (grpc-js does, for a call
+      // that failed): once per stream is ordinary, and after it the stream counts as reset by the peer.
+      // A stream forgotten already (many streams closed since) may have been closed a moment ago: ignored.
+      const how = this.#howClosed(streamId);
+      if (how === ClosedHow.Ended || how === ClosedHow.ResetByUs) return this.#rememberClosed(streamId, ClosedHow.ResetByPeer);
+      if (how === ClosedHow.ResetByPeer) this.ignoredOnClosedStream('RST_STREAM');
+      return;
+    }
     this.#rememberClosed(streamId, ClosedHow.ResetByPeer);
     this.onPeerReset(stream, payload.readUInt32BE(0));
   }

@@ -136,13 +136,12 @@ export class ServerConnection extends Http2Connection {
 
   /**
    * Below the last stream the client opened, an id not remembered as closed was skipped, or closed
-   * RECENTLY_CLOSED streams ago. HEADERS on it opens a stream going backwards (§5.1.1); DATA is
-   * answered as on a closed stream (§5.1) and counted like a reset.
+   * long enough ago to be forgotten (with thousands of streams at once, that is soon). HEADERS on it
+   * opens a stream going backwards (§5.1.1: a gRPC client sends no trailers). DATA is ignored, uncounted:
+   * it may have been on its way when the stream closed.
    */
   protected override frameOnUnknownStream(streamId: number, kind: string): void {
     if (kind === 'HEADERS') throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}, below the last stream opened (§5.1.1)`);
-    this.resettingForPeer();
-    this.resetUnopened(streamId, ErrorCode.STREAM_CLOSED);
   }
 
   #glitch(what: string): void {
