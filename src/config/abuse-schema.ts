@@ -19,6 +19,11 @@ export const http2AbuseFields = {
   max_response_message_bytes: positiveInt(2 ** 32 - 1).default(DEFAULT_MAX_MESSAGE_BYTES),
   /** A connection with no open stream for this long gets GOAWAY. */
   idle_timeout: durationOrOff.default(300_000),
+  /**
+   * A client must send the HTTP/2 connection preface and its first SETTINGS within this (after TLS, when
+   * there is TLS; in the clear, its first bytes within this too), or the connection is closed.
+   */
+  handshake_timeout: duration.default(10_000),
   /** A stream with no frame either way for this long is reset. Off by default: long-lived streams are often quiet. */
   stream_idle_timeout: durationOrOff.default('off'),
   /**

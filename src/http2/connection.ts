@@ -42,8 +42,21 @@ const MAX_CONTINUATIONS = 32;
  * direct-mapped table by stream id (a power of two), so closing a stream writes two numbers.
  */
 const RECENTLY_CLOSED = 1024;
+/**
+ * Entries per SETTINGS frame (nghttp2's default too). There are seven settings; each
+ * INITIAL_WINDOW_SIZE entry moves the window of every open stream, so a 16 KB frame of them
+ * would cost a pass over the streams for each of its 2,730 entries.
+ */
+const MAX_SETTINGS_ENTRIES = 32;
 /** PINGs of ours awaiting their ACK. */
 const MAX_OUTSTANDING_PINGS = 10;
+/**
+ * Bytes written that the peer has not read (beyond what the kernel took) past which no stream sends DATA,
+ * and the peer's socket is not read, until the socket drains. Flow-control windows bound what a peer may be sent, but a peer that opens them
+ * wide and does not read would otherwise have everything its streams are sent buffered here. The kernel's
+ * own buffer keeps the path busy meanwhile.
+ */
+const MAX_WRITE_BACKLOG = 1 << 20;
 
 const CONNECTION = Symbol('switchyard.http2Connection');
 type OwnedSocket = Socket & { [CONNECTION]: Http2Connection };
@@ -62,6 +75,10 @@ function onSocketClose(this: OwnedSocket): void {
 
 function onSocketEnd(this: OwnedSocket): void {
   this[CONNECTION].destroy(new Error('the peer ended the connection'));
+}
+
+function onSocketDrain(this: OwnedSocket): void {
+  this[CONNECTION].drained();
 }
 
 /** The length field of the frame header at `offset`; one past SETTINGS_MAX_FRAME_SIZE is a connection error (§4.2). */
@@ -94,11 +111,15 @@ export abstract class Http2Connection implements StreamHost {
   peerEnableConnectProtocol = false;
   peerSettingsReceived = false;
   connectionSendWindow = DEFAULT_WINDOW;
+  /** DATA frames sent so far: what the peer's WINDOW_UPDATEs answer (a server's flood limit). */
+  dataFramesSent = 0;
   #connectionRecvWindow = DEFAULT_WINDOW;
   #connectionConsumed = 0;
   // Reading: a frame split across reads, and how much of it has arrived.
   #partial: Buffer | undefined;
   #partialFilled = 0;
+  /** The socket is not read while the peer does not read what was written to it. */
+  #readingPaused = false;
   /** Bytes of the client preface still expected (a server's first read). */
   protected prefaceRemaining = 0;
   #firstFrame = true;
@@ -133,6 +154,7 @@ export abstract class Http2Connection implements StreamHost {
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
     socket.on('end', onSocketEnd);
+    socket.on('drain', onSocketDrain);
   }
 
   /** Our SETTINGS, and the connection window raised. Subclasses call it to open the connection. */
@@ -153,6 +175,10 @@ export abstract class Http2Connection implements StreamHost {
 
   get localStreamWindow(): number {
     return this.local.streamWindow;
+  }
+
+  get writeBacklogged(): boolean {
+    return this.writer.backlog >= MAX_WRITE_BACKLOG;
   }
 
   get activeStreams(): number {
@@ -177,6 +203,16 @@ export abstract class Http2Connection implements StreamHost {
   protected frameReceived(_type: number, _flags: number, _streamId: number, _length: number): void {}
   /** We are about to reset a stream because of what the peer sent (MadeYouReset counts these). */
   protected resettingForPeer(_code: number): void {}
+  /**
+   * A frame ignored on a closed stream where a correct peer sends few: RST_STREAM again on a stream it
+   * reset already, HEADERS after our reset (§5.4.2 asks us to ignore them; a stream of them burns CPU).
+   */
+  protected ignoredOnClosedStream(_kind: string): void {}
+  /**
+   * A frame on a stream id below the last the peer opened that is not among the streams remembered as
+   * closed: never opened, or closed long ago. Ignored unless a subclass decides otherwise.
+   */
+  protected frameOnUnknownStream(_streamId: number, _kind: string): void {}
   /** The connection is gone; every stream has been closed. */
   protected onClosed(_error: Error | undefined): void {}
 
@@ -210,6 +246,12 @@ export abstract class Http2Connection implements StreamHost {
       }
       if (offset < end) this.#startPartial(data, offset);
       this.afterRead();
+      // Requests answered without DATA (trailers only) are not held back by windows: a peer that sends
+      // them and does not read is not read either until it does.
+      if (this.writeBacklogged && !this.#readingPaused) {
+        this.#readingPaused = true;
+        this.socket.pause();
+      }
     } catch (error) {
       if (error instanceof Http2Error) this.connectionError(error.code, error.message);
       else this.destroy(error as Error);
@@ -404,7 +446,15 @@ export abstract class Http2Connection implements StreamHost {
     if (payload.length !== 4) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM of the wrong length (§6.4)');
     if (this.#isIdle(streamId)) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on an idle stream (§6.4)');
     const stream = this.streams.get(streamId);
-    if (!stream) return;
+    if (!stream) {
+      // A client that gives up on a call may reset a stream that has just ended (grpc-js does, for a call
+      // that failed): once per stream is ordinary, and after it the stream counts as reset by the peer.
+      // A stream forgotten already (many streams closed since) may have been closed a moment ago: ignored.
+      const how = this.#howClosed(streamId);
+      if (how === ClosedHow.Ended || how === ClosedHow.ResetByUs) return this.#rememberClosed(streamId, ClosedHow.ResetByPeer);
+      if (how === ClosedHow.ResetByPeer) this.ignoredOnClosedStream('RST_STREAM');
+      return;
+    }
     this.#rememberClosed(streamId, ClosedHow.ResetByPeer);
     this.onPeerReset(stream, payload.readUInt32BE(0));
   }
@@ -416,6 +466,7 @@ export abstract class Http2Connection implements StreamHost {
       return;
     }
     if (payload.length % 6 !== 0) throw new Http2Error(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS length not a multiple of 6 (§6.5)');
+    if (payload.length > 6 * MAX_SETTINGS_ENTRIES) throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, `SETTINGS with more than ${MAX_SETTINGS_ENTRIES} entries`);
     for (let offset = 0; offset < payload.length; offset += 6) {
       const id = payload.readUInt16BE(offset);
       const value = payload.readUInt32BE(offset + 2);
@@ -516,12 +567,32 @@ export abstract class Http2Connection implements StreamHost {
       this.writer.rstStream(streamId, ErrorCode.STREAM_CLOSED);
     } else if (how === ClosedHow.Ended) {
       throw new Http2Error(ErrorCode.STREAM_CLOSED, `${kind} on a closed stream (§5.1)`);
+    } else if (how === ClosedHow.ResetByUs) {
+      // Trailers may have been on their way; DATA too, up to a window of it, so DATA is not counted.
+      if (kind === 'HEADERS') this.ignoredOnClosedStream(kind);
+    } else {
+      this.frameOnUnknownStream(streamId, kind);
     }
+  }
+
+  /** RST_STREAM for a stream that was never opened (refused, malformed): frames already on their way are ignored. */
+  protected resetUnopened(streamId: number, code: number): void {
+    this.writer.rstStream(streamId, code);
+    this.#rememberClosed(streamId, ClosedHow.ResetByUs);
+  }
+
+  /** A stream the peer opened that is not processed (past our GOAWAY): its frames are ignored (§6.8). */
+  protected ignoreUnopened(streamId: number): void {
+    this.#rememberClosed(streamId, ClosedHow.ResetByUs);
   }
 
   #rememberClosed(streamId: number, how: ClosedHow): void {
     const slot = (streamId >>> 1) & (RECENTLY_CLOSED - 1);
-    (this.#closedIds ??= new Uint32Array(RECENTLY_CLOSED))[slot] = streamId;
+    const ids = (this.#closedIds ??= new Uint32Array(RECENTLY_CLOSED));
+    // Streams close out of order: a long one closing after a higher id of its slot is forgotten rather
+    // than let the higher id look never opened (#neverOpened relies on a slot only ever growing).
+    if (ids[slot]! > streamId) return;
+    ids[slot] = streamId;
     (this.#closedHow ??= new Uint8Array(RECENTLY_CLOSED))[slot] = how;
   }
 
@@ -533,16 +604,11 @@ export abstract class Http2Connection implements StreamHost {
 
   /**
    * A stream id that is neither open nor idle was never opened when its slot holds a lower id: every stream
-   * that closes, or that we refuse or ignore (notOpened), is written there, and only a higher id of the same
+   * that closes, or that we refuse or ignore before it opened (resetUnopened, ignoreUnopened), is written there, and only a higher id of the same
    * slot overwrites it.
    */
   #neverOpened(streamId: number): boolean {
     return (this.#closedIds?.[(streamId >>> 1) & (RECENTLY_CLOSED - 1)] ?? 0) < streamId;
-  }
-
-  /** Stream `streamId` was refused, found malformed or left unprocessed before it opened: what the peer still sends on it is ignored (§5.4.2). */
-  protected notOpened(streamId: number): void {
-    this.#rememberClosed(streamId, ClosedHow.ResetByUs);
   }
 
   /** A stream id that was never opened: above the last one either side opened. */
@@ -557,9 +623,8 @@ export abstract class Http2Connection implements StreamHost {
 
   #resetById(streamId: number, code: number): void {
     const stream = this.streams.get(streamId);
-    if (stream) return stream.reset(code);
-    this.writer.rstStream(streamId, code);
-    this.notOpened(streamId);
+    if (stream) stream.reset(code);
+    else this.resetUnopened(streamId, code);
   }
 
   #creditConnection(bytes: number): void {
@@ -570,9 +635,18 @@ export abstract class Http2Connection implements StreamHost {
     this.#connectionConsumed = 0;
   }
 
+  /** The peer read what was written: streams waiting for it send, and its socket is read again. */
+  drained(): void {
+    this.#flushBlocked();
+    if (this.#readingPaused && !this.writeBacklogged && !this.closed) {
+      this.#readingPaused = false;
+      this.socket.resume();
+    }
+  }
+
   #flushBlocked(): void {
     for (const stream of this.#blocked) {
-      if (this.connectionSendWindow <= 0) break;
+      if (this.connectionSendWindow <= 0 || this.writeBacklogged) break;
       stream.flushOutbound();
       if (!stream.hasQueuedOutbound) this.#blocked.delete(stream);
     }
@@ -582,6 +656,7 @@ export abstract class Http2Connection implements StreamHost {
 
   sendData(stream: StreamCore, payload: Buffer, endStream: boolean): void {
     stream.quietSweeps = 0;
+    this.dataFramesSent++;
     this.connectionSendWindow -= payload.length;
     this.writer.data(stream.id, payload, endStream);
   }

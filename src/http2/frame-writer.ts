@@ -51,6 +51,12 @@ export class FrameWriter {
     return this.#socket.writableLength;
   }
 
+  /** Bytes written and not yet taken by the kernel: the socket's buffer and what waits for this turn's flush. */
+  get backlog(): number {
+    const unsealed = this.#segment === undefined ? 0 : this.#segmentEnd - this.#segmentStart;
+    return this.#socket.writableLength + this.#queuedBytes + unsealed;
+  }
+
   /** Frame header (9 bytes) into the packed chunk. */
   header(length: number, type: number, flags: number, streamId: number): void {
     const out = this.#room(FRAME_HEADER_LENGTH);

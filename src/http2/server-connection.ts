@@ -9,8 +9,9 @@
  * - control frames (SETTINGS, PING, PRIORITY) past control_frame_burst/rate;
  * - streams reset, by the client or by us because of what it sent
  *   (MadeYouReset, CVE-2025-8671), past stream_reset_burst/rate;
- * - other glitches (empty DATA frames, streams refused over the concurrency
- *   limit, malformed requests) past GLITCH_BURST/rate;
+ * - other glitches (empty DATA frames, WINDOW_UPDATEs beyond the DATA sent,
+ *   streams refused over the concurrency limit, malformed requests) past
+ *   GLITCH_BURST/rate;
  * and the preface and SETTINGS must come within the handshake timeout.
  * A client over a budget gets GOAWAY ENHANCE_YOUR_CALM and is disconnected.
  */
@@ -26,6 +27,13 @@ import { HIGH_WATER, type StreamCore } from './stream.ts';
 /** Other glitches a connection may commit at once, and per second after that. */
 const GLITCH_BURST = 200;
 const GLITCHES_PER_SECOND = 20;
+/**
+ * A client's WINDOW_UPDATEs answer the DATA we send: one for the stream and one for the connection per
+ * DATA frame at most (clients batch them, so far fewer), plus a few to open windows up front. Beyond that
+ * they move nothing and each is a glitch (Envoy limits them the same way).
+ */
+const WINDOW_UPDATES_UP_FRONT = 100;
+const WINDOW_UPDATES_PER_DATA_FRAME = 2;
 
 /** Which budget a client went past. */
 export type AbuseKind = 'control_frame_flood' | 'stream_reset_flood' | 'protocol_violations' | 'handshake_timeout';
@@ -68,6 +76,7 @@ export class ServerConnection extends Http2Connection {
   #arrivedHeaders: HeaderMap[] = [];
   #handshakeTimer: NodeJS.Timeout | undefined;
   #abusive = false;
+  #windowUpdates = 0;
 
   constructor(socket: Socket, options: ServerConnectionOptions) {
     super(socket, options.local);
@@ -111,12 +120,28 @@ export class ServerConnection extends Http2Connection {
     } else if (type === FrameType.DATA && length === 0 && (flags & Flag.END_STREAM) === 0) {
       // An empty DATA frame moves nothing: a stream of them is a way to burn CPU.
       this.#glitch('empty DATA frames');
+    } else if (type === FrameType.WINDOW_UPDATE && ++this.#windowUpdates > WINDOW_UPDATES_UP_FRONT + WINDOW_UPDATES_PER_DATA_FRAME * this.dataFramesSent) {
+      this.#glitch('WINDOW_UPDATE frames beyond the DATA sent');
     }
     if (this.closed) throw new Http2Error(ErrorCode.ENHANCE_YOUR_CALM, 'closed for abuse');
   }
 
   protected override resettingForPeer(): void {
     if (!this.#resets.tryTake()) this.#abuse('stream_reset_flood', 'too many streams reset');
+  }
+
+  protected override ignoredOnClosedStream(kind: string): void {
+    this.#glitch(`${kind} on closed streams`);
+  }
+
+  /**
+   * Below the last stream the client opened, an id that was opened and closed long enough ago to be
+   * forgotten (with thousands of streams at once, that is soon; skipped ids are told apart and refused
+   * earlier). HEADERS on it opens a stream going backwards (§5.1.1: a gRPC client sends no trailers).
+   * DATA is ignored, uncounted: it may have been on its way when we reset the stream.
+   */
+  protected override frameOnUnknownStream(streamId: number, kind: string): void {
+    if (kind === 'HEADERS') throw new Http2Error(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}, below the last stream opened (§5.1.1)`);
   }
 
   #glitch(what: string): void {
@@ -149,6 +174,18 @@ export class ServerConnection extends Http2Connection {
     this.connectionError(kind === 'handshake_timeout' ? ErrorCode.SETTINGS_TIMEOUT : ErrorCode.ENHANCE_YOUR_CALM, message);
   }
 
+  /**
+   * A connection error of ENHANCE_YOUR_CALM that the frame checks raise (a CONTINUATION flood, a SETTINGS
+   * frame of too many entries) is abuse as much as a budget spent, and is reported the same way.
+   */
+  override connectionError(code: number, message: string): void {
+    if (code === ErrorCode.ENHANCE_YOUR_CALM && !this.#abusive && !this.closed) {
+      this.#abusive = true;
+      this.#options.onAbusive?.('protocol_violations', this);
+    }
+    super.connectionError(code, message);
+  }
+
   /** Closes the connection for a budget the RPC path keeps (src/security/connection-guard.ts). */
   closeAsAbusive(): void {
     if (this.#abusive || this.closed) return;
@@ -164,17 +201,20 @@ export class ServerConnection extends Http2Connection {
     if (streamId <= this.lastPeerStreamId) return this.headersOnClosedStream(streamId);
     this.lastPeerStreamId = streamId;
     // After our GOAWAY, streams past its last stream id are not processed; the client knows to retry them.
-    if (this.goAwaySent && streamId > this.goAwayLastStreamId) return this.notOpened(streamId);
+    if (this.goAwaySent && streamId > this.goAwayLastStreamId) return this.ignoreUnopened(streamId);
     if (this.streams.size >= this.local.maxConcurrentStreams) {
-      this.#refuse(streamId, ErrorCode.REFUSED_STREAM);
+      this.resetUnopened(streamId, ErrorCode.REFUSED_STREAM);
       return this.#glitch('streams over SETTINGS_MAX_CONCURRENT_STREAMS');
     }
     // Refused, not a glitch: the client did nothing wrong, its streams are just not being read fast enough.
-    if (this.#overBufferBudget()) return this.#refuse(streamId, ErrorCode.REFUSED_STREAM);
+    if (this.#overBufferBudget()) return this.resetUnopened(streamId, ErrorCode.REFUSED_STREAM);
     const stream = new ServerStream(streamId, this, this.peerInitialWindow);
     let headers: HeaderMap;
     stream.headerListSize = this.headerList.size;
     if (result === 'too_large') {
+      // The decoder stops at the octet limit or at the field limit; the RPC path refuses a list over the octet
+      // limit, so one cut for its number of fields must be over it too (else it went on as an empty request).
+      stream.headerListSize = Math.max(this.headerList.size, this.local.maxHeaderListSize + 1);
       headers = emptyHeaderMap();
     } else {
       const parsed = requestHeaders(this.headerList, this.local.enableConnectProtocol === true);
@@ -222,16 +262,11 @@ export class ServerConnection extends Http2Connection {
 
   #malformed(streamId: number, why: Malformed): void {
     this.resettingForPeer();
-    this.#refuse(streamId, ErrorCode.PROTOCOL_ERROR);
+    this.resetUnopened(streamId, ErrorCode.PROTOCOL_ERROR);
     void why;
   }
 
   /** RST_STREAM for a stream that never opened. */
-  #refuse(streamId: number, code: number): void {
-    this.writer.rstStream(streamId, code);
-    this.notOpened(streamId);
-  }
-
   #malformedStream(stream: ServerStream, _why: string): void {
     this.resettingForPeer();
     stream.reset(ErrorCode.PROTOCOL_ERROR);

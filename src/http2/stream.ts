@@ -29,6 +29,8 @@ export interface StreamHost {
   readonly peerMaxFrameSize: number;
   /** Our SETTINGS_INITIAL_WINDOW_SIZE: each stream's receive window. */
   readonly localStreamWindow: number;
+  /** The peer is not reading the socket: no more DATA until it does (the stream waits as for window). */
+  readonly writeBacklogged: boolean;
   sendData(stream: StreamCore, payload: Buffer, endStream: boolean): void;
   sendHeaders(stream: StreamCore, headers: HeaderMap, endStream: boolean): void;
   sendWindowUpdate(streamId: number, increment: number): void;
@@ -154,6 +156,7 @@ export abstract class StreamCore {
   #sendAsAllowed(chunk: Buffer, endStream: boolean): Buffer | undefined {
     const host = this.host;
     while (chunk.length > 0) {
+      if (host.writeBacklogged) return chunk;
       const room = Math.min(this.sendWindow, host.connectionSendWindow, host.peerMaxFrameSize);
       if (room <= 0) return chunk;
       const piece = chunk.length <= room ? chunk : chunk.subarray(0, room);

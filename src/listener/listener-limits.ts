@@ -11,8 +11,6 @@ import type { ConnectionGuardConfig } from '../security/connection-guard.ts';
 
 /** Header fields per request: gRPC metadata beyond a few dozen entries is abuse, not use. */
 const MAX_HEADER_FIELDS = 128;
-/** A client must send the preface and its SETTINGS within this (after TLS, when there is TLS). */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export function localSettings(config: ListenerConfig): LocalSettings {
   const limits = config.http2;
@@ -32,7 +30,7 @@ export function serverLimits(config: ListenerConfig): ServerLimits {
     controlFramesPerSecond: limits.control_frames_per_second,
     streamResetBurst: limits.stream_reset_burst,
     streamResetRate: limits.stream_reset_rate,
-    handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+    handshakeTimeoutMs: limits.handshake_timeout,
     maxBufferedBytes: limits.max_session_memory_mb * (1 << 20),
   };
 }

@@ -116,7 +116,7 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
   const onPlainSocket = (socket: net.Socket) => {
     accepted++;
     socket.on('error', ignore);
-    sniffProtocol(socket, (isHttp2, head) => (isHttp2 ? onHttp2Socket(socket, head) : http1.accept(socket, head)));
+    sniffProtocol(socket, current.http2.handshake_timeout, (isHttp2, head) => (isHttp2 ? onHttp2Socket(socket, head) : http1.accept(socket, head)));
   };
 
   /** Per config, what every connection shares: its settings, limits and the callbacks (told which connection). */
@@ -315,11 +315,11 @@ const PREFACE_START = Buffer.from('PRI * HTTP/2.0\r\n');
 /**
  * Tells a cleartext client's protocol from its first bytes: the HTTP/2 preface, or anything else
  * (HTTP/1.1). Calls `decided` once, with what was read meanwhile (to be put back), the socket paused.
- * A client that sends nothing in SNIFF_TIMEOUT_MS is closed.
+ * A client that sends nothing within `timeoutMs` (the listener's http2.handshake_timeout) is closed.
  */
-function sniffProtocol(socket: net.Socket, decided: (isHttp2: boolean, head: Buffer) => void): void {
+function sniffProtocol(socket: net.Socket, timeoutMs: number, decided: (isHttp2: boolean, head: Buffer) => void): void {
   let head: Buffer | undefined;
-  const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
   timer.unref();
   const onData = (chunk: Buffer) => {
     head = head === undefined ? chunk : Buffer.concat([head, chunk]);
@@ -334,9 +334,6 @@ function sniffProtocol(socket: net.Socket, decided: (isHttp2: boolean, head: Buf
   };
   socket.on('data', onData);
 }
-
-/** A cleartext client must send its first bytes within this (as the HTTP/2 handshake timeout). */
-const SNIFF_TIMEOUT_MS = 10_000;
 
 /** Whether the handshake asks for a client certificate, and whether it fails without a valid one. */
 function clientCertificateOptions(config: ListenerConfig, material: ListenerTls) {

@@ -8,6 +8,7 @@ import { startEchoSetup, waitFor, type EchoSetup, type RunningProxy } from '../h
 import { adminUrl, parseSamples } from '../helpers/admin.ts';
 import { capturingLogger } from '../helpers/secure-proxy.ts';
 import { Flag, FrameType, frame, grpcRequestHeaders, ping, rawConnect } from '../helpers/raw-h2.ts';
+import { connectReady } from '../helpers/raw-h2-attack.ts';
 
 const ENHANCE_YOUR_CALM = 0xb;
 
@@ -54,4 +55,16 @@ describe('connections closed as abusive', () => {
       assert.equal(logged[0]!.listener, 'main');
     });
   }
+
+  it('a CONTINUATION flood, cut by the frame checks rather than a budget, is reported the same way (protocol_violations)', async () => {
+    const before = await abusiveCount('protocol_violations');
+    const connection = await connectReady(proxy.port);
+    const peer = `127.0.0.1:${connection.socket.localPort}`;
+    connection.send(frame(FrameType.HEADERS, 0, 1, grpcRequestHeaders()));
+    for (let i = 0; i < 100 && !connection.socket.destroyed; i++) connection.send(frame(FrameType.CONTINUATION, 0, 1));
+    await connection.closed;
+    assert.equal(connection.goawayCode, ENHANCE_YOUR_CALM);
+    await waitFor(async () => (await abusiveCount('protocol_violations')) === before + 1, 'the protocol_violations count');
+    assert.equal(lines.filter((line) => line.msg === 'client connection closed as abusive' && line.peer === peer && line.limit === 'protocol_violations').length, 1);
+  });
 });

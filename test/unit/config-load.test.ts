@@ -34,6 +34,7 @@ describe('parseConfig: defaults', () => {
           max_request_message_bytes: 4 << 20,
           max_response_message_bytes: 4 << 20,
           idle_timeout: 300_000,
+          handshake_timeout: 10_000,
           stream_idle_timeout: 'off',
           stalled_stream_timeout: 30_000,
           stream_reset_burst: 200,

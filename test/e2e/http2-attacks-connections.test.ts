@@ -1,6 +1,8 @@
 /**
- * Connection-level limits: a slow TLS handshake, max_connections, the
- * connection idle timeout and the stream idle timeout.
+ * Connection-level limits: a slow TLS handshake, a slow HTTP/2 preface
+ * (handshake_timeout), the connection idle timeout, max_connections, the
+ * stream idle timeout, and a client that reads its control frame ACKs and
+ * keeps sending more.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,8 +11,16 @@ import * as grpc from '@grpc/grpc-js';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
 import { startBackends, startEchoSetup, unary, waitFor, type EchoSetup, type RunningProxy } from '../helpers/harness.ts';
-import { startChildProxy, wellBehavedLoad, type ChildProxy } from '../helpers/abuse.ts';
-import { FrameType, ping, rawConnect, settings } from '../helpers/raw-h2.ts';
+import { startAttackBench, startChildProxy, wellBehavedLoad, type AttackBench, type ChildProxy } from '../helpers/abuse.ts';
+import { ping, rawConnect, settings } from '../helpers/raw-h2.ts';
+import { connectReady, ErrorCode, watchAnswers, type AttackConnection, type ServerAnswers } from '../helpers/raw-h2-attack.ts';
+
+/** Sockets per kind of slow client, and idle connections. */
+const SLOW_SOCKETS = 50;
+const IDLE_CONNECTIONS = 200;
+/** What they may add to the proxy's RSS: a socket and a connection object each. Measured: 1–4 MiB. */
+const RSS_BUDGET = 32 << 20;
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
 /** Resolves with how long `socket` took to be closed by the server; rejects past `withinMs`. */
 function closedWithin(socket: net.Socket, withinMs: number): Promise<number> {
@@ -75,13 +85,78 @@ routes:
   });
 });
 
-describe('max_connections, idle_timeout and stream_idle_timeout', () => {
+describe('h2c: a slow HTTP/2 preface (handshake_timeout) and idle connections (idle_timeout)', () => {
+  let bench: AttackBench;
+
+  before(async () => {
+    bench = await startAttackBench({ http2: '{ handshake_timeout: 300ms, idle_timeout: 300ms }' });
+  });
+
+  after(() => bench.close());
+
+  /** A socket that sends `first`, then `dribble` a byte every 50 ms; resolves with what the server said and when it closed the socket. */
+  async function slowClient(first: Buffer, dribble: Buffer): Promise<{ answers: ServerAnswers; closedAfterMs: number }> {
+    const socket = net.connect(bench.proxy.port, '127.0.0.1').on('error', () => {});
+    const answers = watchAnswers(socket);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    if (first.length > 0) socket.write(first);
+    let next = 0;
+    const timer = setInterval(() => { if (next < dribble.length && !socket.destroyed) socket.write(dribble.subarray(next, ++next)); }, 50);
+    try {
+      return { answers, closedAfterMs: await closedWithin(socket, 3_000) };
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  it(`${SLOW_SOCKETS} sockets of each kind of slow preface are closed at handshake_timeout; past the preface's first line with GOAWAY SETTINGS_TIMEOUT`, async () => {
+    const kinds = [
+      { name: 'silent', first: Buffer.alloc(0), dribble: Buffer.alloc(0), goAway: undefined },
+      { name: 'the preface a byte at a time', first: Buffer.alloc(0), dribble: PREFACE, goAway: undefined },
+      { name: 'its first line, then the rest a byte at a time', first: PREFACE.subarray(0, 16), dribble: PREFACE.subarray(16), goAway: ErrorCode.SETTINGS_TIMEOUT },
+      { name: 'the whole preface and no SETTINGS', first: PREFACE, dribble: Buffer.alloc(0), goAway: ErrorCode.SETTINGS_TIMEOUT },
+    ];
+    let results: { answers: ServerAnswers; closedAfterMs: number }[][] = [];
+    await bench.underLoad('slow prefaces', RSS_BUDGET, async () => {
+      results = await Promise.all(kinds.map((kind) => Promise.all(Array.from({ length: SLOW_SOCKETS }, () => slowClient(kind.first, kind.dribble)))));
+    });
+    kinds.forEach((kind, i) => {
+      const times = results[i]!.map((r) => r.closedAfterMs);
+      assert.ok(Math.min(...times) >= 250, `${kind.name}: not closed before the timeout (${Math.min(...times).toFixed(0)} ms)`);
+      for (const { answers } of results[i]!) assert.equal(answers.goAway?.code, kind.goAway, kind.name);
+    });
+  });
+
+  it(`${IDLE_CONNECTIONS} connections with no stream get GOAWAY NO_ERROR at idle_timeout and are closed; PINGs do not keep one open`, async () => {
+    const connections: AttackConnection[] = [];
+    let keepalive: NodeJS.Timeout | undefined;
+    try {
+      await bench.underLoad('idle connections', RSS_BUDGET, async () => {
+        for (let i = 0; i < IDLE_CONNECTIONS; i++) connections.push(await connectReady(bench.proxy.port));
+        // One of them sends a PING every 100 ms, as a client's keepalive would.
+        const pinging = connections[0]!;
+        keepalive = setInterval(() => pinging.send(ping(1)), 100);
+        const started = performance.now();
+        await Promise.all(connections.map((c) => c.closed));
+        assert.ok(performance.now() - started >= 250, 'not before the idle timeout');
+      });
+    } finally {
+      clearInterval(keepalive);
+      for (const connection of connections) connection.close();
+    }
+    for (const connection of connections) {
+      assert.equal(connection.answers.goAway?.code, ErrorCode.NO_ERROR);
+    }
+  });
+});
+
+describe('max_connections and stream_idle_timeout', () => {
   let setup: EchoSetup;
   let proxy: RunningProxy;
 
   before(async () => {
     setup = await startEchoSetup(1, {
-      listeners: [{ name: 'main', port: 0, plaintext: true, max_connections: 3, http2: { idle_timeout: '300ms', stream_idle_timeout: '300ms' } }],
+      listeners: [{ name: 'main', port: 0, plaintext: true, max_connections: 3, http2: { stream_idle_timeout: '300ms' } }],
     });
     ({ proxy } = setup);
   });
@@ -99,13 +174,6 @@ describe('max_connections, idle_timeout and stream_idle_timeout', () => {
     assert.ok(!again.socket.destroyed);
     for (const c of [...open, again]) c.close();
     await waitFor(() => proxy.proxy.listeners[0]!.connectionCount === 0, 'the connections to be gone');
-  });
-
-  it('sends GOAWAY to a connection with no stream for idle_timeout, then closes it', async () => {
-    const connection = await rawConnect(proxy.port);
-    const took = await closedWithin(connection.socket, 3_000);
-    assert.ok(took >= 250, `not before the idle timeout (${took.toFixed(0)} ms)`);
-    assert.ok(connection.received.includes(FrameType.GOAWAY), 'GOAWAY first');
   });
 
   it('resets a stream with no frames for stream_idle_timeout; an active one is not cut', async () => {
