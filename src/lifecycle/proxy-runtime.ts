@@ -28,6 +28,7 @@ import type { XdsConfigPart, XdsProxyFeed } from '../xds/client/xds-proxy-feed.t
 import { namingTheListener } from './listen-error.ts';
 import { planReload, type ReloadSummary } from './reload-plan.ts';
 import { servingState, type Serving } from './serving.ts';
+import { prepareTracing } from '../tracing/rpc-trace.ts';
 
 /** `xds`: routes and clusters from the control plane (src/xds/client/). */
 export type ReloadKind = 'config' | 'certificates' | 'xds';
@@ -164,6 +165,7 @@ export class ProxyRuntime {
   async start(): Promise<void> {
     let config = this.#config;
     const clusters = new Map<string, Cluster>();
+    await prepareTracing(config.tracing);
     try {
       if (config.health) this.#health = await namingTheListener('health.port', 'the health endpoint', config.health, this.#startHealth(config.health));
       if (config.xds) {
@@ -250,6 +252,7 @@ export class ProxyRuntime {
     // Compared with what actually runs: a listener or endpoint that failed to bind last time is tried again.
     const running = { ...this.#config, listeners: this.#listeners.map((listener) => listener.config), health: this.#health && this.#config.health };
     const plan = planReload({ config: running, secrets: this.#secrets }, next);
+    await prepareTracing(next.config.tracing);
 
     // Everything that can fail happens before anything running is touched.
     const created = new Map<string, Cluster>(plan.clusters.create.map((c) => [c.name, this.#parts.createCluster(c, next.secrets, this.#xds)]));

@@ -13,8 +13,7 @@ import { guardOf, protocolViolation } from '../security/connection-guard.ts';
 import { headerListSize } from '../grpc/header-list.ts';
 import { isGrpcMethodPath } from '../grpc/method-path.ts';
 import { connectionRateLimited } from '../security/rate-limit.ts';
-import { endRpcOtelSpan } from '../tracing/otel-span.ts';
-import { traceRpc } from '../tracing/rpc-trace.ts';
+import { endRpcTrace, traceRpc } from '../tracing/rpc-trace.ts';
 import type { TracingSettings } from '../config/tracing-schema.ts';
 import type { ListenerConfig } from '../config/schema.ts';
 import type { Authorizer } from '../security/authorization.ts';
@@ -74,7 +73,7 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       spanId: undefined,
       otelSpan: undefined,
       finish: () => {
-        if (record.otelSpan !== undefined) endRpcOtelSpan(record.otelSpan, record);
+        if (record.otelSpan !== undefined) endRpcTrace(record);
         deps.onRpcEnd(record);
       },
     };

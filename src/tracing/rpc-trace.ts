@@ -7,10 +7,13 @@
  *
  * Only called when `tracing.enabled` is set; otherwise traceparent and
  * tracestate cross the proxy untouched, like any other header.
+ *
+ * @opentelemetry/api is loaded only once a config turns `opentelemetry` on
+ * (prepareTracing, before the config serves): it is about 50 modules and
+ * 5 MiB of resident memory that a proxy without it should not carry.
  */
 import type { HeaderMap } from '../grpc/streams.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
-import { startRpcOtelSpan } from './otel-span.ts';
 import { SAMPLED, formatTraceparent, newSpanId, newTraceId, parseTraceparent } from './traceparent.ts';
 import type { TracingSettings } from '../config/tracing-schema.ts';
 
@@ -18,6 +21,19 @@ import type { TracingSettings } from '../config/tracing-schema.ts';
  * Gives the RPC its span: fills record.traceId, spanId (and otelSpan when
  * exporting) and rewrites `headers`, which go upstream as they are.
  */
+type OtelSpans = typeof import('./otel-span.ts');
+let otel: OtelSpans | undefined;
+
+/** Loads what `settings` needs before a config using them serves its first RPC. */
+export async function prepareTracing(settings: TracingSettings | undefined): Promise<void> {
+  if (settings?.opentelemetry && otel === undefined) otel = await import('./otel-span.ts');
+}
+
+/** Ends the RPC's OpenTelemetry span, if it has one. */
+export function endRpcTrace(record: RpcRecord): void {
+  if (record.otelSpan !== undefined) otel!.endRpcOtelSpan(record.otelSpan, record);
+}
+
 export function traceRpc(settings: TracingSettings, headers: HeaderMap, record: RpcRecord): void {
   const traceparent = headers.traceparent;
   const caller = parseTraceparent(typeof traceparent === 'number' ? undefined : traceparent);
@@ -34,7 +50,8 @@ export function traceRpc(settings: TracingSettings, headers: HeaderMap, record: 
   }
   let spanId: string | undefined;
   if (settings.opentelemetry) {
-    const span = startRpcOtelSpan(record, caller);
+    if (otel === undefined) throw new Error('tracing.opentelemetry is on but prepareTracing was not awaited');
+    const span = otel.startRpcOtelSpan(record, caller);
     record.otelSpan = span;
     // Without an SDK the API's span merely echoes the caller's context, which must not be sent as the proxy's.
     if (span.isRecording()) {
