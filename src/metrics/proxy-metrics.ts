@@ -4,22 +4,24 @@
  * proxy serves (grpc_server_*), so existing dashboards and queries work;
  * what only a proxy knows (endpoints, pools, limits) is switchyard_*.
  *
- * Counters that change per RPC are kept as label-bound children, looked up
- * once per series, so an RPC costs a few map lookups and additions. State
+ * Counters and histograms that change per RPC are cells (cells.ts), looked
+ * up once per series, so an RPC costs a few map lookups and additions and
+ * builds no label string. State
  * (connections, health, limits, certificates) is read from the proxy at
  * scrape time: it costs nothing between scrapes and is never stale.
  * docs/observability.md lists every metric.
  */
 import { getHeapStatistics } from 'node:v8';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Cluster, ClusterEndpoint } from '../cluster/cluster.ts';
 import type { Outcome } from '../grpc/outcome.ts';
 import { FAILURE_CODES, type FailureCode } from '../grpc/failures.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
-import { MethodLabeler } from '../grpc/method-labels.ts';
+import { MethodLabeler, type MethodLabels } from '../grpc/method-labels.ts';
 import { statusName } from '../grpc/status.ts';
 import type { LoadedCertificate } from '../security/certificate-expiry.ts';
 import { registerXdsMetrics, type XdsMetricsSource } from './xds-metrics.ts';
+import { CellCounter, CellHistogram, type CounterCell, type HistogramCell } from './cells.ts';
 
 /** What the scrape-time gauges read from the running proxy. */
 export interface MetricsSource {
@@ -47,53 +49,56 @@ const NO_ROUTE = 'none';
 
 interface RpcSeries {
   /** By outcomeKeyOf(status, reason). */
-  readonly handled: Map<number, Counter.Internal>;
-  readonly handling: Histogram.Internal<string>;
-  readonly messagesIn: Counter.Internal;
-  readonly messagesOut: Counter.Internal;
-  readonly bytesIn: Counter.Internal;
-  readonly bytesOut: Counter.Internal;
+  readonly handled: Map<number, CounterCell>;
+  readonly handling: HistogramCell;
+  readonly messagesIn: CounterCell;
+  readonly messagesOut: CounterCell;
+  readonly bytesIn: CounterCell;
+  readonly bytesOut: CounterCell;
   readonly labels: Record<string, string>;
 }
 
 interface EndpointSeries {
   /** By outcomeKeyOf(status, reason). */
-  readonly attempts: Map<number, Counter.Internal>;
-  readonly duration: Histogram.Internal<string>;
+  readonly attempts: Map<number, CounterCell>;
+  readonly duration: HistogramCell;
 }
 
 export class ProxyMetrics {
   readonly registry = new Registry();
   readonly methods: MethodLabeler;
-  readonly #started: Counter;
-  readonly #handled: Counter;
-  readonly #handling: Histogram;
-  readonly #messagesIn: Counter;
-  readonly #messagesOut: Counter;
-  readonly #bytesIn: Counter;
-  readonly #bytesOut: Counter;
-  readonly #attempts: Counter;
-  readonly #attemptDuration: Histogram;
+  readonly #started: CellCounter;
+  readonly #handled: CellCounter;
+  readonly #handling: CellHistogram;
+  readonly #messagesIn: CellCounter;
+  readonly #messagesOut: CellCounter;
+  readonly #bytesIn: CellCounter;
+  readonly #bytesOut: CellCounter;
+  readonly #attempts: CellCounter;
+  readonly #attemptDuration: CellHistogram;
   readonly #retries: Counter;
   readonly #reloads: Counter;
   readonly #abusiveConnections: Counter;
-  readonly #rpcSeries = new Map<string, RpcSeries>();
-  readonly #startedSeries = new Map<string, Counter.Internal>();
-  readonly #endpointSeries = new Map<string, EndpointSeries>();
+  // Keyed by objects and names the RPC already holds (the labeler's shared labels, route and cluster
+  // names, endpoint keys), so finding a series builds no string.
+  readonly #rpcSeries = new Map<MethodLabels, Map<string, RpcSeries>>();
+  readonly #startedSeries = new Map<MethodLabels, CounterCell>();
+  /** By cluster, then endpoint key. */
+  readonly #endpointSeries = new Map<string, Map<string, EndpointSeries>>();
 
   constructor(options: ProxyMetricsOptions) {
     const registers = [this.registry];
     this.methods = new MethodLabeler(options.namedMethods, options.maxLearnedMethods);
     const rpcLabels = ['route', 'grpc_service', 'grpc_method'] as const;
-    this.#started = new Counter({ name: 'grpc_server_started_total', help: 'RPCs started by clients of the proxy.', labelNames: ['grpc_service', 'grpc_method'], registers });
-    this.#handled = new Counter({ name: 'grpc_server_handled_total', help: 'RPCs finished, by the gRPC status the client received and, when the proxy chose it, the failure catalogue reason.', labelNames: [...rpcLabels, 'grpc_code', 'reason'], registers });
-    this.#handling = new Histogram({ name: 'grpc_server_handling_seconds', help: 'RPC duration as the proxy saw it: request headers to the end of the downstream stream.', labelNames: rpcLabels, buckets: RPC_SECONDS_BUCKETS, registers });
-    this.#messagesIn = new Counter({ name: 'grpc_server_msg_received_total', help: 'gRPC messages received from clients.', labelNames: rpcLabels, registers });
-    this.#messagesOut = new Counter({ name: 'grpc_server_msg_sent_total', help: 'gRPC messages sent to clients.', labelNames: rpcLabels, registers });
-    this.#bytesIn = new Counter({ name: 'switchyard_rpc_received_bytes_total', help: 'Request body bytes (gRPC framing included) received from clients.', labelNames: rpcLabels, registers });
-    this.#bytesOut = new Counter({ name: 'switchyard_rpc_sent_bytes_total', help: 'Response body bytes (gRPC framing included) sent to clients.', labelNames: rpcLabels, registers });
-    this.#attempts = new Counter({ name: 'switchyard_upstream_rpcs_total', help: 'RPC attempts on each endpoint (retries count again), by the status and, when the proxy ended it, the failure catalogue reason.', labelNames: ['cluster', 'endpoint', 'grpc_code', 'reason'], registers });
-    this.#attemptDuration = new Histogram({ name: 'switchyard_upstream_rpc_duration_seconds', help: 'Duration of each attempt on an endpoint.', labelNames: ['cluster', 'endpoint'], buckets: RPC_SECONDS_BUCKETS, registers });
+    this.#started = new CellCounter({ name: 'grpc_server_started_total', help: 'RPCs started by clients of the proxy.', labelNames: ['grpc_service', 'grpc_method'], registers });
+    this.#handled = new CellCounter({ name: 'grpc_server_handled_total', help: 'RPCs finished, by the gRPC status the client received and, when the proxy chose it, the failure catalogue reason.', labelNames: [...rpcLabels, 'grpc_code', 'reason'], registers });
+    this.#handling = new CellHistogram({ name: 'grpc_server_handling_seconds', help: 'RPC duration as the proxy saw it: request headers to the end of the downstream stream.', labelNames: rpcLabels, buckets: RPC_SECONDS_BUCKETS, registers });
+    this.#messagesIn = new CellCounter({ name: 'grpc_server_msg_received_total', help: 'gRPC messages received from clients.', labelNames: rpcLabels, registers });
+    this.#messagesOut = new CellCounter({ name: 'grpc_server_msg_sent_total', help: 'gRPC messages sent to clients.', labelNames: rpcLabels, registers });
+    this.#bytesIn = new CellCounter({ name: 'switchyard_rpc_received_bytes_total', help: 'Request body bytes (gRPC framing included) received from clients.', labelNames: rpcLabels, registers });
+    this.#bytesOut = new CellCounter({ name: 'switchyard_rpc_sent_bytes_total', help: 'Response body bytes (gRPC framing included) sent to clients.', labelNames: rpcLabels, registers });
+    this.#attempts = new CellCounter({ name: 'switchyard_upstream_rpcs_total', help: 'RPC attempts on each endpoint (retries count again), by the status and, when the proxy ended it, the failure catalogue reason.', labelNames: ['cluster', 'endpoint', 'grpc_code', 'reason'], registers });
+    this.#attemptDuration = new CellHistogram({ name: 'switchyard_upstream_rpc_duration_seconds', help: 'Duration of each attempt on an endpoint.', labelNames: ['cluster', 'endpoint'], buckets: RPC_SECONDS_BUCKETS, registers });
     this.#retries = new Counter({ name: 'switchyard_retries_total', help: 'Attempts after the first, by cluster.', labelNames: ['cluster'], registers });
     this.#reloads = new Counter({ name: 'switchyard_reloads_total', help: 'Config and certificate reloads, by outcome.', labelNames: ['kind', 'result'], registers });
     this.#abusiveConnections = new Counter({ name: 'switchyard_connections_closed_abusive_total', help: 'Client connections closed for abuse, by the limit they went past.', labelNames: ['listener', 'limit'], registers });
@@ -117,32 +122,31 @@ export class ProxyMetrics {
   rpcStarted(record: RpcRecord): void {
     const labels = this.methods.labelsFor(record.path);
     record.metricLabels = labels;
-    const key = `${labels.service}/${labels.method}`;
-    let child = this.#startedSeries.get(key);
+    let child = this.#startedSeries.get(labels);
     if (!child) {
-      child = this.#started.labels({ grpc_service: labels.service, grpc_method: labels.method });
-      this.#startedSeries.set(key, child);
+      child = this.#started.cell({ grpc_service: labels.service, grpc_method: labels.method });
+      this.#startedSeries.set(labels, child);
     }
-    child.inc();
+    child.value++;
   }
 
   rpcEnded(record: RpcRecord): void {
     const labels = record.metricLabels;
     if (!labels) return;
     const route = record.route ?? NO_ROUTE;
-    const series = this.#seriesFor(route, labels.service, labels.method);
+    const series = this.#seriesFor(route, labels);
     const outcomeKey = outcomeKeyOf(record.status, record.reason);
     let handled = series.handled.get(outcomeKey);
     if (!handled) {
-      handled = this.#handled.labels({ ...series.labels, grpc_code: statusName(record.status), reason: record.reason ?? '' });
+      handled = this.#handled.cell({ ...series.labels, grpc_code: statusName(record.status), reason: record.reason ?? '' });
       series.handled.set(outcomeKey, handled);
     }
-    handled.inc();
+    handled.value++;
     series.handling.observe((performance.now() - record.startedAt) / 1000);
-    if (record.messagesIn > 0) series.messagesIn.inc(record.messagesIn);
-    if (record.messagesOut > 0) series.messagesOut.inc(record.messagesOut);
-    if (record.bytesIn > 0) series.bytesIn.inc(record.bytesIn);
-    if (record.bytesOut > 0) series.bytesOut.inc(record.bytesOut);
+    series.messagesIn.value += record.messagesIn;
+    series.messagesOut.value += record.messagesOut;
+    series.bytesIn.value += record.bytesIn;
+    series.bytesOut.value += record.bytesOut;
     if (record.retries > 0 && record.cluster !== undefined) this.#retries.inc({ cluster: record.cluster }, record.retries);
     this.methods.observe(record.path, record.endpoint !== undefined, record.status);
   }
@@ -154,19 +158,20 @@ export class ProxyMetrics {
 
   /** One attempt on `endpoint` of `cluster` ended. */
   attemptEnded(cluster: string, endpoint: ClusterEndpoint, latencyMs: number, outcome: Outcome): void {
-    const key = `${cluster}\u0000${endpoint.key}`;
-    let series = this.#endpointSeries.get(key);
+    let ofCluster = this.#endpointSeries.get(cluster);
+    if (!ofCluster) this.#endpointSeries.set(cluster, ofCluster = new Map());
+    let series = ofCluster.get(endpoint.key);
     if (!series) {
-      series = { attempts: new Map(), duration: this.#attemptDuration.labels({ cluster, endpoint: endpoint.key }) };
-      this.#endpointSeries.set(key, series);
+      series = { attempts: new Map(), duration: this.#attemptDuration.cell({ cluster, endpoint: endpoint.key }) };
+      ofCluster.set(endpoint.key, series);
     }
     const outcomeKey = outcomeKeyOf(outcome.status, outcome.failure);
     let counter = series.attempts.get(outcomeKey);
     if (!counter) {
-      counter = this.#attempts.labels({ cluster, endpoint: endpoint.key, grpc_code: statusName(outcome.status), reason: outcome.failure ?? '' });
+      counter = this.#attempts.cell({ cluster, endpoint: endpoint.key, grpc_code: statusName(outcome.status), reason: outcome.failure ?? '' });
       series.attempts.set(outcomeKey, counter);
     }
-    counter.inc();
+    counter.value++;
     series.duration.observe(latencyMs / 1000);
   }
 
@@ -176,11 +181,8 @@ export class ProxyMetrics {
    * would otherwise pile up for as long as the proxy runs.
    */
   endpointRemoved(cluster: string, endpoint: string): void {
-    const key = `${cluster}\u0000${endpoint}`;
-    const series = this.#endpointSeries.get(key);
-    if (!series) return;
-    this.#endpointSeries.delete(key);
-    for (const code of series.attempts.keys()) this.#attempts.remove({ cluster, endpoint, grpc_code: code });
+    if (!this.#endpointSeries.get(cluster)?.delete(endpoint)) return;
+    this.#attempts.remove({ cluster, endpoint });
     this.#attemptDuration.remove({ cluster, endpoint });
   }
 
@@ -193,21 +195,22 @@ export class ProxyMetrics {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 
-  #seriesFor(route: string, service: string, method: string): RpcSeries {
-    const key = `${route}\u0000${service}/${method}`;
-    let series = this.#rpcSeries.get(key);
+  #seriesFor(route: string, method: MethodLabels): RpcSeries {
+    let ofMethod = this.#rpcSeries.get(method);
+    if (!ofMethod) this.#rpcSeries.set(method, ofMethod = new Map());
+    let series = ofMethod.get(route);
     if (!series) {
-      const labels = { route, grpc_service: service, grpc_method: method };
+      const labels = { route, grpc_service: method.service, grpc_method: method.method };
       series = {
         labels,
         handled: new Map(),
-        handling: this.#handling.labels(labels),
-        messagesIn: this.#messagesIn.labels(labels),
-        messagesOut: this.#messagesOut.labels(labels),
-        bytesIn: this.#bytesIn.labels(labels),
-        bytesOut: this.#bytesOut.labels(labels),
+        handling: this.#handling.cell(labels),
+        messagesIn: this.#messagesIn.cell(labels),
+        messagesOut: this.#messagesOut.cell(labels),
+        bytesIn: this.#bytesIn.cell(labels),
+        bytesOut: this.#bytesOut.cell(labels),
       };
-      this.#rpcSeries.set(key, series);
+      ofMethod.set(route, series);
     }
     return series;
   }
