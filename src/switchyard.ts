@@ -24,6 +24,7 @@ import { startOverloadMonitor, type OverloadMonitor } from './resilience/overloa
 import { loadedCertificates, type LoadedCertificate } from './security/certificate-expiry.ts';
 import { admitRpc } from './security/rpc-admission.ts';
 import { VERSION } from './version.ts';
+import { createWebHandler, type WebHandler } from './web/web-handler.ts';
 // Loaded only when the config asks for them (the admin interface, the health port, xDS): gRPC, node:http2,
 // protobuf and prom-client cost memory a plain proxy does not need.
 import type { XdsProxyFeed } from './xds/client/xds-proxy-feed.ts';
@@ -64,6 +65,7 @@ export class Switchyard {
       admit: (serving, connection, headers, listener) => admitRpc(serving, this.logger, connection, headers, listener),
       overloaded: () => this.#runtime.overload.overloaded,
     });
+    const web = this.#createWebHandler(handler);
     const listenerEvents: ListenerEvents = {
       onAbusiveConnection: (listener, peer, limit) => {
         this.logger.warn({ listener, peer, limit }, 'client connection closed as abusive');
@@ -75,7 +77,7 @@ export class Switchyard {
       followLogLevel: options.logger === undefined,
       createCluster: (config, secrets, xds) => this.#createCluster(config, secrets, xds),
       startListener: async (config: ListenerConfig, secrets: ConfigSecrets) => {
-        const listener = await startListener(config, secrets.listeners.get(config.name), { stream: handler }, listenerEvents);
+        const listener = await startListener(config, secrets.listeners.get(config.name), { stream: web.stream, http1: { request: web.request } }, listenerEvents);
         this.logger.info({ listener: listener.name, address: `${listener.address.address}:${listener.address.port}`, tls: !config.plaintext }, 'listening');
         return listener;
       },
@@ -182,6 +184,15 @@ export class Switchyard {
   /** drain() without the delay: GOAWAY at once, in-flight RPCs finish within `graceMs`. */
   async stop(graceMs = 5_000): Promise<void> {
     await this.drain({ delayMs: 0, timeoutMs: graceMs });
+  }
+
+  /** gRPC-Web and Connect (docs/grpc-web.md): browser calls translated, then handled by `rpc` as gRPC ones are. */
+  #createWebHandler(rpc: StreamHandler): WebHandler {
+    return createWebHandler({
+      rpc,
+      serving: () => this.#runtime.serving,
+      descriptors: () => this.#runtime.secrets.descriptors,
+    });
   }
 
   #createCluster(config: ClusterConfig, secrets: ConfigSecrets, xds: XdsProxyFeed | undefined): Cluster {

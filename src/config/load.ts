@@ -10,6 +10,7 @@ import { PemError, keyMatchesCertificate, parseCertificates, parsePrivateKey } f
 import { formatPath, validate, type ConfigProblem, type RawProblem } from './problems.ts';
 import type { z } from 'zod';
 import { configSchema, type SwitchyardConfig } from './schema.ts';
+import type { DescriptorSets } from './descriptor-sets.ts';
 
 export type { ConfigProblem } from './problems.ts';
 
@@ -56,7 +57,12 @@ export interface ConfigSecrets {
   readonly clusters: ReadonlyMap<string, ClusterTlsFiles>;
   /** The xds section's mTLS files (src/xds/client/), when it has one. */
   readonly xds?: XdsTlsFiles | undefined;
+  /** `web.descriptor_sets`, parsed, when the config names any (docs/grpc-web.md). */
+  readonly descriptors?: DescriptorSets | undefined;
 }
+
+/** A descriptor set with every import of a large API (googleapis included) stays well under this. */
+const DESCRIPTOR_SET_LIMITS = { maxBytes: 32 * 1024 * 1024, timeoutMs: 5_000 };
 
 /** The CA the control plane's certificate must chain to, and the proxy's own certificate and key. */
 export interface XdsTlsFiles {
@@ -222,12 +228,40 @@ async function readReferencedFiles(config: SwitchyardConfig, baseDir: string, fi
     if (out.xds.cache_file !== undefined) out.xds.cache_file = reader.resolve(out.xds.cache_file);
   }
 
+  const descriptors = await readDescriptorSets(out, reader);
+
   const output = out.access_log.output;
   // The two values that are not paths.
   if (output !== 'off' && output !== 'stdout') out.access_log.output = reader.resolve(output);
 
   if (reader.problems.length > 0) throw new ConfigError(file, reader.problems);
-  return { file, config: out, secrets: { listeners, clusters, ...(xds && { xds }) }, files: reader.files };
+  return { file, config: out, secrets: { listeners, clusters, ...(xds && { xds }), ...(descriptors && { descriptors }) }, files: reader.files };
+}
+
+/** Reads and parses `web.descriptor_sets` (paths made absolute in `config`); problems go to `reader`. */
+async function readDescriptorSets(config: SwitchyardConfig, reader: PemFiles): Promise<DescriptorSets | undefined> {
+  const files = config.web.descriptor_sets.map((file) => reader.resolve(file));
+  if (files.length === 0) return undefined;
+  config.web.descriptor_sets = files;
+  const contents: Buffer[] = [];
+  for (const [i, file] of files.entries()) {
+    reader.files.push(file);
+    try {
+      contents.push(await readRegularFile(file, DESCRIPTOR_SET_LIMITS));
+    } catch (error) {
+      reader.problems.push({ path: `web.descriptor_sets[${i}]`, message: `cannot read "${file}": ${(error as Error).message}` });
+    }
+  }
+  if (contents.length < files.length) return undefined;
+  // Loaded only here: a config without descriptor sets never pays for @bufbuild/protobuf.
+  const { parseDescriptorSets, DescriptorSetError } = await import('./descriptor-sets.ts');
+  try {
+    return parseDescriptorSets(contents, files);
+  } catch (error) {
+    if (!(error instanceof DescriptorSetError)) throw error;
+    reader.problems.push({ path: 'web.descriptor_sets', message: error.message });
+    return undefined;
+  }
 }
 
 /** Reads each file once (a CA bundle is often shared) and collects problems instead of throwing. */

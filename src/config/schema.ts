@@ -15,6 +15,7 @@ import { http2AbuseFields, listenerAbuseFields, routeRateLimit } from './abuse-s
 import { tracingSettings } from './tracing-schema.ts';
 import { kubernetesDiscovery } from './kubernetes-schema.ts';
 import { edsDiscovery, xdsClientSettings } from './xds-client-schema.ts';
+import { listenerWebSettings, routeWebSettings, webSettings } from './web-schema.ts';
 
 /** Listener ports may be 0 (the OS picks one: useful in tests); an upstream port never is. */
 const port = z.number().int().min(0).max(65535);
@@ -66,6 +67,8 @@ const listener = z
      * headers. 0: the peer is the client, and what it sent of them is replaced (docs/security.md).
      */
     trusted_proxy_hops: z.number().int().min(0).max(10).default(0),
+    /** Browser protocols (gRPC-Web, Connect) for every route on this listener, and CORS; see docs/grpc-web.md. */
+    web: listenerWebSettings.prefault({}),
     ...listenerAbuseFields,
   })
   .superRefine((value, ctx) => {
@@ -182,6 +185,8 @@ const route = z
     rate_limit: routeRateLimit.optional(),
     /** Retries for RPCs on this route; unset: only transparent retries of streams the backend never saw. */
     retry_policy: retryPolicy.optional(),
+    /** Browser protocols and CORS for this route, overriding the listener's; see docs/grpc-web.md. */
+    web: routeWebSettings.optional(),
     /** Answer directly, without a backend. */
     direct_response: z
       .strictObject({ code: statusCode, message: z.string().default('') })
@@ -382,6 +387,8 @@ export const configSchema = z
     tracing: tracingSettings.prefault({}),
     /** Routes, clusters and endpoints from an xDS control plane instead of this file; see docs/control-plane.md. Unset: none. */
     xds: xdsClientSettings.optional(),
+    /** What the browser protocols share: descriptor sets for Connect JSON; see docs/grpc-web.md. */
+    web: webSettings.prefault({}),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine(checkReferences, { when: () => true });

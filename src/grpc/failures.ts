@@ -34,6 +34,7 @@ export const FAILURES = {
   header_list_too_large: { status: Status.RESOURCE_EXHAUSTED, retry: 'never', message: 'request header list exceeds max_header_list_size' },
   bad_grpc_timeout: { status: Status.INVALID_ARGUMENT, retry: 'never', message: 'malformed grpc-timeout' },
   request_too_large: { status: Status.RESOURCE_EXHAUSTED, retry: 'never', message: 'request message exceeds max_request_message_bytes' },
+  malformed_request: { status: Status.INVALID_ARGUMENT, retry: 'never', message: 'the request body could not be translated to gRPC' },
   // Policy: who may call what, how often, and where it goes.
   denied: { status: Status.PERMISSION_DENIED, retry: 'never', message: 'permission denied' },
   rate_limited: { status: Status.RESOURCE_EXHAUSTED, retry: 'never', message: 'rate limit exceeded' },

@@ -39,6 +39,7 @@ class AnsweredRpc implements DownstreamEvents {
   onRequestEnd(): void {}
   onResponseDrain(): void {}
   onCut(): void {}
+  onMalformedRequest(): void {}
   onDownstreamClose(): void {
     this.#record.finish();
   }

@@ -1,6 +1,7 @@
 import type { Span } from '@opentelemetry/api';
 import type { FailureCode } from './failures.ts';
 import type { MethodLabels } from './method-labels.ts';
+import type { RpcProtocol } from './streams.ts';
 
 /** What the proxy knows about one RPC; filled as it proceeds and handed to the access log when it ends. */
 export interface RpcRecord {
@@ -11,6 +12,8 @@ export interface RpcRecord {
   readonly path: string;
   readonly peer: string;
   readonly listener: string;
+  /** What the client spoke (metrics label it, the access log names it). */
+  readonly protocol: RpcProtocol;
   route: string | undefined;
   cluster: string | undefined;
   endpoint: string | undefined;

@@ -33,10 +33,20 @@ export interface DownstreamEvents {
   onDownstreamClose(): void;
   /** The listener is about to close the connection (drain timeout, end of max connection age): end the RPC now. */
   onCut(reason: string): void;
+  /**
+   * The request body cannot be translated (a browser protocol's base64 or JSON is malformed; src/web/): end
+   * the RPC with INVALID_ARGUMENT. No more request data follows.
+   */
+  onMalformedRequest(message: string): void;
 }
+
+/** The protocol a client spoke: gRPC itself, or a browser protocol the proxy translated to it (src/web/). */
+export type RpcProtocol = 'grpc' | 'grpc-web' | 'connect';
 
 export interface DownstreamStream {
   readonly connection: DownstreamConnection | undefined;
+  /** Set by streams that translate another protocol; undefined: gRPC. */
+  readonly protocol?: RpcProtocol | undefined;
   /** Response headers (or a trailers-only response) have been sent. */
   readonly headersSent: boolean;
   /** Closed or reset: nothing more can be sent. */

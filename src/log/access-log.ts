@@ -33,6 +33,7 @@ export function createAccessLog(output: string): AccessLog {
         bytes_out: record.bytesOut,
         peer: record.peer,
         listener: record.listener,
+        protocol: record.protocol,
         trace_id: record.traceId,
         span_id: record.spanId,
       });

@@ -18,6 +18,7 @@ import type { Outcome } from '../grpc/outcome.ts';
 import { FAILURE_CODES, type FailureCode } from '../grpc/failures.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { MethodLabeler, type MethodLabels } from '../grpc/method-labels.ts';
+import type { RpcProtocol } from '../grpc/streams.ts';
 import { statusName } from '../grpc/status.ts';
 import type { LoadedCertificate } from '../security/certificate-expiry.ts';
 import { registerXdsMetrics, type XdsMetricsSource } from './xds-metrics.ts';
@@ -48,7 +49,7 @@ const RPC_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 const NO_ROUTE = 'none';
 
 interface RpcSeries {
-  /** By outcomeKeyOf(status, reason). */
+  /** By outcomeKeyOf(status, reason) and the protocol (PROTOCOL_INDEX). */
   readonly handled: Map<number, CounterCell>;
   readonly handling: HistogramCell;
   readonly messagesIn: CounterCell;
@@ -82,7 +83,7 @@ export class ProxyMetrics {
   // Keyed by objects and names the RPC already holds (the labeler's shared labels, route and cluster
   // names, endpoint keys), so finding a series builds no string.
   readonly #rpcSeries = new Map<MethodLabels, Map<string, RpcSeries>>();
-  readonly #startedSeries = new Map<MethodLabels, CounterCell>();
+  readonly #startedSeries: Record<RpcProtocol, Map<MethodLabels, CounterCell>> = { grpc: new Map(), 'grpc-web': new Map(), connect: new Map() };
   /** By cluster, then endpoint key. */
   readonly #endpointSeries = new Map<string, Map<string, EndpointSeries>>();
 
@@ -90,8 +91,8 @@ export class ProxyMetrics {
     const registers = [this.registry];
     this.methods = new MethodLabeler(options.namedMethods, options.maxLearnedMethods);
     const rpcLabels = ['route', 'grpc_service', 'grpc_method'] as const;
-    this.#started = new CellCounter({ name: 'grpc_server_started_total', help: 'RPCs started by clients of the proxy.', labelNames: ['grpc_service', 'grpc_method'], registers });
-    this.#handled = new CellCounter({ name: 'grpc_server_handled_total', help: 'RPCs finished, by the gRPC status the client received and, when the proxy chose it, the failure catalogue reason.', labelNames: [...rpcLabels, 'grpc_code', 'reason'], registers });
+    this.#started = new CellCounter({ name: 'grpc_server_started_total', help: 'RPCs started by clients of the proxy, by the protocol they spoke (grpc, grpc-web, connect).', labelNames: ['grpc_service', 'grpc_method', 'protocol'], registers });
+    this.#handled = new CellCounter({ name: 'grpc_server_handled_total', help: 'RPCs finished, by the gRPC status the client received, the protocol it spoke and, when the proxy chose it, the failure catalogue reason.', labelNames: [...rpcLabels, 'protocol', 'grpc_code', 'reason'], registers });
     this.#handling = new CellHistogram({ name: 'grpc_server_handling_seconds', help: 'RPC duration as the proxy saw it: request headers to the end of the downstream stream.', labelNames: rpcLabels, buckets: RPC_SECONDS_BUCKETS, registers });
     this.#messagesIn = new CellCounter({ name: 'grpc_server_msg_received_total', help: 'gRPC messages received from clients.', labelNames: rpcLabels, registers });
     this.#messagesOut = new CellCounter({ name: 'grpc_server_msg_sent_total', help: 'gRPC messages sent to clients.', labelNames: rpcLabels, registers });
@@ -122,10 +123,11 @@ export class ProxyMetrics {
   rpcStarted(record: RpcRecord): void {
     const labels = this.methods.labelsFor(record.path);
     record.metricLabels = labels;
-    let child = this.#startedSeries.get(labels);
+    const ofProtocol = this.#startedSeries[record.protocol];
+    let child = ofProtocol.get(labels);
     if (!child) {
-      child = this.#started.cell({ grpc_service: labels.service, grpc_method: labels.method });
-      this.#startedSeries.set(labels, child);
+      child = this.#started.cell({ grpc_service: labels.service, grpc_method: labels.method, protocol: record.protocol });
+      ofProtocol.set(labels, child);
     }
     child.value++;
   }
@@ -135,10 +137,11 @@ export class ProxyMetrics {
     if (!labels) return;
     const route = record.route ?? NO_ROUTE;
     const series = this.#seriesFor(route, labels);
-    const outcomeKey = outcomeKeyOf(record.status, record.reason);
+    // grpc_server_handled_total is the one series of a route and method that is also by protocol; the others are shared.
+    const outcomeKey = outcomeKeyOf(record.status, record.reason) * PROTOCOLS + PROTOCOL_INDEX[record.protocol];
     let handled = series.handled.get(outcomeKey);
     if (!handled) {
-      handled = this.#handled.cell({ ...series.labels, grpc_code: statusName(record.status), reason: record.reason ?? '' });
+      handled = this.#handled.cell({ ...series.labels, protocol: record.protocol, grpc_code: statusName(record.status), reason: record.reason ?? '' });
       series.handled.set(outcomeKey, handled);
     }
     handled.value++;
@@ -323,6 +326,9 @@ function registerStateGauges(source: MetricsSource, registers: Registry[]): void
 }
 
 const REASON_INDEX = new Map<FailureCode | undefined, number>(FAILURE_CODES.map((code, index) => [code, index + 1]));
+
+const PROTOCOL_INDEX: Readonly<Record<RpcProtocol, number>> = { grpc: 0, 'grpc-web': 1, connect: 2 };
+const PROTOCOLS = 3;
 
 /** A number per (status, reason) pair, so that finding an RPC's series builds no string. */
 function outcomeKeyOf(status: number | undefined, reason: FailureCode | undefined): number {

@@ -400,6 +400,11 @@ export class RpcBridge implements AttemptOwner, DownstreamEvents {
     this.fail(failed('draining'), `the proxy closed the client connection: ${reason}`, `${FAILURES.draining.message} (${reason})`);
   }
 
+  /** A translating stream (src/web/) could not make gRPC of the request body: the request is not forwarded further. */
+  onMalformedRequest(message: string): void {
+    this.fail(failed('malformed_request'), message, message);
+  }
+
   /** The client's stream closed: the RPC is over, whatever state it was in. */
   onDownstreamClose(): void {
     this.downstreamClosed = true;

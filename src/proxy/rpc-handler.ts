@@ -57,6 +57,7 @@ export function createRpcHandler(deps: RpcHandlerDependencies) {
       path,
       peer: socket ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown',
       listener,
+      protocol: stream.protocol ?? 'grpc',
       route: undefined,
       cluster: undefined,
       endpoint: undefined,

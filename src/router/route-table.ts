@@ -35,6 +35,8 @@ export interface Route {
   readonly requestHeaders: HeaderEdit | undefined;
   /** Edits to the response headers sent to the client; undefined: none. */
   readonly responseHeaders: HeaderEdit | undefined;
+  /** The route's browser protocol settings (src/web/ reads them); undefined: the listener's. */
+  readonly web: RouteConfig['web'];
 }
 
 type PathPredicate = (path: string) => boolean;
@@ -102,6 +104,7 @@ function toRoute(config: RouteConfig, index: number): Route {
     rateLimit: config.rate_limit && new RouteRateLimiter(config.name ?? `routes[${index}]`, config.rate_limit),
     requestHeaders: compileHeaderEdit(config.request_headers),
     responseHeaders: compileHeaderEdit(config.response_headers),
+    web: config.web,
   };
 }
 
@@ -139,8 +142,18 @@ export class RouteTable {
     }
   }
 
-  /** The first route that matches, or undefined when none does. */
+  /** The first route that matches, or undefined when none does; a weighted route picks its cluster for this RPC. */
   match(path: string, headers: HeaderMap): Route | undefined {
+    const compiled = this.#first(path, headers);
+    return compiled === undefined ? undefined : compiled.picker === undefined ? compiled.route : compiled.picker.pick();
+  }
+
+  /** The route match() would take, without picking a cluster: for settings that do not depend on the cluster. */
+  find(path: string, headers: HeaderMap): Route | undefined {
+    return this.#first(path, headers)?.route;
+  }
+
+  #first(path: string, headers: HeaderMap): CompiledRoute | undefined {
     const candidates = this.#hosts === undefined ? this.#routes : this.#hosts.select(authorityOf(headers));
     if (candidates === undefined) return undefined;
     for (const compiled of candidates) {
@@ -149,7 +162,7 @@ export class RouteTable {
       for (const predicate of compiled.headers) {
         if (!predicate(headers)) { ok = false; break; }
       }
-      if (ok) return compiled.picker === undefined ? compiled.route : compiled.picker.pick();
+      if (ok) return compiled;
     }
     return undefined;
   }

@@ -87,6 +87,7 @@ function newRecord(path: string, finish: () => void): RpcRecord {
     path,
     peer: 'test',
     listener: 'test',
+    protocol: 'grpc',
     route: undefined,
     cluster: undefined,
     endpoint: undefined,
