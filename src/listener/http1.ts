@@ -87,6 +87,8 @@ export function http1Side(listener: string, tls: boolean, handlers: Http1Handler
         settle();
       });
       if (head !== undefined && head.length > 0) socket.unshift(head);
+      // As on HTTP/2 connections: a response's headers and a streamed message are not held back by Nagle.
+      socket.setNoDelay(true);
       server.emit('connection', socket);
       socket.resume();
       if (goingAway) server.closeIdleConnections();
