@@ -57,7 +57,7 @@ describe('Connect on the wire, with plain fetch', () => {
     backends = await startBackends(1);
     const detail = statusWithDetail();
     raw = http2.createServer();
-    raw.on('stream', (stream, headers) => {
+    raw.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       rawSeen.push(headers);
       stream.resume();
       stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '3', 'grpc-message': 'bad%20input', 'grpc-status-details-bin': detail.base64 }, { endStream: true });

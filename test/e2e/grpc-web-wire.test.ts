@@ -25,7 +25,7 @@ describe('gRPC-Web on the wire, with plain fetch', () => {
   before(async () => {
     backends = await startBackends(1);
     http503 = http2.createServer();
-    http503.on('stream', (stream) => stream.respond({ ':status': 503 }, { endStream: true }));
+    http503.on('stream', (stream: http2.ServerHttp2Stream) => stream.respond({ ':status': 503 }, { endStream: true }));
     await new Promise<void>((resolve) => http503.listen(0, '127.0.0.1', resolve));
     proxy = await startProxy({
       listeners: [

@@ -73,7 +73,7 @@ export function decodeEchoResponse(bytes: Uint8Array): { payload: Uint8Array; ba
 }
 
 /** One length-prefixed message (gRPC, gRPC-Web and Connect framing). */
-export function frameMessage(message: Uint8Array, flags = 0): Buffer {
+export function frameMessage(message: Uint8Array, flags = 0): Buffer<ArrayBuffer> {
   const out = Buffer.alloc(5 + message.length);
   out[0] = flags;
   out.writeUInt32BE(message.length, 1);
