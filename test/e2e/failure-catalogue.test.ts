@@ -101,7 +101,7 @@ describe('the failure catalogue, through a real proxy', () => {
       admin: { port: 0 },
       access_log: { output: path.join(dir, 'access.log') },
       listeners: [
-        { name: 'main', port: 0, plaintext: true, http2: { stalled_stream_timeout: '1s' } },
+        { name: 'main', port: 0, plaintext: true, http2: { stalled_stream_timeout: '1s' }, web: { protocols: ['grpc_web'] } },
         { name: 'small', port: 0, plaintext: true, http2: { max_request_message_bytes: 1024, max_response_message_bytes: 1024 } },
         { name: 'aging', port: 0, plaintext: true, max_connection_age: '300ms', max_connection_age_grace: '300ms' },
       ],
@@ -174,6 +174,12 @@ describe('the failure catalogue, through a real proxy', () => {
     }],
     ['bad_grpc_timeout', grpc.status.INVALID_ARGUMENT, async () => (await rawCall(port('main'), { ':path': `/${ECHO}/Unary`, 'grpc-timeout': 'soon' })).grpc],
     ['request_too_large', grpc.status.RESOURCE_EXHAUSTED, () => statusOf(unary(smallClient, { payload: Buffer.alloc(2_048) }))],
+    ['malformed_request', grpc.status.INVALID_ARGUMENT, async () => {
+      // gRPC-Web in text mode whose body is not base64.
+      const response = await fetch(`http://127.0.0.1:${port('main')}/${ECHO}/Unary`, { method: 'POST', headers: { 'content-type': 'application/grpc-web-text' }, body: '!!!!' });
+      await response.arrayBuffer();
+      return response.status === 400 ? Number(response.headers.get('grpc-status')) : undefined;
+    }],
     ['response_too_large', grpc.status.RESOURCE_EXHAUSTED, () => statusOf(unary(smallClient, { response_bytes: 2_048 }))],
     ['denied', grpc.status.PERMISSION_DENIED, async () => (await rawCall(port('main'), { ':path': '/catalogue.v1.Admin/Purge' })).grpc],
     ['rate_limited', grpc.status.RESOURCE_EXHAUSTED, async () => {

@@ -181,6 +181,13 @@ function translateRoute(route: Obj, where: string, hosts: readonly string[] | un
   const responseHeaders = translateHeaderEdit(route.response_headers_to_add, route.response_headers_to_remove, (field, why) => fail(`response_headers_to_${field}`, why));
   if (responseHeaders) config.response_headers = responseHeaders;
 
+  const webProtocols = obj(obj(obj(obj(obj(route.metadata)?.filter_metadata)?.[SWITCHYARD_METADATA])?.fields)?.web_protocols);
+  if (webProtocols !== undefined) {
+    const value = webProtocols.stringValue;
+    if (typeof value !== 'string') fail(`metadata.filter_metadata["${SWITCHYARD_METADATA}"].web_protocols`, 'expected a string value');
+    config.web = { protocols: (value as string).split(',').map((name) => name.trim()).filter(Boolean) };
+  }
+
   const hashHeader = array(forward.hash_policy).map((policy) => str(obj(obj(policy)?.header)?.header_name)).find((header) => header !== undefined);
   const clusters = target.weighted_clusters?.map((entry) => entry.cluster) ?? [target.cluster!];
   return { where, cluster: clusters[0]!, clusters, hashHeader: hashHeader?.toLowerCase(), config };
@@ -381,6 +388,7 @@ function routeField(path: readonly PropertyKey[]): string {
   if (first === 'cluster') return 'route.cluster';
   if (first === 'weighted_clusters') return `route.weighted_clusters.clusters${second ? `[${second}]` : ''}`;
   if (first === 'request_headers' || first === 'response_headers') return `${first}_to_${second === 'remove' ? 'remove' : 'add'}`;
+  if (first === 'web') return `metadata.filter_metadata["${SWITCHYARD_METADATA}"].web_protocols`;
   return [first, second, ...rest].filter((key) => key !== undefined).join('.') || '(route)';
 }
 

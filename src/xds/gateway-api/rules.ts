@@ -19,7 +19,12 @@ export const ANNOTATIONS = {
   retryOn: 'switchyard.io/retry-on',
   numRetries: 'switchyard.io/num-retries',
   perTryTimeout: 'switchyard.io/per-try-timeout',
+  webProtocols: 'switchyard.io/web-protocols',
 } as const;
+
+/** Browser protocols a GRPCRoute takes unless its annotation says otherwise (docs/grpc-web.md). */
+const GRPC_ROUTE_WEB_PROTOCOLS = ['grpc_web', 'connect'] as const;
+const WEB_PROTOCOL_NAMES: readonly string[] = GRPC_ROUTE_WEB_PROTOCOLS;
 
 export interface XdsMatch {
   readonly path?: string;
@@ -42,6 +47,8 @@ export interface RuleAction {
   readonly responseHeaders?: HeaderModifier;
   readonly timeoutMs?: number;
   readonly retry?: RetrySpec;
+  /** Browser protocols the route takes (GRPCRoute: both unless annotated); undefined: the proxy listener's. */
+  readonly webProtocols?: readonly string[];
 }
 
 export interface MatchEntry {
@@ -76,7 +83,7 @@ export function compileRoute(input: AnyRoute, backends: BackendResolver): Compil
   const invalid: string[] = [];
   const backendProblems: BackendProblem[] = [];
   const targets: BackendTarget[] = [];
-  const policy = kind === 'GRPCRoute' ? annotationPolicy(route.metadata.annotations) : { timeoutMs: undefined, retry: undefined, problems: [] };
+  const policy = kind === 'GRPCRoute' ? annotationPolicy(route.metadata.annotations) : { timeoutMs: undefined, retry: undefined, webProtocols: undefined, problems: [] };
   invalid.push(...policy.problems);
   (route.spec?.rules ?? []).forEach((rule, ruleIndex) => {
     const label = rule.name ?? `rule-${ruleIndex}`;
@@ -98,7 +105,7 @@ export function compileRoute(input: AnyRoute, backends: BackendResolver): Compil
       invalid.push(`${label}: ${problems.join('; ')}`);
       return;
     }
-    rules.push({ ruleIndex, label, entries, action: { backends: shares, ...filters, ...(timeoutMs !== undefined && { timeoutMs }), ...(retry && { retry }) } });
+    rules.push({ ruleIndex, label, entries, action: { backends: shares, ...filters, ...(timeoutMs !== undefined && { timeoutMs }), ...(retry && { retry }), ...(policy.webProtocols && { webProtocols: policy.webProtocols }) } });
   });
   return { rules, invalid, backendProblems, targets };
 }
@@ -216,7 +223,7 @@ function httpTimeouts(timeouts: { request?: string; backendRequest?: string } | 
   return bounds.length === 0 ? {} : { timeoutMs: Math.min(...bounds) };
 }
 
-function annotationPolicy(annotations: Readonly<Record<string, string>> | undefined): { timeoutMs?: number; retry?: RetrySpec; problems: string[] } {
+function annotationPolicy(annotations: Readonly<Record<string, string>> | undefined): { timeoutMs?: number; retry?: RetrySpec; webProtocols: readonly string[]; problems: string[] } {
   const problems: string[] = [];
   const read = (key: string) => annotations?.[key];
   const timeoutText = read(ANNOTATIONS.timeout);
@@ -233,7 +240,17 @@ function annotationPolicy(annotations: Readonly<Record<string, string>> | undefi
     const perTryTimeoutMs = perTryText === undefined ? undefined : gatewayDuration(perTryText, ANNOTATIONS.perTryTimeout, problems);
     retry = { retryOn, numRetries, ...(perTryTimeoutMs !== undefined && { perTryTimeoutMs }) };
   }
-  return { ...(timeoutMs !== undefined && timeoutMs > 0 && { timeoutMs }), ...(retry && { retry }), problems };
+  const webProtocols = webProtocolsOf(read(ANNOTATIONS.webProtocols), problems);
+  return { ...(timeoutMs !== undefined && timeoutMs > 0 && { timeoutMs }), ...(retry && { retry }), webProtocols, problems };
+}
+
+/** `grpc_web,connect` (the default), one of them, or `none`. */
+function webProtocolsOf(text: string | undefined, problems: string[]): readonly string[] {
+  if (text === undefined) return GRPC_ROUTE_WEB_PROTOCOLS;
+  if (text.trim().toLowerCase() === 'none') return [];
+  const names = [...new Set(text.split(',').map((item) => item.trim().toLowerCase().replace(/-/g, '_')).filter(Boolean))];
+  for (const name of names) if (!WEB_PROTOCOL_NAMES.includes(name)) problems.push(`${ANNOTATIONS.webProtocols}: "${name}" is not a browser protocol (grpc_web, connect, or none)`);
+  return names.filter((name) => WEB_PROTOCOL_NAMES.includes(name));
 }
 
 /** A Gateway API Duration (GEP-2257: `1h`, `30s`, `500ms`, combinations); undefined with a problem when it is not one. */

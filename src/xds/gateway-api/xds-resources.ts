@@ -7,6 +7,7 @@
  * ignore the header edits.
  */
 import { packAny, TYPE_URL, type AnyMessage } from '../protos.ts';
+import { SWITCHYARD_METADATA } from '../resources.ts';
 import type { GatewayRouteConfig, GatewayXdsRoute } from './translate.ts';
 import type { HeaderModifier } from './model.ts';
 
@@ -43,6 +44,8 @@ function routeMessage(route: GatewayXdsRoute): Record<string, unknown> {
     },
     ...headerEdits('request', action.requestHeaders),
     ...headerEdits('response', action.responseHeaders),
+    // Switchyard proxies read it (gRPC-Web and Connect for the route); other xDS clients ignore route metadata.
+    ...(action.webProtocols && { metadata: { filter_metadata: { [SWITCHYARD_METADATA]: { fields: { web_protocols: { stringValue: action.webProtocols.join(',') } } } } } }),
   };
 }
 
