@@ -7,30 +7,9 @@
  */
 import { createFileRegistry, fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type DescMethod, type FileRegistry } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema, type DescriptorProto, type FileDescriptorSet } from '@bufbuild/protobuf/wkt';
+import { TranscodeError, type DescriptorSets, type MethodCodec } from './descriptor-types.ts';
 
-/** A message body could not be translated; the message says why (for the client and the access log). */
-export class TranscodeError extends Error {
-  override readonly name = 'TranscodeError';
-}
-
-/** One method's messages, translated between the JSON and binary protobuf forms. */
-export interface MethodCodec {
-  /** `/package.Service/Method`. */
-  readonly path: string;
-  /** The method's idempotency_level says it has no side effects (Connect's GET is for those). */
-  readonly noSideEffects: boolean;
-  /** A request in canonical JSON → binary; throws TranscodeError. */
-  requestToBinary(json: Uint8Array): Uint8Array;
-  /** A response in binary → canonical JSON; throws TranscodeError. */
-  responseToJson(binary: Uint8Array): Uint8Array;
-}
-
-export interface DescriptorSets {
-  /** The codec of a method path, or undefined when no set describes it. */
-  method(path: string): MethodCodec | undefined;
-  /** How many services the sets describe. */
-  readonly serviceCount: number;
-}
+export type { DescriptorSets, MethodCodec } from './descriptor-types.ts';
 
 /** Thrown for a set that does not parse, or whose imports are missing; the message says which. */
 export class DescriptorSetError extends Error {

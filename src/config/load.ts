@@ -10,7 +10,7 @@ import { PemError, keyMatchesCertificate, parseCertificates, parsePrivateKey } f
 import { formatPath, validate, type ConfigProblem, type RawProblem } from './problems.ts';
 import type { z } from 'zod';
 import { configSchema, type SwitchyardConfig } from './schema.ts';
-import type { DescriptorSets } from './descriptor-sets.ts';
+import type { DescriptorSets } from './descriptor-types.ts';
 
 export type { ConfigProblem } from './problems.ts';
 

@@ -7,8 +7,7 @@
  * 200 and ends with an end-of-stream envelope (flag 0x02) whose JSON holds
  * the error, if any, and the trailing metadata.
  */
-import { gunzipSync } from 'node:zlib';
-import { TranscodeError, type MethodCodec } from '../config/descriptor-sets.ts';
+import { TranscodeError, type MethodCodec } from '../config/descriptor-types.ts';
 import { trailersOnly } from '../grpc/respond.ts';
 import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
 import { statusFromHttp } from '../proxy/status-mapping.ts';
@@ -16,6 +15,7 @@ import { endStreamMessage } from './connect-errors.ts';
 import { EnvelopeReader, FLAG_COMPRESSED, FLAG_CONNECT_END_STREAM, envelope } from './envelopes.ts';
 import type { ConnectStreamCall } from './web-call.ts';
 import { WebStream } from './web-stream.ts';
+import { gunzip } from './gunzip.ts';
 
 /** Response headers that describe gRPC's framing or status, not the call's metadata. */
 const GRPC_FRAMING_HEADERS = new Set(['content-type', 'grpc-encoding', 'grpc-accept-encoding', 'grpc-status', 'grpc-message', 'grpc-status-details-bin', 'content-length', 'trailer']);
@@ -51,7 +51,7 @@ export class ConnectStreamStream extends WebStream {
       if ((flags & FLAG_COMPRESSED) !== 0) {
         if (this.#call.compression !== 'gzip') return this.refuseBody(`a message is compressed with ${this.#call.compression}, which the proxy cannot read (gzip)`);
         try {
-          json = gunzipSync(message, { maxOutputLength: this.maxRequestMessageBytes + 1 });
+          json = gunzip(message, this.maxRequestMessageBytes);
         } catch (error) {
           return this.refuseBody(`a compressed message does not decompress: ${(error as Error).message}`);
         }
@@ -112,7 +112,7 @@ export class ConnectStreamStream extends WebStream {
 
   #decompressResponse(message: Buffer): Buffer {
     if (this.#responseEncoding !== 'gzip') throw new TranscodeError(`the backend compressed a message with ${String(this.#responseEncoding)}, which the proxy cannot read`);
-    return gunzipSync(message, { maxOutputLength: this.maxResponseMessageBytes + 1 });
+    return gunzip(message, this.maxResponseMessageBytes);
   }
 
   end(trailers: HeaderMap): void {

@@ -8,8 +8,7 @@
  * `Error` body. JSON is transcoded both ways when a descriptor set describes
  * the method; otherwise it travels as gRPC's JSON codec.
  */
-import { gunzipSync } from 'node:zlib';
-import { TranscodeError, type MethodCodec } from '../config/descriptor-sets.ts';
+import { TranscodeError, type MethodCodec } from '../config/descriptor-types.ts';
 import { Status } from '../grpc/status.ts';
 import { trailersOnly } from '../grpc/respond.ts';
 import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
@@ -18,6 +17,7 @@ import { addPrefixedTrailers, connectError, connectHttpStatus, grpcEnd } from '.
 import { EnvelopeReader, FLAG_COMPRESSED, envelope, type Envelope } from './envelopes.ts';
 import type { ConnectUnaryCall } from './web-call.ts';
 import { WebStream } from './web-stream.ts';
+import { gunzip } from './gunzip.ts';
 
 /** Response headers that describe gRPC's framing, not the call: not passed to a Connect client. */
 const GRPC_FRAMING_HEADERS = ['content-type', 'grpc-encoding', 'grpc-accept-encoding', 'grpc-status', 'grpc-message', 'grpc-status-details-bin', 'content-length', 'trailer'];
@@ -63,7 +63,7 @@ export class ConnectUnaryStream extends WebStream {
       if (this.#codec === undefined) flags = FLAG_COMPRESSED;
       else {
         try {
-          message = gunzipSync(message, { maxOutputLength: this.maxRequestMessageBytes + 1 });
+          message = gunzip(message, this.maxRequestMessageBytes);
         } catch (error) {
           return this.refuseBody(`the ${this.#call.compression} request body does not decompress: ${(error as Error).message}`);
         }
@@ -155,7 +155,7 @@ export class ConnectUnaryStream extends WebStream {
       const encoding = this.#leading?.['grpc-encoding'];
       if (encoding !== 'gzip') return `the backend compressed its response with ${String(encoding)}, which the proxy cannot read`;
       try {
-        bytes = gunzipSync(bytes, { maxOutputLength: this.maxResponseMessageBytes + 1 });
+        bytes = gunzip(bytes, this.maxResponseMessageBytes);
       } catch (error) {
         return `the backend's compressed response does not decompress: ${(error as Error).message}`;
       }

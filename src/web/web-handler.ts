@@ -10,7 +10,7 @@
  * A gRPC request pays one content-type check for all of this (isPlainGrpc).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { DescriptorSets, MethodCodec } from '../config/descriptor-sets.ts';
+import type { DescriptorSets, MethodCodec } from '../config/descriptor-types.ts';
 import type { CorsPolicyConfig, ListenerWebConfig, WebProtocolName } from '../config/web-schema.ts';
 import type { DownstreamEvents, DownstreamStream, HeaderMap } from '../grpc/streams.ts';
 import type { StreamHandler } from '../listener/listener.ts';
