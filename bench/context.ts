@@ -7,6 +7,7 @@ import type { Backend } from './backends.ts';
 import type { Tools } from './deps.ts';
 import type { ClosedLoopResult, OpenLoopResult, StreamResult } from './load.ts';
 import type { Percentiles } from './stats.ts';
+import type { GrpcWebResult } from './grpc-web.ts';
 
 export interface Params {
   readonly mode: 'full' | 'quick' | 'smoke';
@@ -204,6 +205,7 @@ export interface Results {
   idleBaseline?: IdleMemoryResult;
   tls?: TlsRow[];
   allocation?: AllocationResult;
+  grpcWeb?: GrpcWebResult;
   notes: string[];
   errors: string[];
 }

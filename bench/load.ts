@@ -23,7 +23,7 @@ export interface ClosedLoopResult {
 }
 
 /** Runs a child to its end (killing it after limitMs) and returns its stdout lines. */
-async function collect(child: Child, limitMs: number, onLine?: (line: string) => void): Promise<string[]> {
+export async function collect(child: Child, limitMs: number, onLine?: (line: string) => void): Promise<string[]> {
   const lines: string[] = [];
   child.onLine((line) => { lines.push(line); onLine?.(line); });
   const timer = setTimeout(() => void child.stop(500), limitMs);

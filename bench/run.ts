@@ -31,6 +31,7 @@ import { writeRequestFile } from './load.ts';
 import { installCleanup, onExit, stopAll } from './proc.ts';
 import { waitForQuiet } from './interference.ts';
 import { writeReports, summaryTable } from './report.ts';
+import { grpcWebScenario } from './grpc-web.ts';
 import { closedLoop, runRounds } from './rounds.ts';
 import { identicalSequential, idleMemory, multiCore, slowBackend, streaming } from './scenarios.ts';
 import { allocation, tlsRound } from './engine.ts';
@@ -159,6 +160,7 @@ try {
     results.tls = await step('TLS round', () => tlsRound(ctx));
     results.allocation = await step('allocation', () => allocation(ctx));
   }
+  results.grpcWeb = await step('gRPC-Web', () => grpcWebScenario(ctx));
   if (tools.nginx) results.notes.push('nginx grpc_pass does not multiplex: each in-flight RPC takes its own upstream HTTP/2 connection (reused afterwards through `keepalive 64`).');
   if (tools.haproxy || tools.nginx) results.notes.push('HAProxy and nginx run as configured in bench/targets.ts: 1 thread / 1 worker, HTTP/2 to the backends, limits raised only where the defaults would break the runs (see the comments there).');
 } catch (error) {
