@@ -75,6 +75,11 @@ function serveCall(deps: WebHandlerDependencies, serving: Serving, stream: Downs
   const requestPath = headers[':path'];
   const path = typeof requestPath === 'string' ? withoutQuery(requestPath) : '';
   const codec = call.kind !== 'grpc-web' && call.codec === 'json' ? deps.descriptors()?.method(path) : undefined;
+  if (call.kind === 'connect-unary' && call.get !== undefined && deps.descriptors()?.method(path)?.noSideEffects !== true) {
+    // A GET needs no preflight, so a page of any origin can make a browser send one: only for methods that change nothing.
+    const error = { code: 'unimplemented', message: 'GET is only for methods that a descriptor set marks idempotency_level = NO_SIDE_EFFECTS (web.descriptor_sets); POST this call' };
+    return answerDirectly(stream, { ':status': 405, allow: 'POST', 'content-type': 'application/json' }, JSON.stringify(error));
+  }
   // Translated first, so the route is found on the headers the RPC handler will see.
   toGrpcRequestHeaders(call, headers, codec !== undefined);
   const route = serving.routes.find(path, headers);
@@ -114,11 +119,18 @@ function answerPreflight(stream: DownstreamStream, preflight: Preflight, cors: C
   const answer = cors === undefined
     ? { status: 403, headers: {}, refusal: 'no CORS policy covers this route' }
     : corsPolicy(cors).preflight(preflight.origin, preflight.method, preflight.headers);
+  if (answer.refusal === '') return answerDirectly(stream, { ':status': answer.status, ...answer.headers }, '');
+  answerDirectly(stream, { ':status': answer.status, ...answer.headers, 'content-type': 'text/plain; charset=utf-8' }, `switchyard: CORS preflight refused: ${answer.refusal}\n`);
+}
+
+/** An answer of the proxy's own, to what is not an RPC (a preflight, a GET refused): no backend, no RPC record. */
+function answerDirectly(stream: DownstreamStream, headers: HeaderMap, text: string): void {
   stream.attach(IGNORED);
   stream.resume();
-  if (answer.refusal === '') return stream.respond({ ':status': answer.status, ...answer.headers, 'content-length': '0' }, true);
-  const body = Buffer.from(`switchyard: CORS preflight refused: ${answer.refusal}\n`);
-  stream.respond({ ':status': answer.status, ...answer.headers, 'content-type': 'text/plain; charset=utf-8', 'content-length': String(body.length) }, false);
+  const body = Buffer.from(text);
+  headers['content-length'] = String(body.length);
+  if (body.length === 0) return stream.respond(headers, true);
+  stream.respond(headers, false);
   stream.write(body);
   stream.end({});
 }

@@ -112,6 +112,18 @@ describe('Connect on the wire, with plain fetch', () => {
     assert.equal(Buffer.from(decodeEchoResponse(new Uint8Array(await proto.arrayBuffer())).payload).toString(), 'proto get');
   });
 
+  it('GET only for methods the descriptor sets mark NO_SIDE_EFFECTS: another is refused (405) and never forwarded', async () => {
+    const forwarded = () => rawSeen.filter((headers) => headers[':path'] === '/other.v1.Service/Call').length;
+    const before = forwarded();
+    const response = await fetch(url(`/other.v1.Service/Call?connect=v1&encoding=json&message=${encodeURIComponent('{}')}`));
+    assert.equal(response.status, 405);
+    assert.equal(response.headers.get('allow'), 'POST');
+    const body = await response.json() as { code: string; message: string };
+    assert.equal(body.code, 'unimplemented');
+    assert.match(body.message, /NO_SIDE_EFFECTS/);
+    assert.equal(forwarded(), before);
+  });
+
   it('an error: the HTTP status of its code, a JSON body with code and message, metadata as headers', async () => {
     const response = await postJson(JSON.stringify({ failCode: 5, failMessage: 'no such thing' }));
     assert.equal(response.status, 404);

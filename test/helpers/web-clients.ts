@@ -10,17 +10,24 @@ import path from 'node:path';
 import protobuf from 'protobufjs';
 import descriptor from 'protobufjs/ext/descriptor/index.js';
 import { createFileRegistry, fromBinary, toBinary, create, type DescMessage, type DescService } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { FileDescriptorSetSchema, MethodOptions_IdempotencyLevel, MethodOptionsSchema } from '@bufbuild/protobuf/wkt';
 import { ECHO_PROTO } from '../../src/demo/echo-service.ts';
 
 let cachedSet: Uint8Array | undefined;
 
-/** echo.proto as a serialized google.protobuf.FileDescriptorSet. */
+/**
+ * echo.proto as a serialized google.protobuf.FileDescriptorSet, with Unary marked
+ * `idempotency_level = NO_SIDE_EFFECTS` (it echoes, and changes nothing), as a service that offers
+ * Connect's GET would mark its methods.
+ */
 export function echoDescriptorSet(): Uint8Array {
   if (!cachedSet) {
     const root = new protobuf.Root().loadSync(ECHO_PROTO, { keepCase: true });
-    const set = (root as unknown as { toDescriptor(syntax: string): unknown }).toDescriptor('proto3');
-    cachedSet = (descriptor as unknown as { FileDescriptorSet: { encode(message: unknown): { finish(): Uint8Array } } }).FileDescriptorSet.encode(set).finish();
+    const fromProtobufjs = (root as unknown as { toDescriptor(syntax: string): unknown }).toDescriptor('proto3');
+    const set = fromBinary(FileDescriptorSetSchema, (descriptor as unknown as { FileDescriptorSet: { encode(message: unknown): { finish(): Uint8Array } } }).FileDescriptorSet.encode(fromProtobufjs).finish());
+    const unary = set.file[0]!.service[0]!.method.find((method) => method.name === 'Unary')!;
+    unary.options = create(MethodOptionsSchema, { idempotencyLevel: MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS });
+    cachedSet = toBinary(FileDescriptorSetSchema, set);
   }
   return cachedSet;
 }
