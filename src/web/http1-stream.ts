@@ -47,6 +47,10 @@ export function http1Headers(request: IncomingMessage): HeaderMap {
 
 const NO_TRAILERS = {};
 
+function uncork(response: ServerResponse): void {
+  response.uncork();
+}
+
 export class Http1Stream implements DownstreamStream {
   readonly connection: DownstreamConnection;
   headersSent = false;
@@ -89,13 +93,19 @@ export class Http1Stream implements DownstreamStream {
     if (this.closed || this.headersSent) return;
     this.headersSent = true;
     const response = this.#response;
+    const raw: string[] = [];
     for (const [name, value] of Object.entries(headers)) {
       if (value === undefined || name.charCodeAt(0) === 0x3a /* : */) continue;
-      response.setHeader(name, Array.isArray(value) ? value : String(value));
+      if (Array.isArray(value)) for (const item of value) raw.push(name, item);
+      else raw.push(name, String(value));
     }
-    response.statusCode = Number(headers[':status'] ?? 200);
-    if (endStream) this.#end();
-    else response.flushHeaders();
+    response.writeHead(Number(headers[':status'] ?? 200), raw);
+    if (endStream) return this.#end();
+    // What this turn of the event loop writes (the headers, a unary answer's message and trailer frame) leaves in one
+    // write; the headers leave now even when no message follows soon (a quiet server stream).
+    response.cork();
+    process.nextTick(uncork, response);
+    response.flushHeaders();
   }
 
   write(chunk: Buffer): boolean {
