@@ -46,6 +46,7 @@ describe('parseConfig: defaults', () => {
         max_connection_age_grace: 30_000,
         expose_upstream: false,
         trusted_proxy_hops: 0,
+        web: { protocols: [] },
         max_connections: 10_000,
       }],
       routes: [],
@@ -58,6 +59,7 @@ describe('parseConfig: defaults', () => {
       certificates: { expiry_warning: 7 * 24 * 3_600_000 },
       tracing: { enabled: false, sample_new_traces: false, opentelemetry: false },
       metrics: { methods: [], max_methods: 200 },
+      web: { descriptor_sets: [] },
       log_level: 'info',
     });
   });
