@@ -14,10 +14,11 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/dashboard-page.ts';
+import { makeTestPki, type TestPki } from '../helpers/certs.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startBackends, staticCluster } from '../helpers/harness.ts';
+import { startBackends, staticCluster, waitFor } from '../helpers/harness.ts';
 import { startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
 import { echoDescriptorSet, writeEchoDescriptorSet } from '../helpers/web-clients.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
@@ -53,10 +54,16 @@ describe('a browser calls gRPC services through Switchyard (headless Chromium, c
   /** The proxy's listener that lets the page's origin in, and the one that does not; another origin than the page's (localhost). */
   let open: string;
   let closed: string;
+  /** A TLS listener: there a browser speaks HTTP/2 (ALPN h2), as it does with any HTTPS API. */
+  let secure: string;
+  let pki: TestPki;
+  /** Every response Chromium received, with the HTTP version it used (from the DevTools protocol); a method's URL repeats. */
+  const responses: { readonly url: string; readonly protocol: string }[] = [];
   const failures: string[] = [];
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'switchyard-browser-'));
+    pki = await makeTestPki(path.join(dir, 'pki'));
     backends = await startBackends(2);
     const pages = await startPageServer();
     pageServer = pages.server;
@@ -68,6 +75,7 @@ describe('a browser calls gRPC services through Switchyard (headless Chromium, c
           web: { protocols: ['grpc_web', 'connect'], cors: { allow_origins: [pages.origin], allow_headers: [...DEFAULT_CORS_ALLOW_HEADERS, 'x-case'] } },
         },
         { name: 'closed', port: 0, plaintext: true, web: { protocols: ['grpc_web', 'connect'], cors: { allow_origins: ['https://other.example'] } } },
+        { name: 'secure', port: 0, tls: { cert_file: pki.server.cert, key_file: pki.server.key }, web: { protocols: ['grpc_web', 'connect'], cors: { allow_origins: [pages.origin] } } },
       ],
       clusters: [staticCluster('echo', backends), { name: 'empty', endpoints: [] }],
       routes: [
@@ -79,8 +87,13 @@ describe('a browser calls gRPC services through Switchyard (headless Chromium, c
     });
     open = `http://localhost:${proxy.proxy.listener('open').address.port}`;
     closed = `http://localhost:${proxy.proxy.listener('closed').address.port}`;
+    secure = `https://localhost:${proxy.proxy.listener('secure').address.port}`;
     browser = await launchChromium();
-    page = await browser.newPage();
+    // The test CA is not in Chromium's trust store.
+    page = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
+    const devtools = await page.context().newCDPSession(page);
+    devtools.on('Network.responseReceived', (event: { response: { url: string; protocol?: string } }) => responses.push({ url: event.response.url, protocol: event.response.protocol ?? '' }));
+    await devtools.send('Network.enable');
     page.on('pageerror', (error) => failures.push(error.message));
     await page.goto(pages.origin);
     await page.waitForFunction(() => (globalThis as unknown as { echoPageReady?: boolean }).echoPageReady === true, undefined, { timeout: 10_000 });
@@ -130,6 +143,22 @@ describe('a browser calls gRPC services through Switchyard (headless Chromium, c
       assert.equal(backends.reduce((sum, backend) => sum + (backend.calls.get('Unary') ?? 0), 0), before, 'the call never reached a backend');
     });
   }
+
+  it('over TLS the browser speaks HTTP/2 to the proxy, and both protocols work there', async () => {
+    for (const protocol of ['grpc-web', 'connect'] as const) {
+      const answer = await unary(secure, protocol, { payload: `over h2 (${protocol})` });
+      assert.ok(answer.ok, JSON.stringify(answer));
+      assert.deepEqual(answer.payloads, [`over h2 (${protocol})`]);
+      const stream = await serverStream(secure, protocol, { count: 3, payload: 's' });
+      assert.ok(stream.ok && stream.sequences.join() === '0,1,2', JSON.stringify(stream));
+      const error = await unary(secure, protocol, { failCode: 5, failMessage: 'not over h2' });
+      assert.deepEqual(error, { ok: false, code: 'NotFound', message: 'not over h2' });
+    }
+    // Six calls, each at least one response; DevTools events travel apart from evaluate's answers, so they are waited for.
+    const fromSecure = () => responses.filter((response) => response.url.startsWith(secure));
+    await waitFor(() => fromSecure().length >= 6, 'DevTools events for the six calls over TLS');
+    assert.deepEqual([...new Set(fromSecure().map((response) => response.protocol))], ['h2']);
+  });
 
   it('the page reads grpc-status and grpc-message of a trailers-only error (exposed by CORS)', async () => {
     const result = await page.evaluate(([url]) => echoPage.rawGrpcWeb(url, { 'x-case': 'empty' }), [`${open}/${ECHO}/Unary`] as const);
