@@ -8,7 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Code, ConnectError, createClient, type Transport } from '@connectrpc/connect';
@@ -17,6 +17,7 @@ import { startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
 import { startWebBackend, type WebBackend } from '../helpers/web-backend.ts';
 import { echoSchema, writeEchoDescriptorSet } from '../helpers/web-clients.ts';
 import { waitFor } from '../helpers/harness.ts';
+import { scrape } from '../helpers/admin.ts';
 
 interface EchoReply {
   payload: Uint8Array;
@@ -45,6 +46,8 @@ describe('browser protocols through Switchyard, with @connectrpc/connect-node cl
       clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: backend.port }] }],
       routes: [{ name: 'echo', match: { service: 'switchyard.demo.v1.Echo' }, cluster: 'echo' }],
       web: { descriptor_sets: [await writeEchoDescriptorSet(dir)] },
+      admin: { port: 0 },
+      access_log: { output: path.join(dir, 'access.log') },
     });
     baseUrl = `http://127.0.0.1:${proxy.port}`;
   });
@@ -121,5 +124,22 @@ describe('browser protocols through Switchyard, with @connectrpc/connect-node cl
     const deadline = proxy.records.find((r) => r.protocol === 'connect' && r.reason === 'deadline_exceeded');
     assert.ok(deadline, 'a Connect call that ran out of time is recorded as deadline_exceeded');
     assert.equal(deadline.route, 'echo');
+  });
+
+  it('metrics label each call with its protocol, and the access log names it', async () => {
+    const handled = (protocol: string) => async () => (await scrape(proxy.proxy)).some((sample) =>
+      sample.name === 'grpc_server_handled_total' && sample.labels.protocol === protocol && sample.labels.grpc_method === 'Unary' && sample.labels.grpc_code === 'NOT_FOUND' && sample.value >= 2);
+    await waitFor(handled('grpc-web'), 'grpc-web NOT_FOUND counted');
+    await waitFor(handled('connect'), 'connect NOT_FOUND counted');
+    // Six calls per transport, two transports per protocol (a method's first call is counted as unknown, so summed over methods).
+    const started = new Map<string, number>();
+    for (const sample of await scrape(proxy.proxy)) {
+      if (sample.name === 'grpc_server_started_total') started.set(sample.labels.protocol!, (started.get(sample.labels.protocol!) ?? 0) + sample.value);
+    }
+    assert.deepEqual([...started].sort(), [['connect', 12], ['grpc-web', 12]]);
+    // The access log is written asynchronously: read until the lines are there.
+    const protocolsLogged = async () => new Set((await readFile(path.join(dir, 'access.log'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { protocol?: string }).protocol));
+    await waitFor(async () => (await protocolsLogged()).size === 2, 'access log lines of both protocols');
+    assert.deepEqual([...await protocolsLogged()].sort(), ['connect', 'grpc-web']);
   });
 });
