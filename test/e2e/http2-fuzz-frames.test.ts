@@ -76,6 +76,7 @@ function handleStream(stream: ServerStream): void {
     onResponseDrain: () => {},
     onDownstreamClose: () => {},
     onCut: () => {},
+    onMalformedRequest: () => {},
   };
   stream.attach(events);
   if (kind === 0) stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '0' } as HeaderMap, true);
