@@ -16,8 +16,10 @@ import type { Backend } from './backends.ts';
 import { rpcCounts } from './backends.ts';
 import type { Context, Params } from './context.ts';
 import { cpuSeconds } from './metrics.ts';
+import { DISTURBED_CORES, foreignLoad } from './interference.ts';
 import { collect } from './load.ts';
 import { spawnChild, startWithRetry } from './proc.ts';
+import { disturbed } from './rounds.ts';
 import { median } from './stats.ts';
 import type { Target } from './targets.ts';
 
@@ -38,6 +40,8 @@ export interface GrpcWebRow {
   /** Per round. */
   readonly rps: number[];
   readonly cpuPer100k: number[];
+  /** Cores other processes used during each round's run (interference.ts). */
+  readonly foreignCores: number[];
   /** h2load's failed + errored, summed over rounds, and the backends' own count of RPCs. */
   failed: number;
   backendRpcs: number;
@@ -54,7 +58,7 @@ export async function grpcWebScenario(ctx: Context): Promise<GrpcWebResult> {
   const target = await startWebSwitchyard(ctx.backends, ctx.dir);
   try {
     await checkGrpcWeb(target.port, ctx.requestFile);
-    const rows: GrpcWebRow[] = PROTOCOLS.map((protocol) => ({ protocol, rps: [], cpuPer100k: [], failed: 0, backendRpcs: 0 }));
+    const rows: GrpcWebRow[] = PROTOCOLS.map((protocol) => ({ protocol, rps: [], cpuPer100k: [], foreignCores: [], failed: 0, backendRpcs: 0 }));
     // Warm-up, not counted: the first protocol measured would otherwise pay for the fresh process's JIT.
     for (const protocol of PROTOCOLS) await runH2load(h2load, target.port, protocol, ctx, Math.min(1_000, ctx.params.closedMs));
     for (let round = 1; round <= ctx.params.rounds; round++) {
@@ -63,14 +67,16 @@ export async function grpcWebScenario(ctx: Context): Promise<GrpcWebResult> {
         await ctx.quiet();
         const before = await rpcCounts(ctx.backends);
         const cpuBefore = cpuSeconds(target.pid);
+        const foreign = foreignLoad();
         const result = await runH2load(h2load, target.port, row.protocol, ctx);
+        row.foreignCores.push(foreign());
         const cpu = cpuSeconds(target.pid) - cpuBefore;
         const after = await rpcCounts(ctx.backends);
         row.rps.push(result.rps);
         row.cpuPer100k.push(result.succeeded > 0 ? (cpu / result.succeeded) * 1e5 : Number.NaN);
         row.failed += result.failed;
         row.backendRpcs += after.reduce((sum, count, i) => sum + count - (before[i] ?? 0), 0);
-        ctx.log(`grpc-web round ${round}, ${row.protocol}: ${num(result.rps)} RPC/s, ${num(row.cpuPer100k.at(-1), 2)} CPU s/100k, ${result.failed} failed`);
+        ctx.log(`grpc-web round ${round}, ${row.protocol}: ${num(result.rps)} RPC/s, ${num(row.cpuPer100k.at(-1), 2)} CPU s/100k, ${result.failed} failed${disturbed(row.foreignCores.at(-1)!)}`);
       }
     }
     return { rows };
@@ -151,10 +157,11 @@ export function grpcWebSection(result: GrpcWebResult | undefined, params: Params
   const rows = result.rows.map((row) => [
     row.protocol, num(median(row.rps)), num(median(row.cpuPer100k), 2), row === grpc ? '–' : ratio(median(row.rps) / median(grpc.rps)),
     row === grpc ? '–' : ratio(median(row.cpuPer100k) / median(grpc.cpuPer100k)), String(row.failed), num(row.backendRpcs),
+    row.foreignCores.map((cores) => (cores >= DISTURBED_CORES ? `**${cores.toFixed(2)}**` : cores.toFixed(2))).join(', '),
   ]);
   return [
     '## gRPC-Web', '',
     `Unary Echo through one fresh Switchyard with gRPC-Web on its listener (bench/grpc-web.ts), after 1 s of each as warm-up, the three protocols in turn (the order reversed every other round) in each of ${params.rounds} round(s), h2load for ${params.closedMs / 1000} s each: gRPC and gRPC-Web over HTTP/2 with -c ${params.closedConnections} -m ${params.closedStreams}, gRPC-Web over HTTP/1.1 with --h1 -c ${H1_CONNECTIONS} -m 1 (HTTP/1.1 has one request in flight per connection). CPU = the Switchyard process's utime+stime per 100,000 RPCs. No other gRPC-Web proxy runs here (HAProxy and nginx have none; Envoy is not installed), so the cost is against Switchyard's own gRPC.`, '',
-    table(['protocol', 'RPC/s (median)', 'CPU s/100k RPC', 'RPC/s vs gRPC', 'CPU per RPC vs gRPC', 'failed/errored', 'backend RPCs'], rows), '',
+    table(['protocol', 'RPC/s (median)', 'CPU s/100k RPC', 'RPC/s vs gRPC', 'CPU per RPC vs gRPC', 'failed/errored', 'backend RPCs', 'other load (per round)'], rows), '',
   ];
 }

@@ -31,6 +31,7 @@ function foreignFigures(results: Results): number[] {
     ...results.slow.map((s) => s.foreignCores),
     results.identical?.foreignCores,
     ...(results.multiCore?.foreignCores ?? []),
+    ...(results.grpcWeb?.rows.flatMap((row) => row.foreignCores) ?? []),
   ].filter((n): n is number => n !== undefined);
 }
 

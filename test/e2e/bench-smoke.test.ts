@@ -26,10 +26,20 @@ describe('npm run bench (smoke mode)', () => {
       const [code] = (await once(child, 'exit')) as [number | null];
       assert.equal(code, 0, `bench exited with ${code}:\n${output}`);
 
-      const json = JSON.parse(await readFile(path.join(out, 'latest.json'), 'utf8')) as { summary: Record<string, { rps: number } | undefined> };
+      const json = JSON.parse(await readFile(path.join(out, 'latest.json'), 'utf8')) as {
+        summary: Record<string, { rps: number } | undefined>;
+        grpcWeb?: { rows: { protocol: string; rps: number[] }[]; note?: string };
+      };
       for (const target of ['direct', 'switchyard']) {
         const rps = json.summary[target]?.rps;
         assert.ok(typeof rps === 'number' && rps > 0, `${target}: expected RPC/s > 0, got ${rps}\n${output}`);
+      }
+      // The gRPC-Web scenario needs h2load; without it the report says so instead.
+      const web = json.grpcWeb;
+      assert.ok(web !== undefined, `no gRPC-Web result\n${output}`);
+      if (web.note === undefined) {
+        assert.deepEqual(web.rows.map((row) => row.protocol), ['gRPC', 'gRPC-Web, HTTP/2', 'gRPC-Web, HTTP/1.1']);
+        for (const row of web.rows) assert.ok(row.rps.length > 0 && row.rps.every((rps) => rps > 0), `${row.protocol}: ${JSON.stringify(row.rps)}`);
       }
       const markdown = await readFile(path.join(out, 'latest.md'), 'utf8');
       assert.match(markdown, /\| switchyard \|/);
