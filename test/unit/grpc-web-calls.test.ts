@@ -11,6 +11,9 @@ import { decodeStatusDetails } from '../../src/web/status-details.ts';
 import { EnvelopeReader, envelope } from '../../src/web/envelopes.ts';
 import type { HeaderMap } from '../../src/grpc/streams.ts';
 
+/** The fields a header map sends: a dropped one is set undefined, not deleted (a delete slows the map down). */
+const sent = (headers: HeaderMap): HeaderMap => Object.fromEntries(Object.entries(headers).filter(([, value]) => value !== undefined));
+
 const post = (contentType: string, extra: HeaderMap = {}): HeaderMap => ({ ':method': 'POST', ':path': '/p.S/M', 'content-type': contentType, ...extra });
 
 describe('which browser protocol a request speaks', () => {
@@ -45,13 +48,13 @@ describe('a browser call\'s headers as the gRPC request\'s', () => {
   it('gRPC-Web: content-length dropped, te: trailers added, the codec kept, metadata passed', () => {
     const headers = post('application/grpc-web-text+proto', { 'content-length': '12', connection: 'keep-alive', host: 'a.test', 'x-user': 'u', 'grpc-timeout': '1S' });
     const call = classifyWebCall(headers)!;
-    assert.deepEqual(toGrpcRequestHeaders(call, headers, false), { ':method': 'POST', ':path': '/p.S/M', 'content-type': 'application/grpc+proto', te: 'trailers', 'x-user': 'u', 'grpc-timeout': '1S' });
+    assert.deepEqual(sent(toGrpcRequestHeaders(call, headers, false)), { ':method': 'POST', ':path': '/p.S/M', 'content-type': 'application/grpc+proto', te: 'trailers', 'x-user': 'u', 'grpc-timeout': '1S' });
   });
 
   it('Connect: the timeout as grpc-timeout, protobuf compression as grpc-encoding, GET as a POST to the path', () => {
     const translate = (headers: HeaderMap, transcoded = false) => toGrpcRequestHeaders(classifyWebCall(headers) as WebCall, headers, transcoded);
     const unary = translate(post('application/proto', { 'connect-protocol-version': '1', 'connect-timeout-ms': '1500', 'content-encoding': 'gzip', 'accept-encoding': 'gzip' }));
-    assert.deepEqual(unary, { ':method': 'POST', ':path': '/p.S/M', 'content-type': 'application/grpc+proto', te: 'trailers', 'grpc-encoding': 'gzip', 'grpc-accept-encoding': 'identity', 'grpc-timeout': '1500000u' });
+    assert.deepEqual(sent(unary), { ':method': 'POST', ':path': '/p.S/M', 'content-type': 'application/grpc+proto', te: 'trailers', 'grpc-encoding': 'gzip', 'grpc-accept-encoding': 'identity', 'grpc-timeout': '1500000u' });
     // Ten digits of milliseconds do not fit grpc-timeout's eight: a coarser unit.
     assert.equal(translate(post('application/connect+proto', { 'connect-timeout-ms': '9999999999' }))['grpc-timeout'], '10000000S');
     assert.match(String(translate(post('application/json', { 'connect-timeout-ms': 'soon' }))['grpc-timeout']), /^soon/, 'a malformed timeout stays malformed, to be refused');
