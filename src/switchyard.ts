@@ -25,6 +25,8 @@ import { loadedCertificates, type LoadedCertificate } from './security/certifica
 import { admitRpc } from './security/rpc-admission.ts';
 import { VERSION } from './version.ts';
 import { createWebHandler, type WebHandler } from './web/web-handler.ts';
+import type { WebSocketRecord } from './websocket/session-record.ts';
+import { WebSocketProxy } from './websocket/websocket-proxy.ts';
 // Loaded only when the config asks for them (the admin interface, the health port, xDS): gRPC, node:http2,
 // protobuf and prom-client cost memory a plain proxy does not need.
 import type { XdsProxyFeed } from './xds/client/xds-proxy-feed.ts';
@@ -42,11 +44,15 @@ export interface SwitchyardOptions {
   readonly onRpcEnd?: (record: RpcRecord) => void;
   /** What the admin interface's POST /drain does. Default: drain(). `switchyard run` also exits after it. */
   readonly onDrainRequest?: () => void;
+  /** Observes every WebSocket upgrade's record: refused, or when its session ended (tests). */
+  readonly onWebSocketEnd?: (record: WebSocketRecord) => void;
 }
 
 export class Switchyard {
   readonly logger: Logger;
   readonly #runtime: ProxyRuntime;
+  /** WebSocket upgrades, extended CONNECT streams and their sessions (src/websocket/). */
+  readonly #websocket: WebSocketProxy;
   /** Created with the admin interface (the only place its figures are read), and kept across reloads. */
   #telemetry: Telemetry | undefined;
 
@@ -54,7 +60,8 @@ export class Switchyard {
     this.logger = options.logger ?? pino({ level: options.config.log_level });
     const observe = options.onRpcEnd;
     const onDrainRequest = options.onDrainRequest ?? (() => void this.drain());
-    const handler: StreamHandler = createRpcHandler({
+    this.#websocket = this.#createWebSocketProxy(options.onWebSocketEnd);
+    const rpcHandler: StreamHandler = createRpcHandler({
       serving: () => this.#runtime.serving,
       onRpcStart: (record) => this.#telemetry?.rpcStarted(record),
       onRpcEnd: (record) => {
@@ -65,7 +72,9 @@ export class Switchyard {
       admit: (serving, connection, headers, listener) => admitRpc(serving, this.logger, connection, headers, listener),
       overloaded: () => this.#runtime.overload.overloaded,
     });
-    const web = this.#createWebHandler(handler);
+    const web = this.#createWebHandler(rpcHandler);
+    // Extended CONNECT streams (RFC 8441) go to the WebSocket proxy before anything looks for a browser call in them.
+    const stream = withWebSocketStreams(web.stream, this.#websocket);
     const listenerEvents: ListenerEvents = {
       onAbusiveConnection: (listener, peer, limit) => {
         this.logger.warn({ listener, peer, limit }, 'client connection closed as abusive');
@@ -77,9 +86,14 @@ export class Switchyard {
       followLogLevel: options.logger === undefined,
       createCluster: (config, secrets, xds) => this.#createCluster(config, secrets, xds),
       startListener: async (config: ListenerConfig, secrets: ConfigSecrets) => {
-        const listener = await startListener(config, secrets.listeners.get(config.name), { stream: web.stream, http1: { request: web.request } }, listenerEvents);
+        const websocket = this.#websocket;
+        // A browser call (gRPC-Web, Connect) or preflight is told by its headers; anything else may be on a WebSocket route.
+        const listener = await startListener(config, secrets.listeners.get(config.name), {
+          stream,
+          http1: { upgrade: (...args) => websocket.upgrade(...args), request: (...args) => web.request(...args) || websocket.request(...args) },
+        }, listenerEvents);
         this.logger.info({ listener: listener.name, address: `${listener.address.address}:${listener.address.port}`, tls: !config.plaintext }, 'listening');
-        return listener;
+        return drainingWebSocketSessions(listener, websocket);
       },
       startHealth: async (config, readiness: () => Readiness) => {
         const { startHealthEndpoint } = await import('./admin/health-endpoint.ts');
@@ -149,6 +163,11 @@ export class Switchyard {
     return this.#runtime.xds;
   }
 
+  /** WebSocket upgrades and their open sessions. */
+  get websocket(): WebSocketProxy {
+    return this.#websocket;
+  }
+
   /** Metrics, the dashboard's window and recent changes; undefined until the config has an admin section. */
   get telemetry(): Telemetry | undefined {
     return this.#telemetry;
@@ -207,6 +226,19 @@ export class Switchyard {
     });
   }
 
+  #createWebSocketProxy(observe: ((record: WebSocketRecord) => void) | undefined): WebSocketProxy {
+    return new WebSocketProxy({
+      serving: () => ({ config: this.#runtime.config, clusters: this.#runtime.clusters, secrets: this.#runtime.secrets }),
+      draining: () => this.#runtime.state === 'draining' || this.#runtime.state === 'stopped',
+      onUpgradeAnswered: (record) => this.#telemetry?.websocketUpgradeAnswered(record),
+      onRecord: (record) => {
+        this.#runtime.accessLog.writeWebSocket?.(record);
+        if (record.result === 'upgraded') this.#telemetry?.websocketSessionEnded(record);
+        observe?.(record);
+      },
+    });
+  }
+
   #startOverloadMonitor(settings: SwitchyardConfig['overload']): OverloadMonitor {
     const monitor = startOverloadMonitor({
       maxMemoryMb: settings.max_memory_mb,
@@ -231,6 +263,7 @@ export class Switchyard {
         ready: () => runtime.state === 'ready',
         overloaded: () => runtime.overload.overloaded,
         ...(xds && { xds: () => xds.metrics() }),
+        websocket: { perEndpoint: () => this.#websocket.sessions.perEndpoint(), openSessions: () => this.#websocket.sessions.openSessions() },
       },
       namedMethods: namedMethods(runtime.config),
       maxLearnedMethods: runtime.config.metrics.max_methods,
@@ -256,6 +289,24 @@ export class Switchyard {
     this.logger.info({ address: `${admin.address.address}:${admin.address.port}` }, 'admin interface listening (GET / lists its endpoints; /dashboard)');
     return admin;
   }
+}
+
+/** HTTP/2 extended CONNECT streams (RFC 8441 WebSocket) go to the WebSocket proxy; every other stream is an RPC. */
+function withWebSocketStreams(rpc: StreamHandler, websocket: WebSocketProxy): StreamHandler {
+  return (stream, headers, listener) => (WebSocketProxy.isExtendedConnect(headers) ? websocket.stream(stream, headers, listener) : rpc(stream, headers, listener));
+}
+
+/**
+ * The listener, with its drain (and the close of a reload that retires it) first sending its
+ * WebSocket sessions close 1001: a tunnel holds its connection open, so a drain that only sent
+ * GOAWAY and stopped reading HTTP/1.1 would wait on it until the timeout.
+ */
+function drainingWebSocketSessions(listener: Listener, websocket: WebSocketProxy): Listener {
+  const key = { name: listener.name, port: listener.address.port };
+  return Object.create(listener, {
+    drain: { value: () => (websocket.goAway(key), listener.drain()) },
+    close: { value: (graceMs?: number) => (websocket.goAway(key), listener.close(graceMs)) },
+  }) as Listener;
 }
 
 /** Methods that always get their own metric labels: those the config names. */

@@ -4,6 +4,7 @@
  * xDS (src/xds/) and construction (src/cluster/) are all derived from it, so
  * a new policy is its own file plus a line here.
  */
+import { leastConnections } from './least-connections.ts';
 import { leastRequest } from './least-request.ts';
 import { peakEwma } from './peak-ewma.ts';
 import type { BalancedEndpoint, LoadBalancingPolicy, PolicyDefinition, PolicyEnvironment } from './policy.ts';
@@ -12,7 +13,7 @@ import { random } from './random.ts';
 import { ringHash } from './ring-hash.ts';
 import { roundRobin } from './round-robin.ts';
 
-export const POLICIES = [roundRobin, leastRequest, random, ringHash, peakEwma] as const;
+export const POLICIES = [roundRobin, leastRequest, random, ringHash, peakEwma, leastConnections] as const;
 
 export type PolicyName = (typeof POLICIES)[number]['name'];
 

@@ -167,10 +167,29 @@ export class Cluster {
   /** Reports the end of an RPC attempt started by pick(), and how it ended. */
   release(endpoint: ClusterEndpoint, latencyMs: number, outcome: Outcome): void {
     endpoint.activeRequests--;
+    this.report(endpoint, latencyMs, outcome);
+  }
+
+  /**
+   * How an exchange with `endpoint` went, without ending what pick() or claim() counted: a WebSocket
+   * handshake, whose tunnel stays counted as active until it closes. Feeds what release() feeds.
+   */
+  report(endpoint: ClusterEndpoint, latencyMs: number, outcome: Outcome): void {
     if (!isNeutral(outcome)) endpoint.observeLatency(latencyMs, this.#now());
     this.#policy.onRpcEnd?.(endpoint, latencyMs, isEndpointFailure(outcome));
     this.#health.record(endpoint, outcome);
     this.#onAttemptEnd?.(endpoint, latencyMs, outcome);
+  }
+
+  /** Whether `endpoint` may take new traffic now: a policy would see it (health, ejection, backoff, all_unhealthy). */
+  isAvailable(endpoint: ClusterEndpoint): boolean {
+    return this.#available.includes(endpoint);
+  }
+
+  /** Counts an endpoint chosen without the policy (a WebSocket affinity cookie) as pick() counts its own. */
+  claim(endpoint: ClusterEndpoint): void {
+    endpoint.activeRequests++;
+    endpoint.totalRequests++;
   }
 
   /** Why pick() found nothing, for the UNAVAILABLE message. */

@@ -11,6 +11,7 @@ import { formatPath, validate, type ConfigProblem, type RawProblem } from './pro
 import type { z } from 'zod';
 import { configSchema, type SwitchyardConfig } from './schema.ts';
 import type { DescriptorSets } from './descriptor-types.ts';
+import { readAffinityKey } from './websocket-schema.ts';
 
 export type { ConfigProblem } from './problems.ts';
 
@@ -59,6 +60,8 @@ export interface ConfigSecrets {
   readonly xds?: XdsTlsFiles | undefined;
   /** `web.descriptor_sets`, parsed, when the config names any (docs/grpc-web.md). */
   readonly descriptors?: DescriptorSets | undefined;
+  /** The key that signs WebSocket affinity cookies (`websocket.affinity_key_file`), when there is one. */
+  readonly affinityKey?: Buffer | undefined;
 }
 
 /** A descriptor set with every import of a large API (googleapis included) stays well under this. */
@@ -229,13 +232,19 @@ async function readReferencedFiles(config: SwitchyardConfig, baseDir: string, fi
   }
 
   const descriptors = await readDescriptorSets(out, reader);
+  let affinityKey: Buffer | undefined;
+  if (out.websocket.affinity_key_file !== undefined) {
+    out.websocket.affinity_key_file = reader.resolve(out.websocket.affinity_key_file);
+    const contents = await reader.read('websocket.affinity_key_file', out.websocket.affinity_key_file, readAffinityKey);
+    if (contents) affinityKey = readAffinityKey(contents);
+  }
 
   const output = out.access_log.output;
   // The two values that are not paths.
   if (output !== 'off' && output !== 'stdout') out.access_log.output = reader.resolve(output);
 
   if (reader.problems.length > 0) throw new ConfigError(file, reader.problems);
-  return { file, config: out, secrets: { listeners, clusters, ...(xds && { xds }), ...(descriptors && { descriptors }) }, files: reader.files };
+  return { file, config: out, secrets: { listeners, clusters, ...(xds && { xds }), ...(descriptors && { descriptors }), ...(affinityKey && { affinityKey }) }, files: reader.files };
 }
 
 /** Reads and parses `web.descriptor_sets` (paths made absolute in `config`); problems go to `reader`. */

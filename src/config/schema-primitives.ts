@@ -41,3 +41,7 @@ export const statusCode = z.union([
   }),
 ]);
 
+
+const HOST_PATTERN = /^(\*|(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*)$/;
+/** A host a route serves: `example.com`, `*.example.com` or `*`, lower-cased. */
+export const hostPattern = z.string().transform((host) => host.toLowerCase()).pipe(z.string().regex(HOST_PATTERN, 'expected a host name, "*.<domain>" or "*"'));

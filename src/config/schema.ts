@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { duration, statusCode } from './schema-primitives.ts';
+import { duration, hostPattern, statusCode } from './schema-primitives.ts';
 import { POLICIES, POLICY_NAMES, type PolicyName } from '../balancer/registry.ts';
 import type { PolicyOption } from '../balancer/policy.ts';
 import { clusterResilience, drainSettings, overloadSettings, retryPolicy } from './resilience-schema.ts';
@@ -16,6 +16,7 @@ import { tracingSettings } from './tracing-schema.ts';
 import { kubernetesDiscovery } from './kubernetes-schema.ts';
 import { edsDiscovery, xdsClientSettings } from './xds-client-schema.ts';
 import { listenerWebSettings, routeWebSettings, webSettings } from './web-schema.ts';
+import { checkWebSocketReferences, listenerWebSocketFields, websocketSettings } from './websocket-schema.ts';
 
 /** Listener ports may be 0 (the OS picks one: useful in tests); an upstream port never is. */
 const port = z.number().int().min(0).max(65535);
@@ -70,6 +71,7 @@ const listener = z
     /** Browser protocols (gRPC-Web, Connect) for every route on this listener, and CORS; see docs/grpc-web.md. */
     web: listenerWebSettings.prefault({}),
     ...listenerAbuseFields,
+    ...listenerWebSocketFields,
   })
   .superRefine((value, ctx) => {
     if (value.tls && value.plaintext) {
@@ -113,9 +115,6 @@ const regexSource = z.string().superRefine((value, ctx) => {
     ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${(error as Error).message}` });
   }
 });
-
-const HOST_PATTERN = /^(\*|(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*)$/;
-const hostPattern = z.string().transform((host) => host.toLowerCase()).pipe(z.string().regex(HOST_PATTERN, 'expected a host name, "*.<domain>" or "*"'));
 
 /** Headers a route may not edit: HTTP/2 pseudo-headers and connection-specific ones (RFC 9113 §8.2.2), and what gRPC framing needs. */
 const UNEDITABLE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'content-type', 'grpc-timeout', 'grpc-status', 'grpc-message']);
@@ -345,6 +344,7 @@ function checkReferences(value: unknown, ctx: z.RefinementCtx): void {
   // A cluster whose name failed to parse may be the one a route means: say nothing rather than something wrong.
   if (clusterNames.includes(undefined)) return;
   const known = new Set(clusterNames);
+  checkWebSocketReferences(value, known, ctx);
   (Array.isArray(value.routes) ? value.routes : []).forEach((r: unknown, i) => {
     if (isRecord(r) && typeof r.cluster === 'string' && !known.has(r.cluster)) {
       ctx.addIssue({ code: 'custom', path: ['routes', i, 'cluster'], message: `no cluster named "${r.cluster}" (clusters: ${[...known].join(', ') || 'none'})` });
@@ -385,6 +385,8 @@ export const configSchema = z
     certificates: certificateSettings.prefault({}),
     /** W3C traceparent propagation with a proxy span per RPC, and optional OpenTelemetry spans; see docs/tracing.md. */
     tracing: tracingSettings.prefault({}),
+    /** WebSocket routes (HTTP/1.1 upgrades and RFC 8441 over HTTP/2) to clusters; see docs/websocket.md. */
+    websocket: websocketSettings.prefault({}),
     /** Routes, clusters and endpoints from an xDS control plane instead of this file; see docs/control-plane.md. Unset: none. */
     xds: xdsClientSettings.optional(),
     /** What the browser protocols share: descriptor sets for Connect JSON; see docs/grpc-web.md. */

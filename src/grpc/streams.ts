@@ -64,6 +64,12 @@ export interface DownstreamStream {
   write(chunk: Buffer): boolean;
   /** Ends the response with these trailers, after whatever was written. */
   end(trailers: HeaderMap): void;
+  /**
+   * Ends the response with END_STREAM and no trailers, after whatever was written: a half-close, as a
+   * tunnel's end is (RFC 8441 §4: END_STREAM is the TCP FIN). Unlike end(), the client's side stays open
+   * until the client ends it; the stream closes then. Does nothing before respond().
+   */
+  finish(): void;
   /** A plain HTTP answer with a text body and no trailers: for a request that is not gRPC at all. */
   answerHttp(status: number, body: string): void;
   /** RST_STREAM with `code`. */

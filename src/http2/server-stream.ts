@@ -17,6 +17,8 @@ export class ServerStream extends StreamCore implements DownstreamStream {
   /** The request's content-length, when it gave one: the DATA must add up to it (§8.1.1). */
   expectedLength: number | undefined;
   receivedLength = 0;
+  /** finish() ended the response: the stream stays open until the client ends its side too. */
+  #halfClose = false;
 
   constructor(id: number, host: StreamHost & DownstreamConnection, sendWindow: number) {
     super(id, host, sendWindow);
@@ -42,6 +44,12 @@ export class ServerStream extends StreamCore implements DownstreamStream {
       return;
     }
     this.endOutbound(trailers);
+  }
+
+  finish(): void {
+    if (!this.headersSent) return;
+    this.#halfClose = true;
+    this.endOutbound();
   }
 
   answerHttp(status: number, body: string): void {
@@ -70,8 +78,9 @@ export class ServerStream extends StreamCore implements DownstreamStream {
     this.events?.onResponseDrain();
   }
 
-  /** The response is complete while the client may still send: ask it to stop, without error (§8.1). */
+  /** The response is complete while the client may still send: ask it to stop, without error (§8.1); a tunnel's half-close waits for the client's end. */
   protected override localEndSent(): void {
+    if (this.#halfClose) return;
     this.host.sendReset(this, ErrorCode.NO_ERROR);
     this.close();
   }

@@ -20,6 +20,8 @@ export function localSettings(config: ListenerConfig): LocalSettings {
     connectionWindow: limits.connection_window,
     maxHeaderListSize: limits.max_header_list_size,
     maxHeaderFields: MAX_HEADER_FIELDS,
+    // RFC 8441: WebSocket over HTTP/2 as extended CONNECT streams, which the composition hands to src/websocket/.
+    enableConnectProtocol: config.websocket.over_http2,
   };
 }
 

@@ -1,9 +1,12 @@
-/** One JSON line per RPC: off, to stdout, or to a file. */
+/** One JSON line per RPC, and one per WebSocket upgrade (with its session): off, to stdout, or to a file. */
 import pino from 'pino';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
+import type { WebSocketRecord } from '../websocket/session-record.ts';
 
 export interface AccessLog {
   write(record: RpcRecord): void;
+  /** A WebSocket upgrade, refused or served, once its session has ended (docs/websocket.md). */
+  writeWebSocket?(record: WebSocketRecord): void;
   /** Flushes and closes the destination. */
   close(): Promise<void>;
 }
@@ -36,6 +39,29 @@ export function createAccessLog(output: string): AccessLog {
         protocol: record.protocol,
         trace_id: record.traceId,
         span_id: record.spanId,
+      });
+    },
+    writeWebSocket(record) {
+      logger.info({
+        time: new Date(record.time).toISOString(),
+        kind: 'websocket',
+        listener: record.listener,
+        protocol: record.protocol,
+        peer: record.peer,
+        path: record.path,
+        route: record.route,
+        cluster: record.cluster,
+        endpoint: record.endpoint,
+        result: record.result,
+        status: record.status,
+        affinity: record.affinity,
+        closed_by: record.closedBy,
+        close_code: record.closeCode,
+        proxy_reason: record.proxyReason,
+        error: record.error,
+        duration_ms: Math.round(performance.now() - record.startedAt),
+        bytes_in: record.bytesFromClient,
+        bytes_out: record.bytesFromBackend,
       });
     },
     // end() writes what is buffered (waiting for the file to open if it has not yet), then closes:

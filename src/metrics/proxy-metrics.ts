@@ -23,6 +23,7 @@ import { statusName } from '../grpc/status.ts';
 import type { LoadedCertificate } from '../security/certificate-expiry.ts';
 import { registerXdsMetrics, type XdsMetricsSource } from './xds-metrics.ts';
 import { CellCounter, CellHistogram, type CounterCell, type HistogramCell } from './cells.ts';
+import type { WebSocketMetricsSource } from './websocket-metrics.ts';
 
 /** What the scrape-time gauges read from the running proxy. */
 export interface MetricsSource {
@@ -34,6 +35,8 @@ export interface MetricsSource {
   overloaded(): boolean;
   /** Present when the proxy takes its config from an xDS control plane. */
   xds?: XdsMetricsSource;
+  /** The WebSocket session registry (src/websocket/): its metrics are registered when present. */
+  websocket?: WebSocketMetricsSource;
 }
 
 export interface ProxyMetricsOptions {

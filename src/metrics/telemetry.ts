@@ -9,6 +9,8 @@ import type { Outcome } from '../grpc/outcome.ts';
 import type { RpcRecord } from '../grpc/rpc-record.ts';
 import { BalanceWindow } from './balance-window.ts';
 import { ProxyMetrics, type ProxyMetricsOptions } from './proxy-metrics.ts';
+import { WebSocketMetrics, type WebSocketMetricsSource } from './websocket-metrics.ts';
+import type { WebSocketRecord } from '../websocket/session-record.ts';
 
 /** Recent changes kept for the dashboard; older ones are in the logs. */
 const MAX_CHANGES = 100;
@@ -34,11 +36,25 @@ const EVENT_WORDS: Record<EndpointEvent['kind'], string> = {
 export class Telemetry {
   readonly metrics: ProxyMetrics;
   readonly balance: BalanceWindow;
+  /** WebSocket metrics, with the session registry they read; undefined when the proxy has none. */
+  readonly websocket: { readonly metrics: WebSocketMetrics; readonly source: WebSocketMetricsSource } | undefined;
   readonly #changes: RecentChange[] = [];
 
   constructor(options: ProxyMetricsOptions & { readonly windowSeconds?: number }) {
     this.metrics = new ProxyMetrics(options);
     this.balance = new BalanceWindow({ windowSeconds: options.windowSeconds });
+    const sessions = options.source.websocket;
+    this.websocket = sessions && { metrics: new WebSocketMetrics(this.metrics.registry, sessions), source: sessions };
+  }
+
+  /** A WebSocket upgrade was answered (refused or upgraded). */
+  websocketUpgradeAnswered(record: WebSocketRecord): void {
+    this.websocket?.metrics.upgradeAnswered(record);
+  }
+
+  /** An upgraded WebSocket session ended. */
+  websocketSessionEnded(record: WebSocketRecord): void {
+    this.websocket?.metrics.sessionEnded(record);
   }
 
   rpcStarted(record: RpcRecord): void {
