@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
+import { LeastConnectionsPolicy } from '../../src/balancer/least-connections.ts';
 import { LeastRequestPolicy } from '../../src/balancer/least-request.ts';
 import { PeakEwmaPolicy } from '../../src/balancer/peak-ewma.ts';
 import { RandomPolicy } from '../../src/balancer/random.ts';
@@ -26,6 +27,7 @@ describe('createPolicy', () => {
       random: RandomPolicy,
       ring_hash: RingHashPolicy,
       peak_ewma: PeakEwmaPolicy,
+      least_connections: LeastConnectionsPolicy,
     };
     for (const name of POLICY_NAMES) assert.ok(createPolicy(name, {}) instanceof expected[name as keyof typeof expected], name);
   });
