@@ -114,9 +114,9 @@ export interface OpenClient {
 }
 
 /** Opens a session through the proxy; rejects with the HTTP status when the upgrade is refused. */
-export function openClient(url: string, options: WebSocket.ClientOptions = {}): Promise<OpenClient> {
+export function openClient(url: string, options: WebSocket.ClientOptions = {}, protocols: string[] = []): Promise<OpenClient> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { ...options });
+    const ws = new WebSocket(url, protocols, { ...options });
     let headers: http.IncomingHttpHeaders = {};
     const messages: string[] = [];
     const closed = new Promise<{ code: number; reason: string }>((done) => ws.on('close', (code, reason) => done({ code, reason: reason.toString() })));
@@ -163,14 +163,14 @@ export function roundTrip(client: OpenClient, text: string): Promise<string> {
 }
 
 /** A session over an HTTP/2 extended CONNECT stream (RFC 8441), the `ws` client speaking the frames. */
-export async function openHttp2Client(authority: string, path: string, headers: http2.OutgoingHttpHeaders = {}): Promise<{ session: http2.ClientHttp2Session; status: number; responseHeaders: http2.IncomingHttpHeaders; ws: WebSocket | undefined; body: string }> {
-  const session = http2.connect(authority);
+export async function openHttp2Client(authority: string, path: string, headers: http2.OutgoingHttpHeaders = {}, connectOptions: http2.SecureClientSessionOptions = {}): Promise<{ session: http2.ClientHttp2Session; status: number; responseHeaders: http2.IncomingHttpHeaders; ws: WebSocket | undefined; body: string }> {
+  const session = http2.connect(authority, connectOptions);
   session.on('error', () => {});
   await new Promise<void>((resolve, reject) => {
     session.once('remoteSettings', (settings) => (settings.enableConnectProtocol ? resolve() : reject(new Error('the server does not announce SETTINGS_ENABLE_CONNECT_PROTOCOL'))));
     session.once('error', reject);
   });
-  const stream = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': 'http', ':path': path, 'sec-websocket-version': '13', ...headers });
+  const stream = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': authority.startsWith('https:') ? 'https' : 'http', ':path': path, 'sec-websocket-version': '13', ...headers });
   const responseHeaders = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
     stream.once('response', resolve);
     stream.once('error', reject);
