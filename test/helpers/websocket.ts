@@ -20,6 +20,7 @@ export { WebSocket };
 
 export interface WsBackend {
   readonly name: string;
+  readonly host: string;
   readonly port: number;
   readonly server: WebSocketServer;
   /** Sessions open on it now. */
@@ -34,6 +35,8 @@ export interface WsBackend {
 }
 
 export interface WsBackendOptions {
+  /** Default 127.0.0.1; other loopback addresses give backends a host of their own (for a shared health port). */
+  readonly host?: string;
   /** Changes the 101 before it goes out (to break the handshake on purpose). */
   readonly headers?: (headers: string[]) => void;
   /** Answers the upgrade itself, instead of the ws server. */
@@ -72,14 +75,15 @@ export async function startWsBackend(name: string, options: WsBackendOptions = {
       ws.on('error', () => {});
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const port = (server.address() as AddressInfo).port;
   const close = async () => {
     for (const ws of open) ws.terminate();
     for (const socket of sockets) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
-  return { name, port, server: wss, open, closeCodes, upgrades, kill: close, close };
+  return { name, host, port, server: wss, open, closeCodes, upgrades, kill: close, close };
 }
 
 export interface WsProxy {
@@ -99,7 +103,7 @@ export async function startWsProxy(config: Record<string, unknown>, secrets?: Co
 }
 
 export function wsCluster(name: string, backends: readonly WsBackend[], extra: Record<string, unknown> = {}) {
-  return { name, endpoints: backends.map((backend) => ({ address: '127.0.0.1', port: backend.port })), ...extra };
+  return { name, endpoints: backends.map((backend) => ({ address: backend.host, port: backend.port })), ...extra };
 }
 
 /** A client that opened: which backend took it (its `x-backend` field) and the 101's fields. */
