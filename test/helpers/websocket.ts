@@ -37,6 +37,8 @@ export interface WsBackend {
 export interface WsBackendOptions {
   /** Default 127.0.0.1; other loopback addresses give backends a host of their own (for a shared health port). */
   readonly host?: string;
+  /** Default 0 (the OS picks). */
+  readonly port?: number;
   /** Changes the 101 before it goes out (to break the handshake on purpose). */
   readonly headers?: (headers: string[]) => void;
   /** Answers the upgrade itself, instead of the ws server. */
@@ -76,7 +78,7 @@ export async function startWsBackend(name: string, options: WsBackendOptions = {
     });
   });
   const host = options.host ?? '127.0.0.1';
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve));
   const port = (server.address() as AddressInfo).port;
   const close = async () => {
     for (const ws of open) ws.terminate();
@@ -100,6 +102,16 @@ export async function startWsProxy(config: Record<string, unknown>, secrets?: Co
   const records: WebSocketRecord[] = [];
   const proxy = await Switchyard.start({ config: parsed, ...(secrets && { secrets }), logger: pino({ level: 'silent' }), onWebSocketEnd: (record) => records.push(record) });
   return { proxy, port: proxy.listeners[0]!.address.port, records, close: () => proxy.stop(1_000) };
+}
+
+/** The records the proxy has reported since there were `count` (waiting for at least one more). */
+export async function recordsAfter(proxy: WsProxy, count: number, expected = 1): Promise<WebSocketRecord[]> {
+  const deadline = performance.now() + 10_000;
+  while (proxy.records.length < count + expected) {
+    if (performance.now() > deadline) throw new Error(`expected ${expected} more WebSocket record(s) after ${count}; have ${proxy.records.length}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return proxy.records.slice(count);
 }
 
 export function wsCluster(name: string, backends: readonly WsBackend[], extra: Record<string, unknown> = {}) {
