@@ -27,7 +27,7 @@ import type { SwitchyardConfig } from '../config/schema.ts';
 import type { Telemetry } from '../metrics/telemetry.ts';
 import type { Route } from '../router/route-table.ts';
 import type { LoadedCertificate } from '../security/certificate-expiry.ts';
-import { balanceView, certificateView, clusterView, redactSecrets, routesView } from './admin-views.ts';
+import { balanceView, certificateView, clusterView, redactSecrets, routesView, type WebSocketBalance } from './admin-views.ts';
 import { isLoopbackAddress, type AdminSettings } from '../config/admin-schema.ts';
 import type { Readiness } from './health-endpoint.ts';
 import { listen } from '../listener/listen.ts';
@@ -149,7 +149,7 @@ async function handle(request: http.IncomingMessage, settings: AdminSettings, ta
     case 'GET /certs':
       return json(200, { certificates: target.certificates().map(certificateView) });
     case 'GET /balance':
-      return json(200, balanceView(target.clusters.values(), target.telemetry.balance, target.telemetry.recentChanges));
+      return json(200, balanceView(target.clusters.values(), target.telemetry.balance, target.telemetry.recentChanges, websocketBalance(target)));
     case 'POST /drain': {
       checkSameOrigin(request);
       const already = target.state !== 'ready' && target.state !== 'starting';
@@ -229,4 +229,11 @@ function send(response: http.ServerResponse, reply: Reply): void {
     'x-content-type-options': 'nosniff',
   });
   response.end(response.req.method === 'HEAD' ? undefined : reply.body);
+}
+
+/** The clusters WebSocket routes use and the open sessions per endpoint, when the proxy counts them. */
+function websocketBalance(target: AdminTarget): WebSocketBalance | undefined {
+  const source = target.telemetry.websocket?.source;
+  if (!source) return undefined;
+  return { clusters: new Set(target.config.websocket.routes.map((route) => route.cluster)), connections: source.perEndpoint() };
 }

@@ -94,8 +94,18 @@ export function certificateView(certificate: LoadedCertificate): CertificateView
 /** Endpoint changes drawn as marks on the history charts. */
 const MARK_KINDS = new Set<RecentChange['kind']>(['added', 'removed', 'ejected', 'returned', 'unhealthy', 'healthy']);
 
-/** What the dashboard polls: each cluster's endpoints with their share of the window's attempts, and its history. */
-export function balanceView(clusters: Iterable<Cluster>, window: BalanceWindow, changes: readonly RecentChange[]) {
+/** What the dashboard shows of WebSocket: the clusters WebSocket routes name, and open sessions per endpoint. */
+export interface WebSocketBalance {
+  readonly clusters: ReadonlySet<string>;
+  /** Cluster name → endpoint address → open sessions. */
+  readonly connections: ReadonlyMap<string, ReadonlyMap<string, number>>;
+}
+
+/**
+ * What the dashboard polls: each cluster's endpoints with their share of the window's attempts, and its
+ * history; for a cluster WebSocket routes use (or with sessions open), its open sessions per endpoint.
+ */
+export function balanceView(clusters: Iterable<Cluster>, window: BalanceWindow, changes: readonly RecentChange[], websocket?: WebSocketBalance) {
   const time = Date.now();
   return {
     time,
@@ -104,6 +114,9 @@ export function balanceView(clusters: Iterable<Cluster>, window: BalanceWindow, 
       const balance = window.snapshot(cluster.name);
       const view = clusterView(cluster);
       const attempts = Object.values(balance.attempts).reduce((sum, count) => sum + count, 0);
+      const sessions = websocket?.connections.get(cluster.name);
+      const isWebSocket = websocket !== undefined && (websocket.clusters.has(cluster.name) || sessions !== undefined);
+      const connections = [...(sessions?.values() ?? [])].reduce((sum, count) => sum + count, 0);
       return {
         name: view.name,
         policy: view.policy,
@@ -111,9 +124,16 @@ export function balanceView(clusters: Iterable<Cluster>, window: BalanceWindow, 
         p50Ms: balance.p50Ms === undefined ? undefined : round(balance.p50Ms),
         p99Ms: balance.p99Ms === undefined ? undefined : round(balance.p99Ms),
         statusCodes: balance.statusCodes,
+        ...(isWebSocket && { websocket: { connections } }),
         endpoints: view.endpoints.map((endpoint) => {
           const recent = balance.attempts[endpoint.address] ?? 0;
-          return { ...endpoint, recentRpcs: recent, share: attempts === 0 ? 0 : round(recent / attempts) };
+          const open = sessions?.get(endpoint.address) ?? 0;
+          return {
+            ...endpoint,
+            recentRpcs: recent,
+            share: attempts === 0 ? 0 : round(recent / attempts),
+            ...(isWebSocket && { websocketConnections: open, websocketShare: connections === 0 ? 0 : round(open / connections) }),
+          };
         }),
         history: historyView(cluster.name, view.endpoints.map((endpoint) => endpoint.address), window, changes),
       };

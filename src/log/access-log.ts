@@ -17,8 +17,11 @@ export function createAccessLog(output: string): AccessLog {
   if (output === 'off') return OFF;
   const destination = pino.destination({ dest: output === 'stdout' ? 1 : output, sync: false, mkdir: true });
   const logger = pino({ base: null, timestamp: false, messageKey: 'msg' }, destination);
+  // Sessions and RPCs cut by a drain end after the log has closed: their lines are dropped, not written to a closed stream.
+  let closed = false;
   return {
     write(record) {
+      if (closed) return;
       const [service, method] = splitPath(record.path);
       logger.info({
         time: new Date(record.time).toISOString(),
@@ -42,6 +45,7 @@ export function createAccessLog(output: string): AccessLog {
       });
     },
     writeWebSocket(record) {
+      if (closed) return;
       logger.info({
         time: new Date(record.time).toISOString(),
         kind: 'websocket',
@@ -68,6 +72,7 @@ export function createAccessLog(output: string): AccessLog {
     // 'close' is the one event that says every line is in the file.
     close: () =>
       new Promise<void>((resolve) => {
+        closed = true;
         destination.once('close', () => resolve());
         destination.end();
       }),

@@ -47,8 +47,15 @@ function clusterCard(name) {
   const rps = stat('rps', 'RPC/s');
   const p50 = stat('p50', 'p50');
   const p99 = stat('p99', 'p99');
+  const connections = stat('connections', 'WebSocket connections');
+  connections.item.hidden = true;
   const card = {
     rows: new Map(),
+    sessionRows: new Map(),
+    connections: connections.value,
+    connectionsItem: connections.item,
+    sessionsTitle: el('h3', { hidden: '' }, 'WebSocket connections per endpoint'),
+    sessions: el('ul', { class: 'endpoints sessions', hidden: '', 'aria-label': `WebSocket connections per endpoint of ${name}` }),
     policy: el('span', { class: 'policy' }),
     rps: rps.value,
     p50: p50.value,
@@ -61,7 +68,8 @@ function clusterCard(name) {
   };
   card.root = el('article', { class: 'cluster', 'data-cluster': name, 'aria-label': `Cluster ${name}` },
     el('header', {}, el('h2', {}, name), card.policy),
-    el('dl', { class: 'stats' }, rps.item, p50.item, p99.item),
+    el('dl', { class: 'stats' }, rps.item, p50.item, p99.item, connections.item),
+    card.sessionsTitle, card.sessions,
     el('h3', {}, 'Status codes'), card.mix, card.codes,
     el('h3', {}, 'Share of RPCs per endpoint'), card.none, card.list,
     card.history.root);
@@ -95,6 +103,36 @@ function updateEndpoint(row, endpoint, windowSeconds) {
   row.fill.style.width = `${share * 100}%`;
 }
 
+/** A cluster WebSocket routes use: its open sessions per endpoint, as bars (the gauge KEDA scales on). */
+function updateSessions(card, cluster) {
+  const websocket = cluster.websocket;
+  card.root.dataset.websocket = websocket ? 'true' : 'false';
+  card.connectionsItem.hidden = !websocket;
+  card.sessionsTitle.hidden = !websocket;
+  card.sessions.hidden = !websocket;
+  if (!websocket) return;
+  card.connections.textContent = String(websocket.connections);
+  const addresses = new Set(cluster.endpoints.map((endpoint) => endpoint.address));
+  for (const [address, row] of card.sessionRows) {
+    if (!addresses.has(address)) { row.root.remove(); card.sessionRows.delete(address); }
+  }
+  cluster.endpoints.forEach((endpoint, index) => {
+    let row = card.sessionRows.get(endpoint.address);
+    if (!row) {
+      row = { numbers: el('span', { class: 'numbers' }), fill: el('div', { class: 'fill' }) };
+      row.root = el('li', { class: 'endpoint', 'data-websocket-endpoint': endpoint.address },
+        el('div', { class: 'endpoint-head' }, el('code', { class: 'address' }, endpoint.address), row.numbers),
+        el('div', { class: 'bar', 'aria-hidden': 'true' }, row.fill));
+      card.sessionRows.set(endpoint.address, row);
+    }
+    if (card.sessions.children[index] !== row.root) card.sessions.insertBefore(row.root, card.sessions.children[index] ?? null);
+    const open = endpoint.websocketConnections ?? 0;
+    row.root.dataset.connections = String(open);
+    row.numbers.textContent = `${open} open · ${percent(endpoint.websocketShare ?? 0)}`;
+    row.fill.style.width = `${(endpoint.websocketShare ?? 0) * 100}%`;
+  });
+}
+
 function updateCodes(card, statusCodes) {
   const entries = Object.entries(statusCodes).sort(([a, x], [b, y]) => (a === 'OK' ? -1 : b === 'OK' ? 1 : y - x));
   const total = entries.reduce((sum, [, count]) => sum + count, 0);
@@ -116,6 +154,7 @@ function updateCluster(card, cluster, windowSeconds, now) {
   card.p50.textContent = ms(cluster.p50Ms);
   card.p99.textContent = ms(cluster.p99Ms);
   updateCodes(card, cluster.statusCodes);
+  updateSessions(card, cluster);
   const addresses = new Set(cluster.endpoints.map((endpoint) => endpoint.address));
   for (const [address, row] of card.rows) {
     if (!addresses.has(address)) { row.root.remove(); card.rows.delete(address); }
