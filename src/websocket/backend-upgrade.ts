@@ -5,14 +5,20 @@
  * session has a connection of its own: WebSocket backends are HTTP/1.1, and
  * a tunnel holds its connection for as long as it lives.
  */
-import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as http from 'node:http';
+import type * as https from 'node:https';
+import { createRequire } from 'node:module';
 import * as tls from 'node:tls';
 import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { subjectAltNameChecker } from '../security/san.ts';
 import type { UpstreamTls } from '../upstream/endpoint-pool.ts';
 import { checkBackendAccept, type Negotiated, type RequestHeaders } from './handshake.ts';
+
+/** Loaded as CommonJS, as the listener loads node:http: their ES namespaces load undici, node:http2 and zlib. */
+const require = createRequire(import.meta.url);
+const httpModule = require('node:http') as typeof http;
+const httpsModule = require('node:https') as typeof https;
 
 export interface BackendTarget {
   readonly host: string;
@@ -79,7 +85,7 @@ export function upgradeBackend(target: BackendTarget, request: UpgradeRequest): 
     },
     ...(target.tls && tlsOptions(target.host, target.tls)),
   };
-  const outgoing = (target.tls ? https : http).request(options);
+  const outgoing = (target.tls ? httpsModule : httpModule).request(options);
   outgoing.on('socket', (socket: Socket) => {
     socket.once(target.tls ? 'secureConnect' : 'connect', () => {
       connected = true;

@@ -4,10 +4,14 @@
  * parser is gone), over HTTP/2 the extended CONNECT stream (RFC 8441: 200
  * instead of 101, no key and no accept, the tunnel ends with END_STREAM).
  */
-import { STATUS_CODES } from 'node:http';
+import type * as http from 'node:http';
+import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
 import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
 import { SocketEnd, StreamEnd, type TunnelEnd } from './tunnel-ends.ts';
+
+/** Loaded as CommonJS, as the listener loads node:http (its ES namespace loads undici, node:http2 and zlib). */
+const { STATUS_CODES } = createRequire(import.meta.url)('node:http') as typeof http;
 
 /** Response fields that describe the connection, never passed from a backend's answer. */
 const HOP_BY_HOP = new Set(['connection', 'upgrade', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'content-length', 'sec-websocket-accept', 'http2-settings']);

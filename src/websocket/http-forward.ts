@@ -6,8 +6,9 @@
  * while in flight. One connection per request, no retries: this is a
  * convenience beside the tunnels, not a general HTTP proxy.
  */
-import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as http from 'node:http';
+import type * as https from 'node:https';
+import { createRequire } from 'node:module';
 import type { Cluster } from '../cluster/cluster.ts';
 import { answered, failed, type Outcome } from '../grpc/outcome.ts';
 import { Status } from '../grpc/status.ts';
@@ -18,6 +19,11 @@ import { place } from './placement.ts';
 import type { WebSocketRoute } from './routes.ts';
 import type { SessionRegistry } from './sessions.ts';
 import { upstreamRequestHeaders } from './upstream-headers.ts';
+
+/** Loaded as CommonJS, as the listener loads node:http: their ES namespaces load undici, node:http2 and zlib. */
+const require = createRequire(import.meta.url);
+const httpModule = require('node:http') as typeof http;
+const httpsModule = require('node:https') as typeof https;
 
 export interface ForwardOptions {
   readonly cluster: Cluster | undefined;
@@ -44,7 +50,7 @@ export function forwardRequest(request: http.IncomingMessage, response: http.Ser
     cluster.release(endpoint, performance.now() - started, outcome);
   };
   const headers = upstreamRequestHeaders({ headers: request.headers, host: request.headers.host, ip: options.peer ?? 'unknown', tls: options.listenerTls }, route, options.trustedHops);
-  const outgoing = (options.tls ? https : http).request({
+  const outgoing = (options.tls ? httpsModule : httpModule).request({
     host: endpoint.address.host,
     port: endpoint.address.port,
     method: request.method,
