@@ -8,6 +8,7 @@ import type { Tools } from './deps.ts';
 import type { ClosedLoopResult, OpenLoopResult, StreamResult } from './load.ts';
 import type { Percentiles } from './stats.ts';
 import type { GrpcWebResult } from './grpc-web.ts';
+import type { WebSocketResult } from './websocket.ts';
 
 export interface Params {
   readonly mode: 'full' | 'quick' | 'smoke';
@@ -206,6 +207,7 @@ export interface Results {
   tls?: TlsRow[];
   allocation?: AllocationResult;
   grpcWeb?: GrpcWebResult;
+  websocket?: WebSocketResult;
   notes: string[];
   errors: string[];
 }

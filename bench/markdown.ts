@@ -6,6 +6,7 @@ import type { Params, Results } from './context.ts';
 import { DISTURBED_CORES } from './interference.ts';
 import { median } from './stats.ts';
 import { grpcWebSection } from './grpc-web.ts';
+import { websocketMarkdown } from './websocket.ts';
 
 export const num = (n: number | undefined, digits = 0) =>
   n === undefined || !Number.isFinite(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -158,6 +159,7 @@ export function markdown(results: Results, params: Params, summary: string): str
     ...header(results, params), ...disturbance(results), ...summarySection(results, params, summary), ...roundsSection(results),
     ...slowSection(results, params), ...streamingSection(results, params), ...multiCoreSection(results), ...engineSection(results, params), ...idleSection(results, params),
     ...grpcWebSection(results.grpcWeb, params),
+    ...websocketMarkdown(results.websocket),
   ];
   const check = results.backendCheck;
   if (check) out.push('## Backend capacity', '', `One backend alone, before any proxy started: ${num(check.rps)} RPC/s closed loop (${check.failed} failed, ${check.errored} errored), so three of them do not limit a proxy.`, '');

@@ -35,6 +35,7 @@ import { grpcWebScenario } from './grpc-web.ts';
 import { closedLoop, runRounds } from './rounds.ts';
 import { identicalSequential, idleMemory, multiCore, slowBackend, streaming } from './scenarios.ts';
 import { allocation, tlsRound } from './engine.ts';
+import { websocketScenario } from './websocket.ts';
 import { directTarget, startHaproxy, startNginx, startSwitchyard, type Target } from './targets.ts';
 
 const USAGE = 'usage: node bench/run.ts [--quick | --smoke] [--rounds N] [--rate RPC_PER_S] [--out DIR] [--baseline-cli PATH]\n';
@@ -161,6 +162,7 @@ try {
     results.allocation = await step('allocation', () => allocation(ctx));
   }
   results.grpcWeb = await step('gRPC-Web', () => grpcWebScenario(ctx));
+  results.websocket = await step('websocket', () => websocketScenario(ctx));
   if (tools.nginx) results.notes.push('nginx grpc_pass does not multiplex: each in-flight RPC takes its own upstream HTTP/2 connection (reused afterwards through `keepalive 64`).');
   if (tools.haproxy || tools.nginx) results.notes.push('HAProxy and nginx run as configured in bench/targets.ts: 1 thread / 1 worker, HTTP/2 to the backends, limits raised only where the defaults would break the runs (see the comments there).');
 } catch (error) {

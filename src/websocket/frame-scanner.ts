@@ -65,8 +65,8 @@ const HIGH_WORD_LIMIT = 0x200000;
 export class FrameScanner {
   readonly #rules: FrameRules;
   readonly #sink: FrameSink;
-  /** Header bytes of a header split over reads. */
-  readonly #head = Buffer.allocUnsafe(MAX_HEADER_BYTES);
+  /** Header bytes of a header split over reads; made the first time one is (most sessions never see one). */
+  #held: Buffer | undefined;
   #headLength = 0;
   /** Payload bytes still to come of the frame being read; with #inPayload, the scanner is inside a frame. */
   #payloadLeft = 0;
@@ -144,15 +144,16 @@ export class FrameScanner {
         offset += headerSize(chunk[offset]!, chunk[offset + 1]!);
       } else {
         // A header split over reads: pass what came before it, hold its bytes until it is whole.
-        const need = this.#headLength < 2 ? 2 : headerSize(this.#head[0]!, this.#head[1]!);
+        const held = (this.#held ??= Buffer.alloc(MAX_HEADER_BYTES));
+        const need = this.#headLength < 2 ? 2 : headerSize(held[0]!, held[1]!);
         const take = Math.min(need - this.#headLength, size - offset);
         if (this.#headLength === 0 && start > run) this.#sink.pass(chunk.subarray(run, start));
-        chunk.copy(this.#head, this.#headLength, offset, offset + take);
+        chunk.copy(held, this.#headLength, offset, offset + take);
         this.#headLength += take;
         offset += take;
         run = offset;
-        if (this.#headLength < need || (need === 2 && this.#headLength === 2 && headerSize(this.#head[0]!, this.#head[1]!) > 2)) continue;
-        header = this.#head;
+        if (this.#headLength < need || (need === 2 && this.#headLength === 2 && headerSize(held[0]!, held[1]!) > 2)) continue;
+        header = held;
         at = 0;
       }
       const problem = this.#readHeader(header, at);
@@ -164,8 +165,8 @@ export class FrameScanner {
         this.#sink.violation(problem.code, problem.reason);
         return;
       }
-      if (header === this.#head) {
-        this.#sink.pass(Buffer.from(this.#head.subarray(0, this.#headLength)));
+      if (header !== chunk) {
+        this.#sink.pass(Buffer.from(header.subarray(0, this.#headLength)));
         this.#headLength = 0;
       }
       if (this.#payloadLeft === 0) {

@@ -43,6 +43,8 @@ describe('npm run bench (smoke mode)', () => {
       }
       const markdown = await readFile(path.join(out, 'latest.md'), 'utf8');
       assert.match(markdown, /\| switchyard \|/);
+      // The WebSocket scenario (bench/websocket.ts): sessions held and messages echoed through Switchyard.
+      assert.match(markdown, /## WebSocket\n\n.*\n.*\n\| switchyard \| [\d.]+ MiB \| \d+ of \d+ \|/);
       const svg = await readFile(path.join(out, 'latency.svg'), 'utf8');
       assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
       assert.match(svg, /<\/svg>\s*$/);
