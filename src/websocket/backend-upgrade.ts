@@ -85,7 +85,13 @@ export function upgradeBackend(target: BackendTarget, request: UpgradeRequest): 
     },
     ...(target.tls && tlsOptions(target.host, target.tls)),
   };
-  const outgoing = (target.tls ? httpsModule : httpModule).request(options);
+  let outgoing: http.ClientRequest;
+  try {
+    outgoing = (target.tls ? httpsModule : httpModule).request(options);
+  } catch (error) {
+    // A field HTTP/2 allows and HTTP/1.1 does not (a control character in a value): nothing was sent.
+    return { answer: Promise.resolve({ kind: 'refused', status: 400, headers: {}, body: Buffer.from(`the request cannot be sent on over HTTP/1.1: ${(error as Error).message}\n`) }), abort: () => {} };
+  }
   outgoing.on('socket', (socket: Socket) => {
     socket.once(target.tls ? 'secureConnect' : 'connect', () => {
       connected = true;

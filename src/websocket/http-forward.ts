@@ -50,7 +50,9 @@ export function forwardRequest(request: http.IncomingMessage, response: http.Ser
     cluster.release(endpoint, performance.now() - started, outcome);
   };
   const headers = upstreamRequestHeaders({ headers: request.headers, host: request.headers.host, ip: options.peer ?? 'unknown', tls: options.listenerTls }, route, options.trustedHops);
-  const outgoing = (options.tls ? httpsModule : httpModule).request({
+  let outgoing: http.ClientRequest;
+  try {
+    outgoing = (options.tls ? httpsModule : httpModule).request({
     host: endpoint.address.host,
     port: endpoint.address.port,
     method: request.method,
@@ -59,7 +61,11 @@ export function forwardRequest(request: http.IncomingMessage, response: http.Ser
     setHost: false,
     agent: false,
     ...(options.tls && { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key, servername: options.tls.serverName, ALPNProtocols: ['http/1.1'] }),
-  });
+    });
+  } catch (error) {
+    release(failed('upstream_protocol_error'));
+    return answer(response, 502, `the request cannot be forwarded: ${(error as Error).message}`);
+  }
   const timer = setTimeout(() => {
     release(failed('per_try_timeout'));
     outgoing.destroy();

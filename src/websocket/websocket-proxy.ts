@@ -81,7 +81,7 @@ export class WebSocketProxy {
   /** An HTTP/1.1 upgrade (Node's server hands the socket over). Always answers it. */
   upgrade(request: http.IncomingMessage, socket: Duplex, head: Buffer, listener: string): boolean {
     const client = new Http1Client(socket, head);
-    void this.#serve(client, http1Context(request, socket as Socket, listener));
+    this.#serve(client, http1Context(request, socket as Socket, listener)).catch((error: unknown) => unexpected(client, error));
     return true;
   }
 
@@ -129,7 +129,8 @@ export class WebSocketProxy {
   /** An HTTP/2 extended CONNECT stream. */
   stream(stream: DownstreamStream, headers: HeaderMap, listener: string): void {
     const socket = stream.connection?.socket;
-    void this.#serve(new Http2Client(stream), {
+    const client = new Http2Client(stream);
+    this.#serve(client, {
       protocol: 'h2',
       method: 'CONNECT',
       target: typeof headers[':path'] === 'string' ? headers[':path'] : '/',
@@ -139,7 +140,7 @@ export class WebSocketProxy {
       ip: socket?.remoteAddress ?? 'unknown',
       peer: socket ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown',
       tls: socket !== undefined && 'encrypted' in socket,
-    });
+    }).catch((error: unknown) => unexpected(client, error));
   }
 
   /** Drain of one listener: close 1001 to its sessions (and to any whose upgrade completes later). */
@@ -276,6 +277,12 @@ export class WebSocketProxy {
     if (!this.#key?.sameAs(material)) this.#key = new AffinityKey(material);
     return this.#key;
   }
+}
+
+/** A bug, not a client's or a backend's doing: the client gets 500 rather than a hang, and the process lives on. */
+function unexpected(client: ClientSide, error: unknown): void {
+  process.emitWarning(`WebSocket upgrade failed unexpectedly: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+  if (!client.gone) client.refuse(500, { 'content-type': 'text/plain; charset=utf-8' }, 'the proxy failed to handle this upgrade\n');
 }
 
 function http1Context(request: http.IncomingMessage, socket: Socket, listener: string): UpgradeContext {

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
+import { waitFor } from '../helpers/harness.ts';
+import { Flag, FrameType, frame, headerBlock, rawConnect } from '../helpers/raw-h2.ts';
 import { openClient, openHttp2Client, rawUpgrade, refusedStatus, roundTrip, startWsBackend, startWsProxy, upgradeRequest, wsCluster, type WsBackend, type WsProxy } from '../helpers/websocket.ts';
 import { acceptFor } from '../../src/websocket/handshake.ts';
 
@@ -209,6 +211,21 @@ describe('WebSocket handshake over HTTP/1.1 and HTTP/2', () => {
     const { session, status } = await openHttp2Client(`http://127.0.0.1:${proxy.port}`, '/bad-accept');
     assert.equal(status, 502);
     session.close();
+  });
+
+  it('answers an extended CONNECT whose fields HTTP/1.1 cannot carry (a control character) with 400, and lives on', async () => {
+    const connection = await rawConnect(proxy.port);
+    const count = proxy.records.length;
+    connection.send(frame(FrameType.HEADERS, Flag.END_HEADERS, 1, headerBlock([
+      [':method', 'CONNECT'], [':protocol', 'websocket'], [':scheme', 'http'], [':path', '/chat'], [':authority', 'localhost'],
+      ['sec-websocket-version', '13'], ['x-odd', 'a\u0001b'],
+    ])));
+    await waitFor(() => connection.frames.some((received) => received.type === FrameType.HEADERS && received.streamId === 1), 'an answer on stream 1');
+    await waitFor(() => proxy.records.length > count, 'the upgrade\'s record');
+    assert.equal(proxy.records.at(-1)?.status, 400);
+    connection.close();
+    const client = await openClient(`${url}/chat`);
+    client.ws.close();
   });
 
   it('refuses an extended CONNECT for another protocol with 400, and one without version 13 with 426', async () => {

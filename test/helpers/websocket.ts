@@ -198,7 +198,8 @@ export async function openHttp2Client(authority: string, path: string, headers: 
     return { session, status, responseHeaders, ws: undefined, body };
   }
   // ws has no public way to speak over a stream it did not open: a server-side WebSocket, turned client (masking) before setSocket.
-  const ws = new WebSocket(null as unknown as string, undefined, {});
+  // closeTimeout: the client path sets ws's 30 s default; this one would wait 0 ms for the server's close.
+  const ws = new WebSocket(null as unknown as string, undefined, { closeTimeout: 30_000 } as WebSocket.ClientOptions);
   (ws as unknown as { _isServer: boolean })._isServer = false;
   (ws as unknown as { setSocket(socket: unknown, head: Buffer, options: object): void }).setSocket(stream, Buffer.alloc(0), { maxPayload: 256 << 20, allowSynchronousEvents: true });
   return { session, status, responseHeaders, ws, body: '' };
