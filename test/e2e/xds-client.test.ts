@@ -326,7 +326,7 @@ describe('a proxy fed by xDS', () => {
     const clusterFrom = ads.requests.length;
     ads.set('cluster', [badCluster]);
     nack = await ads.waitForRequest((request) => request.type === 'cluster' && request.errorDetail !== undefined, 'a NACK of the cluster', clusterFrom);
-    assert.equal(nack.errorDetail!.message, 'Cluster "echo": metadata.filter_metadata["io.switchyard"].lb_policy: unknown policy "fastest" (expected one of round_robin, least_request, random, ring_hash, peak_ewma)');
+    assert.equal(nack.errorDetail!.message, 'Cluster "echo": metadata.filter_metadata["io.switchyard"].lb_policy: unknown policy "fastest" (expected one of round_robin, least_request, random, ring_hash, peak_ewma, least_connections)');
     assert.equal(nack.versionInfo, clusterVersion);
 
     const badEndpoints = packAny(TYPE_URL.endpoint, {

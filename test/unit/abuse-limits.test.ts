@@ -15,6 +15,7 @@ describe('listener abuse limits', () => {
       connectionWindow: 16 << 20,
       maxHeaderListSize: 16 << 10,
       maxHeaderFields: 128,
+      enableConnectProtocol: true,
     });
     assert.deepEqual(serverLimits(listenerOf()), {
       controlFrameBurst: 1000,

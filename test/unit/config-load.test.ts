@@ -48,6 +48,7 @@ describe('parseConfig: defaults', () => {
         trusted_proxy_hops: 0,
         web: { protocols: [] },
         max_connections: 10_000,
+        websocket: { over_http2: true },
       }],
       routes: [],
       clusters: [],
@@ -59,6 +60,7 @@ describe('parseConfig: defaults', () => {
       certificates: { expiry_warning: 7 * 24 * 3_600_000 },
       tracing: { enabled: false, sample_new_traces: false, opentelemetry: false },
       metrics: { methods: [], max_methods: 200 },
+      websocket: { routes: [] },
       web: { descriptor_sets: [] },
       log_level: 'info',
     });

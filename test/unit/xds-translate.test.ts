@@ -85,7 +85,7 @@ test('clusters that cannot be applied are refused, naming the field', () => {
   rejects(() => translateCluster('s', cluster({ type: 'STATIC' })), 'Cluster "s": type: STATIC is not supported: Switchyard takes EDS clusters, whose endpoints come from a ClusterLoadAssignment');
   rejects(() => translateCluster('m', cluster({ lb_policy: 'MAGLEV' })), 'Cluster "m": lb_policy: MAGLEV is not supported (expected one of ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH)');
   rejects(() => translateCluster('x', cluster({ metadata: { filter_metadata: { 'io.switchyard': { fields: { lb_policy: { stringValue: 'fastest' } } } } } })),
-    'Cluster "x": metadata.filter_metadata["io.switchyard"].lb_policy: unknown policy "fastest" (expected one of round_robin, least_request, random, ring_hash, peak_ewma)');
+    'Cluster "x": metadata.filter_metadata["io.switchyard"].lb_policy: unknown policy "fastest" (expected one of round_robin, least_request, random, ring_hash, peak_ewma, least_connections)');
   rejects(() => translateCluster('t', cluster({ transport_socket: { name: 'tls' } })), /^Cluster "t": transport_socket: upstream TLS from xDS is not supported/);
   rejects(() => translateCluster('e', cluster({ eds_cluster_config: { eds_config: { path_config_source: { path: '/x' } } } })), /^Cluster "e": eds_cluster_config\.eds_config: path_config_source is not supported/);
   // A value the config schema refuses: a connect timeout of 0.
