@@ -13,6 +13,9 @@ import { SocketEnd, StreamEnd, type TunnelEnd } from './tunnel-ends.ts';
 /** Loaded as CommonJS, as the listener loads node:http (its ES namespace loads undici, node:http2 and zlib). */
 const { STATUS_CODES } = createRequire(import.meta.url)('node:http') as typeof http;
 
+/** How long a refused client may take to close its side after the answer. */
+const REFUSED_LINGER_MS = 5_000;
+
 /** Response fields that describe the connection, never passed from a backend's answer. */
 const HOP_BY_HOP = new Set(['connection', 'upgrade', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'content-length', 'sec-websocket-accept', 'http2-settings']);
 
@@ -47,7 +50,13 @@ export class Http1Client implements ClientSide {
   refuse(status: number, fields: ResponseFields, body: Buffer | string): void {
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
     const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}`, ...fieldLines(fields), 'connection: close', `content-length: ${bytes.length}`, '', ''].join('\r\n');
-    this.#socket.end(Buffer.concat([Buffer.from(head, 'latin1'), bytes]));
+    const socket = this.#socket;
+    socket.end(Buffer.concat([Buffer.from(head, 'latin1'), bytes]));
+    // Read (and drop) what the client still sends, so its FIN is seen and the socket closes; a client
+    // that never closes is cut after a while rather than held for ever.
+    socket.resume();
+    const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+    socket.once('close', () => clearTimeout(linger));
   }
 
   accept(fields: ResponseFields, accept: string | undefined): TunnelEnd {

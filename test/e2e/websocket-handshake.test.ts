@@ -7,10 +7,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import { once } from 'node:events';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
 import { waitFor } from '../helpers/harness.ts';
 import { Flag, FrameType, frame, headerBlock, rawConnect } from '../helpers/raw-h2.ts';
-import { openClient, openHttp2Client, rawUpgrade, refusedStatus, roundTrip, startWsBackend, startWsProxy, upgradeRequest, wsCluster, type WsBackend, type WsProxy } from '../helpers/websocket.ts';
+import { frameHeader, openClient, openHttp2Client, rawUpgrade, refusedStatus, roundTrip, startWsBackend, startWsProxy, upgradeRequest, wsCluster, type WsBackend, type WsProxy } from '../helpers/websocket.ts';
 import { acceptFor } from '../../src/websocket/handshake.ts';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
@@ -116,6 +117,19 @@ describe('WebSocket handshake over HTTP/1.1 and HTTP/2', () => {
     socket.destroy();
     assert.match(head, /^HTTP\/1\.1 400 /);
     assert.equal(good.upgrades.filter((headers) => headers['sec-websocket-key'] === 'c2hvcnQ=').length, 0, 'never reached the backend');
+  });
+
+  it('refuses an upgrade without a Sec-WebSocket-Key with 400', async () => {
+    const { head, socket } = await rawUpgrade(proxy.port, upgradeRequest('/chat', { 'sec-websocket-key': undefined }));
+    socket.destroy();
+    assert.match(head, /^HTTP\/1\.1 400 /);
+  });
+
+  it('refuses an upgrade without a Sec-WebSocket-Version with 426 and "Sec-WebSocket-Version: 13"', async () => {
+    const { head, socket } = await rawUpgrade(proxy.port, upgradeRequest('/chat', { 'sec-websocket-version': undefined }));
+    socket.destroy();
+    assert.match(head, /^HTTP\/1\.1 426 /);
+    assert.match(head, /\r\nsec-websocket-version: 13\r\n/i);
   });
 
   it('refuses version 8 with 426 and "Sec-WebSocket-Version: 13"', async () => {
@@ -236,6 +250,45 @@ describe('WebSocket handshake over HTTP/1.1 and HTTP/2', () => {
     assert.equal(noVersion.status, 426);
     assert.equal(noVersion.responseHeaders['sec-websocket-version'], '13');
     noVersion.session.close();
+  });
+});
+
+describe('a refused upgrade\'s connection', () => {
+  let backend: WsBackend;
+  let proxy: WsProxy;
+  // A proxy of its own, so no other test's connection (a fetch kept alive) is in its count.
+  const openConnections = () => proxy.proxy.listeners[0]!.connectionCount;
+
+  before(async () => {
+    backend = await startWsBackend('refused');
+    proxy = await startWsProxy({ clusters: [wsCluster('chat', [backend])], websocket: { routes: [{ match: { prefix: '/chat' }, cluster: 'chat' }] } });
+  });
+  after(async () => {
+    await proxy.close();
+    await backend.close();
+  });
+
+  it('is let go once the client closes its side, even with bytes it sent after the request unread', async () => {
+    const { head, socket } = await rawUpgrade(proxy.port, upgradeRequest('/nowhere'));
+    assert.match(head, /^HTTP\/1\.1 404 /);
+    // Bytes sent after the answer (a first frame written before the 404 was read) wait in the proxy's socket
+    // unless it drains them, and then it never sees the client's FIN behind them.
+    socket.end(frameHeader(0x1, 0));
+    socket.resume();
+    await once(socket, 'close');
+    await waitFor(() => openConnections() === 0, 'the proxy to close its side of the refused connection');
+  });
+
+  it('is cut after a linger when the client never closes its side', async () => {
+    const { head, socket } = await rawUpgrade(proxy.port, upgradeRequest('/nowhere'));
+    assert.match(head, /^HTTP\/1\.1 404 /);
+    // This client reads the proxy's FIN and keeps its own side open.
+    socket.allowHalfOpen = true;
+    socket.resume();
+    await once(socket, 'end');
+    assert.equal(openConnections(), 1, 'held while the client keeps its side open');
+    await waitFor(() => openConnections() === 0, 'the proxy to cut it after the linger (5 s)', 10_000);
+    socket.destroy();
   });
 });
 
