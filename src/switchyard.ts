@@ -14,6 +14,7 @@ import type { ConfigSecrets } from './config/load.ts';
 import { Cluster } from './cluster/cluster.ts';
 import { createDiscoverySource } from './discovery/create.ts';
 import type { RpcRecord } from './grpc/rpc-record.ts';
+import { carriesTunnels } from './grpc/streams.ts';
 import { ProxyRuntime, type DrainOptions, type DrainResult, type ReloadInput, type ReloadKind, type RuntimeParts } from './lifecycle/proxy-runtime.ts';
 import type { ReloadSummary } from './lifecycle/reload-plan.ts';
 import { startListener, type Listener, type ListenerEvents, type StreamHandler } from './listener/listener.ts';
@@ -291,9 +292,9 @@ export class Switchyard {
   }
 }
 
-/** HTTP/2 extended CONNECT streams (RFC 8441 WebSocket) go to the WebSocket proxy; every other stream is an RPC. */
-function withWebSocketStreams(rpc: StreamHandler, websocket: WebSocketProxy): StreamHandler {
-  return (stream, headers, listener) => (WebSocketProxy.isExtendedConnect(headers) ? websocket.stream(stream, headers, listener) : rpc(stream, headers, listener));
+/** HTTP/2 extended CONNECT streams (RFC 8441 WebSocket) go to the WebSocket proxy; every other stream to `next`. */
+function withWebSocketStreams(next: StreamHandler, websocket: WebSocketProxy): StreamHandler {
+  return (stream, headers, listener) => (WebSocketProxy.isExtendedConnect(headers) && carriesTunnels(stream) ? websocket.stream(stream, headers, listener) : next(stream, headers, listener));
 }
 
 /**

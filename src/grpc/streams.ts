@@ -64,12 +64,6 @@ export interface DownstreamStream {
   write(chunk: Buffer): boolean;
   /** Ends the response with these trailers, after whatever was written. */
   end(trailers: HeaderMap): void;
-  /**
-   * Ends the response with END_STREAM and no trailers, after whatever was written: a half-close, as a
-   * tunnel's end is (RFC 8441 §4: END_STREAM is the TCP FIN). Unlike end(), the client's side stays open
-   * until the client ends it; the stream closes then. Does nothing before respond().
-   */
-  finish(): void;
   /** A plain HTTP answer with a text body and no trailers: for a request that is not gRPC at all. */
   answerHttp(status: number, body: string): void;
   /** RST_STREAM with `code`. */
@@ -77,6 +71,25 @@ export interface DownstreamStream {
   /** Stops / restarts delivering request data (flow control: a paused stream grants no window). */
   pause(): void;
   resume(): void;
+}
+
+/**
+ * A client stream that can carry a tunnel (an RFC 8441 extended CONNECT stream, src/websocket/): the
+ * HTTP/2 engine's streams can; the translating streams of src/web/ never carry one, so the RPC
+ * contract above does not ask for this.
+ */
+export interface TunnelStream extends DownstreamStream {
+  /**
+   * Ends the response with END_STREAM and no trailers, after whatever was written: a half-close, as a
+   * tunnel's end is (RFC 8441 §4: END_STREAM is the TCP FIN). Unlike end(), the client's side stays open
+   * until the client ends it; the stream closes then. Does nothing before respond().
+   */
+  finish(): void;
+}
+
+/** Whether `stream` can carry a tunnel. */
+export function carriesTunnels(stream: DownstreamStream): stream is TunnelStream {
+  return typeof (stream as Partial<TunnelStream>).finish === 'function';
 }
 
 /** What happens to one attempt's stream on a backend. */

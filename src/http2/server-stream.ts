@@ -2,13 +2,13 @@
  * A stream a client opened: one request, answered through the
  * DownstreamStream contract (src/grpc/streams.ts) that the RPC path uses.
  */
-import type { DownstreamConnection, DownstreamEvents, DownstreamStream, HeaderMap } from '../grpc/streams.ts';
+import type { DownstreamConnection, DownstreamEvents, HeaderMap, TunnelStream } from '../grpc/streams.ts';
 import { FAILURES } from '../grpc/failures.ts';
 import { trailersOnly } from '../grpc/respond.ts';
 import { ErrorCode } from './constants.ts';
 import { StreamCore, type StreamHost } from './stream.ts';
 
-export class ServerStream extends StreamCore implements DownstreamStream {
+export class ServerStream extends StreamCore implements TunnelStream {
   readonly connection: DownstreamConnection;
   events: DownstreamEvents | undefined;
   headersSent = false;

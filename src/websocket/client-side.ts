@@ -7,7 +7,7 @@
 import type * as http from 'node:http';
 import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
-import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
+import type { HeaderMap, TunnelStream } from '../grpc/streams.ts';
 import { SocketEnd, StreamEnd, type TunnelEnd } from './tunnel-ends.ts';
 
 /** Loaded as CommonJS, as the listener loads node:http (its ES namespace loads undici, node:http2 and zlib). */
@@ -68,9 +68,9 @@ export class Http1Client implements ClientSide {
 
 /** An extended CONNECT stream. */
 export class Http2Client implements ClientSide {
-  readonly #stream: DownstreamStream;
+  readonly #stream: TunnelStream;
 
-  constructor(stream: DownstreamStream) {
+  constructor(stream: TunnelStream) {
     this.#stream = stream;
   }
 

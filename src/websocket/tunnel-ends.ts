@@ -1,12 +1,12 @@
 /**
  * The two ends of a tunnel as a session drives them: a socket (an upgraded
  * HTTP/1.1 client, or the connection to the backend) or an HTTP/2 stream (a
- * client's extended CONNECT, through the DownstreamStream contract). Both
+ * client's extended CONNECT, through the TunnelStream contract). Both
  * give bytes, back-pressure, a half-close and an abrupt close, and report
  * each once.
  */
 import type { Duplex } from 'node:stream';
-import type { DownstreamStream } from '../grpc/streams.ts';
+import type { TunnelStream } from '../grpc/streams.ts';
 
 export interface EndEvents {
   data(chunk: Buffer): void;
@@ -92,12 +92,12 @@ export class SocketEnd implements TunnelEnd {
 
 /** The client's extended CONNECT stream (RFC 8441), already answered 200. */
 export class StreamEnd implements TunnelEnd {
-  readonly #stream: DownstreamStream;
+  readonly #stream: TunnelStream;
   #closed = false;
   /** The listener is cutting the connection (drain timeout): what it says, for the record. */
   cutReason: string | undefined;
 
-  constructor(stream: DownstreamStream) {
+  constructor(stream: TunnelStream) {
     this.#stream = stream;
   }
 
@@ -114,6 +114,8 @@ export class StreamEnd implements TunnelEnd {
         this.cutReason = reason;
         this.#stream.reset(CANCEL);
       },
+      // Only src/web/'s translating streams report a body they cannot translate; a tunnel's bytes pass as they are.
+      onMalformedRequest: ignore,
     });
   }
 

@@ -20,7 +20,7 @@ import type { ConfigSecrets } from '../config/load.ts';
 import type { ListenerConfig, SwitchyardConfig } from '../config/schema.ts';
 import { answered, failed, type Outcome } from '../grpc/outcome.ts';
 import { Status } from '../grpc/status.ts';
-import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
+import type { HeaderMap, TunnelStream } from '../grpc/streams.ts';
 import type { UpstreamTls } from '../upstream/endpoint-pool.ts';
 import { AffinityKey } from './affinity.ts';
 import { upgradeBackend, type BackendAnswer } from './backend-upgrade.ts';
@@ -127,7 +127,7 @@ export class WebSocketProxy {
   }
 
   /** An HTTP/2 extended CONNECT stream. */
-  stream(stream: DownstreamStream, headers: HeaderMap, listener: string): void {
+  stream(stream: TunnelStream, headers: HeaderMap, listener: string): void {
     const socket = stream.connection?.socket;
     const client = new Http2Client(stream);
     this.#serve(client, {

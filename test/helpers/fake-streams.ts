@@ -55,15 +55,6 @@ export class FakeDownstream implements DownstreamStream {
     this.#close();
   }
 
-  /** END_STREAM without trailers (a tunnel's end). */
-  finished = false;
-
-  finish(): void {
-    if (this.closed || !this.responseHeaders) return;
-    this.finished = true;
-    this.#close();
-  }
-
   answerHttp(status: number, body: string): void {
     this.httpAnswer = { status, body };
     this.#close();
