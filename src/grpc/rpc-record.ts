@@ -39,3 +39,32 @@ export interface RpcRecord {
   /** Called exactly once, when the downstream stream has closed. */
   finish(): void;
 }
+
+/** A new RPC's record, every field present from the start (one object shape for every RPC). */
+export function newRpcRecord(path: string, peer: string, listener: string, protocol: RpcProtocol, onFinish: (record: RpcRecord) => void): RpcRecord {
+  const record: RpcRecord = {
+    startedAt: performance.now(),
+    time: Date.now(),
+    path,
+    peer,
+    listener,
+    protocol,
+    route: undefined,
+    cluster: undefined,
+    endpoint: undefined,
+    status: undefined,
+    reason: undefined,
+    error: undefined,
+    retries: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    messagesIn: 0,
+    messagesOut: 0,
+    metricLabels: undefined,
+    traceId: undefined,
+    spanId: undefined,
+    otelSpan: undefined,
+    finish: () => onFinish(record),
+  };
+  return record;
+}

@@ -7,7 +7,7 @@ import type { RouteTable } from '../router/route-table.ts';
 import { forwardRpc } from './forward-rpc.ts';
 import { refuseNonGrpc, refuseRpc } from '../grpc/respond.ts';
 import type { DownstreamConnection, DownstreamStream, HeaderMap } from '../grpc/streams.ts';
-import type { RpcRecord } from '../grpc/rpc-record.ts';
+import { newRpcRecord, type RpcRecord } from '../grpc/rpc-record.ts';
 import { callerIdentity } from '../security/identity.ts';
 import { guardOf, protocolViolation } from '../security/connection-guard.ts';
 import { headerListSize } from '../grpc/header-list.ts';
@@ -45,39 +45,18 @@ export interface RpcHandlerDependencies {
 }
 
 export function createRpcHandler(deps: RpcHandlerDependencies) {
+  const onFinish = (record: RpcRecord): void => {
+    if (record.otelSpan !== undefined) endRpcTrace(record);
+    deps.onRpcEnd(record);
+  };
   return function handleStream(stream: DownstreamStream, headers: HeaderMap, listener: string): void {
     const serving = deps.serving();
     const pathHeader = headers[':path'];
     const path = typeof pathHeader === 'string' ? pathHeader : '';
     const session = stream.connection;
     const socket = session?.socket;
-    const record: RpcRecord = {
-      startedAt: performance.now(),
-      time: Date.now(),
-      path,
-      peer: socket ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown',
-      listener,
-      protocol: stream.protocol ?? 'grpc',
-      route: undefined,
-      cluster: undefined,
-      endpoint: undefined,
-      status: undefined,
-      reason: undefined,
-      error: undefined,
-      retries: 0,
-      bytesIn: 0,
-      bytesOut: 0,
-      messagesIn: 0,
-      messagesOut: 0,
-      metricLabels: undefined,
-      traceId: undefined,
-      spanId: undefined,
-      otelSpan: undefined,
-      finish: () => {
-        if (record.otelSpan !== undefined) endRpcTrace(record);
-        deps.onRpcEnd(record);
-      },
-    };
+    const peer = socket ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown';
+    const record = newRpcRecord(path, peer, listener, stream.protocol ?? 'grpc', onFinish);
     deps.onRpcStart?.(record);
 
     if (deps.overloaded?.()) return refuseRpc(stream, record, 'overloaded');

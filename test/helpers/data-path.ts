@@ -10,7 +10,7 @@ import { createDiscoverySource } from '../../src/discovery/create.ts';
 import { forwardRpc } from '../../src/proxy/forward-rpc.ts';
 import type { BridgeLimits } from '../../src/proxy/rpc-bridge.ts';
 import { RouteTable } from '../../src/router/route-table.ts';
-import type { RpcRecord } from '../../src/grpc/rpc-record.ts';
+import { newRpcRecord, type RpcRecord } from '../../src/grpc/rpc-record.ts';
 import type { HeaderMap } from '../../src/grpc/streams.ts';
 import type { Outcome } from '../../src/grpc/outcome.ts';
 import { FakeDownstream, FakePools } from './fake-streams.ts';
@@ -81,30 +81,7 @@ export function dataPath(config: { clusters: unknown[]; routes: unknown[] }): Da
 }
 
 function newRecord(path: string, finish: () => void): RpcRecord {
-  return {
-    startedAt: performance.now(),
-    time: Date.now(),
-    path,
-    peer: 'test',
-    listener: 'test',
-    protocol: 'grpc',
-    route: undefined,
-    cluster: undefined,
-    endpoint: undefined,
-    status: undefined,
-    reason: undefined,
-    error: undefined,
-    retries: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    messagesIn: 0,
-    messagesOut: 0,
-    metricLabels: undefined,
-    traceId: undefined,
-    spanId: undefined,
-    otelSpan: undefined,
-    finish,
-  };
+  return newRpcRecord(path, 'test', 'test', 'grpc', finish);
 }
 
 /** A gRPC message frame (5-byte prefix) around `payload`. */
