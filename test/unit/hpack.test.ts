@@ -200,6 +200,13 @@ describe('HPACK: the encoder', () => {
     assert.deepEqual(decode(new HpackDecoder(), out).fields, [[':status', '200'], ['content-type', 'application/grpc'], ['grpc-status', '0'], ['x-many', 'a'], ['x-many', 'b'], ['x-long', 'v'.repeat(300)]]);
   });
 
+  it('strings on either side of the length where it stops writing byte by byte, and latin1 bytes, read back the same', () => {
+    const headers = { 'x-63': 'w'.repeat(63), 'x-64': 'w'.repeat(64), 'x-latin1': 'caf\u00e9', 'user-agent': 'u'.repeat(65) };
+    const out = Buffer.alloc(encodedLength(headers));
+    assert.equal(encodeHeaders(headers, out, 0), out.length);
+    assert.deepEqual(decode(new HpackDecoder(), out).fields, Object.entries(headers));
+  });
+
   it('credentials go as never-indexed literals, so no intermediary downstream indexes them', () => {
     const out = Buffer.alloc(encodedLength({ authorization: 'Bearer x' }));
     encodeHeaders({ authorization: 'Bearer x' }, out, 0);

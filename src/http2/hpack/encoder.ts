@@ -14,6 +14,19 @@ import { STATIC_NAMES, STATIC_PAIRS } from './static-table.ts';
 /** Fields whose values must never be indexed by anyone downstream either (RFC 7541 §7.1.3). */
 const NEVER_INDEXED = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
 
+/** What the static table and §7.1.3 say of a field name, found with one lookup per field. */
+interface NameInfo {
+  /** The static table's index of the name (its first entry). */
+  readonly index: number;
+  /** Static-table entries with this name, by value. */
+  readonly pairs: ReadonlyMap<string, number> | undefined;
+  /** The literal's first byte: without indexing (0000) or never indexed (0001). */
+  readonly flags: number;
+}
+
+const NAME_INFO = new Map<string, NameInfo>();
+for (const [name, index] of STATIC_NAMES) NAME_INFO.set(name, { index, pairs: STATIC_PAIRS.get(name), flags: NEVER_INDEXED.has(name) ? 0x10 : 0x00 });
+
 /** Bytes `headers` take encoded. */
 export function encodedLength(headers: HeaderMap): number {
   let length = 0;
@@ -74,26 +87,24 @@ function encodeValue(name: string, value: string | string[] | number, out: Buffe
 const COLON = 0x3a;
 
 function fieldLength(name: string, value: string): number {
-  const exact = STATIC_PAIRS.get(name)?.get(value);
+  const info = NAME_INFO.get(name);
+  if (info === undefined) return 1 + stringLength(name) + stringLength(value);
+  const exact = info.pairs?.get(value);
   if (exact !== undefined) return integerLength(exact, 7);
-  const nameIndex = STATIC_NAMES.get(name);
-  const head = nameIndex === undefined ? 1 + stringLength(name) : integerLength(nameIndex, 4);
-  return head + stringLength(value);
+  return integerLength(info.index, 4) + stringLength(value);
 }
 
 function encodeField(name: string, value: string, out: Buffer, offset: number): number {
-  const exact = STATIC_PAIRS.get(name)?.get(value);
-  if (exact !== undefined) return writeInteger(exact, 7, 0x80, out, offset);
-  const neverIndexed = NEVER_INDEXED.has(name);
-  // Literal without indexing (0000) or never indexed (0001), with an indexed or a new name.
-  const flags = neverIndexed ? 0x10 : 0x00;
-  const nameIndex = STATIC_NAMES.get(name);
-  if (nameIndex !== undefined) {
-    offset = writeInteger(nameIndex, 4, flags, out, offset);
-  } else {
-    out[offset++] = flags;
+  const info = NAME_INFO.get(name);
+  if (info === undefined) {
+    // A literal without indexing, with a new name (names the static table lacks are never in §7.1.3's list).
+    out[offset++] = 0x00;
     offset = writeString(name, out, offset);
+    return writeString(value, out, offset);
   }
+  const exact = info.pairs?.get(value);
+  if (exact !== undefined) return writeInteger(exact, 7, 0x80, out, offset);
+  offset = writeInteger(info.index, 4, info.flags, out, offset);
   return writeString(value, out, offset);
 }
 
@@ -101,9 +112,16 @@ function stringLength(value: string): number {
   return integerLength(value.length, 7) + value.length;
 }
 
+/** Below this length a loop writes a string faster than Buffer#write's call into C++. */
+const LOOP_BELOW = 64;
+
 function writeString(value: string, out: Buffer, offset: number): number {
-  offset = writeInteger(value.length, 7, 0x00, out, offset);
-  return offset + out.write(value, offset, 'latin1');
+  const length = value.length;
+  offset = writeInteger(length, 7, 0x00, out, offset);
+  if (length >= LOOP_BELOW) return offset + out.write(value, offset, 'latin1');
+  // latin1, as Buffer#write would: the low byte of each code unit.
+  for (let i = 0; i < length; i++) out[offset + i] = value.charCodeAt(i);
+  return offset + length;
 }
 
 /** Bytes of an HPACK integer with an N-bit prefix (RFC 7541 §5.1). */
