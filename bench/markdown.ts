@@ -46,7 +46,7 @@ function summarySection(results: Results, params: Params, summary: string): stri
   const driver = results.targets[0]?.rounds[0]?.closed?.driver === 'node' ? 'the Node fallback driver (h2load missing; not comparable)' : 'h2load';
   return [
     `## Summary: medians over ${params.rounds} interleaved round(s)`, '', summary, '',
-    `- **RPC/s**: closed loop, ${driver} -c ${params.closedConnections} -m ${params.closedStreams} for ${params.closedMs / 1000} s, unary Echo. **failed/errored**: h2load's counts summed over rounds (HTTP level; the backends' counters are checked against them).`,
+    `- **RPC/s**: closed loop, ${driver} -c ${params.closedConnections} -m ${params.closedStreams} for ${params.closedMs / 1000} s, unary Echo, after one unmeasured run of each target as a warm-up. **failed/errored**: h2load's counts summed over rounds (HTTP level; the backends' counters are checked against them).`,
     `- **Latency**: open loop at ${num(params.rate)} RPC/s for ${params.openMs / 1000} s over ${params.openConnections} connections (bench/open-loop.ts), measured from each RPC's scheduled send time. **p99 added**: target p99 minus direct p99.`,
     '- **CPU s/100k RPC**: utime+stime of the target\'s process tree (/proc) during the closed-loop run, per 100,000 RPCs. For direct it is the backend\'s own CPU.',
     '- **Peak RSS**: VmHWM summed over the process tree (nginx: master + worker) after the rounds. **Backend split**: share of the backends\' RPCs (direct = one backend).',
