@@ -18,7 +18,7 @@ import { VERSION } from '../../src/version.ts';
 import { parseConfigObject, resolveConfig } from '../../src/config/load.ts';
 import { scrape, valueOf } from '../helpers/admin.ts';
 import { makeTestPki, type TestPki } from '../helpers/certs.ts';
-import { XdsTestServer } from '../helpers/xds-test-server.ts';
+import { destroyStrandedSockets, XdsTestServer } from '../helpers/xds-test-server.ts';
 import { echoClient, expectStatus, startBackends, unary, waitFor, type EchoClient } from '../helpers/harness.ts';
 import { spread, steadyLoad } from '../helpers/load.ts';
 import { closedPort } from '../helpers/ports.ts';
@@ -41,6 +41,7 @@ after(async () => {
   await Promise.all(backends.map((backend) => backend.close()));
   await pki.cleanup();
   await rm(dir, { recursive: true, force: true });
+  destroyStrandedSockets();
 });
 
 function assignment(cluster: string, servers: readonly EchoServerHandle[]) {

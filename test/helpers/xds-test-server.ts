@@ -19,6 +19,7 @@
  * (default `*`) and receive everything.
  */
 import * as grpc from '@grpc/grpc-js';
+import * as net from 'node:net';
 import type { EndpointAddress } from '../../src/discovery/source.ts';
 import { resourceRoot, resourceTypeOf, TYPE_URL, unpackAny, type AnyMessage, type ResourceType } from '../../src/xds/protos.ts';
 import {
@@ -367,4 +368,21 @@ export function serveEchoChain(provider: MutableProvider, options: { policy?: Xd
     provider.setByCapability('cluster', ECHO, (capabilities: ClientCapabilities) => clusterResource({ name: ECHO, policy, connectTimeoutMs: 1_000 }, capabilities));
     if (options.endpoints) provider.set('endpoint', clusterLoadAssignmentResource(ECHO, options.endpoints));
   });
+}
+
+/**
+ * For a test file's last after(), once everything it started is closed. grpc-js's forceShutdown
+ * destroys HTTP/2 sessions, not a socket accepted just before the port closed whose TLS handshake had
+ * not finished: seen once, a client reconnecting as an ADS server stopped left such a socket open,
+ * referenced, with its peer (the client's, unreferenced) in the same process, and the test file never
+ * exited. Sockets of servers that no longer listen are destroyed here. (`switchyard control-plane`
+ * ends with process.exit, so a real control plane is not held.)
+ */
+export function destroyStrandedSockets(): void {
+  const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
+  for (const handle of handles) {
+    if (!(handle instanceof net.Socket)) continue;
+    const server = (handle as net.Socket & { server?: net.Server | null }).server;
+    if (server && !server.listening) handle.destroy();
+  }
 }
