@@ -8,16 +8,16 @@
  * Resources are built when something changes, not per request: a push to a
  * thousand streams encodes each resource once per client kind.
  */
-import { createHash } from 'node:crypto';
 import type { ClusterConfig, RouteConfig } from '../../config/schema.ts';
 import { createDiscoverySource } from '../../discovery/create.ts';
 import type { DiscoverySource, EndpointAddress } from '../../discovery/source.ts';
-import type { ResourceType, AnyMessage } from '../protos.ts';
+import type { ResourceType } from '../protos.ts';
 import {
   clusterLoadAssignmentResource, clusterResource, listenerResource, routeConfigurationResource,
   type ClientCapabilities, type XdsRouteSpec,
 } from '../resources.ts';
-import type { ResourceProvider, XdsResource } from '../snapshot.ts';
+import type { ResourceProvider } from '../snapshot.ts';
+import { indexResources, PublishedResources, toResource, type Resources } from '../published-resources.ts';
 import type { ControlPlaneConfig } from './control-plane-schema.ts';
 
 export interface ConfigProviderLogger {
@@ -25,8 +25,6 @@ export interface ConfigProviderLogger {
   warn(fields: object, message: string): void;
 }
 
-type Resources = ReadonlyMap<string, XdsResource>;
-const EMPTY: Resources = new Map();
 
 export class ConfigResourceProvider implements ResourceProvider {
   #config: ControlPlaneConfig;
@@ -34,12 +32,11 @@ export class ConfigResourceProvider implements ResourceProvider {
   readonly #logger: ConfigProviderLogger | undefined;
   readonly #createSource: (cluster: ClusterConfig) => DiscoverySource;
   readonly #sources = new Map<string, DiscoverySource>();
-  readonly #listeners = new Set<() => void>();
-  #listenerResources: Resources = EMPTY;
-  #routeResources: Resources = EMPTY;
-  /** By client kind: gRPC clients and Switchyard proxies get different lb_policy values. */
-  readonly #clusterResources = new Map<string, Resources>();
-  #endpointResources: Resources = EMPTY;
+  /** Clusters by client kind: gRPC clients and Switchyard proxies get different lb_policy values. */
+  readonly #published = new PublishedResources((capabilities) => indexResources(this.#config.clusters.map((cluster) => [
+    cluster.name,
+    clusterResource({ name: cluster.name, policy: cluster.lb_policy, connectTimeoutMs: cluster.connect_timeout }, capabilities),
+  ])));
 
   constructor(config: ControlPlaneConfig, options: { logger?: ConfigProviderLogger; createSource?: (cluster: ClusterConfig) => DiscoverySource } = {}) {
     this.#config = config;
@@ -78,24 +75,24 @@ export class ConfigResourceProvider implements ResourceProvider {
       this.#sources.delete(name);
     }
     if (removed.length > 0) {
-      const next = new Map(this.#endpointResources);
+      const next = new Map(this.#published.endpoints);
       for (const name of removed) next.delete(name);
-      this.#endpointResources = next;
+      this.#published.endpoints = next;
     }
     this.#buildStatic(config);
     if (this.#started) for (const name of [...added, ...changed]) this.#startSource(after.get(name)!);
-    this.#notify();
+    this.#published.notify();
     return { added, changed, removed };
   }
 
   #buildStatic(config: ControlPlaneConfig): void {
-    this.#listenerResources = index(config.listeners.map((listener) => [listener.name, listenerResource({ name: listener.name, routeConfig: listener.route_config })]));
+    this.#published.listeners = indexResources(config.listeners.map((listener) => [listener.name, listenerResource({ name: listener.name, routeConfig: listener.route_config })]));
     const clusters = new Map(config.clusters.map((cluster) => [cluster.name, cluster]));
-    this.#routeResources = index(config.route_configs.map((routeConfig) => [
+    this.#published.routes = indexResources(config.route_configs.map((routeConfig) => [
       routeConfig.name,
       routeConfigurationResource({ name: routeConfig.name, routes: routeConfig.routes.map((route) => routeSpec(route, clusters)) }),
     ]));
-    this.#clusterResources.clear();
+    this.#published.clustersChanged();
   }
 
   #startSource(cluster: ClusterConfig): void {
@@ -112,51 +109,28 @@ export class ConfigResourceProvider implements ResourceProvider {
     });
   }
 
-  #notify(): void {
-    for (const listener of [...this.#listeners]) listener();
-  }
-
   close(): void {
     for (const source of this.#sources.values()) source.close();
     this.#sources.clear();
-    this.#listeners.clear();
+    this.#published.close();
   }
 
   resources(type: ResourceType, capabilities: ClientCapabilities): Resources {
-    switch (type) {
-      case 'listener': return this.#listenerResources;
-      case 'route': return this.#routeResources;
-      case 'endpoint': return this.#endpointResources;
-      case 'cluster': return this.#clustersFor(capabilities);
-    }
+    return this.#published.resources(type, capabilities);
   }
 
   subscribe(listener: () => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  #clustersFor(capabilities: ClientCapabilities): Resources {
-    const key = JSON.stringify(capabilities);
-    let resources = this.#clusterResources.get(key);
-    if (!resources) {
-      resources = index(this.#config.clusters.map((cluster) => [
-        cluster.name,
-        clusterResource({ name: cluster.name, policy: cluster.lb_policy, connectTimeoutMs: cluster.connect_timeout }, capabilities),
-      ]));
-      this.#clusterResources.set(key, resources);
-    }
-    return resources;
+    return this.#published.subscribe(listener);
   }
 
   #setEndpoints(cluster: string, endpoints: readonly EndpointAddress[]): void {
     const resource = toResource(cluster, clusterLoadAssignmentResource(cluster, endpoints));
-    if (this.#endpointResources.get(cluster)?.version === resource.version) return;
-    const next = new Map(this.#endpointResources);
+    if (this.#published.endpoints.get(cluster)?.version === resource.version) return;
+    const next = new Map(this.#published.endpoints);
     next.set(cluster, resource);
-    this.#endpointResources = next;
+    this.#published.endpoints = next;
     this.#logger?.info({ cluster, endpoints: endpoints.length }, 'endpoints changed');
-    this.#notify();
+    this.#published.notify();
   }
 }
 
@@ -171,11 +145,3 @@ function routeSpec(route: RouteConfig, clusters: ReadonlyMap<string, ClusterConf
   };
 }
 
-function index(entries: readonly (readonly [string, AnyMessage])[]): Resources {
-  return new Map(entries.map(([name, resource]) => [name, toResource(name, resource)]));
-}
-
-/** A resource's version is a hash of its bytes: equal content, equal version, on every replica. */
-function toResource(name: string, resource: AnyMessage): XdsResource {
-  return { name, resource, version: createHash('sha256').update(resource.value).digest('hex').slice(0, 16) };
-}

@@ -13,13 +13,13 @@
  * `retainMs`, so proxies drop the routes to it before the cluster goes
  * (make before break).
  */
-import { createHash } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { KubernetesEndpointSliceSource } from '../../discovery/kubernetes.ts';
 import type { DiscoverySource, EndpointAddress } from '../../discovery/source.ts';
-import type { AnyMessage, ResourceType } from '../protos.ts';
+import type { ResourceType } from '../protos.ts';
 import { clusterLoadAssignmentResource, clusterResource, listenerResource, type ClientCapabilities, type XdsLbPolicy } from '../resources.ts';
 import type { ResourceProvider, XdsResource } from '../snapshot.ts';
+import { indexResources, PublishedResources, toResource, type Resources } from '../published-resources.ts';
 import { UNRESOLVED_CLUSTER, type BackendTarget } from './backends.ts';
 import { LeaseElector } from './leader.ts';
 import { GatewayApiSource } from './source.ts';
@@ -51,21 +51,18 @@ export interface GatewayProviderOptions {
   readonly createEndpointSource?: (target: BackendTarget) => DiscoverySource;
 }
 
-type Resources = ReadonlyMap<string, XdsResource>;
-const EMPTY: Resources = new Map();
 
 export class GatewayResourceProvider implements ResourceProvider {
   readonly #options: GatewayProviderOptions;
   readonly #source: GatewayApiSource;
   readonly #elector: LeaseElector;
   readonly #writer: StatusWriter;
-  readonly #listeners = new Set<() => void>();
   readonly #backends = new Map<string, { target: BackendTarget; source: DiscoverySource; endpoints: readonly EndpointAddress[] | undefined; unusedSince: number | undefined; startedAt: number }>();
   #translation: GatewayTranslation | undefined;
-  #routeResources: Resources = EMPTY;
-  #listenerResources: Resources = EMPTY;
-  #endpointResources: Resources = EMPTY;
-  readonly #clusterResources = new Map<string, Resources>();
+  readonly #published = new PublishedResources((capabilities) => {
+    const spec = (name: string) => ({ name, policy: this.#options.lbPolicy ?? 'round_robin', connectTimeoutMs: this.#options.connectTimeoutMs ?? 2_000 });
+    return indexResources([UNRESOLVED_CLUSTER, ...this.#backends.keys()].map((name) => [name, clusterResource(spec(name), capabilities)]));
+  });
   #retainTimer: NodeJS.Timeout | undefined;
   #holdTimer: NodeJS.Timeout | undefined;
   #translations = 0;
@@ -124,22 +121,16 @@ export class GatewayResourceProvider implements ResourceProvider {
     this.#writer.close();
     for (const backend of this.#backends.values()) backend.source.close();
     this.#backends.clear();
-    this.#listeners.clear();
+    this.#published.close();
     await this.#elector.close();
   }
 
   resources(type: ResourceType, capabilities: ClientCapabilities): Resources {
-    switch (type) {
-      case 'listener': return this.#listenerResources;
-      case 'route': return this.#routeResources;
-      case 'endpoint': return this.#endpointResources;
-      case 'cluster': return this.#clustersFor(capabilities);
-    }
+    return this.#published.resources(type, capabilities);
   }
 
   subscribe(listener: () => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#published.subscribe(listener);
   }
 
   #recompute(): void {
@@ -148,7 +139,7 @@ export class GatewayResourceProvider implements ResourceProvider {
     this.#translation = translation;
     this.#translations++;
     this.#syncBackends(translation.backends);
-    this.#listenerResources = index(translation.listeners.map((listener) => [listener.name, listenerResource({ name: listener.name, routeConfig: listener.routeConfig })]));
+    this.#published.listeners = indexResources(translation.listeners.map((listener) => [listener.name, listenerResource({ name: listener.name, routeConfig: listener.routeConfig })]));
     this.#rebuildEndpointsAndClusters();
     this.#writeStatus();
   }
@@ -199,10 +190,10 @@ export class GatewayResourceProvider implements ResourceProvider {
     for (const [cluster, backend] of this.#backends) {
       if (backend.endpoints !== undefined) endpoints.set(cluster, toResource(cluster, clusterLoadAssignmentResource(cluster, backend.endpoints)));
     }
-    this.#endpointResources = endpoints;
-    this.#clusterResources.clear();
+    this.#published.endpoints = endpoints;
+    this.#published.clustersChanged();
     this.#publishRoutes();
-    for (const listener of [...this.#listeners]) listener();
+    this.#published.notify();
   }
 
   /** Each Gateway's route configuration, or its previous version while a backend it sends to has no endpoints yet. */
@@ -214,7 +205,7 @@ export class GatewayResourceProvider implements ResourceProvider {
     for (const config of this.#translation?.routeConfigs ?? []) {
       const waiting = config.virtualHosts.flatMap((host) => host.routes).flatMap((route) => route.action.backends).map((share) => this.#backends.get(share.cluster))
         .filter((backend) => backend !== undefined && backend.endpoints === undefined && now - backend.startedAt < holdMs);
-      const previous = this.#routeResources.get(config.name);
+      const previous = this.#published.routes.get(config.name);
       if (waiting.length > 0 && previous) {
         next.set(config.name, previous);
         waitUntil = Math.min(waitUntil, ...waiting.map((backend) => backend!.startedAt + holdMs));
@@ -222,7 +213,7 @@ export class GatewayResourceProvider implements ResourceProvider {
         next.set(config.name, toResource(config.name, gatewayRouteConfigurationResource(config)));
       }
     }
-    this.#routeResources = next;
+    this.#published.routes = next;
     clearTimeout(this.#holdTimer);
     if (waitUntil !== Infinity) {
       this.#holdTimer = setTimeout(() => this.#rebuildEndpointsAndClusters(), Math.max(0, waitUntil - now) + 10);
@@ -230,28 +221,9 @@ export class GatewayResourceProvider implements ResourceProvider {
     }
   }
 
-  #clustersFor(capabilities: ClientCapabilities): Resources {
-    const key = JSON.stringify(capabilities);
-    let resources = this.#clusterResources.get(key);
-    if (!resources) {
-      const spec = (name: string) => ({ name, policy: this.#options.lbPolicy ?? 'round_robin', connectTimeoutMs: this.#options.connectTimeoutMs ?? 2_000 });
-      resources = index([UNRESOLVED_CLUSTER, ...this.#backends.keys()].map((name) => [name, clusterResource(spec(name), capabilities)]));
-      this.#clusterResources.set(key, resources);
-    }
-    return resources;
-  }
-
   #writeStatus(): void {
     if (!this.#elector.isLeader || !this.#translation || !this.#source.synced) return;
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
     this.#writer.enqueue(statusPatches(this.#translation, this.#source.snapshot(), this.#options.controllerName, now));
   }
-}
-
-function index(entries: readonly (readonly [string, AnyMessage])[]): Resources {
-  return new Map(entries.map(([name, resource]) => [name, toResource(name, resource)]));
-}
-
-function toResource(name: string, resource: AnyMessage): XdsResource {
-  return { name, resource, version: createHash('sha256').update(resource.value).digest('hex').slice(0, 16) };
 }
