@@ -106,7 +106,7 @@ export class ClientConnection extends Http2Connection implements ClientStreamHos
   }
 
   protected override onGoAway(lastStreamId: number, code: number): void {
-    for (const stream of [...this.streams.values()]) {
+    for (const stream of this.streams.values()) {
       if (stream.id > lastStreamId) (stream as ClientStream).breakWith({ rstCode: ErrorCode.REFUSED_STREAM, refused: true, connectionError: undefined });
     }
     this.#options.onGoAway?.(lastStreamId, code);

@@ -18,6 +18,7 @@ import {
 import { FrameWriter } from './frame-writer.ts';
 import { HeaderList, HpackDecoder } from './hpack/decoder.ts';
 import type { StreamCore, StreamHost } from './stream.ts';
+import { StreamTable } from './stream-table.ts';
 
 /** What this side announces, and enforces whether or not the peer has acknowledged it. */
 export interface LocalSettings {
@@ -98,9 +99,13 @@ export abstract class Http2Connection implements StreamHost {
   protected readonly local: LocalSettings;
   readonly #decoder = new HpackDecoder();
   protected readonly headerList = new HeaderList();
-  readonly streams = new Map<number, StreamCore>();
-  /** Streams with outbound data waiting for window, in the order they will be served. */
-  readonly #blocked = new Set<StreamCore>();
+  readonly streams = new StreamTable<StreamCore>();
+  /**
+   * Streams with outbound data waiting for window, in the order they will be served; a stream's
+   * `queuedForWindow` says it is here. An array, not a Set, for the reason in stream-table.ts.
+   */
+  readonly #blocked: StreamCore[] = [];
+  #flushingBlocked = false;
   /** Allocated with the first closed stream: an idle connection keeps no table. */
   #closedIds: Uint32Array | undefined;
   #closedHow: Uint8Array | undefined;
@@ -551,7 +556,7 @@ export abstract class Http2Connection implements StreamHost {
       return stream.reset(ErrorCode.FLOW_CONTROL_ERROR);
     }
     stream.flushOutbound();
-    if (!stream.hasQueuedOutbound) this.#blocked.delete(stream);
+    if (!stream.hasQueuedOutbound) this.#unblock(stream);
   }
 
   /** A frame of `kind` on a stream that is not open: idle, recently closed, or long gone (§5.1). */
@@ -645,11 +650,31 @@ export abstract class Http2Connection implements StreamHost {
   }
 
   #flushBlocked(): void {
-    for (const stream of this.#blocked) {
-      if (this.connectionSendWindow <= 0 || this.writeBacklogged) break;
-      stream.flushOutbound();
-      if (!stream.hasQueuedOutbound) this.#blocked.delete(stream);
+    const blocked = this.#blocked;
+    this.#flushingBlocked = true;
+    let kept = 0;
+    let next = 0;
+    try {
+      // A stream closed meanwhile (by its own flush or another's) has left the queue: its flag is down.
+      for (; next < blocked.length; next++) {
+        if (this.connectionSendWindow <= 0 || this.writeBacklogged) break;
+        const stream = blocked[next]!;
+        if (!stream.queuedForWindow) continue;
+        stream.flushOutbound();
+        if (stream.queuedForWindow && stream.hasQueuedOutbound) blocked[kept++] = stream;
+        else stream.queuedForWindow = false;
+      }
+    } finally {
+      for (; next < blocked.length; next++) if (blocked[next]!.queuedForWindow) blocked[kept++] = blocked[next]!;
+      blocked.length = kept;
+      this.#flushingBlocked = false;
     }
+  }
+
+  #unblock(stream: StreamCore): void {
+    if (!stream.queuedForWindow) return;
+    stream.queuedForWindow = false;
+    if (!this.#flushingBlocked) this.#blocked.splice(this.#blocked.indexOf(stream), 1);
   }
 
   // StreamHost: what streams send.
@@ -677,12 +702,14 @@ export abstract class Http2Connection implements StreamHost {
 
   /** A stream whose outbound data is waiting for window. */
   blocked(stream: StreamCore): void {
-    this.#blocked.add(stream);
+    if (stream.queuedForWindow) return;
+    stream.queuedForWindow = true;
+    this.#blocked.push(stream);
   }
 
   streamClosed(stream: StreamCore): void {
     this.streams.delete(stream.id);
-    this.#blocked.delete(stream);
+    this.#unblock(stream);
     if (this.#howClosed(stream.id) === ClosedHow.Unknown) this.#rememberClosed(stream.id, ClosedHow.Ended);
     this.onStreamClosed(stream);
   }
@@ -747,7 +774,7 @@ export abstract class Http2Connection implements StreamHost {
       this.#pings.clear();
     }
     const cause = error ?? new Error('the connection closed');
-    for (const stream of [...this.streams.values()]) this.connectionLostFor(stream, cause);
+    for (const stream of this.streams.values()) this.connectionLostFor(stream, cause);
     this.onClosed(error);
   }
 

@@ -59,6 +59,8 @@ export abstract class StreamCore {
   /** Queued outbound data; NONE (shared, never written) until something waits. */
   #out: Buffer[] = NONE;
   outBytes = 0;
+  /** In the connection's queue of streams waiting for window (kept by the connection). */
+  queuedForWindow = false;
   /** After the queue: `true` for END_STREAM on the last DATA, or trailers. */
   #pendingEnd: true | HeaderMap | undefined;
   #wantDrain = false;
