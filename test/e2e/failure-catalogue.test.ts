@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,7 +17,7 @@ import { configSchema } from '../../src/config/schema.ts';
 import { FAILURE_CODES, type FailureCode } from '../../src/grpc/failures.ts';
 import { Switchyard } from '../../src/switchyard.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
-import { echoClient, startBackends, waitFor, type EchoClient } from '../helpers/harness.ts';
+import { echoClient, readJsonLines, startBackends, waitFor, type EchoClient } from '../helpers/harness.ts';
 import { adminUrl, parseSamples } from '../helpers/admin.ts';
 import { closedPort } from '../helpers/ports.ts';
 import { Flag, FrameType, frame, grpcRequestHeaders, headerBlock, rawConnect } from '../helpers/raw-h2.ts';
@@ -261,7 +261,7 @@ describe('the failure catalogue, through a real proxy', () => {
   it('every code is in the access log with its status, and counted by reason; abandoned attempts are counted too', async () => {
     const codes = cases.map(([code]) => code);
     assert.deepEqual([...codes, 'abandoned'].sort(), [...FAILURE_CODES].sort(), 'every catalogue code has a case');
-    const logged = async () => (await readFile(path.join(dir, 'access.log'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map((line) => JSON.parse(line) as { reason?: string; grpc_status?: number });
+    const logged = async () => readJsonLines<{ reason?: string; grpc_status?: number }>(path.join(dir, 'access.log'));
     // The overloaded case is in the other proxy's metrics; its access log is off.
     const inThisProxy = codes.filter((code) => code !== 'overloaded');
     const missing = async () => {

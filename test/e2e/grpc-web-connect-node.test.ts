@@ -8,7 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Code, ConnectError, createClient, type Transport } from '@connectrpc/connect';
@@ -16,7 +16,7 @@ import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/conn
 import { startSecureProxy, type SecureProxy } from '../helpers/secure-proxy.ts';
 import { startWebBackend, type WebBackend } from '../helpers/web-backend.ts';
 import { echoSchema, writeEchoDescriptorSet } from '../helpers/web-clients.ts';
-import { waitFor } from '../helpers/harness.ts';
+import { readJsonLines, waitFor } from '../helpers/harness.ts';
 import { scrape } from '../helpers/admin.ts';
 
 interface EchoReply {
@@ -138,7 +138,7 @@ describe('browser protocols through Switchyard, with @connectrpc/connect-node cl
     }
     assert.deepEqual([...started].sort(), [['connect', 12], ['grpc-web', 12]]);
     // The access log is written asynchronously: read until the lines are there.
-    const protocolsLogged = async () => new Set((await readFile(path.join(dir, 'access.log'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { protocol?: string }).protocol));
+    const protocolsLogged = async () => new Set((await readJsonLines<{ protocol?: string }>(path.join(dir, 'access.log'))).map((line) => line.protocol));
     await waitFor(async () => (await protocolsLogged()).size === 2, 'access log lines of both protocols');
     assert.deepEqual([...await protocolsLogged()].sort(), ['connect', 'grpc-web']);
   });

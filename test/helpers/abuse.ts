@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { echoClient, unary, waitFor } from './harness.ts';
+import { echoClient, readJsonLines, unary, waitFor } from './harness.ts';
 import { collectLogs, exitOf, listeningPort, runCli, type LogEntry } from './cli.ts';
 import { spawnEchoProcess } from './echo-process.ts';
 import type { RawConnectOptions } from './raw-h2.ts';
@@ -261,8 +261,7 @@ ${options.routes ?? ''}
     marker.close();
     let lines: AccessLine[] = [];
     await waitFor(async () => {
-      const text = await readFile(path.join(proxy.dir, 'access.log'), 'utf8').catch(() => '');
-      lines = text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as AccessLine);
+      lines = await readJsonLines<AccessLine>(path.join(proxy.dir, 'access.log'));
       return lines.some((line) => line.service === 'switchyard.test.Marker');
     }, 'the marker call in the access log');
     return lines.filter((line) => line.peer.endsWith(peer));

@@ -6,6 +6,7 @@ export type { EchoClient };
 import { Switchyard } from '../../src/switchyard.ts';
 import type { ConfigSecrets } from '../../src/config/load.ts';
 import type { RpcRecord } from '../../src/grpc/rpc-record.ts';
+import { readFile } from 'node:fs/promises';
 import pino, { type Logger } from 'pino';
 import type { TestPki } from './certs.ts';
 import { startSecureProxy } from './secure-proxy.ts';
@@ -90,6 +91,15 @@ export async function waitFor(check: () => boolean | Promise<boolean>, what: str
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/**
+ * The JSON lines of a log file a running process writes; none if it does not exist yet. Only whole
+ * lines count: the process may be writing one as the file is read.
+ */
+export async function readJsonLines<T>(file: string): Promise<T[]> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as T);
 }
 
 export interface EchoSetup {
