@@ -8,7 +8,7 @@
  */
 import type { Socket } from 'node:net';
 import { FRAME_HEADER_LENGTH, FrameType } from './constants.ts';
-import { encodedLength, encodeHeaders } from './hpack/encoder.ts';
+import { encodedBound, encodedLength, encodeHeaders } from './hpack/encoder.ts';
 import type { HeaderMap } from '../grpc/streams.ts';
 import { Flag } from './constants.ts';
 
@@ -57,10 +57,10 @@ export class FrameWriter {
     return this.#socket.writableLength + this.#queuedBytes + unsealed;
   }
 
-  /** Frame header (9 bytes) into the packed chunk. */
-  header(length: number, type: number, flags: number, streamId: number): void {
-    const out = this.#room(FRAME_HEADER_LENGTH);
-    const at = this.#at;
+  /** Frame header (9 bytes) into the packed chunk; at `reservedAt` when the room was reserved already. */
+  header(length: number, type: number, flags: number, streamId: number, reservedAt = -1): void {
+    const out = reservedAt < 0 ? this.#room(FRAME_HEADER_LENGTH) : arena.buffer;
+    const at = reservedAt < 0 ? this.#at : reservedAt;
     out[at] = (length >>> 16) & 0xff;
     out[at + 1] = (length >>> 8) & 0xff;
     out[at + 2] = length & 0xff;
@@ -71,7 +71,7 @@ export class FrameWriter {
     out[at + 6] = (streamId >>> 16) & 0xff;
     out[at + 7] = (streamId >>> 8) & 0xff;
     out[at + 8] = streamId & 0xff;
-    this.#at += FRAME_HEADER_LENGTH;
+    if (reservedAt < 0) this.#at += FRAME_HEADER_LENGTH;
   }
 
   /** A DATA frame of `payload` (the caller keeps it within the peer's frame size and window). */
@@ -82,15 +82,20 @@ export class FrameWriter {
 
   /** HEADERS (+ CONTINUATION) carrying `headers`, split at `maxFrameSize`. */
   headers(streamId: number, headers: HeaderMap, endStream: boolean, maxFrameSize: number): void {
-    const length = encodedLength(headers);
-    if (length <= maxFrameSize) {
-      this.header(length, FrameType.HEADERS, Flag.END_HEADERS | (endStream ? Flag.END_STREAM : 0), streamId);
-      const out = this.#room(length);
-      encodeHeaders(headers, out, this.#at);
-      this.#at += length;
+    const bound = encodedBound(headers);
+    if (bound <= maxFrameSize) {
+      // One pass: the block is encoded after room for its frame header, which is written once its length is known,
+      // and the bytes the bound reserved beyond it go back to the arena.
+      this.#room(FRAME_HEADER_LENGTH + bound);
+      const start = this.#at;
+      const end = encodeHeaders(headers, arena.buffer, start + FRAME_HEADER_LENGTH);
+      arena.at = end;
+      this.#segmentEnd = end;
+      this.header(end - start - FRAME_HEADER_LENGTH, FrameType.HEADERS, Flag.END_HEADERS | (endStream ? Flag.END_STREAM : 0), streamId, start);
       this.#schedule();
       return;
     }
+    const length = encodedLength(headers);
     const block = Buffer.allocUnsafe(length);
     encodeHeaders(headers, block, 0);
     for (let offset = 0; offset < length; offset += maxFrameSize) {

@@ -8,6 +8,7 @@
  */
 import type { HeaderMap } from '../grpc/streams.ts';
 import type { HeaderList } from './hpack/decoder.ts';
+import { FieldChecked, validName, validValue } from './field-syntax.ts';
 
 const CONNECTION_SPECIFIC = new Set(['connection', 'proxy-connection', 'keep-alive', 'transfer-encoding', 'upgrade']);
 const REQUEST_PSEUDO = new Set([':method', ':scheme', ':authority', ':path', ':protocol']);
@@ -73,8 +74,9 @@ function toMap(list: HeaderList, allowedPseudo: ReadonlySet<string>): HeaderMap 
   for (let i = 0; i < list.count; i++) {
     const name = list.names[i]!;
     const value = list.values[i]!;
-    if (!validName(name)) return new Malformed(`field name ${JSON.stringify(name.slice(0, 64))} is not lower-case token characters`);
-    if (!validValue(value)) return new Malformed(`field ${name} has a value with NUL, CR, LF or surrounding whitespace`);
+    const checked = list.checked[i]!;
+    if ((checked & FieldChecked.Name) === 0 && !validName(name)) return new Malformed(`field name ${JSON.stringify(name.slice(0, 64))} is not lower-case token characters`);
+    if ((checked & FieldChecked.Value) === 0 && !validValue(value)) return new Malformed(`field ${name} has a value with NUL, CR, LF or surrounding whitespace`);
     if (name.charCodeAt(0) === 0x3a) {
       if (regularSeen) return new Malformed(`pseudo-header ${name} after a regular field`);
       if (!allowedPseudo.has(name)) return new Malformed(`pseudo-header ${name} is not allowed here`);
@@ -92,28 +94,3 @@ function toMap(list: HeaderList, allowedPseudo: ReadonlySet<string>): HeaderMap 
   }
   return map;
 }
-
-/** Lower-case token characters (RFC 9110 §5.6.2), or a leading colon for a pseudo-header. */
-function validName(name: string): boolean {
-  if (name.length === 0) return false;
-  for (let i = name.charCodeAt(0) === 0x3a ? 1 : 0; i < name.length; i++) {
-    if (!TOKEN[name.charCodeAt(i)]) return false;
-  }
-  return true;
-}
-
-function validValue(value: string): boolean {
-  if (value.length === 0) return true;
-  const first = value.charCodeAt(0);
-  const last = value.charCodeAt(value.length - 1);
-  if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 0x00 || c === 0x0a || c === 0x0d) return false;
-  }
-  return true;
-}
-
-/** tchar, without the upper-case letters HTTP/2 forbids in field names. */
-const TOKEN = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") TOKEN[c.charCodeAt(0)] = 1;

@@ -12,7 +12,7 @@ import { startEchoSetup, waitFor, type EchoSetup } from '../helpers/harness.ts';
 import {
   dataFrame, echoHeaders, echoRequest, expectConnectionError, expectStreamError, grpcMessage, grpcStatus, handshake, headersFrame, readAnswer,
 } from '../helpers/h2-conformance.ts';
-import { ErrorCode, frame, FrameType, Flag, headerBlock } from '../helpers/raw-h2.ts';
+import { ErrorCode, frame, FrameType, Flag, headerBlock, indexedField, indexedLiteral } from '../helpers/raw-h2.ts';
 
 const UNARY = '/switchyard.demo.v1.Echo/Unary';
 
@@ -154,6 +154,25 @@ describe('HTTP/2 conformance: HTTP messages (RFC 9113 §8)', () => {
 
     it('8.2.1/4: an empty field name is a stream error of type PROTOCOL_ERROR', async () => {
       await expectMalformed(request(1, [...requestFields(), ['', 'nameless']]));
+    });
+
+    it('8.2.1/5: a malformed field added to the dynamic table is malformed again in every block that refers to it by index', async () => {
+      const before = served();
+      const connection = await handshake(port);
+      // Stream 1 adds ["x-bad", " padded"] (index 62) and ["x-good", "ok"] (then 62; the bad one 63) with incremental indexing.
+      connection.send(Buffer.concat([
+        headersFrame(1, Buffer.concat([headerBlock(requestFields()), indexedLiteral('x-bad', ' padded'), indexedLiteral('x-good', 'ok')])),
+        dataFrame(1, grpcMessage(echoRequest()), true),
+      ]));
+      await expectStreamError(connection, 1, ErrorCode.PROTOCOL_ERROR);
+      // Stream 3 refers to the bad entry by index only: checked as the decoder took it in, still malformed.
+      connection.send(Buffer.concat([headersFrame(3, Buffer.concat([headerBlock(requestFields()), indexedField(63)])), dataFrame(3, grpcMessage(echoRequest()), true)]));
+      await expectStreamError(connection, 3, ErrorCode.PROTOCOL_ERROR);
+      // Stream 5 refers to the good entry: served, and the backend saw only it.
+      connection.send(Buffer.concat([headersFrame(5, Buffer.concat([headerBlock(requestFields()), indexedField(62)])), dataFrame(5, grpcMessage(echoRequest()), true)]));
+      assert.equal(grpcStatus(await readAnswer(connection, 5)), 0);
+      assert.equal(served(), before + 1);
+      connection.close();
     });
 
     it('8.2.2/1: a connection-specific field (connection, keep-alive, proxy-connection, transfer-encoding, upgrade) is a stream error of type PROTOCOL_ERROR', async () => {

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { FrameWriter } from '../../src/http2/frame-writer.ts';
+import { encodedLength, encodeHeaders } from '../../src/http2/hpack/encoder.ts';
 
 /** A loopback socket pair: what is written to `client` arrives on the server side, collected by `received()`. */
 async function socketPair(): Promise<{ client: net.Socket; received: () => Promise<Buffer>; close(): void }> {
@@ -43,7 +44,7 @@ function frames(bytes: Buffer): [number, number, Buffer][] {
 }
 
 describe('FrameWriter', () => {
-  it('two writers interleaved over several arenas each send exactly their own frames, in order', async () => {
+  it('two writers interleaved over several arenas each send exactly their own frames, header blocks included, in order', async () => {
     const [a, b] = await Promise.all([socketPair(), socketPair()]);
     const writerA = new FrameWriter(a.client);
     const writerB = new FrameWriter(b.client);
@@ -57,6 +58,18 @@ describe('FrameWriter', () => {
       const code = Buffer.alloc(4);
       code.writeUInt32BE(i);
       expected[key].push([0, 2 * i + 1, payload], [3, 2 * i + 1, code]);
+      if (i % 5 === 0) {
+        // Header blocks of every size up to a few hundred bytes, encoded in place in the arena, and some
+        // over a 200-byte frame size, split into HEADERS and CONTINUATION.
+        const headers = { ':status': '200', 'x-n': String(i), 'x-pad': 'p'.repeat(i % 400), 'x-list': ['a', 'b'.repeat(i % 13)] };
+        const block = Buffer.alloc(encodedLength(headers));
+        encodeHeaders(headers, block, 0);
+        const maxFrameSize = i % 4 === 0 ? 200 : 16_384;
+        writer.headers(2 * i + 1, headers, false, maxFrameSize);
+        for (let offset = 0; offset < block.length; offset += maxFrameSize) {
+          expected[key].push([offset === 0 ? 1 : 9, 2 * i + 1, block.subarray(offset, offset + maxFrameSize)]);
+        }
+      }
       if (i % 97 === 0) writer.flush();
     }
     writerA.flush();

@@ -9,6 +9,7 @@
  * result says `too_large`, which the connection answers on that stream only.
  * Anything malformed is `error`: a COMPRESSION_ERROR for the connection.
  */
+import { checkField, FieldChecked } from '../field-syntax.ts';
 import { huffmanDecode } from './huffman.ts';
 import { STATIC_TABLE, STATIC_TABLE_LENGTH } from './static-table.ts';
 
@@ -19,6 +20,8 @@ export const ENTRY_OVERHEAD = 32;
 export class HeaderList {
   names: string[] = [];
   values: string[] = [];
+  /** What is known valid of each field (FieldChecked bits): what came from a table was checked there. */
+  checked: number[] = [];
   count = 0;
   /** Name + value + 32 per field (RFC 9113 §6.5.2), of the fields kept. */
   size = 0;
@@ -28,9 +31,10 @@ export class HeaderList {
     this.size = 0;
   }
 
-  push(name: string, value: string): void {
+  push(name: string, value: string, checked: number): void {
     this.names[this.count] = name;
     this.values[this.count] = value;
+    this.checked[this.count] = checked;
     this.count++;
   }
 }
@@ -55,6 +59,8 @@ export class HpackDecoder {
   /** The dynamic table as a ring, newest at #head - 1. */
   #names: string[] = [];
   #values: string[] = [];
+  /** FieldChecked bits of each entry, found as it was inserted. */
+  #checked: number[] = [];
   #sizes: number[] = [];
   #head = 0;
   #length = 0;
@@ -101,7 +107,7 @@ export class HpackDecoder {
         const value = this.#valueAt(index)!;
         out.size += name.length + value.length + ENTRY_OVERHEAD;
         if (out.size > maxListSize || out.count >= maxFields) tooLarge = true;
-        else out.push(name, value);
+        else out.push(name, value, this.#checkedAt(index));
       } else if ((first & 0xe0) === 0x20) {
         // Dynamic table size update (§6.3): only before the first field of a block.
         if (sawField) return 'error';
@@ -116,12 +122,14 @@ export class HpackDecoder {
         if (index < 0) return 'error';
         sawField = true;
         let name: string | undefined;
+        let checked: number = FieldChecked.None;
         if (index === 0) {
           name = this.#string();
           if (name === undefined) return 'error';
         } else {
           name = this.#nameAt(index);
           if (name === undefined) return 'error';
+          checked = this.#checkedAt(index) & FieldChecked.Name;
         }
         if (tooLarge && !indexing) {
           // Past the limit, a value nothing will keep is stepped over, not decoded.
@@ -130,11 +138,11 @@ export class HpackDecoder {
         }
         const value = this.#string();
         if (value === undefined) return 'error';
-        if (indexing) this.#insert(name, value);
+        if (indexing) checked = this.#insert(name, value);
         if (tooLarge) continue;
         out.size += name.length + value.length + ENTRY_OVERHEAD;
         if (out.size > maxListSize || out.count >= maxFields) tooLarge = true;
-        else out.push(name, value);
+        else out.push(name, value, checked);
       }
     }
     this.#block = EMPTY;
@@ -202,6 +210,11 @@ export class HpackDecoder {
     return slot < 0 ? undefined : this.#values[slot];
   }
 
+  /** FieldChecked bits of table entry `index` (valid): the static table's fields are all valid. */
+  #checkedAt(index: number): number {
+    return index <= STATIC_TABLE_LENGTH ? FieldChecked.Both : this.#checked[this.#slot(index)]!;
+  }
+
   /** The ring slot of dynamic index `index` (62 is the newest), or -1. */
   #slot(index: number): number {
     const age = index - STATIC_TABLE_LENGTH - 1;
@@ -209,18 +222,22 @@ export class HpackDecoder {
     return (this.#head - 1 - age + this.#capacity) % this.#capacity;
   }
 
-  #insert(name: string, value: string): void {
+  /** Adds a field to the dynamic table; returns its FieldChecked bits, found once here for every block that refers to it. */
+  #insert(name: string, value: string): number {
+    const checked = checkField(name, value);
     const size = name.length + value.length + ENTRY_OVERHEAD;
     // An entry larger than the table empties it and is not added (§4.4).
     this.#evict(size);
-    if (size > this.#maxSize) return;
+    if (size > this.#maxSize) return checked;
     if (this.#length === this.#capacity) this.#grow();
     this.#names[this.#head] = name;
     this.#values[this.#head] = value;
+    this.#checked[this.#head] = checked;
     this.#sizes[this.#head] = size;
     this.#head = (this.#head + 1) % this.#capacity;
     this.#length++;
     this.#size += size;
+    return checked;
   }
 
   /** Evicts the oldest entries until `room` more bytes fit (or the table is empty). */
@@ -239,15 +256,18 @@ export class HpackDecoder {
     const names = new Array<string>(capacity);
     const values = new Array<string>(capacity);
     const sizes = new Array<number>(capacity);
+    const checked = new Array<number>(capacity);
     for (let i = 0; i < this.#length; i++) {
       const from = (this.#head - this.#length + i + this.#capacity) % Math.max(1, this.#capacity);
       names[i] = this.#names[from]!;
       values[i] = this.#values[from]!;
       sizes[i] = this.#sizes[from]!;
+      checked[i] = this.#checked[from]!;
     }
     this.#names = names;
     this.#values = values;
     this.#sizes = sizes;
+    this.#checked = checked;
     this.#head = this.#length;
     this.#capacity = capacity;
   }

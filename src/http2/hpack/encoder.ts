@@ -43,6 +43,25 @@ export function encodedLength(headers: HeaderMap): number {
 }
 
 /**
+ * At least the bytes `headers` take encoded, found without looking anything up: a field is at most
+ * two prefixed integers of up to 5 bytes, a flag byte, and its name and value (latin1, a byte a
+ * character). Numbers are written as strings of at most 24 characters.
+ */
+export function encodedBound(headers: HeaderMap): number {
+  let bound = 0;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (typeof value === 'string') bound += FIELD_OVERHEAD_BOUND + name.length + value.length;
+    else if (Array.isArray(value)) for (const item of value) bound += FIELD_OVERHEAD_BOUND + name.length + item.length;
+    else bound += FIELD_OVERHEAD_BOUND + name.length + 24;
+  }
+  return bound;
+}
+
+const FIELD_OVERHEAD_BOUND = 11;
+
+/**
  * Writes `headers` into `out` at `offset` (room for encodedLength() bytes); returns the offset after them.
  * Pseudo-header fields go first (RFC 9113 §8.3): in one pass when the map has them first, as maps
  * decoded from a peer do; in two when one was added after a regular field.
