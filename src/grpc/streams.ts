@@ -12,8 +12,14 @@
  */
 import type { Socket } from 'node:net';
 
+/**
+ * Names of fields the peer sent as never-indexed literals (RFC 7541 §7.1.3), kept on the header map
+ * under this symbol (for-in does not see it) so that an encoder forwarding them does not index them either.
+ */
+export const NEVER_INDEXED_FIELDS: unique symbol = Symbol('never-indexed fields');
+
 /** Header fields as decoded: lower-case names, repeated fields as arrays. `:status` may be a number. */
-export type HeaderMap = Record<string, string | string[] | number | undefined>;
+export type HeaderMap = Record<string, string | string[] | number | undefined> & { [NEVER_INDEXED_FIELDS]?: readonly string[] };
 
 /** The client connection a downstream stream arrived on; also the key the security layer keeps per-connection state under. */
 export interface DownstreamConnection {

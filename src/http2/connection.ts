@@ -500,8 +500,11 @@ export abstract class Http2Connection implements StreamHost {
           if (value > 1) throw new Http2Error(ErrorCode.PROTOCOL_ERROR, 'SETTINGS_ENABLE_CONNECT_PROTOCOL must be 0 or 1 (RFC 8441)');
           this.peerEnableConnectProtocol = value === 1;
           break;
+        case Setting.HEADER_TABLE_SIZE:
+          this.writer.setPeerHeaderTableSize(value);
+          break;
         default:
-          // HEADER_TABLE_SIZE: our encoder uses no dynamic table. MAX_HEADER_LIST_SIZE is advisory. Unknown ids are ignored.
+          // MAX_HEADER_LIST_SIZE is advisory. Unknown ids are ignored.
           break;
       }
     }

@@ -8,7 +8,7 @@
  */
 import type { Socket } from 'node:net';
 import { FRAME_HEADER_LENGTH, FrameType } from './constants.ts';
-import { encodedBound, encodedLength, encodeHeaders } from './hpack/encoder.ts';
+import { HpackEncoder } from './hpack/encoder.ts';
 import type { HeaderMap } from '../grpc/streams.ts';
 import { Flag } from './constants.ts';
 
@@ -36,6 +36,9 @@ export class FrameWriter {
   #segmentEnd = 0;
   #scheduled = false;
   #closed = false;
+  #encoder: HpackEncoder | undefined;
+  /** The lowest SETTINGS_HEADER_TABLE_SIZE the peer sent (4096 until it sends one). */
+  #peerHeaderTableSize = 4096;
 
   /** A flush is due at the end of this turn of the event loop. */
   get scheduled(): boolean {
@@ -82,30 +85,43 @@ export class FrameWriter {
 
   /** HEADERS (+ CONTINUATION) carrying `headers`, split at `maxFrameSize`. */
   headers(streamId: number, headers: HeaderMap, endStream: boolean, maxFrameSize: number): void {
-    const bound = encodedBound(headers);
+    const encoder = (this.#encoder ??= this.#newEncoder());
+    const bound = encoder.bound(headers);
     if (bound <= maxFrameSize) {
       // One pass: the block is encoded after room for its frame header, which is written once its length is known,
       // and the bytes the bound reserved beyond it go back to the arena.
       this.#room(FRAME_HEADER_LENGTH + bound);
       const start = this.#at;
-      const end = encodeHeaders(headers, arena.buffer, start + FRAME_HEADER_LENGTH);
+      const end = encoder.encode(headers, arena.buffer, start + FRAME_HEADER_LENGTH);
       arena.at = end;
       this.#segmentEnd = end;
       this.header(end - start - FRAME_HEADER_LENGTH, FrameType.HEADERS, Flag.END_HEADERS | (endStream ? Flag.END_STREAM : 0), streamId, start);
       this.#schedule();
       return;
     }
-    const length = encodedLength(headers);
-    const block = Buffer.allocUnsafe(length);
-    encodeHeaders(headers, block, 0);
+    const scratch = Buffer.allocUnsafe(bound);
+    const length = encoder.encode(headers, scratch, 0);
     for (let offset = 0; offset < length; offset += maxFrameSize) {
-      const piece = block.subarray(offset, Math.min(length, offset + maxFrameSize));
+      const piece = scratch.subarray(offset, Math.min(length, offset + maxFrameSize));
       const last = offset + maxFrameSize >= length;
       const type = offset === 0 ? FrameType.HEADERS : FrameType.CONTINUATION;
       const flags = (last ? Flag.END_HEADERS : 0) | (offset === 0 && endStream ? Flag.END_STREAM : 0);
       this.header(piece.length, type, flags, streamId);
       this.#payload(piece);
     }
+  }
+
+  /** The peer's SETTINGS_HEADER_TABLE_SIZE, for the HPACK encoder. */
+  setPeerHeaderTableSize(size: number): void {
+    this.#peerHeaderTableSize = Math.min(this.#peerHeaderTableSize, size);
+    this.#encoder?.setPeerTableSize(size);
+  }
+
+  /** Made with the first header block: an idle connection keeps no table. */
+  #newEncoder(): HpackEncoder {
+    const encoder = new HpackEncoder();
+    encoder.setPeerTableSize(this.#peerHeaderTableSize);
+    return encoder;
   }
 
   rstStream(streamId: number, code: number): void {

@@ -6,7 +6,7 @@
  * "trailers". A message that breaks a rule is malformed: a stream error the
  * caller answers with RST_STREAM PROTOCOL_ERROR (§8.1.1).
  */
-import type { HeaderMap } from '../grpc/streams.ts';
+import { NEVER_INDEXED_FIELDS, type HeaderMap } from '../grpc/streams.ts';
 import type { HeaderList } from './hpack/decoder.ts';
 import { FieldChecked, validName, validValue } from './field-syntax.ts';
 
@@ -92,5 +92,6 @@ function toMap(list: HeaderList, allowedPseudo: ReadonlySet<string>): HeaderMap 
     else if (Array.isArray(previous)) previous.push(value);
     else map[name] = [previous as string, value];
   }
+  if (list.neverIndexed !== undefined) map[NEVER_INDEXED_FIELDS] = list.neverIndexed;
   return map;
 }

@@ -6,9 +6,10 @@
  * connection keeps answering PINGs), requests to the Echo service written as
  * raw frames, and a reader for the proxy's answers.
  *
- * The reader decodes only what Switchyard's encoder sends (static-table
- * indexes and plain literals, no Huffman, no dynamic table: src/http2/hpack/
- * encoder.ts), and throws on anything else, so a change there shows up here.
+ * The reader decodes only what Switchyard's encoder sends (static and dynamic
+ * table indexes, plain literals, table size updates, no Huffman: src/http2/
+ * hpack/encoder.ts), and throws on anything else, so a change there shows up
+ * here. It is written apart from the engine's decoder, for the same reason.
  */
 import { randomBytes } from 'node:crypto';
 import { STATIC_TABLE } from '../../src/http2/hpack/static-table.ts';
@@ -183,7 +184,8 @@ export async function readAnswer(connection: RawConnection, streamId: number): P
     REACTION_MS,
   );
   if (last.type === FrameType.RST_STREAM || last.type === FrameType.GOAWAY) throw new Error(`stream ${streamId} was not answered; received: ${describeFrames(connection.frames)}`);
-  const blocks = connection.frames.filter((f) => f.streamId === streamId && f.type === FrameType.HEADERS).map((f) => decodeSimpleBlock(headerFragment(f)));
+  const decoded = blocksOf(connection);
+  const blocks = connection.frames.filter((f) => f.streamId === streamId && f.type === FrameType.HEADERS).map((f) => decoded.get(f)!);
   const body = Buffer.concat(connection.frames.filter((f) => f.streamId === streamId && f.type === FrameType.DATA).map((f) => f.payload!));
   return { headers: blocks[0]!, trailers: blocks.at(-1)!, body };
 }
@@ -202,46 +204,91 @@ function headerFragment(f: ReceivedFrame): Buffer {
   return payload;
 }
 
-/** Decodes a block of static-table indexes and plain literals (RFC 7541 §6.1, §6.2), as Switchyard's encoder writes them. */
-export function decodeSimpleBlock(block: Buffer): Map<string, string> {
-  const fields = new Map<string, string>();
-  let at = 0;
-  const integer = (prefixBits: number): number => {
-    const max = (1 << prefixBits) - 1;
-    let value = block[at++]! & max;
-    if (value < max) return value;
-    let shift = 0;
-    for (;;) {
-      const byte = block[at++]!;
-      value += (byte & 0x7f) * 2 ** shift;
-      shift += 7;
-      if ((byte & 0x80) === 0) return value;
+/**
+ * Reads the header blocks one connection carries from the proxy, in the order they were sent (the
+ * dynamic table makes each depend on those before it): indexes into the static and dynamic tables,
+ * literals with, without and never indexed, and table size updates (RFC 7541 §4, §6). Strings must
+ * be plain: the proxy's encoder never uses Huffman coding. A repeated field keeps its last value.
+ */
+export class HpackReader {
+  /** Newest first, as indexes count them. */
+  readonly #table: [string, string][] = [];
+  #size = 0;
+  #maxSize = 4096;
+
+  read(block: Buffer): Map<string, string> {
+    const fields = new Map<string, string>();
+    let at = 0;
+    const integer = (prefixBits: number): number => {
+      const max = (1 << prefixBits) - 1;
+      let value = block[at++]! & max;
+      if (value < max) return value;
+      let shift = 0;
+      for (;;) {
+        const byte = block[at++]!;
+        value += (byte & 0x7f) * 2 ** shift;
+        shift += 7;
+        if ((byte & 0x80) === 0) return value;
+      }
+    };
+    const string = (): string => {
+      if (block[at]! & 0x80) throw new Error('unexpected Huffman-coded string from the proxy');
+      const length = integer(7);
+      const text = block.toString('latin1', at, at + length);
+      at += length;
+      return text;
+    };
+    const entry = (index: number): readonly [string, string] => {
+      const found = index === 0 ? undefined : index < STATIC_TABLE.length ? STATIC_TABLE[index] : this.#table[index - STATIC_TABLE.length];
+      if (!found) throw new Error(`index ${index} is in neither table`);
+      return found;
+    };
+    while (at < block.length) {
+      const first = block[at]!;
+      if (first & 0x80) {
+        const [name, value] = entry(integer(7));
+        fields.set(name, value);
+      } else if ((first & 0xe0) === 0x20) {
+        this.#maxSize = integer(5);
+        this.#evict(0);
+      } else {
+        const indexing = (first & 0xc0) === 0x40;
+        const index = integer(indexing ? 6 : 4);
+        const name = index === 0 ? string() : entry(index)[0];
+        const value = string();
+        fields.set(name, value);
+        if (indexing) this.#insert(name, value);
+      }
     }
-  };
-  const string = (): string => {
-    if (block[at]! & 0x80) throw new Error('unexpected Huffman-coded string from the proxy');
-    const length = integer(7);
-    const text = block.toString('latin1', at, at + length);
-    at += length;
-    return text;
-  };
-  const staticEntry = (index: number) => {
-    const entry = STATIC_TABLE[index];
-    if (!entry || index === 0) throw new Error(`index ${index} is not in the static table (the proxy uses no dynamic table)`);
-    return entry;
-  };
-  while (at < block.length) {
-    const first = block[at]!;
-    if (first & 0x80) {
-      const [name, value] = staticEntry(integer(7));
-      fields.set(name, value);
-    } else if ((first & 0xf0) === 0x00 || (first & 0xf0) === 0x10) {
-      const index = integer(4);
-      const name = index === 0 ? string() : staticEntry(index)[0];
-      fields.set(name, string());
-    } else {
-      throw new Error(`unexpected HPACK representation 0x${first.toString(16)} from the proxy`);
+    return fields;
+  }
+
+  #insert(name: string, value: string): void {
+    const size = name.length + value.length + 32;
+    this.#evict(size);
+    if (size > this.#maxSize) return;
+    this.#table.unshift([name, value]);
+    this.#size += size;
+  }
+
+  #evict(room: number): void {
+    while (this.#table.length > 0 && this.#size + room > this.#maxSize) {
+      const [name, value] = this.#table.pop()!;
+      this.#size -= name.length + value.length + 32;
     }
   }
-  return fields;
+}
+
+/** Each connection's reader, and the header blocks it has read so far, by frame. */
+const readers = new WeakMap<RawConnection, { reader: HpackReader; next: number; blocks: Map<ReceivedFrame, Map<string, string>> }>();
+
+/** The decoded header block of each HEADERS frame the proxy sent on `connection`, read in order up to now. */
+function blocksOf(connection: RawConnection): Map<ReceivedFrame, Map<string, string>> {
+  let state = readers.get(connection);
+  if (!state) readers.set(connection, (state = { reader: new HpackReader(), next: 0, blocks: new Map() }));
+  for (; state.next < connection.frames.length; state.next++) {
+    const f = connection.frames[state.next]!;
+    if (f.type === FrameType.HEADERS) state.blocks.set(f, state.reader.read(headerFragment(f)));
+  }
+  return state.blocks;
 }

@@ -7,7 +7,7 @@
  * server cannot be made to break the protocol, which is why this one exists.
  */
 import * as net from 'node:net';
-import { decodeSimpleBlock, grpcMessage } from './h2-conformance.ts';
+import { grpcMessage, HpackReader } from './h2-conformance.ts';
 import { Flag, frame, FrameType, headerBlock, readFrames, settingsFrame, type RawConnection } from './raw-h2.ts';
 
 export interface FakeRequest {
@@ -35,14 +35,18 @@ export async function startFakeBackend(options: FakeBackendOptions): Promise<Fak
   const connections: RawConnection[] = [];
   const requests: FakeRequest[] = [];
   const server = net.createServer((socket) => {
+    // Every header block is read, in order, whoever it is for: each may change the dynamic table.
+    const hpack = new HpackReader();
     const connection: RawConnection = readFrames(socket, {
       ackSettings: true,
       keepPayloads: true,
       afterPreface: true,
       onFrame: (f) => {
-        if (f.type !== FrameType.HEADERS || requests.some((r) => r.connection === connection && r.streamId === f.streamId)) return;
+        if (f.type !== FrameType.HEADERS) return;
         if ((f.flags & Flag.END_HEADERS) === 0) throw new Error('the fake backend does not join CONTINUATION frames');
-        const request = { connection, streamId: f.streamId, headers: decodeSimpleBlock(f.payload!) };
+        const headers = hpack.read(f.payload!);
+        if (requests.some((r) => r.connection === connection && r.streamId === f.streamId)) return;
+        const request = { connection, streamId: f.streamId, headers };
         requests.push(request);
         options.onRequest(request);
       },

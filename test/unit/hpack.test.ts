@@ -1,11 +1,16 @@
 /**
  * HPACK (RFC 7541): the Appendix C examples as vectors, Huffman coding, the
- * dynamic table, and the malformed blocks a decoder must refuse.
+ * dynamic table, the malformed blocks a decoder must refuse, and the encoder
+ * (its dynamic table kept in step with a decoder's).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { HeaderList, HpackDecoder, type DecodeResult } from '../../src/http2/hpack/decoder.ts';
-import { encodedLength, encodeHeaders } from '../../src/http2/hpack/encoder.ts';
+import fc from 'fast-check';
+import { HpackEncoder } from '../../src/http2/hpack/encoder.ts';
+import { requestHeaders } from '../../src/http2/header-rules.ts';
+import type { HeaderMap } from '../../src/grpc/streams.ts';
+import { FUZZ_SEED, fuzzRuns } from '../helpers/fuzz.ts';
 import { CODES, LENGTHS, huffmanDecode, huffmanEncode, huffmanLength } from '../../src/http2/hpack/huffman.ts';
 
 const hex = (text: string) => Buffer.from(text.replace(/\s+/g, ''), 'hex');
@@ -14,6 +19,12 @@ function decode(decoder: HpackDecoder, block: Buffer, maxListSize = 1 << 20, max
   const list = new HeaderList();
   const result = decoder.decode(block, 0, block.length, list, maxListSize, maxFields);
   return { result, fields: list.names.slice(0, list.count).map((name, i) => [name, list.values[i]!]) };
+}
+
+/** One header block from `encoder`. */
+function encode(encoder: HpackEncoder, headers: HeaderMap): Buffer {
+  const out = Buffer.alloc(encoder.bound(headers));
+  return out.subarray(0, encoder.encode(headers, out, 0));
 }
 
 const C3_FIELDS: [string, string][][] = [
@@ -192,24 +203,107 @@ describe('HPACK: header list limits', () => {
 });
 
 describe('HPACK: the encoder', () => {
-  it('what it writes, a decoder reads back, in order; exact static matches take one byte', () => {
+  it('C.3: writes the three requests byte for byte as the RFC does (literals with incremental indexing, then indexes)', () => {
+    const encoder = new HpackEncoder();
+    const expected = [
+      '8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d',
+      '8286 84be 5808 6e6f 2d63 6163 6865',
+      '8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65',
+    ];
+    C3_FIELDS.forEach((fields, i) => assert.equal(encode(encoder, Object.fromEntries(fields)).toString('hex'), hex(expected[i]!).toString('hex')));
+  });
+
+  it('what it writes, a decoder reads back, in order; the second time, every repeated field takes one byte', () => {
+    const encoder = new HpackEncoder();
+    const decoder = new HpackDecoder();
     const headers = { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '0', 'x-many': ['a', 'b'], 'x-long': 'v'.repeat(300) };
-    const out = Buffer.alloc(encodedLength(headers));
-    assert.equal(encodeHeaders(headers, out, 0), out.length);
-    assert.equal(out[0], 0x88, ':status 200 is static index 8');
-    assert.deepEqual(decode(new HpackDecoder(), out).fields, [[':status', '200'], ['content-type', 'application/grpc'], ['grpc-status', '0'], ['x-many', 'a'], ['x-many', 'b'], ['x-long', 'v'.repeat(300)]]);
+    const fields = [[':status', '200'], ['content-type', 'application/grpc'], ['grpc-status', '0'], ['x-many', 'a'], ['x-many', 'b'], ['x-long', 'v'.repeat(300)]];
+    const first = encode(encoder, headers);
+    assert.equal(first[0], 0x88, ':status 200 is static index 8');
+    assert.deepEqual(decode(decoder, first).fields, fields);
+    const second = encode(encoder, headers);
+    // Four indexed fields, then the 300-byte value again as a literal: too long to index.
+    assert.deepEqual([...second.subarray(0, 5)].map((byte) => byte & 0x80), [0x80, 0x80, 0x80, 0x80, 0x80]);
+    assert.equal(second.length, 5 + (1 + 1 + 'x-long'.length) + (3 + 300));
+    assert.deepEqual(decode(decoder, second).fields, fields);
+  });
+
+  it('fields whose values change per request and credentials are not indexed; credentials go as never-indexed literals', () => {
+    const encoder = new HpackEncoder();
+    for (const name of ['grpc-timeout', 'x-request-id', 'traceparent', 'grpc-message', 'content-length']) {
+      assert.equal(encode(encoder, { [name]: '1' })[0]! & 0xc0, 0x00, `${name}: a literal without indexing`);
+    }
+    assert.equal(encode(encoder, { authorization: 'Bearer x' })[0]! & 0xf0, 0x10);
+    assert.equal(encode(encoder, { authorization: 'Bearer x' })[0]! & 0xf0, 0x10, 'and never indexed the second time either');
+  });
+
+  it('a field the peer sent never-indexed is forwarded never-indexed, whatever its name (RFC 7541 §7.1.3); so are known credential fields', () => {
+    const request = [[':method', 'POST'], [':scheme', 'http'], [':path', '/a.B/C'], [':authority', 'x']];
+    // x-secret as a never-indexed literal with a new name (0001 0000), x-plain as a literal without indexing.
+    const block = Buffer.concat([
+      ...request.map(([name, value]) => Buffer.concat([Buffer.from([0x00, name!.length]), Buffer.from(name!), Buffer.from([value!.length]), Buffer.from(value!)])),
+      Buffer.from([0x10, 8]), Buffer.from('x-secret'), Buffer.from([2]), Buffer.from('s1'),
+      Buffer.from([0x00, 7]), Buffer.from('x-plain'), Buffer.from([2]), Buffer.from('p1'),
+    ]);
+    const list = new HeaderList();
+    assert.equal(new HpackDecoder().decode(block, 0, block.length, list, 1 << 16, 100), 'ok');
+    const headers = requestHeaders(list, false) as HeaderMap;
+    const encoder = new HpackEncoder();
+    for (let round = 0; round < 2; round++) {
+      const out = encode(encoder, { ...headers, ...(round === 1 && { 'x-api-key': 'k' }) });
+      const secret = out.indexOf('x-secret') - 2;
+      assert.equal(out[secret]! & 0xf0, 0x10, 'x-secret never indexed');
+      if (round === 1) {
+        assert.equal(out.indexOf('x-plain'), -1, 'x-plain indexed the first time, an index the second');
+        assert.equal(out[out.indexOf('x-api-key') - 2]! & 0xf0, 0x10, 'x-api-key never indexed');
+      }
+    }
   });
 
   it('strings on either side of the length where it stops writing byte by byte, and latin1 bytes, read back the same', () => {
     const headers = { 'x-63': 'w'.repeat(63), 'x-64': 'w'.repeat(64), 'x-latin1': 'caf\u00e9', 'user-agent': 'u'.repeat(65) };
-    const out = Buffer.alloc(encodedLength(headers));
-    assert.equal(encodeHeaders(headers, out, 0), out.length);
-    assert.deepEqual(decode(new HpackDecoder(), out).fields, Object.entries(headers));
+    assert.deepEqual(decode(new HpackDecoder(), encode(new HpackEncoder(), headers)).fields, Object.entries(headers));
   });
 
-  it('credentials go as never-indexed literals, so no intermediary downstream indexes them', () => {
-    const out = Buffer.alloc(encodedLength({ authorization: 'Bearer x' }));
-    encodeHeaders({ authorization: 'Bearer x' }, out, 0);
-    assert.equal(out[0]! & 0xf0, 0x10);
+  it('a lower SETTINGS_HEADER_TABLE_SIZE from the peer starts the next block with a size update, and the tables stay in step', () => {
+    const encoder = new HpackEncoder();
+    const decoder = new HpackDecoder();
+    const headers = { 'x-a': 'a'.repeat(40), 'x-b': 'b'.repeat(40) };
+    decode(decoder, encode(encoder, headers));
+    encoder.setPeerTableSize(100);
+    const block = encode(encoder, headers);
+    assert.equal(block[0]! & 0xe0, 0x20, 'a dynamic table size update');
+    assert.deepEqual(decode(decoder, block).fields, Object.entries(headers));
+    assert.ok(decoder.tableSize <= 100);
+    encoder.setPeerTableSize(0);
+    const none = encode(encoder, headers);
+    assert.deepEqual(decode(decoder, none).fields, Object.entries(headers));
+    assert.equal(decoder.tableSize, 0);
+  });
+
+  it('over any sequence of blocks and table sizes, one decoder reads back exactly what was encoded (fast-check)', () => {
+    const name = fc.constantFrom('x-a', 'x-b', 'user-agent', 'grpc-timeout', ':path', 'authorization', 'x-' + 'n'.repeat(100));
+    const value = fc.oneof(fc.constantFrom('1', 'two', 'v'.repeat(120), 'w'.repeat(300)), fc.string({ maxLength: 12 }).map((text) => text.replace(/[^ -~]/g, 'x')));
+    const block = fc.array(fc.tuple(name, value), { minLength: 1, maxLength: 8 });
+    const step = fc.oneof(block.map((fields) => ({ fields })), fc.integer({ min: 0, max: 4096 }).map((size) => ({ size })));
+    fc.assert(fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
+      const encoder = new HpackEncoder();
+      const decoder = new HpackDecoder();
+      for (const current of steps) {
+        if ('size' in current) {
+          encoder.setPeerTableSize(current.size);
+          continue;
+        }
+        // Repeated names go as a list, in the map's order.
+        const headers: Record<string, string | string[]> = {};
+        for (const [field, text] of current.fields) {
+          const previous = headers[field];
+          headers[field] = previous === undefined ? text : [previous, text].flat();
+        }
+        const expected = Object.entries(headers).flatMap(([field, values]) => [values].flat().map((text) => [field, text]));
+        expected.sort((a, b) => Number(b[0]!.startsWith(':')) - Number(a[0]!.startsWith(':')));
+        assert.deepEqual(decode(decoder, encode(encoder, headers)), { result: 'ok', fields: expected });
+      }
+    }), { seed: FUZZ_SEED, numRuns: fuzzRuns(300) });
   });
 });

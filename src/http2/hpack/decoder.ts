@@ -23,12 +23,15 @@ export class HeaderList {
   /** What is known valid of each field (FieldChecked bits): what came from a table was checked there. */
   checked: number[] = [];
   count = 0;
+  /** Names of the fields sent as never-indexed literals (RFC 7541 §6.2.3), if any. */
+  neverIndexed: string[] | undefined;
   /** Name + value + 32 per field (RFC 9113 §6.5.2), of the fields kept. */
   size = 0;
 
   clear(): void {
     this.count = 0;
     this.size = 0;
+    this.neverIndexed = undefined;
   }
 
   push(name: string, value: string, checked: number): void {
@@ -142,7 +145,10 @@ export class HpackDecoder {
         if (tooLarge) continue;
         out.size += name.length + value.length + ENTRY_OVERHEAD;
         if (out.size > maxListSize || out.count >= maxFields) tooLarge = true;
-        else out.push(name, value, checked);
+        else {
+          out.push(name, value, checked);
+          if ((first & 0xf0) === 0x10) (out.neverIndexed ??= []).push(name);
+        }
       }
     }
     this.#block = EMPTY;

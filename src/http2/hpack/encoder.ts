@@ -1,18 +1,52 @@
 /**
- * The HPACK encoder of one HTTP/2 connection. It never uses the dynamic table,
- * as HAProxy's does not: a field is an exact static-table match (one byte), or
- * a literal without indexing, its name indexed when the static table has it.
- * Nothing an encoder sends can then depend on what came before, so the cost of
- * a header block is its length, and a proxy forwarding many clients' headers
- * never evicts one client's entries with another's. Strings go as they are
- * (no Huffman): what is saved in bytes is spent in CPU, and headers are a small
- * part of a forwarded RPC.
+ * The HPACK encoder of one HTTP/2 connection. A field is an exact static-table
+ * match (one byte), an entry of its own dynamic table (one byte once it is
+ * there), or a literal: with incremental indexing when the field is likely to
+ * come again, without indexing when its value changes with every request
+ * (deadlines, trace and request ids, lengths, error messages) or is long, and
+ * never indexed for credentials (RFC 7541 §7.1.3). Strings go as they are (no
+ * Huffman): what is saved in bytes is spent in CPU.
+ *
+ * Most of what a proxy forwards repeats on every RPC of a connection (the
+ * method path, authority, content-type, te, user-agent, forwarded headers on
+ * the way in; content-type, grpc-status on the way back): indexed, a request's
+ * header block to a backend shrinks from some 130 bytes of literals to about a
+ * dozen, and encoding it from copying strings to a lookup per field.
+ *
+ * The table's size is at most DEFAULT_TABLE_SIZE, and lower if the peer's
+ * SETTINGS_HEADER_TABLE_SIZE is; a lower peer setting is applied at once and
+ * signalled at the start of the next block (§4.2, §6.3).
  */
-import type { HeaderMap } from '../../grpc/streams.ts';
-import { STATIC_NAMES, STATIC_PAIRS } from './static-table.ts';
+import { NEVER_INDEXED_FIELDS, type HeaderMap } from '../../grpc/streams.ts';
+import { STATIC_NAMES, STATIC_PAIRS, STATIC_TABLE_LENGTH } from './static-table.ts';
 
-/** Fields whose values must never be indexed by anyone downstream either (RFC 7541 §7.1.3). */
-const NEVER_INDEXED = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
+/**
+ * Fields that carry credentials: never indexed, here or by anyone downstream (RFC 7541 §7.1.3), so
+ * that nobody who can add fields to a shared connection and watch its sizes can guess them (§7.1.1).
+ * Fields the peer sent as never-indexed are forwarded so too, whatever their name.
+ */
+const NEVER_INDEXED = new Set([
+  'authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key', 'api-key', 'x-auth-token', 'x-access-token',
+  'x-csrf-token', 'x-xsrf-token', 'x-amz-security-token',
+]);
+
+/** Fields whose values differ from one request to the next: indexed, they would only push useful entries out. */
+const VOLATILE = new Set([
+  'grpc-timeout', 'grpc-message', 'grpc-status-details-bin', 'grpc-trace-bin', 'grpc-tags-bin', 'grpc-previous-rpc-attempts',
+  'content-length', 'date', 'x-request-id', 'traceparent', 'tracestate', 'b3', 'x-b3-traceid', 'x-b3-spanid',
+  'x-b3-parentspanid', 'x-b3-sampled', 'x-cloud-trace-context', 'x-amzn-trace-id',
+]);
+
+/** The table size every HTTP/2 decoder starts with (RFC 9113 §6.5.2), and the most this encoder uses. */
+const DEFAULT_TABLE_SIZE = 4096;
+/** Per entry, on top of name and value (RFC 7541 §4.1). */
+const ENTRY_OVERHEAD = 32;
+/** A field longer than this goes as a literal: one such entry would take a good part of the table. */
+const MAX_INDEXED_FIELD = 256;
+/** Room for a dynamic table size update at the start of a block: a 5-bit prefixed integer. */
+const SIZE_UPDATE_BOUND = 6;
+/** A field at most: a flag byte, two prefixed integers of up to 5 bytes, then name and value (a byte a character). */
+const FIELD_OVERHEAD_BOUND = 11;
 
 /** What the static table and §7.1.3 say of a field name, found with one lookup per field. */
 interface NameInfo {
@@ -27,109 +61,157 @@ interface NameInfo {
 const NAME_INFO = new Map<string, NameInfo>();
 for (const [name, index] of STATIC_NAMES) NAME_INFO.set(name, { index, pairs: STATIC_PAIRS.get(name), flags: NEVER_INDEXED.has(name) ? 0x10 : 0x00 });
 
-/** Bytes `headers` take encoded. */
-export function encodedLength(headers: HeaderMap): number {
-  let length = 0;
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) {
-      for (const item of value) length += fieldLength(name, item);
-    } else {
-      length += fieldLength(name, typeof value === 'string' ? value : String(value));
+export class HpackEncoder {
+  #maxSize = DEFAULT_TABLE_SIZE;
+  #size = 0;
+  /** The peer lowered the table size: the next block starts with a size update. */
+  #sizeChanged = false;
+  /** Entries are numbered as inserted; #oldest is the number of the oldest still in the table. */
+  #inserted = 0;
+  #oldest = 0;
+  /** The table's entries by number modulo the ring's length (an entry takes 32 bytes at least, so 128 fit). */
+  readonly #names: string[] = new Array<string>(DEFAULT_TABLE_SIZE / ENTRY_OVERHEAD).fill('');
+  readonly #values: string[] = new Array<string>(DEFAULT_TABLE_SIZE / ENTRY_OVERHEAD).fill('');
+  /** Name, then value, to the entry's number. */
+  readonly #entries = new Map<string, Map<string, number>>();
+
+  /** The peer's SETTINGS_HEADER_TABLE_SIZE. */
+  setPeerTableSize(size: number): void {
+    if (size >= this.#maxSize) return;
+    this.#maxSize = size;
+    this.#evict(0);
+    this.#sizeChanged = true;
+  }
+
+  /** At least the bytes `headers` take encoded, found without looking anything up. */
+  bound(headers: HeaderMap): number {
+    let bound = this.#sizeChanged ? SIZE_UPDATE_BOUND : 0;
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (typeof value === 'string') bound += FIELD_OVERHEAD_BOUND + name.length + value.length;
+      else if (Array.isArray(value)) for (const item of value) bound += FIELD_OVERHEAD_BOUND + name.length + item.length;
+      // A number's string has at most 24 characters.
+      else bound += FIELD_OVERHEAD_BOUND + name.length + 24;
     }
+    return bound;
   }
-  return length;
-}
 
-/**
- * At least the bytes `headers` take encoded, found without looking anything up: a field is at most
- * two prefixed integers of up to 5 bytes, a flag byte, and its name and value (latin1, a byte a
- * character). Numbers are written as strings of at most 24 characters.
- */
-export function encodedBound(headers: HeaderMap): number {
-  let bound = 0;
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (typeof value === 'string') bound += FIELD_OVERHEAD_BOUND + name.length + value.length;
-    else if (Array.isArray(value)) for (const item of value) bound += FIELD_OVERHEAD_BOUND + name.length + item.length;
-    else bound += FIELD_OVERHEAD_BOUND + name.length + 24;
-  }
-  return bound;
-}
-
-const FIELD_OVERHEAD_BOUND = 11;
-
-/**
- * Writes `headers` into `out` at `offset` (room for encodedLength() bytes); returns the offset after them.
- * Pseudo-header fields go first (RFC 9113 §8.3): in one pass when the map has them first, as maps
- * decoded from a peer do; in two when one was added after a regular field.
- */
-export function encodeHeaders(headers: HeaderMap, out: Buffer, offset: number): number {
-  const start = offset;
-  let regularSeen = false;
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (name.charCodeAt(0) === COLON) {
-      if (regularSeen) return encodeInOrder(headers, out, start);
-    } else {
-      regularSeen = true;
+  /**
+   * Writes `headers` as one header block into `out` at `offset` (room for bound() bytes); returns the
+   * offset after it. The block must go on the wire, in the order blocks are encoded: the peer's table
+   * follows this one. Pseudo-header fields go first (RFC 9113 §8.3): in one pass when the map has them
+   * first, as maps decoded from a peer do; in two when one was added after a regular field.
+   */
+  encode(headers: HeaderMap, out: Buffer, offset: number): number {
+    if (this.#sizeChanged) {
+      this.#sizeChanged = false;
+      offset = writeInteger(this.#maxSize, 5, 0x20, out, offset);
     }
-    offset = encodeValue(name, value, out, offset);
-  }
-  return offset;
-}
-
-function encodeInOrder(headers: HeaderMap, out: Buffer, offset: number): number {
-  for (const name in headers) {
-    const value = headers[name];
-    if (value !== undefined && name.charCodeAt(0) === COLON) offset = encodeValue(name, value, out, offset);
-  }
-  for (const name in headers) {
-    const value = headers[name];
-    if (value !== undefined && name.charCodeAt(0) !== COLON) offset = encodeValue(name, value, out, offset);
-  }
-  return offset;
-}
-
-function encodeValue(name: string, value: string | string[] | number, out: Buffer, offset: number): number {
-  if (typeof value === 'string') return encodeField(name, value, out, offset);
-  if (Array.isArray(value)) {
-    for (const item of value) offset = encodeField(name, item, out, offset);
+    const neverIndexed = headers[NEVER_INDEXED_FIELDS];
+    let regularSeen = false;
+    for (const name in headers) {
+      if (headers[name] === undefined) continue;
+      if (name.charCodeAt(0) === COLON) {
+        if (regularSeen) return this.#encodeInOrder(headers, out, offset, neverIndexed);
+      } else {
+        regularSeen = true;
+      }
+    }
+    for (const name in headers) {
+      const value = headers[name];
+      if (value !== undefined) offset = this.#encodeValue(name, value, out, offset, neverIndexed);
+    }
     return offset;
   }
-  return encodeField(name, String(value), out, offset);
+
+  #encodeInOrder(headers: HeaderMap, out: Buffer, offset: number, neverIndexed: readonly string[] | undefined): number {
+    for (const name in headers) {
+      const value = headers[name];
+      if (value !== undefined && name.charCodeAt(0) === COLON) offset = this.#encodeValue(name, value, out, offset, neverIndexed);
+    }
+    for (const name in headers) {
+      const value = headers[name];
+      if (value !== undefined && name.charCodeAt(0) !== COLON) offset = this.#encodeValue(name, value, out, offset, neverIndexed);
+    }
+    return offset;
+  }
+
+  #encodeValue(name: string, value: string | string[] | number, out: Buffer, offset: number, neverIndexed: readonly string[] | undefined): number {
+    if (typeof value === 'string') return this.#encodeField(name, value, out, offset, neverIndexed);
+    if (Array.isArray(value)) {
+      for (const item of value) offset = this.#encodeField(name, item, out, offset, neverIndexed);
+      return offset;
+    }
+    return this.#encodeField(name, String(value), out, offset, neverIndexed);
+  }
+
+  #encodeField(name: string, value: string, out: Buffer, offset: number, neverIndexed: readonly string[] | undefined): number {
+    const info = NAME_INFO.get(name);
+    const exact = info?.pairs?.get(value);
+    if (exact !== undefined) return writeInteger(exact, 7, 0x80, out, offset);
+    if ((info === undefined && NEVER_INDEXED.has(name)) || neverIndexed?.includes(name)) {
+      // A never-indexed literal (§6.2.3), its name indexed when the static table has it.
+      offset = writeInteger(info?.index ?? 0, 4, 0x10, out, offset);
+      if (info === undefined) offset = writeString(name, out, offset);
+      return writeString(value, out, offset);
+    }
+    const entry = this.#entries.get(name)?.get(value);
+    if (entry !== undefined && entry >= this.#oldest) return writeInteger(STATIC_TABLE_LENGTH + this.#inserted - entry, 7, 0x80, out, offset);
+    if (info?.flags !== 0x10 && !VOLATILE.has(name) && name.length + value.length <= MAX_INDEXED_FIELD && this.#maxSize > 0) {
+      // A literal with incremental indexing (§6.2.1): the peer's decoder adds it to its table as this one does.
+      offset = writeInteger(info?.index ?? 0, 6, 0x40, out, offset);
+      if (info === undefined) offset = writeString(name, out, offset);
+      offset = writeString(value, out, offset);
+      this.#insert(name, value);
+      return offset;
+    }
+    if (info === undefined) {
+      // Without indexing, with a new name (names the static table lacks are never in §7.1.3's list).
+      out[offset++] = 0x00;
+      offset = writeString(name, out, offset);
+      return writeString(value, out, offset);
+    }
+    offset = writeInteger(info.index, 4, info.flags, out, offset);
+    return writeString(value, out, offset);
+  }
+
+  #insert(name: string, value: string): void {
+    const size = name.length + value.length + ENTRY_OVERHEAD;
+    // An entry larger than the table empties it and is not added (§4.4), in the peer's decoder as here.
+    this.#evict(size);
+    if (size > this.#maxSize) return;
+    const slot = this.#inserted % this.#names.length;
+    this.#names[slot] = name;
+    this.#values[slot] = value;
+    let byValue = this.#entries.get(name);
+    if (byValue === undefined) this.#entries.set(name, (byValue = new Map()));
+    byValue.set(value, this.#inserted);
+    this.#inserted++;
+    this.#size += size;
+  }
+
+  /** Evicts the oldest entries until `room` more bytes fit (or the table is empty), as §4.4 has the decoder do. */
+  #evict(room: number): void {
+    while (this.#oldest < this.#inserted && this.#size + room > this.#maxSize) {
+      const slot = this.#oldest % this.#names.length;
+      const name = this.#names[slot]!;
+      const value = this.#values[slot]!;
+      this.#size -= name.length + value.length + ENTRY_OVERHEAD;
+      const byValue = this.#entries.get(name)!;
+      // A later insertion of the same field is a newer entry: only this one's number goes.
+      if (byValue.get(value) === this.#oldest) {
+        byValue.delete(value);
+        if (byValue.size === 0) this.#entries.delete(name);
+      }
+      this.#names[slot] = '';
+      this.#values[slot] = '';
+      this.#oldest++;
+    }
+  }
 }
 
 const COLON = 0x3a;
-
-function fieldLength(name: string, value: string): number {
-  const info = NAME_INFO.get(name);
-  if (info === undefined) return 1 + stringLength(name) + stringLength(value);
-  const exact = info.pairs?.get(value);
-  if (exact !== undefined) return integerLength(exact, 7);
-  return integerLength(info.index, 4) + stringLength(value);
-}
-
-function encodeField(name: string, value: string, out: Buffer, offset: number): number {
-  const info = NAME_INFO.get(name);
-  if (info === undefined) {
-    // A literal without indexing, with a new name (names the static table lacks are never in §7.1.3's list).
-    out[offset++] = 0x00;
-    offset = writeString(name, out, offset);
-    return writeString(value, out, offset);
-  }
-  const exact = info.pairs?.get(value);
-  if (exact !== undefined) return writeInteger(exact, 7, 0x80, out, offset);
-  offset = writeInteger(info.index, 4, info.flags, out, offset);
-  return writeString(value, out, offset);
-}
-
-function stringLength(value: string): number {
-  return integerLength(value.length, 7) + value.length;
-}
 
 /** Below this length a loop writes a string faster than Buffer#write's call into C++. */
 const LOOP_BELOW = 64;
