@@ -10,7 +10,7 @@ import pino, { type Logger } from 'pino';
 import type { AdminServer, AdminTarget } from './admin/admin-server.ts';
 import type { Readiness } from './admin/readiness.ts';
 import type { ClusterConfig, ListenerConfig, SwitchyardConfig } from './config/schema.ts';
-import type { ConfigSecrets } from './config/load.ts';
+import type { ConfigSecrets } from './config/config-files.ts';
 import { Cluster } from './cluster/cluster.ts';
 import { createDiscoverySource } from './discovery/create.ts';
 import type { RpcRecord } from './grpc/rpc-record.ts';

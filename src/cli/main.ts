@@ -95,12 +95,14 @@ async function main(argv: string[]): Promise<number> {
       const workers = Number(values.workers);
       if (!Number.isInteger(workers) || workers < 1 || workers > 256) return usageError(`--workers: expected a whole number from 1 to 256, got "${values.workers}"`);
       // Loaded here, not at the top: the agent (same command, run on every node) must not pay for the proxy's modules.
-      const [{ loadConfig }, { runProxy }, { isWorkerProcess, runWorkers }] = await Promise.all([import('../config/load.ts'), import('./run.ts'), import('./workers.ts')]);
-      const loaded = await loadConfig(values.config);
       if (command === 'check') {
+        const loaded = await (await import('../config/load.ts')).loadConfig(values.config);
         process.stdout.write(`${values.config}: ok (${loaded.config.listeners.length} listener(s), ${loaded.config.routes.length} route(s), ${loaded.config.clusters.length} cluster(s))\n`);
         return 0;
       }
+      // Validated in a child process: the proxy never loads zod and yaml (see src/config/isolated-load.ts).
+      const [{ loadConfigIsolated }, { runProxy }, { isWorkerProcess, runWorkers }] = await Promise.all([import('../config/isolated-load.ts'), import('./run.ts'), import('./workers.ts')]);
+      const loaded = await loadConfigIsolated(values.config);
       // The config was loaded and checked above, so a bad one fails once, here, not in every worker.
       if (workers > 1 && !isWorkerProcess()) return runWorkers(workers, loaded.config.drain);
       return runProxy(values.config, loaded);

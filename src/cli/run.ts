@@ -9,7 +9,8 @@
  * In a worker of `--workers N` the primary forwards these signals, and hears
  * the drain settings in force so it knows how long to wait.
  */
-import { loadConfig, type LoadedConfig } from '../config/load.ts';
+import type { LoadedConfig } from '../config/config-files.ts';
+import { loadConfigIsolated } from '../config/isolated-load.ts';
 import { onWatchedFilesChanged, watchConfigFiles, type ConfigWatcher } from '../lifecycle/config-watcher.ts';
 import { defaultReserve, openFileLimit } from '../security/open-files.ts';
 import { watchCertificates, type CertificateWatcher } from '../lifecycle/cert-rotation.ts';
@@ -107,7 +108,7 @@ async function reloadOnce(proxy: Switchyard, configFile: string, { reason, chang
   proxy.logger.info({ reason, file: configFile, ...(changed && { changed }) }, 'reloading the config');
   let loaded: LoadedConfig;
   try {
-    loaded = await loadConfig(configFile);
+    loaded = await loadConfigIsolated(configFile);
   } catch (error) {
     // The ConfigError message lists every problem with its path and line.
     proxy.logger.error({ reason, error: (error as Error).message }, 'config reload rejected; the running config stays in force');

@@ -6,7 +6,6 @@
  * src/config/schema.ts.
  */
 import { z } from 'zod';
-import { PemError } from './pem.ts';
 import { duration, hostPattern } from './schema-primitives.ts';
 
 const durationOrOff = z.union([z.literal('off'), duration]);
@@ -139,14 +138,4 @@ export function checkWebSocketReferences(value: Record<string, unknown>, known: 
       ctx.addIssue({ code: 'custom', path: ['websocket', 'routes', i, 'cluster'], message: `no cluster named "${cluster}" (clusters: ${[...known].join(', ') || 'none'})` });
     }
   });
-}
-
-/** Bytes of key an affinity cookie's HMAC-SHA256 needs at least: its own output size. */
-const MIN_AFFINITY_KEY_BYTES = 32;
-
-/** The affinity key in a key file's contents (surrounding whitespace is not part of it); throws PemError, read after the file's name, when it is too short. */
-export function readAffinityKey(contents: Buffer): Buffer {
-  const key = Buffer.from(contents.toString('latin1').trim(), 'latin1');
-  if (key.length < MIN_AFFINITY_KEY_BYTES) throw new PemError(`holds ${key.length} bytes of key; an affinity key needs ${MIN_AFFINITY_KEY_BYTES} or more (e.g. openssl rand -base64 48)`);
-  return key;
 }

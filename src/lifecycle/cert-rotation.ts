@@ -9,7 +9,7 @@
  * certificates in force and logs an error.
  */
 import type { Logger } from 'pino';
-import { resolveConfig, type ConfigSecrets } from '../config/load.ts';
+import { resolveConfig, type ConfigSecrets } from '../config/config-files.ts';
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { DEBOUNCE_MS, watchConfigFiles, type ConfigWatcher } from './config-watcher.ts';
 import { loadedCertificates, warnExpiring } from '../security/certificate-expiry.ts';

@@ -19,7 +19,7 @@ import type { AdminServer } from '../admin/admin-server.ts';
 import type { HealthEndpoint } from '../admin/health-endpoint.ts';
 import type { Readiness } from '../admin/readiness.ts';
 import type { Cluster } from '../cluster/cluster.ts';
-import type { ConfigSecrets } from '../config/load.ts';
+import type { ConfigSecrets } from '../config/config-files.ts';
 import type { ClusterConfig, ListenerConfig, SwitchyardConfig } from '../config/schema.ts';
 import type { Listener } from '../listener/listener.ts';
 import type { AccessLog } from '../log/access-log.ts';

@@ -6,7 +6,7 @@
  * "Unchanged" means the same config and the same certificate bytes, so a
  * rotated certificate at the same path counts as a change.
  */
-import type { ClusterTlsFiles, ConfigSecrets, ListenerTlsFiles } from '../config/load.ts';
+import type { ClusterTlsFiles, ConfigSecrets, ListenerTlsFiles } from '../config/config-files.ts';
 import type { ClusterConfig, ListenerConfig, SwitchyardConfig } from '../config/schema.ts';
 
 export interface ConfigState {

@@ -3,7 +3,7 @@
  * expires: for logs now, and for the admin API and metrics later.
  */
 import type { Logger } from 'pino';
-import type { ConfigSecrets } from '../config/load.ts';
+import type { ConfigSecrets } from '../config/config-files.ts';
 import { parseCertificates } from '../config/pem.ts';
 import type { SwitchyardConfig } from '../config/schema.ts';
 

@@ -16,7 +16,7 @@ import type * as http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Cluster } from '../cluster/cluster.ts';
-import type { ConfigSecrets } from '../config/load.ts';
+import type { ConfigSecrets } from '../config/config-files.ts';
 import type { ListenerConfig, SwitchyardConfig } from '../config/schema.ts';
 import { answered, failed, type Outcome } from '../grpc/outcome.ts';
 import { Status } from '../grpc/status.ts';

@@ -3,7 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+/** The CLI's entry, run from the sources. */
+export const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 export function runCli(args: string[]): ChildProcess {
   return spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

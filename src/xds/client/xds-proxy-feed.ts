@@ -20,7 +20,7 @@
  *   UNAVAILABLE, and takes the control plane's config when it comes.
  */
 import type { Logger } from 'pino';
-import type { XdsTlsFiles } from '../../config/load.ts';
+import type { XdsTlsFiles } from '../../config/config-files.ts';
 import type { ClusterConfig } from '../../config/schema.ts';
 import type { DiscoverySource } from '../../discovery/source.ts';
 import { XdsEndpoints } from '../../discovery/xds.ts';
