@@ -2,13 +2,14 @@
  * A connection's open streams by id: an open-addressing hash table with linear probing and
  * backward-shift deletion (no tombstones), in place of a Map.
  *
- * Why not a Map: V8 rebuilds a Map's hash table as it grows and shrinks, and a rebuilt table
- * keeps a link to its successor (for live iterators), entries included. A connection's map
+ * Why not a Map: V8 rebuilds a Map's hash table as it grows and shrinks, and the old table is
+ * linked to its successor (for iterators still walking it) and still holds its entries. A connection's map
  * churns through a table every few RPCs; once one of those tables is promoted to the old
  * generation, it keeps its successors and their streams alive through every scavenge until the
  * next full GC, so whole RPCs (streams, bridges, buffers) were promoted: about 2 KB per RPC,
  * scavenges finding 6-13 MiB alive and pausing 8-15 ms under load. Here the slots are fixed
- * arrays that grow only when the table is half full, and a closed stream's slot is cleared.
+ * arrays that grow only when the table is half full, and a closed stream's slot is cleared. It
+ * never shrinks: a connection that once had N streams open keeps 2N slots (12 bytes each).
  *
  * Stream ids on a connection rise by two, so `id >>> 1` spreads them over the slots evenly.
  */
