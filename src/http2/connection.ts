@@ -677,7 +677,9 @@ export abstract class Http2Connection implements StreamHost {
   #unblock(stream: StreamCore): void {
     if (!stream.queuedForWindow) return;
     stream.queuedForWindow = false;
-    if (!this.#flushingBlocked) this.#blocked.splice(this.#blocked.indexOf(stream), 1);
+    if (this.#flushingBlocked) return;
+    const at = this.#blocked.indexOf(stream);
+    if (at >= 0) this.#blocked.splice(at, 1);
   }
 
   // StreamHost: what streams send.
