@@ -62,21 +62,10 @@ export class FrameWriter {
     return this.#socket.writableLength + this.#queuedBytes + unsealed;
   }
 
-  /** Frame header (9 bytes) into the packed chunk; at `reservedAt` when the room was reserved already. */
-  header(length: number, type: number, flags: number, streamId: number, reservedAt = -1): void {
-    const out = reservedAt < 0 ? this.#room(FRAME_HEADER_LENGTH) : arena.buffer;
-    const at = reservedAt < 0 ? this.#at : reservedAt;
-    out[at] = (length >>> 16) & 0xff;
-    out[at + 1] = (length >>> 8) & 0xff;
-    out[at + 2] = length & 0xff;
-    out[at + 3] = type;
-    out[at + 4] = flags;
-    // Byte by byte: Buffer's writeUInt32BE checks and boxes its arguments, per frame.
-    out[at + 5] = (streamId >>> 24) & 0x7f;
-    out[at + 6] = (streamId >>> 16) & 0xff;
-    out[at + 7] = (streamId >>> 8) & 0xff;
-    out[at + 8] = streamId & 0xff;
-    if (reservedAt < 0) this.#at += FRAME_HEADER_LENGTH;
+  /** Frame header (9 bytes) into the packed chunk. */
+  header(length: number, type: number, flags: number, streamId: number): void {
+    writeFrameHeader(this.#room(FRAME_HEADER_LENGTH), this.#at, length, type, flags, streamId);
+    this.#at += FRAME_HEADER_LENGTH;
   }
 
   /** A DATA frame of `payload` (the caller keeps it within the peer's frame size and window). */
@@ -97,7 +86,7 @@ export class FrameWriter {
       const end = encoder.encode(headers, arena.buffer, start + FRAME_HEADER_LENGTH);
       arena.at = end;
       this.#segmentEnd = end;
-      this.header(end - start - FRAME_HEADER_LENGTH, FrameType.HEADERS, Flag.END_HEADERS | (endStream ? Flag.END_STREAM : 0), streamId, start);
+      writeFrameHeader(arena.buffer, start, end - start - FRAME_HEADER_LENGTH, FrameType.HEADERS, Flag.END_HEADERS | (endStream ? Flag.END_STREAM : 0), streamId);
       this.#schedule();
       return;
     }
@@ -268,6 +257,19 @@ export class FrameWriter {
     this.#scheduled = true;
     setImmediate(flushWriter, this);
   }
+}
+
+function writeFrameHeader(out: Buffer, at: number, length: number, type: number, flags: number, streamId: number): void {
+  out[at] = (length >>> 16) & 0xff;
+  out[at + 1] = (length >>> 8) & 0xff;
+  out[at + 2] = length & 0xff;
+  out[at + 3] = type;
+  out[at + 4] = flags;
+  // Byte by byte: Buffer's writeUInt32BE checks and boxes its arguments, per frame.
+  out[at + 5] = (streamId >>> 24) & 0x7f;
+  out[at + 6] = (streamId >>> 16) & 0xff;
+  out[at + 7] = (streamId >>> 8) & 0xff;
+  out[at + 8] = streamId & 0xff;
 }
 
 function flushWriter(writer: FrameWriter): void {

@@ -54,12 +54,12 @@ interface NameInfo {
   readonly index: number;
   /** Static-table entries with this name, by value. */
   readonly pairs: ReadonlyMap<string, number> | undefined;
-  /** The literal's first byte: without indexing (0000) or never indexed (0001). */
-  readonly flags: number;
+  /** A credential (NEVER_INDEXED): never indexed, here or downstream. */
+  readonly neverIndexed: boolean;
 }
 
 const NAME_INFO = new Map<string, NameInfo>();
-for (const [name, index] of STATIC_NAMES) NAME_INFO.set(name, { index, pairs: STATIC_PAIRS.get(name), flags: NEVER_INDEXED.has(name) ? 0x10 : 0x00 });
+for (const [name, index] of STATIC_NAMES) NAME_INFO.set(name, { index, pairs: STATIC_PAIRS.get(name), neverIndexed: NEVER_INDEXED.has(name) });
 
 export class HpackEncoder {
   #maxSize = DEFAULT_TABLE_SIZE;
@@ -100,8 +100,9 @@ export class HpackEncoder {
   /**
    * Writes `headers` as one header block into `out` at `offset` (room for bound() bytes); returns the
    * offset after it. The block must go on the wire, in the order blocks are encoded: the peer's table
-   * follows this one. Pseudo-header fields go first (RFC 9113 §8.3): in one pass when the map has them
-   * first, as maps decoded from a peer do; in two when one was added after a regular field.
+   * follows this one. Pseudo-header fields go first (RFC 9113 §8.3): the map is looked over first, since
+   * a block half written cannot be started again once fields have entered the table; in one pass when
+   * it has them first, as maps decoded from a peer do, in two when one was added after a regular field.
    */
   encode(headers: HeaderMap, out: Buffer, offset: number): number {
     if (this.#sizeChanged) {
@@ -146,33 +147,26 @@ export class HpackEncoder {
     return this.#encodeField(name, String(value), out, offset, neverIndexed);
   }
 
-  #encodeField(name: string, value: string, out: Buffer, offset: number, neverIndexed: readonly string[] | undefined): number {
+  #encodeField(name: string, value: string, out: Buffer, offset: number, peerNeverIndexed: readonly string[] | undefined): number {
     const info = NAME_INFO.get(name);
     const exact = info?.pairs?.get(value);
     if (exact !== undefined) return writeInteger(exact, 7, 0x80, out, offset);
-    if ((info === undefined && NEVER_INDEXED.has(name)) || neverIndexed?.includes(name)) {
-      // A never-indexed literal (§6.2.3), its name indexed when the static table has it.
-      offset = writeInteger(info?.index ?? 0, 4, 0x10, out, offset);
-      if (info === undefined) offset = writeString(name, out, offset);
-      return writeString(value, out, offset);
+    const neverIndexed = (info === undefined ? NEVER_INDEXED.has(name) : info.neverIndexed) || peerNeverIndexed?.includes(name) === true;
+    if (!neverIndexed) {
+      const entry = this.#entries.get(name)?.get(value);
+      if (entry !== undefined && entry >= this.#oldest) return writeInteger(STATIC_TABLE_LENGTH + this.#inserted - entry, 7, 0x80, out, offset);
+      if (!VOLATILE.has(name) && name.length + value.length <= MAX_INDEXED_FIELD && this.#maxSize > 0) {
+        // A literal with incremental indexing (§6.2.1): the peer's decoder adds it to its table as this one does.
+        offset = writeInteger(info?.index ?? 0, 6, 0x40, out, offset);
+        if (info === undefined) offset = writeString(name, out, offset);
+        offset = writeString(value, out, offset);
+        this.#insert(name, value);
+        return offset;
+      }
     }
-    const entry = this.#entries.get(name)?.get(value);
-    if (entry !== undefined && entry >= this.#oldest) return writeInteger(STATIC_TABLE_LENGTH + this.#inserted - entry, 7, 0x80, out, offset);
-    if (info?.flags !== 0x10 && !VOLATILE.has(name) && name.length + value.length <= MAX_INDEXED_FIELD && this.#maxSize > 0) {
-      // A literal with incremental indexing (§6.2.1): the peer's decoder adds it to its table as this one does.
-      offset = writeInteger(info?.index ?? 0, 6, 0x40, out, offset);
-      if (info === undefined) offset = writeString(name, out, offset);
-      offset = writeString(value, out, offset);
-      this.#insert(name, value);
-      return offset;
-    }
-    if (info === undefined) {
-      // Without indexing, with a new name (names the static table lacks are never in §7.1.3's list).
-      out[offset++] = 0x00;
-      offset = writeString(name, out, offset);
-      return writeString(value, out, offset);
-    }
-    offset = writeInteger(info.index, 4, info.flags, out, offset);
+    // A literal without indexing (0000) or never indexed (0001, §6.2.3), its name indexed when the static table has it.
+    offset = writeInteger(info?.index ?? 0, 4, neverIndexed ? 0x10 : 0x00, out, offset);
+    if (info === undefined) offset = writeString(name, out, offset);
     return writeString(value, out, offset);
   }
 
