@@ -4,8 +4,9 @@
  * so one client connection, and all its RPCs, stays on one worker). Node runs
  * JavaScript on one core per process; this is how Switchyard uses more.
  */
-import cluster, { type Worker } from 'node:cluster';
+import type { Worker } from 'node:cluster';
 import pino from 'pino';
+import { clusterModule } from '../builtins.ts';
 
 /** A worker that dies is restarted, but not faster than this, so a crash loop cannot spin. */
 const RESTART_DELAY_MS = 1_000;
@@ -43,6 +44,7 @@ export interface DrainSettings {
  * Workers never call this.
  */
 export async function runWorkers(count: number, drain: DrainSettings): Promise<number> {
+  const cluster = clusterModule();
   const logger = pino({ name: 'switchyard-primary' });
   const reported = new Map<number, DrainSettings>();
   const slots = new Map<number, number>();
@@ -111,11 +113,12 @@ export async function runWorkers(count: number, drain: DrainSettings): Promise<n
   return killed > 0 ? 1 : 0;
 }
 
-export const isWorkerProcess = (): boolean => cluster.isWorker;
+/** The slot variable is asked first: a single process never loads node:cluster. */
+export const isWorkerProcess = (): boolean => process.env[WORKER_INDEX_ENV] !== undefined && clusterModule().isWorker;
 
 /** In a worker: its slot (0 to N−1); undefined in a single process. */
 export function workerIndex(): number | undefined {
-  if (!cluster.isWorker) return undefined;
+  if (!isWorkerProcess()) return undefined;
   const slot = Number(process.env[WORKER_INDEX_ENV]);
   return Number.isInteger(slot) && slot >= 0 ? slot : 0;
 }

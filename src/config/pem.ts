@@ -2,7 +2,8 @@
  * PEM checks run at load time, so that a wrong file stops startup with a
  * message naming it instead of failing every handshake later.
  */
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import { cryptoModule } from '../builtins.ts';
 
 /** Thrown with a message that reads after the file's name: `"/x.pem" <message>`. */
 export class PemError extends Error {}
@@ -17,6 +18,7 @@ const CERTIFICATE_BLOCK = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-
 export function parseCertificates(pem: Buffer): X509Certificate[] {
   const blocks = pem.toString('latin1').match(CERTIFICATE_BLOCK) ?? [];
   if (blocks.length === 0) throw new PemError('is not a PEM certificate (no "-----BEGIN CERTIFICATE-----" block)');
+  const { X509Certificate } = cryptoModule();
   return blocks.map((block, i) => {
     try {
       return new X509Certificate(block);
@@ -35,7 +37,7 @@ export function parsePrivateKey(pem: Buffer): KeyObject {
   }
   if (!/-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/.test(text)) throw new PemError('is not a PEM private key (no "-----BEGIN PRIVATE KEY-----" block)');
   try {
-    return createPrivateKey({ key: pem, format: 'pem' });
+    return cryptoModule().createPrivateKey({ key: pem, format: 'pem' });
   } catch (error) {
     throw new PemError(`is not a PEM private key: it does not parse (${(error as Error).message})`);
   }

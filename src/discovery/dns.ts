@@ -1,5 +1,6 @@
-import { Resolver } from 'node:dns/promises';
+import type { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { dnsModule } from '../builtins.ts';
 import type { ClusterConfig } from '../config/schema.ts';
 import type { DiscoveryListener, DiscoverySource, DiscoveryUpdate, EndpointAddress } from './source.ts';
 import { unbracketHost } from './static.ts';
@@ -82,7 +83,7 @@ export class DnsDiscoverySource implements DiscoverySource {
       return;
     }
     // c-ares defaults (5s timeout, 4 tries, growing) could stall a refresh for most of a minute.
-    this.#resolver = new Resolver({ timeout: options.queryTimeoutMs ?? 2000, tries: options.tries ?? 2 });
+    this.#resolver = new (dnsModule().Resolver)({ timeout: options.queryTimeoutMs ?? 2000, tries: options.tries ?? 2 });
     if (config.servers?.length) {
       try {
         this.#resolver.setServers(config.servers);

@@ -13,7 +13,6 @@
  * still checked. Then the files' contents are compared with the last ones
  * seen, and only a real change is reported, once per burst of writes.
  */
-import { createHash } from 'node:crypto';
 import { channel, type ChannelListener } from 'node:diagnostics_channel';
 import { watch, type FSWatcher } from 'node:fs';
 import { lstat, readlink, realpath } from 'node:fs/promises';
@@ -75,7 +74,7 @@ export async function watchConfigFiles(
 ): Promise<ConfigWatcher> {
   const { debounceMs = DEBOUNCE_MS, maxWaitMs = MAX_WAIT_MS } = typeof options === 'number' ? { debounceMs: options } : options;
   let watched: readonly string[] = [];
-  let hashes = new Map<string, string>();
+  let contents = new Map<string, FileContent>();
   /** Per watched directory, the names in it whose events count. */
   let relevant = new Map<string, Set<string>>();
   const watchers = new Map<string, FSWatcher>();
@@ -115,12 +114,12 @@ export async function watchConfigFiles(
     const cause = atBound ? 'max-wait' : 'quiet';
     burstStartedAt = undefined;
     try {
-      const now = await hashesOf(watched);
+      const now = await contentsOf(watched);
       // A symlink may point somewhere new: watch where it points now.
       await rearm();
-      const changed = watched.filter((file) => now.get(file) !== hashes.get(file));
+      const changed = watched.filter((file) => !sameContent(now.get(file), contents.get(file)));
       if (changed.length > 0 && !closed) {
-        hashes = now;
+        contents = now;
         const change: WatchedFilesChange = { files: changed, cause, waitedMs: Math.round(waitedMs) };
         if (changes.hasSubscribers) changes.publish(change);
         await onChange(change).catch(() => {});
@@ -167,7 +166,7 @@ export async function watchConfigFiles(
 
   const setFiles = async (next: readonly string[]) => {
     watched = [...new Set(next)];
-    hashes = await hashesOf(watched);
+    contents = await contentsOf(watched);
     await rearm();
   };
 
@@ -213,19 +212,28 @@ async function namesOnTheWay(file: string): Promise<[string, string][]> {
   return names;
 }
 
+/** A file's bytes, or why it cannot be read. */
+type FileContent = Buffer | string;
+
 /**
- * A hash of each file's contents, or of why it cannot be read. Read like the
- * loader reads them (regular files of bounded size, with a time limit), so a
- * watched path that becomes a FIFO or /dev/zero cannot block the watcher.
+ * Each file's contents, or why it cannot be read. Read like the loader reads
+ * them (regular files of bounded size, with a time limit), so a watched path
+ * that becomes a FIFO or /dev/zero cannot block the watcher. The bytes are
+ * kept rather than a hash of them: config files and certificates are a few
+ * KiB, and hashing would load node:crypto into every proxy (4 MiB of RSS).
  */
-async function hashesOf(files: readonly string[]): Promise<Map<string, string>> {
-  const hashes = new Map<string, string>();
+async function contentsOf(files: readonly string[]): Promise<Map<string, FileContent>> {
+  const contents = new Map<string, FileContent>();
   for (const file of files) {
     try {
-      hashes.set(file, createHash('sha256').update(await readRegularFile(file, CONFIG_FILE_LIMITS)).digest('hex'));
+      contents.set(file, await readRegularFile(file, CONFIG_FILE_LIMITS));
     } catch (error) {
-      hashes.set(file, `unreadable: ${(error as Error).message}`);
+      contents.set(file, `unreadable: ${(error as Error).message}`);
     }
   }
-  return hashes;
+  return contents;
+}
+
+function sameContent(a: FileContent | undefined, b: FileContent | undefined): boolean {
+  return typeof a === 'string' || typeof b === 'string' || a === undefined || b === undefined ? a === b : a.equals(b);
 }

@@ -8,9 +8,9 @@
  * speak, never a hang.
  */
 import type * as http from 'node:http';
-import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
+import { httpModule } from '../builtins.ts';
 
 export interface Http1Handlers {
   /** A request that is not an upgrade. Answer it (or leave it to the default by returning false). */
@@ -33,12 +33,6 @@ export interface Http1Side {
   closed(): Promise<void>;
 }
 
-/**
- * Loaded as CommonJS: importing node:http as an ES module builds its whole namespace, whose lazy
- * exports load undici, node:http2 and zlib (about 7 MiB of RSS a proxy never uses).
- */
-const { createServer } = createRequire(import.meta.url)('node:http') as typeof http;
-
 /** How long an HTTP/1.1 client may take to send a request's headers (slowloris). */
 const HEADERS_TIMEOUT_MS = 10_000;
 /** A kept-alive connection with no request for this long is closed. */
@@ -50,27 +44,9 @@ export function http1Side(listener: string, tls: boolean, handlers: Http1Handler
   const sockets = new Set<Socket>();
   let waiters: (() => void)[] = [];
   let goingAway = false;
-  const server = createServer({
-    headersTimeout: HEADERS_TIMEOUT_MS,
-    requestTimeout: 0,
-    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-    maxHeaderSize: MAX_HEADER_BYTES,
-  });
-  server.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => {
-    if (goingAway) response.shouldKeepAlive = false;
-    if (handlers.request?.(request, response, listener)) return;
-    answerNotServed(response, tls);
-  });
-  server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (handlers.upgrade?.(request, socket, head, listener)) return;
-    const body = 'No route here takes an upgrade.\n';
-    socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
-  });
-  // A malformed request gets 400 and the connection closes (Node's default), without an error event on the process.
-  server.on('clientError', (_error: Error, socket: Duplex) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy();
-  });
+  // Node's HTTP/1.1 server (and node:http with it) is made at the first HTTP/1.1 client: most listeners never see one.
+  let server: http.Server | undefined;
+  const serverForConnections = (): http.Server => (server ??= http1Server(listener, tls, handlers, () => goingAway));
 
   const settle = () => {
     if (sockets.size > 0) return;
@@ -89,16 +65,17 @@ export function http1Side(listener: string, tls: boolean, handlers: Http1Handler
       if (head !== undefined && head.length > 0) socket.unshift(head);
       // As on HTTP/2 connections: a response's headers and a streamed message are not held back by Nagle.
       socket.setNoDelay(true);
-      server.emit('connection', socket);
+      const http1 = serverForConnections();
+      http1.emit('connection', socket);
       socket.resume();
-      if (goingAway) server.closeIdleConnections();
+      if (goingAway) http1.closeIdleConnections();
     },
     get connectionCount() {
       return sockets.size;
     },
     goAway() {
       goingAway = true;
-      server.closeIdleConnections();
+      server?.closeIdleConnections();
     },
     destroy() {
       const count = sockets.size;
@@ -109,6 +86,31 @@ export function http1Side(listener: string, tls: boolean, handlers: Http1Handler
       return sockets.size === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve));
     },
   };
+}
+
+function http1Server(listener: string, tls: boolean, handlers: Http1Handlers, goingAway: () => boolean): http.Server {
+  const server = httpModule().createServer({
+    headersTimeout: HEADERS_TIMEOUT_MS,
+    requestTimeout: 0,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    maxHeaderSize: MAX_HEADER_BYTES,
+  });
+  server.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => {
+    if (goingAway()) response.shouldKeepAlive = false;
+    if (handlers.request?.(request, response, listener)) return;
+    answerNotServed(response, tls);
+  });
+  server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (handlers.upgrade?.(request, socket, head, listener)) return;
+    const body = 'No route here takes an upgrade.\n';
+    socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+  });
+  // A malformed request gets 400 and the connection closes (Node's default), without an error event on the process.
+  server.on('clientError', (_error: Error, socket: Duplex) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  return server;
 }
 
 /** The answer to an HTTP/1.1 request no handler took: what this listener speaks instead. */

@@ -14,8 +14,9 @@
  * connection must close anyway ends with UNAVAILABLE first.
  */
 import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
+import { tlsModule } from '../builtins.ts';
 import type { ListenerConfig } from '../config/schema.ts';
 import type { DownstreamStream, HeaderMap } from '../grpc/streams.ts';
 import { ServerConnection, type ServerConnectionOptions } from '../http2/server-connection.ts';
@@ -170,7 +171,7 @@ export async function startListener(config: ListenerConfig, material: ListenerTl
   };
 
   const server: net.Server = material
-    ? tls.createServer({
+    ? tlsModule().createServer({
         cert: material.cert,
         key: material.key,
         minVersion: 'TLSv1.3',

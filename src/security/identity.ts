@@ -2,7 +2,7 @@
  * Who is calling: read from the verified client certificate of a downstream
  * connection, once per connection (cached on the session), never per RPC.
  */
-import { createHash } from 'node:crypto';
+import { cryptoModule } from '../builtins.ts';
 import type { DownstreamConnection } from '../grpc/streams.ts';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 
@@ -66,7 +66,7 @@ export function identityOfCertificate(certificate: PeerCertificate): CallerIdent
     uris,
     dnsNames,
     commonName,
-    certificateSha256: createHash('sha256').update(certificate.raw).digest('hex'),
+    certificateSha256: cryptoModule().createHash('sha256').update(certificate.raw).digest('hex'),
     label,
   };
 }

@@ -3,7 +3,7 @@
  * `version-traceid-parentid-flags`, lowercase hex, 55 characters for version 00.
  * Pure functions: parsing, formatting, and fresh random ids.
  */
-import { randomBytes } from 'node:crypto';
+import { cryptoModule } from '../builtins.ts';
 
 export interface TraceParent {
   /** 32 lowercase hex digits, not all zero. */
@@ -52,7 +52,7 @@ export function formatTraceparent(traceId: string, parentId: string, flags: numb
 /** A random 16-byte trace id, never the invalid all-zero one. */
 export function newTraceId(): string {
   let id: string;
-  do id = randomBytes(16).toString('hex');
+  do id = cryptoModule().randomBytes(16).toString('hex');
   while (id === ZERO_TRACE_ID);
   return id;
 }
@@ -60,7 +60,7 @@ export function newTraceId(): string {
 /** A random 8-byte span id, never the invalid all-zero one. */
 export function newSpanId(): string {
   let id: string;
-  do id = randomBytes(8).toString('hex');
+  do id = cryptoModule().randomBytes(8).toString('hex');
   while (id === ZERO_SPAN_ID);
   return id;
 }

@@ -11,7 +11,8 @@
  * stop picking it.
  */
 import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
+import { tlsModule } from '../builtins.ts';
 import { ClientConnection } from '../http2/client-connection.ts';
 import type { LocalSettings } from '../http2/connection.ts';
 import { UPSTREAM_MAX_HEADER_FIELDS, UPSTREAM_MAX_HEADER_LIST_SIZE, UPSTREAM_RESET_BURST, UPSTREAM_RESETS_PER_SECOND } from '../security/upstream-limits.ts';
@@ -281,7 +282,7 @@ export class EndpointPool implements UpstreamPool {
     const { host, port } = this.#options;
     const upstreamTls = this.#options.tls;
     if (!upstreamTls) return net.connect({ host, port });
-    return tls.connect({
+    return tlsModule().connect({
       host,
       port,
       ca: upstreamTls.ca,
@@ -349,5 +350,5 @@ function isIp(host: string): boolean {
 
 /** Checks the certificate against the configured name rather than the address dialled. */
 function serverIdentityChecker(serverName: string) {
-  return (_host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(serverName, cert);
+  return (_host: string, cert: tls.PeerCertificate) => tlsModule().checkServerIdentity(serverName, cert);
 }

@@ -12,7 +12,7 @@
  *
  * Ids are kept per endpoint object, so they go with the endpoints.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { cryptoModule } from '../builtins.ts';
 import type { WebSocketRouteConfig } from '../config/websocket-schema.ts';
 
 const ID_BYTES = 12;
@@ -61,7 +61,7 @@ export class AffinityKey {
     const id = value.slice(0, dot);
     const given = Buffer.from(value.slice(dot + 1), 'base64url');
     const expected = this.#signature(cluster, id);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { kind: 'tampered' };
+    if (given.length !== expected.length || !cryptoModule().timingSafeEqual(given, expected)) return { kind: 'tampered' };
     return { kind: 'valid', id };
   }
 
@@ -70,7 +70,7 @@ export class AffinityKey {
   }
 
   #mac(text: string): Buffer {
-    return createHmac('sha256', this.#key).update(text).digest();
+    return cryptoModule().createHmac('sha256', this.#key).update(text).digest();
   }
 }
 

@@ -7,18 +7,13 @@
  */
 import type * as http from 'node:http';
 import type * as https from 'node:https';
-import { createRequire } from 'node:module';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { httpModule, httpsModule, tlsModule } from '../builtins.ts';
 import { subjectAltNameChecker } from '../security/san.ts';
 import type { UpstreamTls } from '../upstream/endpoint-pool.ts';
 import { checkBackendAccept, type Negotiated, type RequestHeaders } from './handshake.ts';
-
-/** Loaded as CommonJS, as the listener loads node:http: their ES namespaces load undici, node:http2 and zlib. */
-const require = createRequire(import.meta.url);
-const httpModule = require('node:http') as typeof http;
-const httpsModule = require('node:https') as typeof https;
 
 export interface BackendTarget {
   readonly host: string;
@@ -87,7 +82,7 @@ export function upgradeBackend(target: BackendTarget, request: UpgradeRequest): 
   };
   let outgoing: http.ClientRequest;
   try {
-    outgoing = (target.tls ? httpsModule : httpModule).request(options);
+    outgoing = (target.tls ? httpsModule() : httpModule()).request(options);
   } catch (error) {
     // A field HTTP/2 allows and HTTP/1.1 does not (a control character in a value): nothing was sent.
     return { answer: Promise.resolve({ kind: 'refused', status: 400, headers: {}, body: Buffer.from(`the request cannot be sent on over HTTP/1.1: ${(error as Error).message}\n`) }), abort: () => {} };
@@ -154,7 +149,7 @@ function tlsOptions(host: string, upstream: UpstreamTls): https.RequestOptions &
     servername: upstream.serverName ?? (isIP(host) ? undefined : host),
     ALPNProtocols: ['http/1.1'],
     minVersion: 'TLSv1.2',
-    ...(upstream.serverName !== undefined && { checkServerIdentity: (_host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(upstream.serverName!, cert) }),
+    ...(upstream.serverName !== undefined && { checkServerIdentity: (_host: string, cert: tls.PeerCertificate) => tlsModule().checkServerIdentity(upstream.serverName!, cert) }),
     ...(upstream.verifySubjectAltNames !== undefined && { checkServerIdentity: subjectAltNameChecker(upstream.verifySubjectAltNames) }),
   };
 }

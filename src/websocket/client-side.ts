@@ -4,14 +4,10 @@
  * parser is gone), over HTTP/2 the extended CONNECT stream (RFC 8441: 200
  * instead of 101, no key and no accept, the tunnel ends with END_STREAM).
  */
-import type * as http from 'node:http';
-import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
+import { httpModule } from '../builtins.ts';
 import type { HeaderMap, TunnelStream } from '../grpc/streams.ts';
 import { SocketEnd, StreamEnd, type TunnelEnd } from './tunnel-ends.ts';
-
-/** Loaded as CommonJS, as the listener loads node:http (its ES namespace loads undici, node:http2 and zlib). */
-const { STATUS_CODES } = createRequire(import.meta.url)('node:http') as typeof http;
 
 /** How long a refused client may take to close its side after the answer. */
 const REFUSED_LINGER_MS = 5_000;
@@ -49,7 +45,7 @@ export class Http1Client implements ClientSide {
 
   refuse(status: number, fields: ResponseFields, body: Buffer | string): void {
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-    const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}`, ...fieldLines(fields), 'connection: close', `content-length: ${bytes.length}`, '', ''].join('\r\n');
+    const head = [`HTTP/1.1 ${status} ${httpModule().STATUS_CODES[status] ?? 'Unknown'}`, ...fieldLines(fields), 'connection: close', `content-length: ${bytes.length}`, '', ''].join('\r\n');
     const socket = this.#socket;
     socket.end(Buffer.concat([Buffer.from(head, 'latin1'), bytes]));
     // Read (and drop) what the client still sends, so its FIN is seen and the socket closes; a client

@@ -3,7 +3,7 @@
  * the client unmasked and toward the backend masked (the proxy is the
  * backend's client, §5.3), and the pings of its keepalive toward idle clients.
  */
-import { randomFillSync } from 'node:crypto';
+import { cryptoModule } from '../builtins.ts';
 import { Opcode } from './frame-scanner.ts';
 
 /** A close reason is cut to fit a control frame's 125 bytes, less the code's two. */
@@ -33,7 +33,7 @@ function controlFrame(opcode: number, payload: Buffer, masked: boolean): Buffer 
     return frame;
   }
   const key = frame.subarray(2, 6);
-  randomFillSync(key);
+  cryptoModule().randomFillSync(key);
   for (let i = 0; i < payload.length; i++) frame[6 + i] = payload[i]! ^ key[i & 3]!;
   return frame;
 }

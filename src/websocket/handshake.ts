@@ -9,7 +9,7 @@
  * (`:method CONNECT`, `:protocol websocket`) with the version and no key:
  * the proxy makes the key for the backend and checks the accept itself.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { cryptoModule } from '../builtins.ts';
 
 /** RFC 6455 §1.3: appended to the key before hashing. */
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -54,12 +54,12 @@ function checkVersion(headers: RequestHeaders): Refusal | undefined {
 
 /** The Sec-WebSocket-Accept that answers `key` (§4.2.2). */
 export function acceptFor(key: string): string {
-  return createHash('sha1').update(key + ACCEPT_GUID).digest('base64');
+  return cryptoModule().createHash('sha1').update(key + ACCEPT_GUID).digest('base64');
 }
 
 /** A fresh Sec-WebSocket-Key, for a backend reached on behalf of an HTTP/2 client. */
 export function newKey(): string {
-  return randomBytes(16).toString('base64');
+  return cryptoModule().randomBytes(16).toString('base64');
 }
 
 /** What the backend's 101 negotiated: the subprotocol and extensions the client will be told of. */

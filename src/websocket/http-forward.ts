@@ -7,8 +7,7 @@
  * convenience beside the tunnels, not a general HTTP proxy.
  */
 import type * as http from 'node:http';
-import type * as https from 'node:https';
-import { createRequire } from 'node:module';
+import { httpModule, httpsModule } from '../builtins.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import { answered, failed, type Outcome } from '../grpc/outcome.ts';
 import { Status } from '../grpc/status.ts';
@@ -19,11 +18,6 @@ import { place } from './placement.ts';
 import type { WebSocketRoute } from './routes.ts';
 import type { SessionRegistry } from './sessions.ts';
 import { upstreamRequestHeaders } from './upstream-headers.ts';
-
-/** Loaded as CommonJS, as the listener loads node:http: their ES namespaces load undici, node:http2 and zlib. */
-const require = createRequire(import.meta.url);
-const httpModule = require('node:http') as typeof http;
-const httpsModule = require('node:https') as typeof https;
 
 export interface ForwardOptions {
   readonly cluster: Cluster | undefined;
@@ -52,7 +46,7 @@ export function forwardRequest(request: http.IncomingMessage, response: http.Ser
   const headers = upstreamRequestHeaders({ headers: request.headers, host: request.headers.host, ip: options.peer ?? 'unknown', tls: options.listenerTls }, route, options.trustedHops);
   let outgoing: http.ClientRequest;
   try {
-    outgoing = (options.tls ? httpsModule : httpModule).request({
+    outgoing = (options.tls ? httpsModule() : httpModule()).request({
     host: endpoint.address.host,
     port: endpoint.address.port,
     method: request.method,
