@@ -16,7 +16,7 @@ export interface Params {
   /** Open-loop arrival rate, RPC/s, for the latency and slow-backend runs. */
   readonly rate: number;
   readonly out: string;
-  /** Another build's dist/cli/main.js, run as "switchyard-baseline" beside this one (--baseline-cli). */
+  /** Another build's command (dist/bin/switchyard.js; dist/cli/main.js before the bundle), run as "switchyard-baseline" beside this one (--baseline-cli). */
   readonly baselineCli?: string;
   /** Closed loop: h2load -c/-m and duration. */
   readonly closedMs: number;

@@ -28,7 +28,7 @@ const num = (n: number | undefined, digits = 0) => (n === undefined || !Number.i
 const ratio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}x` : '–');
 const table = (head: readonly string[], rows: readonly (readonly string[])[]) => [head, head.map(() => '---'), ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
 
-const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/bin/switchyard.js', import.meta.url));
 /** HTTP/1.1 carries one request at a time per connection: this many connections, one RPC in flight on each. */
 const H1_CONNECTIONS = 32;
 

@@ -12,7 +12,7 @@
  *   --smoke    tiny runs for the test suite; never installs anything, and
  *              runs without haproxy / nginx / h2load if they are missing
  *   --baseline-cli PATH
- *              also run another build (its dist/cli/main.js) as
+ *              also run another build (its dist/bin/switchyard.js) as
  *              "switchyard-baseline" through the rounds, streaming and idle
  *              memory: a change compared with what it replaces, in one run
  *

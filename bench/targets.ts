@@ -1,6 +1,6 @@
 /**
  * The things the bench sends load to, each in front of the same backends:
- * one backend directly, Switchyard (dist/cli/main.js run), HAProxy and nginx.
+ * one backend directly, Switchyard (dist/bin/switchyard.js run, the bundled command), HAProxy and nginx.
  * Each start function returns a Target: where to send load (port) and which
  * process tree to measure (pid); stop() kills that tree.
  *
@@ -33,7 +33,7 @@ export interface BenchCertificate {
 }
 
 // The built command, as `npx switchyard` runs it (npm run bench builds it first): no type stripping at run time.
-const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/bin/switchyard.js', import.meta.url));
 
 /** The first backend itself: the baseline every proxy adds to. Its pid is the backend's, so "CPU" is the backend's own. */
 export function directTarget(backend: Backend): Target {
@@ -46,7 +46,7 @@ export interface SwitchyardOptions {
   readonly workers?: number;
   /** Clusters, each over all backends, routed by prefix (the idle-memory run uses 3). */
   readonly clusters?: number;
-  /** Another build's dist/cli/main.js (the baseline a change is compared with); default this checkout's. */
+  /** Another build's command, e.g. its dist/bin/switchyard.js (the baseline a change is compared with); default this checkout's. */
   readonly cli?: string;
   /** Serve TLS 1.3 with this certificate instead of h2c. */
   readonly tls?: BenchCertificate;

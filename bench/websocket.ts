@@ -28,7 +28,7 @@ import { cpuSeconds, nofileHardLimit, rssMiB } from './metrics.ts';
 import { spawnChild, startWithRetry, type Child } from './proc.ts';
 
 const HERE = fileURLToPath(import.meta.url);
-const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/bin/switchyard.js', import.meta.url));
 
 /** Per mode: sessions held idle, and the echo run. */
 const SIZES: Record<Params['mode'], { sessions: number; echoSessions: number; depth: number; size: number; warmupMs: number; echoMs: number; settleMs: number }> = {

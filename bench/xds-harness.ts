@@ -12,7 +12,7 @@ import { endpointSlice, type FakeKubeApi } from '../test/helpers/fake-kube-api.t
 import type { WorkerRequest } from './xds-load-worker.ts';
 
 // The built command, as deployed: run from the TypeScript source, every process carries ~30 MiB more.
-let cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+let cli = fileURLToPath(new URL('../dist/bin/switchyard.js', import.meta.url));
 
 /** Another build of the command to measure (`--cli`: the code before a change, built elsewhere). */
 export function useCli(file: string): void {

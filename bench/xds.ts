@@ -6,7 +6,7 @@
  *   npm run bench:xds -- --label before            # the run's name in bench/results/xds.{json,md} (default "after")
  *   npm run bench:xds -- --quick                   # 200 streams, 3 pushes, 100 endpoints per cluster: seconds
  *   npm run bench:xds -- --restart-streams 3000 --no-restart --pushes 10 --workers 4
- *   npm run bench:xds -- --cli /tmp/old/dist/cli/main.js --label before   # measure another build
+ *   npm run bench:xds -- --cli /tmp/old/dist/bin/switchyard.js --label before   # measure another build
  *   npm run bench:xds -- --restart-max-streams 1400   # replicas that shed load past 1,400 streams (3,000 over 3)
  *
  * The control plane runs as the built `switchyard control-plane` (dist/), its
@@ -42,7 +42,7 @@ const { values } = parseArgs({
     limits: { type: 'string' },
     /** max_streams for each replica of the restart scenario (this code's load shedding; the "before" code has none). */
     'restart-max-streams': { type: 'string' },
-    /** The built command to measure (default dist/cli/main.js of this checkout). */
+    /** The built command to measure (default dist/bin/switchyard.js of this checkout). */
     cli: { type: 'string' },
   },
 });

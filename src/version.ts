@@ -1,4 +1,7 @@
-/** The package's version, read once from package.json (two levels up from both src/ and dist/). */
-import { readFileSync } from 'node:fs';
+/**
+ * The package's version, read once from its package.json. Found by the package's own name (its
+ * exports list ./package.json), so the same line works from src/, dist/ and the bundle in dist/bin/.
+ */
+import { createRequire } from 'node:module';
 
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION: string = (createRequire(import.meta.url)('switchyard/package.json') as { version: string }).version;

@@ -1,0 +1,49 @@
+/**
+ * Bundles the `switchyard` command into dist/bin/ (run by `npm run build`).
+ *
+ * Why a bundle: each of the ~140 files an unbundled proxy loads goes through
+ * Node's ES-module loader, whose own code and the compiler pages it touches
+ * stay resident: the same proxy idles about 7 MiB lower when it loads a few
+ * dozen chunks instead (docs/performance.md, "Idle memory"). Code splitting
+ * keeps each command's modules in chunks of their own, loaded by the dynamic
+ * imports in src/cli/main.ts, so `run` never loads the control plane, the
+ * agent, verify or the demo. Packages stay in node_modules, imported as they
+ * are. Names are kept and nothing is minified: a stack trace reads like the
+ * source.
+ *
+ *   node build/bundle.ts [outdir]     default dist/bin
+ */
+import { build } from 'esbuild';
+import { cp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * Writes the command to `<outdir>/switchyard.js`, the config checker the proxy runs as a child
+ * to `<outdir>/parse-process.js` (src/config/isolated-load.ts finds it beside its own chunk),
+ * their shared chunks, and the files the code reads beside itself: the dashboard's page and
+ * the demo's echo.proto.
+ */
+export async function bundleCli(outdir: string): Promise<void> {
+  await rm(outdir, { recursive: true, force: true });
+  await build({
+    absWorkingDir: ROOT,
+    entryPoints: { switchyard: 'src/cli/main.ts', 'parse-process': 'src/config/parse-process.ts' },
+    outdir,
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node24',
+    packages: 'external',
+    logLevel: 'warning',
+  });
+  await cp(path.join(ROOT, 'src/admin/dashboard'), path.join(outdir, 'dashboard'), { recursive: true });
+  await cp(path.join(ROOT, 'src/demo/echo.proto'), path.join(outdir, 'echo.proto'));
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  await bundleCli(path.resolve(ROOT, process.argv[2] ?? 'dist/bin'));
+}
