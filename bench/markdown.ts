@@ -142,7 +142,7 @@ function idleSection(results: Results, params: Params): string[] {
     : [];
   const goal = (value: number | undefined, limit: number) => (value === undefined ? '–' : value <= limit ? 'yes' : 'NO');
   const bare = idle.nodeBaselineMiB
-    ? ` For scale, a bare Node process running a one-line timer: ${num(idle.nodeBaselineMiB.js, 1)} MiB from a .js file, ${num(idle.nodeBaselineMiB.ts, 1)} MiB from a .ts file (type stripping); Switchyard runs from the built dist/*.js, as the switchyard command does.`
+    ? ` For scale, a bare Node process running a one-line timer: ${num(idle.nodeBaselineMiB.js, 1)} MiB from a .js file, ${num(idle.nodeBaselineMiB.ts, 1)} MiB from a .ts file (type stripping); Switchyard runs the bundled dist/bin/switchyard.js, as the switchyard command does.`
     : '';
   return [
     '## Idle memory', '',

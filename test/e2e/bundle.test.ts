@@ -6,10 +6,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bundleCli } from '../../build/bundle.ts';
+import { asciiOnly, bundleCli } from '../../build/bundle.ts';
 import type { EchoServerHandle } from '../../src/demo/echo-service.ts';
 import { echoClient, startBackends, unary, waitFor } from '../helpers/harness.ts';
 import { collectLogs, exitOf, listeningPort } from '../helpers/cli.ts';
@@ -36,6 +36,18 @@ describe('the bundled switchyard command', () => {
   });
 
   const run = (args: string[]) => spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+
+  it('is ASCII: V8 would hold a chunk with one other character as a two-byte string', async () => {
+    const chunks = (await readdir(path.join(dir, 'bin'))).filter((name) => name.endsWith('.js'));
+    assert.ok(chunks.length > 10);
+    for (const chunk of chunks) {
+      const text = await readFile(path.join(dir, 'bin', chunk), 'latin1');
+      assert.doesNotMatch(text, /[^\x00-\x7f]/, chunk);
+    }
+    // Comments are escaped; a change to the code itself is refused.
+    assert.equal(await asciiOnly('/** RFC 9113 §8.3 */\nexport const a = 1;\n', 'x.js'), '/** RFC 9113 \\u{a7}8.3 */\nexport const a = 1;\n');
+    await assert.rejects(asciiOnly('export const a = /§/;\n', 'x.js'), /x\.js: non-ASCII characters outside comments/);
+  });
 
   it('--version reads the package version', async () => {
     const child = run(['--version']);
