@@ -219,8 +219,9 @@ type FileContent = Buffer | string;
  * Each file's contents, or why it cannot be read. Read like the loader reads
  * them (regular files of bounded size, with a time limit), so a watched path
  * that becomes a FIFO or /dev/zero cannot block the watcher. The bytes are
- * kept rather than a hash of them: config files and certificates are a few
- * KiB, and hashing would load node:crypto into every proxy (4 MiB of RSS).
+ * kept rather than a hash of them: a config, its certificates and descriptor
+ * sets are kilobytes (4 MiB each at most, the loader's limit), and hashing
+ * would load node:crypto into every proxy (4 MiB of RSS).
  */
 async function contentsOf(files: readonly string[]): Promise<Map<string, FileContent>> {
   const contents = new Map<string, FileContent>();
