@@ -20,7 +20,7 @@ import type { SwitchyardConfig } from './schema.ts';
 /** What the child writes to its stdout. */
 export type ParseOutcome = { readonly config: SwitchyardConfig } | { readonly problems: readonly ConfigProblem[] };
 
-/** The child's script, next to this one (.ts when running from the sources, .js when built). */
+/** The child's script, next to this one: .ts from the sources, .js when built (the bundle writes it beside its chunks, build/bundle.ts). */
 const CHILD = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './parse-process.ts' : './parse-process.js', import.meta.url));
 /** Reading a file is bounded at 5 s and parsing 4 MiB takes well under one: past this the child is stuck. */
 const CHILD_TIMEOUT_MS = 30_000;

@@ -25,7 +25,6 @@ export interface ConfigProviderLogger {
   warn(fields: object, message: string): void;
 }
 
-
 export class ConfigResourceProvider implements ResourceProvider {
   #config: ControlPlaneConfig;
   #started = false;
@@ -144,4 +143,3 @@ function routeSpec(route: RouteConfig, clusters: ReadonlyMap<string, ClusterConf
     hashHeader: cluster?.lb_policy === 'ring_hash' ? cluster.hash_header : undefined,
   };
 }
-

@@ -51,7 +51,6 @@ export interface GatewayProviderOptions {
   readonly createEndpointSource?: (target: BackendTarget) => DiscoverySource;
 }
 
-
 export class GatewayResourceProvider implements ResourceProvider {
   readonly #options: GatewayProviderOptions;
   readonly #source: GatewayApiSource;
